@@ -1,0 +1,72 @@
+import { randomToken } from '../crypto/tokens.js';
+
+/** A commented homeserver.yaml with fresh secrets, in the spirit of Synapse's --generate-config. */
+export function generateConfig(serverName: string, options: { postgres?: boolean } = {}): string {
+  const database = options.postgres
+    ? `database:
+  name: psycopg2
+  args:
+    user: myelin
+    # password: set MYELIN__DATABASE__ARGS__PASSWORD in the environment instead of here
+    database: myelin
+    host: 127.0.0.1
+    port: 5432
+    cp_max: 10`
+    : `database:
+  name: sqlite3
+  args:
+    database: ./data/homeserver.db`;
+  return `# Myelin homeserver configuration. Key names follow Synapse's homeserver.yaml.
+# Any key can also be set from the environment: MYELIN__<KEY>__<SUBKEY>=value,
+# e.g. MYELIN__REGISTRATION_SHARED_SECRET or MYELIN__EMAIL__SMTP_PASS.
+
+# The domain in your users' IDs (@alice:${serverName}). It cannot be changed later.
+server_name: "${serverName}"
+
+# The URL clients use to reach this server (and the base of links in mails).
+public_baseurl: "https://${serverName}/"
+
+listeners:
+  - port: 8008
+    bind_addresses: ["127.0.0.1"]
+    type: http
+    # Set when a reverse proxy in front of Myelin sets X-Forwarded-For.
+    x_forwarded: true
+    resources:
+      - names: [client]
+
+${database}
+
+log_level: info
+
+# Registration. Open registration needs a verification step (email or phone) unless
+# enable_registration_without_verification is set, which invites spam bots.
+enable_registration: false
+enable_registration_without_verification: false
+
+# Lets admins create accounts with \`npm run myelin -- register-user\` and Synapse's shared-secret API.
+registration_shared_secret: "${randomToken(32)}"
+
+password_config:
+  enabled: true
+  # argon2id for new passwords; bcrypt hashes (e.g. imported from Synapse) are still verified.
+  algorithm: argon2id
+  policy:
+    enabled: false
+    minimum_length: 8
+    require_digit: false
+    require_symbol: false
+    require_lowercase: false
+    require_uppercase: false
+
+# bcrypt cost, used when password_config.algorithm is bcrypt.
+bcrypt_rounds: 12
+
+# Rate limits: per_second refills a bucket of burst_count requests.
+rc_login:
+  address: {per_second: 0.003, burst_count: 5}
+  account: {per_second: 0.003, burst_count: 5}
+  failed_attempts: {per_second: 0.17, burst_count: 3}
+rc_registration: {per_second: 0.17, burst_count: 3}
+`;
+}

@@ -1,0 +1,68 @@
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { clientRoutes } from './api/client/index.js';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config/index.js';
+import { createApp } from './http/app.js';
+import { Router } from './http/router.js';
+import { createServices, type Services } from './services/index.js';
+import { openDb } from './storage/db.js';
+
+export interface Homeserver {
+  services: Services;
+  apps: FastifyInstance[];
+  /** The base URL of each listener, in config order, once listening. */
+  urls: string[];
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export function createLogger(config: Config): Logger {
+  return pino({
+    level: config.log_level,
+    redact: { paths: ['password', 'new_password', 'access_token', 'refresh_token', '*.password', '*.token', 'headers.authorization'], censor: '<redacted>' },
+  });
+}
+
+/** Builds the Fastify app for one listener, with every route. */
+export function buildApp(services: Services, logger: Logger, trustProxy: boolean): FastifyInstance {
+  let router: Router | undefined;
+  const app = createApp({ logger, trustProxy, bodyLimit: services.config.max_request_body_size }, (path) => router?.pathExists(path) ?? false);
+  router = new Router(app, services.sessions, () => services.clock.now());
+  clientRoutes(router, services);
+  return app;
+}
+
+/** Opens the database, wires the services and starts every listener. */
+export async function startHomeserver(config: Config, options: StartOptions = {}): Promise<Homeserver> {
+  const logger = options.logger ?? createLogger(config);
+  const db = await openDb(config.database);
+  const services = createServices(config, db, options.clock ?? systemClock);
+  const apps: FastifyInstance[] = [];
+  const urls: string[] = [];
+  try {
+    for (const listener of config.listeners) {
+      const app = buildApp(services, logger, listener.x_forwarded);
+      apps.push(app);
+      for (const host of listener.bind_addresses) {
+        const address = await app.listen({ port: listener.port, host });
+        urls.push(address.replace('[::1]', '127.0.0.1'));
+      }
+    }
+  } catch (err) {
+    await Promise.all(apps.map((a) => a.close()));
+    await db.close();
+    throw err;
+  }
+  const close = async () => {
+    await Promise.all(apps.map((a) => a.close()));
+    for (const stop of services.stoppers) await stop();
+    await db.close();
+  };
+  return { services, apps, urls, logger, close };
+}

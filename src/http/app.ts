@@ -1,0 +1,80 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { MatrixError, notJson, unrecognized } from '../errors.js';
+import { redactUrl } from './redact.js';
+
+export interface AppOptions {
+  logger: FastifyBaseLogger;
+  trustProxy: boolean;
+  bodyLimit: number;
+}
+
+type FastifyReplyLike = { code(n: number): FastifyReplyLike; headers(h: Record<string, string>): FastifyReplyLike; send(b: unknown): unknown };
+
+const CORS_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, HEAD, POST, PUT, DELETE, OPTIONS',
+  'access-control-allow-headers': 'X-Requested-With, Content-Type, Authorization, Date',
+  'access-control-expose-headers': 'Retry-After',
+};
+
+function matrixErrorOf(err: FastifyError | Error): MatrixError {
+  if (err instanceof MatrixError) return err;
+  const code = (err as FastifyError).code;
+  const status = (err as FastifyError).statusCode;
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new MatrixError(413, 'M_TOO_LARGE', 'Request body is too large');
+  if (code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new MatrixError(400, 'M_BAD_JSON', 'Content-Length does not match the body');
+  if (status !== undefined && status >= 400 && status < 500) return new MatrixError(status, 'M_UNKNOWN', 'Bad request');
+  return new MatrixError(500, 'M_UNKNOWN', 'Internal server error');
+}
+
+/**
+ * The Fastify app with Matrix conventions: JSON bodies whatever the content type, Matrix error
+ * bodies for every failure, CORS on every answer, 404 and 405 as M_UNRECOGNIZED.
+ */
+export function createApp(options: AppOptions, pathExists: (path: string) => boolean): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    trustProxy: options.trustProxy,
+    bodyLimit: options.bodyLimit,
+    // Fastify's own request lines would log raw URLs (and tokens in them); onResponse logs a redacted one.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    frameworkErrors: (_error, _req, reply) => {
+      void (reply as FastifyReplyLike).code(400).headers(CORS_HEADERS).send({ errcode: 'M_UNRECOGNIZED', error: 'Malformed request URL' } as never);
+    },
+  });
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(notJson(), undefined);
+    }
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.headers(CORS_HEADERS);
+    if (request.method === 'OPTIONS') return reply.code(204).send();
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ip: request.ip, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  app.setErrorHandler((err: Error, request, reply) => {
+    const matrix = matrixErrorOf(err);
+    if (matrix.status >= 500) request.log.error({ err: { message: err.message, stack: err.stack }, url: redactUrl(request.url) }, 'request failed');
+    return reply.code(matrix.status).headers(matrix.headers).send(matrix.body());
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const error = pathExists(path) ? unrecognized(405, 'Method not allowed') : unrecognized(404);
+    return reply.code(error.status).send(error.body());
+  });
+
+  return app as unknown as FastifyInstance;
+}

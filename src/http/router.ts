@@ -1,0 +1,134 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
+import FindMyWay from 'find-my-way';
+import { MatrixError } from '../errors.js';
+import type { Requester, SessionService } from '../services/sessions.js';
+import { HtmlReply, JsonReply, RedirectReply } from './reply.js';
+
+export interface RequestContext {
+  /** The parsed JSON body; undefined when the request had none. */
+  body: unknown;
+  query: Record<string, string | undefined>;
+  params: Record<string, string>;
+  ip: string;
+  headers: IncomingHttpHeaders;
+  /** Set when the route authenticates; always set when auth is 'required'. */
+  requester?: Requester;
+}
+
+export interface AuthedContext extends RequestContext {
+  requester: Requester;
+}
+
+export type Handler<C extends RequestContext = RequestContext> = (ctx: C) => Promise<unknown>;
+
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+interface RouteOptions {
+  /** Path prefixes to serve under; defaults to the client API's v3 and r0. */
+  prefixes?: readonly string[];
+}
+
+export const CLIENT_PREFIXES = ['/_matrix/client/v3', '/_matrix/client/r0'] as const;
+
+const MISSING_TOKEN = () => new MatrixError(401, 'M_MISSING_TOKEN', 'Missing access token');
+
+/** Reads the access token from the Authorization header, or the deprecated access_token parameter. */
+export function accessTokenOf(headers: IncomingHttpHeaders, query: Record<string, string | undefined>): string | undefined {
+  const header = headers.authorization;
+  if (header !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    return match?.[1];
+  }
+  return query.access_token || undefined;
+}
+
+/**
+ * Registers Matrix routes on one Fastify app: every path under each prefix, with authentication,
+ * and a record of known paths so a wrong method gets 405 rather than 404.
+ */
+export class Router {
+  private readonly known = FindMyWay();
+  private readonly lastTouch = new Map<string, number>();
+
+  constructor(
+    private readonly app: FastifyInstance,
+    private readonly sessions: SessionService,
+    private readonly now: () => number,
+  ) {}
+
+  /** True when some method serves this path. */
+  pathExists(path: string): boolean {
+    return this.known.find('GET', path) !== null;
+  }
+
+  public(method: Method, path: string, handler: Handler, options: RouteOptions = {}): void {
+    this.add(method, path, 'none', handler as Handler, options);
+  }
+
+  authed(method: Method, path: string, handler: Handler<AuthedContext>, options: RouteOptions = {}): void {
+    this.add(method, path, 'required', handler as Handler, options);
+  }
+
+  /** A route that works with or without an access token (e.g. password reset vs. change). */
+  optionallyAuthed(method: Method, path: string, handler: Handler, options: RouteOptions = {}): void {
+    this.add(method, path, 'optional', handler, options);
+  }
+
+  private add(method: Method, path: string, auth: 'none' | 'required' | 'optional', handler: Handler, options: RouteOptions): void {
+    for (const prefix of options.prefixes ?? CLIENT_PREFIXES) {
+      const url = prefix + path;
+      if (this.known.find('GET', url) === null) this.known.on('GET', url, () => undefined);
+      this.app.route({
+        method: method as HTTPMethods,
+        url,
+        handler: async (request: FastifyRequest, reply: FastifyReply) => {
+          const ctx: RequestContext = {
+            body: request.body,
+            query: request.query as Record<string, string | undefined>,
+            params: request.params as Record<string, string>,
+            ip: request.ip,
+            headers: request.headers,
+          };
+          if (auth !== 'none') {
+            const token = accessTokenOf(request.headers, ctx.query);
+            if (token) {
+              ctx.requester = await this.sessions.authenticate(token);
+              this.touch(ctx.requester, ctx.ip);
+            } else if (auth === 'required' || request.headers.authorization !== undefined) {
+              throw MISSING_TOKEN();
+            }
+          }
+          return send(reply, await handler(ctx));
+        },
+      });
+    }
+  }
+
+  /** Records when a device was last seen, at most every few minutes per token. */
+  private touch(requester: Requester, ip: string): void {
+    const now = this.now();
+    const last = this.lastTouch.get(requester.tokenHash);
+    if (last !== undefined && now - last < 300_000) return;
+    if (this.lastTouch.size > 100_000) this.lastTouch.clear();
+    this.lastTouch.set(requester.tokenHash, now);
+    this.sessions.touchDevice(requester, now, ip).catch(() => undefined);
+  }
+}
+
+const PAGE_HEADERS = {
+  'cache-control': 'no-store',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'",
+};
+
+export function send(reply: FastifyReply, result: unknown): FastifyReply {
+  if (result instanceof JsonReply) return reply.code(result.status).headers(result.headers).send(result.body);
+  if (result instanceof HtmlReply) {
+    return reply.code(result.status).headers({ ...PAGE_HEADERS, ...result.headers }).type('text/html; charset=utf-8').send(result.html);
+  }
+  if (result instanceof RedirectReply) return reply.headers(PAGE_HEADERS).redirect(result.location, 302);
+  return reply.code(200).send(result ?? {});
+}

@@ -1,0 +1,90 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config/load.js';
+import { generateConfig } from './config/generate.js';
+import { createLogger, startHomeserver } from './homeserver.js';
+import { systemClock } from './clock.js';
+import { createServices } from './services/index.js';
+import { openDb } from './storage/db.js';
+
+const USAGE = `Usage: myelin <command> [options]
+
+Commands:
+  start [--config FILE]                 Run the homeserver (embedded defaults without --config)
+  generate-config --server-name NAME [--output FILE] [--postgres]
+                                        Write a commented config with fresh secrets
+  register-user --user NAME --password PW [--config FILE]
+                                        Create an account directly in the database`;
+
+async function start(configPath: string | undefined): Promise<void> {
+  const { config, warnings } = loadConfig(configPath);
+  const logger = createLogger(config);
+  for (const warning of warnings) logger.warn(warning);
+  const hs = await startHomeserver(config, { logger });
+  logger.info({ urls: hs.urls, server_name: config.server_name, database: config.database.name }, 'Myelin is listening');
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    await hs.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+async function registerUser(configPath: string | undefined, user: string, password: string): Promise<void> {
+  const { config } = loadConfig(configPath);
+  const db = await openDb(config.database);
+  try {
+    const services = createServices(config, db, systemClock);
+    const localpart = services.accounts.validateLocalpart(user);
+    const result = await services.accounts.register({ localpart, password, guest: false, inhibitLogin: true, refresh: false, ip: '127.0.0.1' });
+    console.log(`Created ${result.user_id}`);
+  } finally {
+    await db.close();
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      config: { type: 'string', short: 'c' },
+      'server-name': { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      postgres: { type: 'boolean' },
+      user: { type: 'string', short: 'u' },
+      password: { type: 'string', short: 'p' },
+      force: { type: 'boolean' },
+    },
+  });
+  switch (command) {
+    case 'start':
+      return start(values.config);
+    case 'generate-config': {
+      if (!values['server-name']) throw new ConfigError('generate-config needs --server-name');
+      const text = generateConfig(values['server-name'], { postgres: values.postgres });
+      if (!values.output) return void process.stdout.write(text);
+      if (existsSync(values.output) && !values.force) throw new ConfigError(`${values.output} exists; pass --force to overwrite it`);
+      writeFileSync(values.output, text, { mode: 0o600 });
+      console.log(`Wrote ${values.output}`);
+      return;
+    }
+    case 'register-user':
+      if (!values.user || !values.password) throw new ConfigError('register-user needs --user and --password');
+      return registerUser(values.config, values.user, values.password);
+    default:
+      console.log(USAGE);
+      process.exitCode = command === undefined || command === 'help' || command === '--help' ? 0 : 2;
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError) console.error(`myelin: ${err.message}`);
+  else if (err instanceof Error && 'errcode' in err) console.error(`myelin: ${err.message}`);
+  else console.error(err);
+  process.exit(1);
+});

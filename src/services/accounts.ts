@@ -1,0 +1,187 @@
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/index.js';
+import type { PasswordHasher } from '../crypto/passwords.js';
+import { MatrixError, forbidden, invalidParam, notFound } from '../errors.js';
+import type { Store } from '../storage/index.js';
+import type { UserThreepidRow } from '../storage/threepids.js';
+import type { IssuedSession, SessionService } from './sessions.js';
+
+const LOCALPART = /^[a-z0-9._=\-/+]+$/;
+const MAX_USER_ID_LENGTH = 255;
+export const MAX_DISPLAYNAME_LENGTH = 256;
+export const MAX_AVATAR_URL_LENGTH = 1000;
+
+export interface NewThreepid {
+  medium: string;
+  address: string;
+  validated_ts: number;
+}
+
+export interface RegisterArgs {
+  localpart?: string;
+  password?: string;
+  guest: boolean;
+  deviceId?: string;
+  displayName?: string;
+  inhibitLogin: boolean;
+  refresh: boolean;
+  ip: string;
+  threepids?: NewThreepid[];
+}
+
+export type RegisterResult = { user_id: string } & Partial<IssuedSession>;
+
+/** Users: who may exist, their passwords, their profile, and the end of their account. */
+export class AccountService {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly config: Config,
+    private readonly hasher: PasswordHasher,
+    private readonly sessions: SessionService,
+  ) {}
+
+  userId(localpart: string): string {
+    return `@${localpart}:${this.config.server_name}`;
+  }
+
+  isLocal(userId: string): boolean {
+    return userId.endsWith(`:${this.config.server_name}`) && userId.startsWith('@');
+  }
+
+  /** Lowercases and checks a requested username; throws M_INVALID_USERNAME when it cannot be one. */
+  validateLocalpart(username: string): string {
+    const localpart = username.toLowerCase();
+    const bad = (msg: string) => new MatrixError(400, 'M_INVALID_USERNAME', msg);
+    if (localpart.length === 0) throw bad('User ID cannot be empty');
+    if (!LOCALPART.test(localpart)) throw bad('User ID can only contain characters a-z, 0-9, or ._=-/+');
+    if (localpart.startsWith('_')) throw bad('User ID may not begin with _');
+    if (/^\d+$/.test(localpart)) throw bad('Numeric user IDs are reserved for guest users');
+    if (this.userId(localpart).length > MAX_USER_ID_LENGTH) throw bad('User ID is too long');
+    return localpart;
+  }
+
+  /** Throws M_USER_IN_USE when the localpart is taken. */
+  async ensureAvailable(localpart: string): Promise<void> {
+    if (await this.store.users.exists(this.userId(localpart))) {
+      throw new MatrixError(400, 'M_USER_IN_USE', 'User ID already taken.');
+    }
+  }
+
+  /** Applies password_config.policy; throws M_WEAK_PASSWORD naming what is missing. */
+  checkPasswordPolicy(password: string): void {
+    const policy = this.config.password_config.policy;
+    if (!policy.enabled) return;
+    const weak = (msg: string) => new MatrixError(400, 'M_WEAK_PASSWORD', msg);
+    if (password.length < policy.minimum_length) throw weak(`Password must be at least ${policy.minimum_length} characters long`);
+    if (policy.require_digit && !/\d/.test(password)) throw weak('Password must contain a digit');
+    if (policy.require_symbol && !/[^\p{L}\p{N}]/u.test(password)) throw weak('Password must contain a symbol');
+    if (policy.require_lowercase && !/\p{Ll}/u.test(password)) throw weak('Password must contain a lowercase letter');
+    if (policy.require_uppercase && !/\p{Lu}/u.test(password)) throw weak('Password must contain an uppercase letter');
+  }
+
+  passwordsEnabled(): boolean {
+    return this.config.password_config.enabled === true && this.config.password_config.localdb_enabled;
+  }
+
+  /** Creates the account (and, unless inhibited, a first device). The database settles races on the ID. */
+  async register(args: RegisterArgs): Promise<RegisterResult> {
+    const now = this.clock.now();
+    const hash = args.password !== undefined ? await this.hasher.hash(args.password) : null;
+    let userId: string;
+    if (args.localpart !== undefined) {
+      userId = this.userId(args.localpart);
+      const created = await this.store.transaction(async (tx) => {
+        if (!(await tx.users.create({ user_id: userId, password_hash: hash, created_ts: now, is_guest: args.guest }))) return false;
+        await this.bindThreepids(tx, userId, args.threepids ?? [], now);
+        return true;
+      });
+      if (!created) throw new MatrixError(400, 'M_USER_IN_USE', 'User ID already taken.');
+    } else {
+      userId = await this.createNumericUser(hash, args.guest, args.threepids ?? [], now);
+    }
+    if (args.inhibitLogin) return { user_id: userId };
+    const session = await this.sessions.openSession({
+      userId,
+      deviceId: args.deviceId,
+      displayName: args.displayName,
+      refresh: args.refresh,
+      ip: args.ip,
+    });
+    return { user_id: userId, ...session };
+  }
+
+  private async bindThreepids(tx: Store, userId: string, threepids: NewThreepid[], now: number): Promise<void> {
+    for (const t of threepids) {
+      const added = await tx.threepids.add({ medium: t.medium, address: t.address, user_id: userId, validated_ts: t.validated_ts, added_ts: now });
+      if (!added) throw new MatrixError(400, 'M_THREEPID_IN_USE', 'Third-party identifier is already in use');
+    }
+  }
+
+  /** Guests (and registrations without a username) get the next free numeric localpart. */
+  private async createNumericUser(hash: string | null, guest: boolean, threepids: NewThreepid[], now: number): Promise<string> {
+    let candidate = (await this.store.users.countUsers()) + 1;
+    for (let attempt = 0; attempt < 50; attempt++, candidate++) {
+      const userId = this.userId(String(candidate));
+      const created = await this.store.transaction(async (tx) => {
+        if (!(await tx.users.create({ user_id: userId, password_hash: hash, created_ts: now, is_guest: guest }))) return false;
+        await this.bindThreepids(tx, userId, threepids, now);
+        return true;
+      });
+      if (created) return userId;
+    }
+    throw new MatrixError(500, 'M_UNKNOWN', 'Could not allocate a user ID');
+  }
+
+  /** Checks a user's password. Missing, deactivated and wrong all take the same time and answer false. */
+  async checkPassword(userId: string, password: string): Promise<boolean> {
+    const user = await this.store.users.get(userId);
+    const ok = await this.hasher.verify(user?.password_hash, password);
+    if (ok && user?.password_hash && this.hasher.needsRehash(user.password_hash)) {
+      await this.store.users.setPasswordHash(userId, await this.hasher.hash(password));
+    }
+    return ok;
+  }
+
+  async isDeactivated(userId: string): Promise<boolean> {
+    return (await this.store.users.get(userId))?.deactivated === 1;
+  }
+
+  /** Sets a new password; with logoutDevices every other device (all, when keepDevice is undefined) is logged out. */
+  async changePassword(userId: string, newPassword: string, logoutDevices: boolean, keepDevice?: string): Promise<void> {
+    this.checkPasswordPolicy(newPassword);
+    const hash = await this.hasher.hash(newPassword);
+    await this.store.users.setPasswordHash(userId, hash);
+    if (logoutDevices) await this.sessions.deleteDevices(userId, undefined, keepDevice);
+  }
+
+  /** Ends an account for good: no password, no devices, no tokens, no 3PIDs, no profile. */
+  async deactivate(userId: string): Promise<UserThreepidRow[]> {
+    const removed = await this.store.transaction(async (tx) => {
+      await tx.users.markDeactivated(userId);
+      await tx.tokens.deleteForDevices(userId);
+      await tx.devices.delete(userId);
+      return tx.threepids.deleteAll(userId);
+    });
+    return removed;
+  }
+
+  async getProfile(userId: string): Promise<{ displayname?: string; avatar_url?: string }> {
+    const user = this.isLocal(userId) ? await this.store.users.get(userId) : undefined;
+    if (!user) throw notFound('Profile was not found');
+    const profile: { displayname?: string; avatar_url?: string } = {};
+    if (user.displayname !== null) profile.displayname = user.displayname;
+    if (user.avatar_url !== null) profile.avatar_url = user.avatar_url;
+    return profile;
+  }
+
+  async setProfileField(requesterId: string, userId: string, field: 'displayname' | 'avatar_url', value: string | null): Promise<void> {
+    if (requesterId !== userId) throw forbidden("You may only change your own profile");
+    const max = field === 'displayname' ? MAX_DISPLAYNAME_LENGTH : MAX_AVATAR_URL_LENGTH;
+    if (value !== null && value.length > max) throw invalidParam(`${field} is longer than ${max} characters`);
+    if (field === 'avatar_url' && value !== null && value !== '' && !/^mxc:\/\/[^/]+\/[^/]+$/.test(value)) {
+      throw invalidParam('avatar_url must be an mxc:// URI');
+    }
+    await this.store.users.setProfileField(userId, field, value === '' ? null : value);
+  }
+}

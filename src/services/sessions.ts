@@ -1,0 +1,148 @@
+import type { Clock } from '../clock.js';
+import { hashToken, randomLetters, randomToken } from '../crypto/tokens.js';
+import { MatrixError, notFound } from '../errors.js';
+import type { Store } from '../storage/index.js';
+
+export interface Requester {
+  userId: string;
+  deviceId: string;
+  isGuest: boolean;
+  tokenHash: string;
+}
+
+export interface IssuedSession {
+  access_token: string;
+  device_id: string;
+  refresh_token?: string;
+  expires_in_ms?: number;
+}
+
+export interface SessionOptions {
+  /** Lifetime of access tokens that come with a refresh token. */
+  refreshableAccessTokenLifetimeMs: number;
+  refreshTokenLifetimeMs?: number;
+}
+
+const unknownToken = (softLogout: boolean) =>
+  new MatrixError(401, 'M_UNKNOWN_TOKEN', softLogout ? 'Access token has expired' : 'Unknown access token', { soft_logout: softLogout });
+
+export const ACCESS_TOKEN_PREFIX = 'myt_';
+export const REFRESH_TOKEN_PREFIX = 'myr_';
+
+/** Devices and the access and refresh tokens that belong to them. */
+export class SessionService {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly options: SessionOptions,
+  ) {}
+
+  /** Creates (or reuses) a device and gives it a fresh token; earlier tokens of that device die. */
+  async openSession(args: { userId: string; deviceId?: string; displayName?: string; refresh: boolean; ip: string }): Promise<IssuedSession> {
+    const deviceId = args.deviceId ?? randomLetters(10);
+    const now = this.clock.now();
+    await this.store.transaction(async (tx) => {
+      await tx.tokens.deleteForDevices(args.userId, [deviceId]);
+      await tx.devices.upsert({ user_id: args.userId, device_id: deviceId, display_name: args.displayName ?? null, created_ts: now, ip: args.ip });
+    });
+    return { device_id: deviceId, ...(await this.issueTokens(args.userId, deviceId, args.refresh)) };
+  }
+
+  private async issueTokens(userId: string, deviceId: string, refresh: boolean): Promise<Omit<IssuedSession, 'device_id'>> {
+    const now = this.clock.now();
+    const accessToken = ACCESS_TOKEN_PREFIX + randomToken(32);
+    if (!refresh) {
+      await this.store.tokens.addAccessToken({
+        token_hash: hashToken(accessToken),
+        user_id: userId,
+        device_id: deviceId,
+        created_ts: now,
+        expires_ts: null,
+        refresh_token_hash: null,
+      });
+      return { access_token: accessToken };
+    }
+    const refreshToken = REFRESH_TOKEN_PREFIX + randomToken(32);
+    const refreshHash = hashToken(refreshToken);
+    const lifetime = this.options.refreshableAccessTokenLifetimeMs;
+    await this.store.transaction(async (tx) => {
+      await tx.tokens.addRefreshToken({
+        token_hash: refreshHash,
+        user_id: userId,
+        device_id: deviceId,
+        created_ts: now,
+        expires_ts: this.options.refreshTokenLifetimeMs ? now + this.options.refreshTokenLifetimeMs : null,
+      });
+      await tx.tokens.addAccessToken({
+        token_hash: hashToken(accessToken),
+        user_id: userId,
+        device_id: deviceId,
+        created_ts: now,
+        expires_ts: now + lifetime,
+        refresh_token_hash: refreshHash,
+      });
+    });
+    return { access_token: accessToken, refresh_token: refreshToken, expires_in_ms: lifetime };
+  }
+
+  /** Who an access token belongs to; M_UNKNOWN_TOKEN (soft_logout when merely expired) otherwise. */
+  async authenticate(accessToken: string): Promise<Requester> {
+    const tokenHash = hashToken(accessToken);
+    const owner = await this.store.tokens.findAccessToken(tokenHash);
+    if (!owner || owner.deactivated) throw unknownToken(false);
+    if (owner.expires_ts !== null && owner.expires_ts <= this.clock.now()) throw unknownToken(true);
+    return { userId: owner.user_id, deviceId: owner.device_id, isGuest: owner.is_guest === 1, tokenHash };
+  }
+
+  /** Exchanges a refresh token for a new pair. The old refresh token, and its access tokens, die. */
+  async refresh(refreshToken: string): Promise<Omit<IssuedSession, 'device_id'>> {
+    const oldHash = hashToken(refreshToken);
+    const owner = await this.store.tokens.takeRefreshToken(oldHash);
+    if (!owner) throw unknownToken(false);
+    if (owner.expires_ts !== null && owner.expires_ts <= this.clock.now()) throw unknownToken(true);
+    const user = await this.store.users.get(owner.user_id);
+    if (!user || user.deactivated) throw unknownToken(false);
+    const issued = await this.issueTokens(owner.user_id, owner.device_id, true);
+    await this.store.tokens.deleteAccessTokensOfRefresh(oldHash);
+    return issued;
+  }
+
+  async listDevices(userId: string) {
+    return (await this.store.devices.list(userId)).map(deviceView);
+  }
+
+  async getDevice(userId: string, deviceId: string) {
+    const row = await this.store.devices.get(userId, deviceId);
+    if (!row) throw notFound('Device not found');
+    return deviceView(row);
+  }
+
+  async renameDevice(userId: string, deviceId: string, displayName: string | null): Promise<void> {
+    if (!(await this.store.devices.rename(userId, deviceId, displayName))) throw notFound('Device not found');
+  }
+
+  /** Deletes devices and their tokens (all the user's when deviceIds is undefined), except `keep`. */
+  async deleteDevices(userId: string, deviceIds?: readonly string[], keep?: string): Promise<void> {
+    await this.store.transaction(async (tx) => {
+      await tx.tokens.deleteForDevices(userId, deviceIds, keep);
+      await tx.devices.delete(userId, deviceIds, keep);
+    });
+  }
+
+  touchDevice(requester: Requester, now: number, ip: string): Promise<void> {
+    return this.store.devices.touch(requester.userId, requester.deviceId, now, ip);
+  }
+
+  /** Ends the session of one request: its device and every token of that device. */
+  logout(requester: Requester): Promise<void> {
+    return this.deleteDevices(requester.userId, [requester.deviceId]);
+  }
+}
+
+function deviceView(row: { device_id: string; display_name: string | null; last_seen_ip: string | null; last_seen_ts: number | null }) {
+  const view: { device_id: string; display_name?: string; last_seen_ip?: string; last_seen_ts?: number } = { device_id: row.device_id };
+  if (row.display_name !== null) view.display_name = row.display_name;
+  if (row.last_seen_ip !== null) view.last_seen_ip = row.last_seen_ip;
+  if (row.last_seen_ts !== null) view.last_seen_ts = row.last_seen_ts;
+  return view;
+}

@@ -1,0 +1,36 @@
+import type { Kysely } from 'kysely';
+import type { Db } from './db.js';
+import { DevicesRepo } from './devices.js';
+import { RateLimitsRepo } from './ratelimits.js';
+import type { Database } from './schema.js';
+import { UserThreepidsRepo } from './threepids.js';
+import { TokensRepo } from './tokens.js';
+import { UiaSessionsRepo } from './uia.js';
+import { UsersRepo } from './users.js';
+
+/** Every repository over one connection (or one transaction). */
+export class Store {
+  readonly users: UsersRepo;
+  readonly devices: DevicesRepo;
+  readonly tokens: TokensRepo;
+  readonly uia: UiaSessionsRepo;
+  readonly threepids: UserThreepidsRepo;
+  readonly rateLimits: RateLimitsRepo;
+
+  constructor(
+    readonly db: Db,
+    kysely: Kysely<Database> = db.kysely,
+  ) {
+    this.users = new UsersRepo(kysely);
+    this.devices = new DevicesRepo(kysely);
+    this.tokens = new TokensRepo(kysely);
+    this.uia = new UiaSessionsRepo(kysely);
+    this.threepids = new UserThreepidsRepo(kysely);
+    this.rateLimits = new RateLimitsRepo(kysely, db.engine);
+  }
+
+  /** Runs `fn` in one transaction, with a Store whose repositories all use it. */
+  transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+    return this.db.kysely.transaction().execute((trx) => fn(new Store(this.db, trx)));
+  }
+}

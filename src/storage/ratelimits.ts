@@ -1,0 +1,51 @@
+import { sql, type Kysely } from 'kysely';
+import type { Engine } from './db.js';
+import type { Database } from './schema.js';
+
+/**
+ * Token buckets kept in the database (generic cell rate algorithm), so that several processes
+ * sharing one database share one limit. `interval` is the ms per token; `tolerance` the ms of burst.
+ */
+export class RateLimitsRepo {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly engine: Engine,
+  ) {}
+
+  private greatest(a: ReturnType<typeof sql>, b: number) {
+    return this.engine === 'postgres' ? sql<number>`GREATEST(${a}, ${b})` : sql<number>`MAX(${a}, ${b})`;
+  }
+
+  /**
+   * Takes one token when the bucket has one. Returns 0 when taken, else how many ms until one is free.
+   * The conditional upsert makes the check and the take one atomic statement.
+   */
+  async take(key: string, now: number, interval: number, tolerance: number): Promise<number> {
+    const next = sql<number>`${this.greatest(sql.ref('rate_limits.tat'), now)} + ${interval}`;
+    const taken = await this.db
+      .insertInto('rate_limits')
+      .values({ key, tat: now + interval })
+      .onConflict((oc) =>
+        oc
+          .column('key')
+          .doUpdateSet({ tat: next })
+          .where(sql<boolean>`${next} - ${now} <= ${tolerance + interval}`),
+      )
+      .returning('tat')
+      .executeTakeFirst();
+    if (taken) return 0;
+    return this.wait(key, now, interval, tolerance);
+  }
+
+  /** How long until a token is free, without taking one; 0 when one is free now. */
+  async wait(key: string, now: number, interval: number, tolerance: number): Promise<number> {
+    const row = await this.db.selectFrom('rate_limits').select('tat').where('key', '=', key).executeTakeFirst();
+    if (!row) return 0;
+    const wait = Math.max(row.tat, now) + interval - now - (tolerance + interval);
+    return Math.max(0, Math.ceil(wait));
+  }
+
+  async reset(key: string): Promise<void> {
+    await this.db.deleteFrom('rate_limits').where('key', '=', key).execute();
+  }
+}

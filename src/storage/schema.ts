@@ -1,0 +1,71 @@
+
+/** Times are milliseconds since the epoch; flags are 0/1 integers, the same on both engines. */
+export interface UsersTable {
+  user_id: string;
+  password_hash: string | null;
+  created_ts: number;
+  deactivated: number;
+  is_guest: number;
+  displayname: string | null;
+  avatar_url: string | null;
+}
+
+export interface DevicesTable {
+  user_id: string;
+  device_id: string;
+  display_name: string | null;
+  last_seen_ts: number | null;
+  last_seen_ip: string | null;
+  created_ts: number;
+}
+
+export interface AccessTokensTable {
+  token_hash: string;
+  user_id: string;
+  device_id: string;
+  created_ts: number;
+  expires_ts: number | null;
+  refresh_token_hash: string | null;
+}
+
+export interface RefreshTokensTable {
+  token_hash: string;
+  user_id: string;
+  device_id: string;
+  created_ts: number;
+  expires_ts: number | null;
+}
+
+export interface UiaSessionsTable {
+  session_id: string;
+  operation: string;
+  user_id: string | null;
+  created_ts: number;
+  expires_ts: number;
+  /** JSON object: stage type -> what that stage established. */
+  results: string;
+}
+
+export interface UserThreepidsTable {
+  medium: string;
+  address: string;
+  user_id: string;
+  validated_ts: number;
+  added_ts: number;
+}
+
+export interface RateLimitsTable {
+  key: string;
+  /** Generic cell rate algorithm: the theoretical arrival time of the next request, in ms. */
+  tat: number;
+}
+
+export interface Database {
+  users: UsersTable;
+  devices: DevicesTable;
+  access_tokens: AccessTokensTable;
+  refresh_tokens: RefreshTokensTable;
+  uia_sessions: UiaSessionsTable;
+  user_threepids: UserThreepidsTable;
+  rate_limits: RateLimitsTable;
+}

@@ -1,0 +1,49 @@
+import type { Kysely, Selectable } from 'kysely';
+import { isUniqueViolation } from './db.js';
+import type { Database, UserThreepidsTable } from './schema.js';
+
+export type UserThreepidRow = Selectable<UserThreepidsTable>;
+
+/** The 3PIDs bound to local accounts. Addresses are stored already canonicalised. */
+export class UserThreepidsRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  list(userId: string): Promise<UserThreepidRow[]> {
+    return this.db.selectFrom('user_threepids').selectAll().where('user_id', '=', userId).orderBy('added_ts').execute();
+  }
+
+  async findUser(medium: string, address: string): Promise<string | undefined> {
+    const row = await this.db
+      .selectFrom('user_threepids')
+      .select('user_id')
+      .where('medium', '=', medium)
+      .where('address', '=', address)
+      .executeTakeFirst();
+    return row?.user_id;
+  }
+
+  /** Adds the 3PID; false when another account holds it. Re-adding one's own 3PID is a no-op success. */
+  async add(row: UserThreepidRow): Promise<boolean> {
+    try {
+      await this.db.insertInto('user_threepids').values(row).execute();
+      return true;
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      return (await this.findUser(row.medium, row.address)) === row.user_id;
+    }
+  }
+
+  async delete(userId: string, medium: string, address: string): Promise<boolean> {
+    const result = await this.db
+      .deleteFrom('user_threepids')
+      .where('user_id', '=', userId)
+      .where('medium', '=', medium)
+      .where('address', '=', address)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  async deleteAll(userId: string): Promise<UserThreepidRow[]> {
+    return this.db.deleteFrom('user_threepids').where('user_id', '=', userId).returningAll().execute();
+  }
+}

@@ -1,0 +1,71 @@
+import type { Kysely } from 'kysely';
+import type { Database } from './schema.js';
+
+export interface TokenOwner {
+  user_id: string;
+  device_id: string;
+  expires_ts: number | null;
+  is_guest: number;
+  deactivated: number;
+}
+
+export class TokensRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async addAccessToken(row: {
+    token_hash: string;
+    user_id: string;
+    device_id: string;
+    created_ts: number;
+    expires_ts: number | null;
+    refresh_token_hash: string | null;
+  }): Promise<void> {
+    await this.db.insertInto('access_tokens').values(row).execute();
+  }
+
+  async addRefreshToken(row: { token_hash: string; user_id: string; device_id: string; created_ts: number; expires_ts: number | null }): Promise<void> {
+    await this.db.insertInto('refresh_tokens').values(row).execute();
+  }
+
+  /** One indexed lookup per authenticated request: the token's owner and the account's state. */
+  findAccessToken(tokenHash: string): Promise<TokenOwner | undefined> {
+    return this.db
+      .selectFrom('access_tokens')
+      .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
+      .select(['access_tokens.user_id', 'access_tokens.device_id', 'access_tokens.expires_ts', 'users.is_guest', 'users.deactivated'])
+      .where('access_tokens.token_hash', '=', tokenHash)
+      .executeTakeFirst();
+  }
+
+  /**
+   * Removes a refresh token and returns what it belonged to. Deleting is the act of using it, so two
+   * concurrent refreshes with one token cannot both succeed.
+   */
+  async takeRefreshToken(tokenHash: string): Promise<{ user_id: string; device_id: string; expires_ts: number | null } | undefined> {
+    return this.db
+      .deleteFrom('refresh_tokens')
+      .where('token_hash', '=', tokenHash)
+      .returning(['user_id', 'device_id', 'expires_ts'])
+      .executeTakeFirst();
+  }
+
+  async deleteAccessToken(tokenHash: string): Promise<void> {
+    await this.db.deleteFrom('access_tokens').where('token_hash', '=', tokenHash).execute();
+  }
+
+  /** Deletes access tokens minted from a refresh token, once its successor is issued. */
+  async deleteAccessTokensOfRefresh(refreshTokenHash: string): Promise<void> {
+    await this.db.deleteFrom('access_tokens').where('refresh_token_hash', '=', refreshTokenHash).execute();
+  }
+
+  /** Deletes the tokens of the given devices (all of the user's when deviceIds is undefined), except `keepDevice`. */
+  async deleteForDevices(userId: string, deviceIds?: readonly string[], keepDevice?: string): Promise<void> {
+    if (deviceIds && deviceIds.length === 0) return;
+    for (const table of ['access_tokens', 'refresh_tokens'] as const) {
+      let query = this.db.deleteFrom(table).where('user_id', '=', userId);
+      if (deviceIds) query = query.where('device_id', 'in', deviceIds);
+      if (keepDevice !== undefined) query = query.where('device_id', '!=', keepDevice);
+      await query.execute();
+    }
+  }
+}

@@ -1,0 +1,54 @@
+import type { Kysely, Selectable } from 'kysely';
+import { isUniqueViolation } from './db.js';
+import type { Database, UsersTable } from './schema.js';
+
+export type UserRow = Selectable<UsersTable>;
+
+export class UsersRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /** Creates a user; false when the user ID is taken (the database decides, so races are safe). */
+  async create(row: { user_id: string; password_hash: string | null; created_ts: number; is_guest: boolean }): Promise<boolean> {
+    try {
+      await this.db
+        .insertInto('users')
+        .values({ ...row, is_guest: row.is_guest ? 1 : 0, deactivated: 0, displayname: null, avatar_url: null })
+        .execute();
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
+  }
+
+  get(userId: string): Promise<UserRow | undefined> {
+    return this.db.selectFrom('users').selectAll().where('user_id', '=', userId).executeTakeFirst();
+  }
+
+  async exists(userId: string): Promise<boolean> {
+    const row = await this.db.selectFrom('users').select('user_id').where('user_id', '=', userId).executeTakeFirst();
+    return row !== undefined;
+  }
+
+  async setPasswordHash(userId: string, hash: string | null): Promise<void> {
+    await this.db.updateTable('users').set({ password_hash: hash }).where('user_id', '=', userId).execute();
+  }
+
+  async setProfileField(userId: string, field: 'displayname' | 'avatar_url', value: string | null): Promise<void> {
+    await this.db.updateTable('users').set({ [field]: value }).where('user_id', '=', userId).execute();
+  }
+
+  async markDeactivated(userId: string): Promise<void> {
+    await this.db
+      .updateTable('users')
+      .set({ deactivated: 1, password_hash: null, displayname: null, avatar_url: null })
+      .where('user_id', '=', userId)
+      .execute();
+  }
+
+  /** The highest all-digit localpart in use, for generating numeric (guest or default) user IDs. */
+  async countUsers(): Promise<number> {
+    const row = await this.db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+}
