@@ -31,9 +31,10 @@ export function createLogger(config: Config): Logger {
 
 /** Builds the Fastify app for one listener, with every route. */
 export function buildApp(services: Services, logger: Logger, trustProxy: boolean): FastifyInstance {
-  let router: Router | undefined;
-  const app = createApp({ logger, trustProxy, bodyLimit: services.config.max_request_body_size }, (path) => router?.pathExists(path) ?? false);
-  router = new Router(app, services.sessions, () => services.clock.now());
+  const routerRef: { router?: Router } = {};
+  const app = createApp({ logger, trustProxy, bodyLimit: services.config.max_request_body_size }, (path) => routerRef.router?.pathExists(path) ?? false);
+  const router = new Router(app, services.sessions, () => services.clock.now());
+  routerRef.router = router;
   clientRoutes(router, services);
   return app;
 }

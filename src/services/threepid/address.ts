@@ -4,6 +4,7 @@ import { invalidParam } from '../../errors.js';
 export type Medium = 'email' | 'msisdn';
 
 // Characters that are never part of a usable address and could break a mail header or a page.
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
 const FORBIDDEN = /[\s<>()[\]\\,;:"\u0000-\u001f\u007f]/u;
 const DOMAIN = /^(?=.{1,253}$)(?:[a-z0-9\u00a1-\uffff](?:[a-z0-9\u00a1-\uffff-]{0,61}[a-z0-9\u00a1-\uffff])?\.)+[a-z\u00a1-\uffff][a-z0-9\u00a1-\uffff-]{0,61}[a-z0-9\u00a1-\uffff]$/u;
 

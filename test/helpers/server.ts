@@ -1,0 +1,124 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { Clock } from '../../src/clock.js';
+import type { Config } from '../../src/config/index.js';
+import { parseConfig } from '../../src/config/load.js';
+import { startHomeserver, type Homeserver } from '../../src/homeserver.js';
+import { Api } from './api.js';
+
+export type Engine = 'sqlite' | 'postgres';
+/** Every test that touches storage runs on both engines. */
+export const ENGINES: readonly Engine[] = ['sqlite', 'postgres'];
+
+export const PG = { host: '127.0.0.1', port: 5432, user: 'postgres' };
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A fresh, empty database for one test server; `drop` removes it. */
+export async function freshDatabase(engine: Engine): Promise<{ database: Record<string, unknown>; drop(): Promise<void> }> {
+  if (engine === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'myelin-test-'));
+    return { database: { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } }, drop: async () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const name = `myelin_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+  const admin = new pg.Client({ ...PG, database: 'postgres' });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  return {
+    database: { name: 'psycopg2', args: { ...PG, database: name } },
+    drop: async () => {
+      const c = new pg.Client({ ...PG, database: 'postgres' });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/** Config for tests: cheap password hashing, generous rate limits, open registration. */
+export function testConfig(port: number, database: Record<string, unknown>, overrides: Record<string, unknown> = {}): Config {
+  const generous = { per_second: 1000, burst_count: 1000 };
+  const raw: Record<string, unknown> = {
+    server_name: 'test.local',
+    public_baseurl: `http://127.0.0.1:${port}/`,
+    listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
+    database,
+    log_level: process.env.MYELIN_TEST_LOG ?? 'silent',
+    enable_registration: true,
+    enable_registration_without_verification: true,
+    password_config: { argon2: { memory_cost: 1024, time_cost: 1, parallelism: 1 } },
+    rc_login: { address: generous, account: generous, failed_attempts: generous },
+    rc_registration: generous,
+    rc_registration_availability: generous,
+    ...overrides,
+  };
+  return parseConfig(raw).config;
+}
+
+export interface TestServer {
+  engine: Engine;
+  url: string;
+  api: Api;
+  config: Config;
+  hs: Homeserver;
+  /** Stops the homeserver and starts a new one on the same database and port. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  clock?: Clock;
+  /** Start a second process-like homeserver on an existing database instead of a fresh one. */
+  database?: Record<string, unknown>;
+}
+
+/** Starts a homeserver on a fresh database of the given engine, listening on a free loopback port. */
+export async function startTestServer(engine: Engine, overrides: Record<string, unknown> = {}, options: TestServerOptions = {}): Promise<TestServer> {
+  const fresh = options.database ? { database: options.database, drop: async () => undefined } : await freshDatabase(engine);
+  const port = await freePort();
+  const config = testConfig(port, fresh.database, overrides);
+  let hs = await startHomeserver(config, { clock: options.clock });
+  const url = `http://127.0.0.1:${port}`;
+  const server: TestServer = {
+    engine,
+    url,
+    api: new Api(url),
+    config,
+    hs,
+    async restart() {
+      await hs.close();
+      hs = await startHomeserver(config, { clock: options.clock });
+      server.hs = hs;
+    },
+    async close() {
+      await hs.close();
+      await fresh.drop();
+    },
+  };
+  return server;
+}
+
+/** A clock a test can move forward. */
+export class ManualClock implements Clock {
+  constructor(private current = Date.now()) {}
+  now(): number {
+    return this.current;
+  }
+  advance(ms: number): void {
+    this.current += ms;
+  }
+}
