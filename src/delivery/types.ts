@@ -1,0 +1,42 @@
+/**
+ * What the rest of Myelin hands to delivery. Services enqueue messages in the durable outbox; a
+ * worker renders nothing late: the message is rendered when queued and sent (with retries) later.
+ */
+import type { Store } from '../storage/index.js';
+
+/** Synapse's mail template names (each has .html and .txt). */
+export type EmailTemplateName = 'registration' | 'password_reset' | 'add_threepid' | 'already_in_use';
+export type SmsTemplateName = 'registration' | 'password_reset' | 'add_threepid';
+
+export interface EmailRequest {
+  channel: 'email';
+  /** Canonical address. */
+  to: string;
+  template: EmailTemplateName;
+  /** Template variables, Synapse's names: link, token (short code), app_name, server_name, ... */
+  vars: Record<string, unknown>;
+  /** The request's Accept-Language, to pick a translated template when one exists. */
+  acceptLanguage?: string;
+}
+
+export interface SmsRequest {
+  channel: 'sms';
+  /** E.164 digits without '+'. */
+  to: string;
+  template: SmsTemplateName;
+  vars: Record<string, unknown>;
+}
+
+export type DeliveryRequest = EmailRequest | SmsRequest;
+
+export interface EnqueueOptions {
+  /** At most one message is ever queued per key (e.g. `email:<sid>:<send_attempt>`). */
+  dedupeKey?: string;
+  /** Queue inside this transaction, so the message exists exactly when the caller's rows do. */
+  store?: Store;
+}
+
+export interface Outbox {
+  /** Renders and queues a message; true when queued, false when the dedupe key was already used. */
+  enqueue(request: DeliveryRequest, options?: EnqueueOptions): Promise<boolean>;
+}
