@@ -1,11 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
+import { sharedSecretRegistrationRoutes } from './api/admin/register.js';
 import { clientRoutes } from './api/client/index.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/index.js';
 import { createApp } from './http/app.js';
 import { Router } from './http/router.js';
 import { createServices, type Services } from './services/index.js';
+import { startMaintenance } from './services/maintenance.js';
+import { SharedSecretRegistration } from './services/shared-secret-registration.js';
 import { openDb } from './storage/db.js';
 
 export interface Homeserver {
@@ -36,6 +39,8 @@ export function buildApp(services: Services, logger: Logger, trustProxy: boolean
   const router = new Router(app, services.sessions, () => services.clock.now());
   routerRef.router = router;
   clientRoutes(router, services);
+  const { config, store, accounts, clock } = services;
+  sharedSecretRegistrationRoutes(router, new SharedSecretRegistration(config, store.uia, accounts, clock));
   return app;
 }
 
@@ -44,6 +49,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   const logger = options.logger ?? createLogger(config);
   const db = await openDb(config.database);
   const services = createServices(config, db, options.clock ?? systemClock);
+  services.stoppers.push(startMaintenance(services, logger));
   const apps: FastifyInstance[] = [];
   const urls: string[] = [];
   try {

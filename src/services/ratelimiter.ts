@@ -11,7 +11,8 @@ export class RateLimiter {
   ) {}
 
   private shape(limit: RateLimitConfig): { interval: number; tolerance: number } {
-    const interval = 1000 / limit.per_second;
+    // Whole milliseconds: the database stores integers.
+    const interval = Math.max(1, Math.round(1000 / limit.per_second));
     return { interval, tolerance: interval * (limit.burst_count - 1) };
   }
 

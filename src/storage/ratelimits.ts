@@ -45,6 +45,11 @@ export class RateLimitsRepo {
     return Math.max(0, Math.ceil(wait));
   }
 
+  /** Forgets buckets that are full again: they hold nothing a fresh bucket would not. */
+  async prune(now: number): Promise<void> {
+    await this.db.deleteFrom('rate_limits').where('tat', '<', now).execute();
+  }
+
   async reset(key: string): Promise<void> {
     await this.db.deleteFrom('rate_limits').where('key', '=', key).execute();
   }

@@ -1,0 +1,19 @@
+import type { Logger } from 'pino';
+import type { Services } from './index.js';
+
+const INTERVAL_MS = 10 * 60_000;
+
+/** Periodically deletes expired UIA sessions and idle rate-limit buckets. Returns its stopper. */
+export function startMaintenance(services: Services, logger: Logger): () => Promise<void> {
+  const run = async () => {
+    try {
+      await services.uia.pruneExpired();
+      await services.store.rateLimits.prune(services.clock.now());
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'maintenance failed');
+    }
+  };
+  const timer = setInterval(() => void run(), INTERVAL_MS);
+  timer.unref();
+  return async () => clearInterval(timer);
+}
