@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { sharedSecretRegistrationRoutes } from './api/admin/register.js';
 import { clientRoutes } from './api/client/index.js';
+import { threepidPageRoutes } from './api/pages/threepid.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/index.js';
 import { createApp } from './http/app.js';
@@ -29,7 +30,8 @@ export function createLogger(config: Config): Logger {
   return pino({
     level: config.log_level,
     redact: { paths: ['password', 'new_password', 'access_token', 'refresh_token', '*.password', '*.token', 'headers.authorization'], censor: '<redacted>' },
-  });
+  // Asynchronous writes: one write per request line would cost more than the request; pino flushes on exit.
+  }, pino.destination({ dest: 1, sync: false }));
 }
 
 /** Builds the Fastify app for one listener, with every route. */
@@ -39,6 +41,9 @@ export function buildApp(services: Services, logger: Logger, trustProxy: boolean
   const router = new Router(app, services.sessions, () => services.clock.now());
   routerRef.router = router;
   clientRoutes(router, services);
+  // Release waiting long-poll syncs first, or close would wait out their timeouts.
+  app.addHook('preClose', async () => services.clientState.notifier.close());
+  threepidPageRoutes(router, services);
   const { config, store, accounts, clock } = services;
   sharedSecretRegistrationRoutes(router, new SharedSecretRegistration(config, store.uia, accounts, clock));
   return app;
@@ -49,6 +54,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   const logger = options.logger ?? createLogger(config);
   const db = await openDb(config.database);
   const services = createServices(config, db, options.clock ?? systemClock);
+  services.stoppers.push(services.delivery.start(logger));
   services.stoppers.push(startMaintenance(services, logger));
   const apps: FastifyInstance[] = [];
   const urls: string[] = [];

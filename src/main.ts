@@ -37,12 +37,15 @@ async function start(configPath: string | undefined): Promise<void> {
 async function registerUser(configPath: string | undefined, user: string, password: string): Promise<void> {
   const { config } = loadConfig(configPath);
   const db = await openDb(config.database);
+  let services: ReturnType<typeof createServices> | undefined;
   try {
-    const services = createServices(config, db, systemClock);
+    services = createServices(config, db, systemClock);
     const localpart = services.accounts.validateLocalpart(user);
     const result = await services.accounts.register({ localpart, password, guest: false, inhibitLogin: true, refresh: false, ip: '127.0.0.1' });
     console.log(`Created ${result.user_id}`);
   } finally {
+    // Background parts (e.g. a database listener) would keep the process alive.
+    for (const stop of services?.stoppers ?? []) await stop();
     await db.close();
   }
 }

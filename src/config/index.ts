@@ -1,10 +1,19 @@
 import { z } from 'zod';
 import { coreConfigSchema } from './schema.js';
+import { emailSection } from './sections/email.js';
+import { smsConfigSection } from './sections/sms.js';
+import { threepidSection } from './sections/threepid.js';
+import { voipSection } from './sections/voip.js';
 
 /**
  * The whole homeserver config. Each area adds its keys here from its own module under sections/,
  * so that one schema describes every key an admin can set.
  */
-export const configSchema = coreConfigSchema.extend({});
+export const configSchema = coreConfigSchema.extend({
+  ...smsConfigSection,
+  ...emailSection,
+  ...threepidSection,
+  ...voipSection,
+});
 
 export type Config = z.infer<typeof configSchema>;

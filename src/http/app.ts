@@ -1,5 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { MatrixError, notJson, unrecognized } from '../errors.js';
+import { FormBody } from './form.js';
 import { redactUrl } from './redact.js';
 
 export interface AppOptions {
@@ -45,13 +46,15 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
   });
 
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+  app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
     const text = body as string;
     if (text.trim() === '') return done(null, undefined);
     try {
       done(null, JSON.parse(text));
     } catch {
-      done(notJson(), undefined);
+      // A browser form (the pages mailed links open); JSON endpoints do not accept it.
+      if ((req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) done(null, new FormBody(new URLSearchParams(text)));
+      else done(notJson(), undefined);
     }
   });
 

@@ -91,11 +91,7 @@ export class AccountService {
     let userId: string;
     if (args.localpart !== undefined) {
       userId = this.userId(args.localpart);
-      const created = await this.store.transaction(async (tx) => {
-        if (!(await tx.users.create({ user_id: userId, password_hash: hash, created_ts: now, is_guest: args.guest }))) return false;
-        await this.bindThreepids(tx, userId, args.threepids ?? [], now);
-        return true;
-      });
+      const created = await this.createUser(userId, hash, args.guest, args.threepids ?? [], now);
       if (!created) throw new MatrixError(400, 'M_USER_IN_USE', 'User ID already taken.');
     } else {
       userId = await this.createNumericUser(hash, args.guest, args.threepids ?? [], now);
@@ -118,17 +114,21 @@ export class AccountService {
     }
   }
 
+  /** Creates the user row and binds its 3PIDs in one transaction; false when the ID is taken. */
+  private createUser(userId: string, hash: string | null, guest: boolean, threepids: NewThreepid[], now: number): Promise<boolean> {
+    return this.store.transaction(async (tx) => {
+      if (!(await tx.users.create({ user_id: userId, password_hash: hash, created_ts: now, is_guest: guest }))) return false;
+      await this.bindThreepids(tx, userId, threepids, now);
+      return true;
+    });
+  }
+
   /** Guests (and registrations without a username) get the next free numeric localpart. */
   private async createNumericUser(hash: string | null, guest: boolean, threepids: NewThreepid[], now: number): Promise<string> {
     let candidate = (await this.store.users.countUsers()) + 1;
     for (let attempt = 0; attempt < 50; attempt++, candidate++) {
       const userId = this.userId(String(candidate));
-      const created = await this.store.transaction(async (tx) => {
-        if (!(await tx.users.create({ user_id: userId, password_hash: hash, created_ts: now, is_guest: guest }))) return false;
-        await this.bindThreepids(tx, userId, threepids, now);
-        return true;
-      });
-      if (created) return userId;
+      if (await this.createUser(userId, hash, guest, threepids, now)) return userId;
     }
     throw new MatrixError(500, 'M_UNKNOWN', 'Could not allocate a user ID');
   }

@@ -53,5 +53,5 @@ export async function resolveIdentifier(dict: Record<string, unknown>, accounts:
     return userId ? { kind: 'user', userId } : { kind: 'nobody' };
   }
   if (typeof type !== 'string') throw missingParam('identifier.type');
-  throw new MatrixError(400, 'M_UNKNOWN', `Unknown identifier type: ${type}`);
+  throw new MatrixError(400, 'M_UNKNOWN', `Unknown identifier type: ${type.slice(0, 100)}`);
 }

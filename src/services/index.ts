@@ -1,9 +1,12 @@
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
+import { ConfigError } from '../config/load.js';
 import { PasswordHasher } from '../crypto/passwords.js';
+import { createDelivery, type Delivery, type Outbox, type Templates } from '../delivery/index.js';
 import type { Db } from '../storage/db.js';
 import { Store } from '../storage/index.js';
 import { AccountService } from './accounts.js';
+import { createClientState, type ClientState } from './client-state/index.js';
 import { LoginService } from './login.js';
 import { PasswordResetService } from './password-reset.js';
 import { RateLimiter } from './ratelimiter.js';
@@ -11,7 +14,9 @@ import { RegistrationService } from './registration.js';
 import { SessionService } from './sessions.js';
 import { DummyStage } from './stages/dummy.js';
 import { PasswordStage } from './stages/password.js';
+import { EMAIL_STAGE, createThreepidServices, registrationConfigProblem, registrationFlows as threepidRegistrationFlows, type ThreepidServices } from './threepid/index.js';
 import { UiaService } from './uia.js';
+import { MSISDN_STAGE, createMsisdnValidation, type MsisdnValidationService } from './threepid/msisdn.js';
 
 /** Every domain service of one homeserver process, wired together. */
 export interface Services {
@@ -26,6 +31,17 @@ export interface Services {
   registration: RegistrationService;
   passwordReset: PasswordResetService;
   publicBaseUrl: string;
+  /** Queue a mail (or SMS) here; it is sent by the delivery worker. */
+  outbox: Outbox;
+  /** Mail and page templates (renderPage for the pages links open). */
+  templates: Templates;
+  delivery: Delivery;
+  /** Validation sessions, email verification, and the 3PIDs of accounts. */
+  threepid: ThreepidServices;
+  /** Phone number validation by SMS. */
+  msisdn: MsisdnValidationService;
+  /** Sync, account data, push rules, filters, device keys, to-device messages, key backup, presence. */
+  clientState: ClientState;
   unstableFeatures: Record<string, boolean>;
   capabilities(): Record<string, unknown>;
   /** Background work (e.g. the outbox worker) to stop on shutdown. */
@@ -58,10 +74,15 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
   uia.register(new PasswordStage(accounts, store));
   uia.register(new DummyStage());
 
-  const registrationFlows = (): string[][] => (config.enable_registration_without_verification ? [['m.login.dummy']] : []);
+  const registrationProblem = registrationConfigProblem(config, [...(config.email ? (['email'] as const) : []), ...(config.sms ? (['msisdn'] as const) : [])]);
+  if (registrationProblem) throw new ConfigError(registrationProblem);
+  const registrationFlows = (): string[][] => threepidRegistrationFlows(config, { ...(threepid.email.enabled ? { email: EMAIL_STAGE } : {}), ...msisdn.registrationStages() });
   const registration = new RegistrationService(config, accounts, uia, limiter, registrationFlows);
-  const passwordReset = new PasswordResetService(store, uia, () => []);
+  const passwordReset = new PasswordResetService(store, uia, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
 
+  const delivery = createDelivery(config, store);
+  const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, outbox: delivery.outbox, publicBaseUrl: publicBaseUrlOf(config) });
+  const msisdn = createMsisdnValidation({ config, store, clock, limiter, uia, delivery, publicBaseUrl: publicBaseUrlOf(config), passwordsEnabled: () => accounts.passwordsEnabled() });
   const services: Services = {
     config,
     clock,
@@ -74,15 +95,22 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
     registration,
     passwordReset,
     publicBaseUrl: publicBaseUrlOf(config),
+    outbox: delivery.outbox,
+    templates: delivery.templates,
+    delivery,
+    threepid,
+    msisdn,
+    clientState: createClientState(config, store, clock, sessions, uia),
     unstableFeatures: {},
     capabilities: () => ({
       'm.change_password': { enabled: accounts.passwordsEnabled() },
       'm.set_displayname': { enabled: true },
       'm.set_avatar_url': { enabled: true },
-      'm.3pid_changes': { enabled: false },
+      'm.3pid_changes': { enabled: config.enable_3pid_changes },
       'm.get_login_token': { enabled: false },
     }),
     stoppers: [],
   };
+  services.stoppers.push(() => services.clientState.notifier.close());
   return services;
 }

@@ -50,12 +50,14 @@ export class LoginService {
     await this.limiter.check(`login:failed:${accountKey}`, rc.failed_attempts);
 
     const ok = await this.accounts.checkPassword(who.kind === 'user' ? who.userId : '', password);
-    if (!ok || who.kind !== 'user') {
+    // Deactivation clears the password hash, so a deactivated account never passes the check; it
+    // is told apart (whatever password was given) so its owner learns why, not "wrong password".
+    // That the ID exists is no secret: /register/available tells anyone.
+    const deactivated = who.kind === 'user' && (await this.accounts.isDeactivated(who.userId));
+    if (!ok || who.kind !== 'user' || deactivated) {
       await this.limiter.record(`login:failed:${accountKey}`, rc.failed_attempts);
+      if (deactivated) throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
       throw invalidLogin();
-    }
-    if (await this.accounts.isDeactivated(who.userId)) {
-      throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
     }
     const session = await this.sessions.openSession({ userId: who.userId, deviceId, displayName, refresh: refresh === true, ip });
     return { user_id: who.userId, home_server: this.config.server_name, ...session };

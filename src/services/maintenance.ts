@@ -9,6 +9,7 @@ export function startMaintenance(services: Services, logger: Logger): () => Prom
     try {
       await services.uia.pruneExpired();
       await services.store.rateLimits.prune(services.clock.now());
+      await services.threepid.sessions.prune();
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'maintenance failed');
     }

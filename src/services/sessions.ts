@@ -26,11 +26,20 @@ export interface SessionOptions {
 const unknownToken = (softLogout: boolean) =>
   new MatrixError(401, 'M_UNKNOWN_TOKEN', softLogout ? 'Access token has expired' : 'Unknown access token', { soft_logout: softLogout });
 
+export interface DeviceDeletionHook {
+  /** Runs in the deleting transaction, with the IDs of the devices that existed and are going. */
+  inTransaction(tx: Store, userId: string, deviceIds: readonly string[]): Promise<void>;
+  afterCommit?(userId: string): void;
+}
+
 export const ACCESS_TOKEN_PREFIX = 'myt_';
 export const REFRESH_TOKEN_PREFIX = 'myr_';
 
 /** Devices and the access and refresh tokens that belong to them. */
 export class SessionService {
+  /** Other areas' clean-up when devices are deleted (e.g. their keys and queued messages). */
+  readonly deviceDeletionHooks: DeviceDeletionHook[] = [];
+
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
@@ -123,10 +132,15 @@ export class SessionService {
 
   /** Deletes devices and their tokens (all the user's when deviceIds is undefined), except `keep`. */
   async deleteDevices(userId: string, deviceIds?: readonly string[], keep?: string): Promise<void> {
-    await this.store.transaction(async (tx) => {
+    const deleted = await this.store.transaction(async (tx) => {
+      const existing = (await tx.devices.list(userId)).map((d) => d.device_id);
+      const gone = existing.filter((id) => (deviceIds === undefined || deviceIds.includes(id)) && id !== keep);
       await tx.tokens.deleteForDevices(userId, deviceIds, keep);
       await tx.devices.delete(userId, deviceIds, keep);
+      if (gone.length > 0) for (const hook of this.deviceDeletionHooks) await hook.inTransaction(tx, userId, gone);
+      return gone;
     });
+    if (deleted.length > 0) for (const hook of this.deviceDeletionHooks) hook.afterCommit?.(userId);
   }
 
   touchDevice(requester: Requester, now: number, ip: string): Promise<void> {

@@ -134,7 +134,7 @@ export class UiaService {
       const offered = req.flows.some((flow) => flow.includes(type));
       const stage = this.stages.get(type);
       if (!offered || !stage) {
-        throw this.required(req.flows, sessionId, results, new MatrixError(400, 'M_UNRECOGNIZED', `Unrecognised or unavailable auth type: ${type}`));
+        throw this.required(req.flows, sessionId, results, new MatrixError(400, 'M_UNRECOGNIZED', `Unrecognised or unavailable auth type: ${type.slice(0, 100)}`));
       }
       try {
         results[type] = await stage.check(dict, { sessionId, operation: req.operation, userId: req.userId, ip: req.ip });

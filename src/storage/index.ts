@@ -1,7 +1,10 @@
 import type { Kysely } from 'kysely';
+import { ClientStateRepos } from './client-state.js';
 import type { Db } from './db.js';
 import { DevicesRepo } from './devices.js';
+import { OutboxRepo } from './outbox.js';
 import { RateLimitsRepo } from './ratelimits.js';
+import { ThreepidSessionsRepo } from './threepid-sessions.js';
 import type { Database } from './schema.js';
 import { UserThreepidsRepo } from './threepids.js';
 import { TokensRepo } from './tokens.js';
@@ -16,6 +19,9 @@ export class Store {
   readonly uia: UiaSessionsRepo;
   readonly threepids: UserThreepidsRepo;
   readonly rateLimits: RateLimitsRepo;
+  readonly outbox: OutboxRepo;
+  readonly threepidSessions: ThreepidSessionsRepo;
+  readonly clientState: ClientStateRepos;
 
   constructor(
     readonly db: Db,
@@ -27,6 +33,9 @@ export class Store {
     this.uia = new UiaSessionsRepo(kysely);
     this.threepids = new UserThreepidsRepo(kysely);
     this.rateLimits = new RateLimitsRepo(kysely, db.engine);
+    this.outbox = new OutboxRepo(kysely, db.engine);
+    this.threepidSessions = new ThreepidSessionsRepo(kysely);
+    this.clientState = new ClientStateRepos(kysely);
   }
 
   /** Runs `fn` in one transaction, with a Store whose repositories all use it. */

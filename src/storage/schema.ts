@@ -1,3 +1,7 @@
+import type { ClientStateTables } from './client-state-schema.js';
+import type { OutboxTable } from './outbox.js';
+import type { ThreepidValidationSessionsTable } from './threepid-sessions.js';
+
 
 /** Times are milliseconds since the epoch; flags are 0/1 integers, the same on both engines. */
 export interface UsersTable {
@@ -60,7 +64,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database {
+export interface Database extends ClientStateTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;
@@ -68,4 +72,6 @@ export interface Database {
   uia_sessions: UiaSessionsTable;
   user_threepids: UserThreepidsTable;
   rate_limits: RateLimitsTable;
+  outbox: OutboxTable;
+  threepid_validation_sessions: ThreepidValidationSessionsTable;
 }

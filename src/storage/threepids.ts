@@ -1,5 +1,4 @@
 import type { Kysely, Selectable } from 'kysely';
-import { isUniqueViolation } from './db.js';
 import type { Database, UserThreepidsTable } from './schema.js';
 
 export type UserThreepidRow = Selectable<UserThreepidsTable>;
@@ -22,15 +21,17 @@ export class UserThreepidsRepo {
     return row?.user_id;
   }
 
-  /** Adds the 3PID; false when another account holds it. Re-adding one's own 3PID is a no-op success. */
+  /**
+   * Adds the 3PID; false when another account holds it. Re-adding one's own 3PID is a no-op success.
+   * ON CONFLICT keeps a surrounding Postgres transaction usable, where a caught error would abort it.
+   */
   async add(row: UserThreepidRow): Promise<boolean> {
-    try {
-      await this.db.insertInto('user_threepids').values(row).execute();
-      return true;
-    } catch (err) {
-      if (!isUniqueViolation(err)) throw err;
-      return (await this.findUser(row.medium, row.address)) === row.user_id;
-    }
+    await this.db
+      .insertInto('user_threepids')
+      .values(row)
+      .onConflict((oc) => oc.columns(['medium', 'address']).doNothing())
+      .execute();
+    return (await this.findUser(row.medium, row.address)) === row.user_id;
   }
 
   async delete(userId: string, medium: string, address: string): Promise<boolean> {

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
 export interface TokenOwner {
@@ -10,6 +10,8 @@ export interface TokenOwner {
 }
 
 export class TokensRepo {
+  private findAccessTokenSql: string | undefined;
+
   constructor(private readonly db: Kysely<Database>) {}
 
   async addAccessToken(row: {
@@ -27,14 +29,19 @@ export class TokensRepo {
     await this.db.insertInto('refresh_tokens').values(row).execute();
   }
 
-  /** One indexed lookup per authenticated request: the token's owner and the account's state. */
-  findAccessToken(tokenHash: string): Promise<TokenOwner | undefined> {
-    return this.db
+  /**
+   * One indexed lookup per authenticated request: the token's owner and the account's state. Every
+   * request runs it, so its SQL is built once and then only executed (still through Kysely's driver).
+   */
+  async findAccessToken(tokenHash: string): Promise<TokenOwner | undefined> {
+    this.findAccessTokenSql ??= this.db
       .selectFrom('access_tokens')
       .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
       .select(['access_tokens.user_id', 'access_tokens.device_id', 'access_tokens.expires_ts', 'users.is_guest', 'users.deactivated'])
-      .where('access_tokens.token_hash', '=', tokenHash)
-      .executeTakeFirst();
+      .where('access_tokens.token_hash', '=', '')
+      .compile().sql;
+    const { rows } = await this.db.executeQuery<TokenOwner>(CompiledQuery.raw(this.findAccessTokenSql, [tokenHash]));
+    return rows[0];
   }
 
   /**

@@ -1,5 +1,4 @@
 import type { Kysely, Selectable } from 'kysely';
-import { isUniqueViolation } from './db.js';
 import type { Database, UsersTable } from './schema.js';
 
 export type UserRow = Selectable<UsersTable>;
@@ -7,18 +6,17 @@ export type UserRow = Selectable<UsersTable>;
 export class UsersRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
-  /** Creates a user; false when the user ID is taken (the database decides, so races are safe). */
+  /**
+   * Creates a user; false when the user ID is taken (the database decides, so races are safe).
+   * ON CONFLICT keeps a surrounding Postgres transaction usable, where a caught error would abort it.
+   */
   async create(row: { user_id: string; password_hash: string | null; created_ts: number; is_guest: boolean }): Promise<boolean> {
-    try {
-      await this.db
-        .insertInto('users')
-        .values({ ...row, is_guest: row.is_guest ? 1 : 0, deactivated: 0, displayname: null, avatar_url: null })
-        .execute();
-      return true;
-    } catch (err) {
-      if (isUniqueViolation(err)) return false;
-      throw err;
-    }
+    const result = await this.db
+      .insertInto('users')
+      .values({ ...row, is_guest: row.is_guest ? 1 : 0, deactivated: 0, displayname: null, avatar_url: null })
+      .onConflict((oc) => oc.column('user_id').doNothing())
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
   }
 
   get(userId: string): Promise<UserRow | undefined> {

@@ -6,7 +6,19 @@ import { deviceRoutes } from './devices.js';
 import { loginRoutes } from './login.js';
 import { profileRoutes } from './profile.js';
 import { registerRoutes } from './register.js';
+import { threepidRoutes } from './threepid.js';
+import { msisdnRoutes } from './threepid-msisdn.js';
 import { versionsRoutes } from './versions.js';
+import { accountDataRoutes } from './account-data.js';
+import { filterRoutes } from './filter.js';
+import { keyRoutes } from './keys.js';
+import { presenceRoutes } from './presence.js';
+import { pushRuleRoutes } from './pushrules.js';
+import { roomKeyRoutes } from './room-keys.js';
+import { syncRoutes } from './sync.js';
+import { thirdPartyRoutes } from './thirdparty.js';
+import { toDeviceRoutes } from './to-device.js';
+import { voipRoutes } from './voip.js';
 
 /** Every client-server API area, one module each. */
 export function clientRoutes(router: Router, services: Services): void {
@@ -17,4 +29,16 @@ export function clientRoutes(router: Router, services: Services): void {
   accountRoutes(router, services);
   deviceRoutes(router, services);
   profileRoutes(router, services);
+  threepidRoutes(router, services);
+  msisdnRoutes(router, services);
+  accountDataRoutes(router, services);
+  filterRoutes(router, services);
+  keyRoutes(router, services);
+  presenceRoutes(router, services);
+  pushRuleRoutes(router, services);
+  roomKeyRoutes(router, services);
+  syncRoutes(router, services);
+  thirdPartyRoutes(router, services);
+  toDeviceRoutes(router, services);
+  voipRoutes(router, services);
 }

@@ -1,0 +1,12 @@
+import type { Router } from '../../http/router.js';
+import type { Services } from '../../services/index.js';
+import { objectBody } from '../../validate.js';
+
+export function filterRoutes(router: Router, { clientState }: Services): void {
+  router.authed('POST', '/user/:userId/filter', async ({ requester, params, body }) => ({
+    filter_id: await clientState.filters.create(requester.userId, params.userId!, objectBody(body)),
+  }));
+  router.authed('GET', '/user/:userId/filter/:filterId', async ({ requester, params }) =>
+    clientState.filters.get(requester.userId, params.userId!, params.filterId!),
+  );
+}

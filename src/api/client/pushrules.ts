@@ -1,0 +1,41 @@
+import { missingParam } from '../../errors.js';
+import type { Router } from '../../http/router.js';
+import type { Services } from '../../services/index.js';
+import { objectBody, optionalBoolean } from '../../validate.js';
+
+const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+
+export function pushRuleRoutes(router: Router, { clientState }: Services): void {
+  const rules = clientState.pushRules;
+  router.authed('GET', '/pushrules/', async ({ requester }) => ({ global: await rules.ruleset(requester.userId) }));
+  router.authed('GET', '/pushrules/global/', async ({ requester }) => rules.ruleset(requester.userId));
+
+  const path = '/pushrules/global/:kind/:ruleId';
+  router.authed('GET', path, async ({ requester, params }) => rules.getRule(requester.userId, params.kind!, params.ruleId!));
+  router.authed('PUT', path, async ({ requester, params, body, query }) => {
+    await rules.putRule(requester.userId, params.kind!, params.ruleId!, objectBody(body), str(query.before), str(query.after));
+    return {};
+  });
+  router.authed('DELETE', path, async ({ requester, params }) => {
+    await rules.deleteRule(requester.userId, params.kind!, params.ruleId!);
+    return {};
+  });
+
+  router.authed('GET', `${path}/enabled`, async ({ requester, params }) => ({
+    enabled: (await rules.getRule(requester.userId, params.kind!, params.ruleId!)).enabled,
+  }));
+  router.authed('PUT', `${path}/enabled`, async ({ requester, params, body }) => {
+    const enabled = optionalBoolean(objectBody(body), 'enabled');
+    if (enabled === undefined) throw missingParam('enabled');
+    await rules.setEnabled(requester.userId, params.kind!, params.ruleId!, enabled);
+    return {};
+  });
+
+  router.authed('GET', `${path}/actions`, async ({ requester, params }) => ({
+    actions: (await rules.getRule(requester.userId, params.kind!, params.ruleId!)).actions,
+  }));
+  router.authed('PUT', `${path}/actions`, async ({ requester, params, body }) => {
+    await rules.setActions(requester.userId, params.kind!, params.ruleId!, objectBody(body).actions);
+    return {};
+  });
+}

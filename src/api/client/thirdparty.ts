@@ -1,0 +1,22 @@
+import { missingParam, notFound } from '../../errors.js';
+import type { Router } from '../../http/router.js';
+import type { Services } from '../../services/index.js';
+
+/** Third-party networks come from application services (bridges); Myelin has none, so none are listed. */
+export function thirdPartyRoutes(router: Router, _services: Services): void {
+  router.authed('GET', '/thirdparty/protocols', async () => ({}));
+  const unknownProtocol = async () => {
+    throw notFound('No such protocol');
+  };
+  router.authed('GET', '/thirdparty/protocol/:protocol', unknownProtocol);
+  router.authed('GET', '/thirdparty/location/:protocol', unknownProtocol);
+  router.authed('GET', '/thirdparty/user/:protocol', unknownProtocol);
+  router.authed('GET', '/thirdparty/location', async ({ query }) => {
+    if (typeof query.alias !== 'string') throw missingParam('alias');
+    return [];
+  });
+  router.authed('GET', '/thirdparty/user', async ({ query }) => {
+    if (typeof query.userid !== 'string') throw missingParam('userid');
+    return [];
+  });
+}

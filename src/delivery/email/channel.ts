@@ -1,0 +1,30 @@
+import type { Logger } from 'pino';
+import { substitute, type EmailConfig } from '../../config/sections/email.js';
+import { maskRecipient, type DeliveryChannel } from '../channels.js';
+import type { Templates } from '../templates.js';
+import { assertSingleAddress, newMessageId, parseSender, type EmailPayload } from './message.js';
+import { LogTransport } from './log.js';
+import { SmtpTransport } from './smtp.js';
+import type { EmailTransport } from './transport.js';
+
+/** The 'email' channel: renders with the templates when queued, sends through SMTP (or the log). */
+export function emailChannel(config: EmailConfig, templates: Templates, makeTransport?: (logger: Logger) => EmailTransport): DeliveryChannel {
+  const sender = parseSender(substitute(config.notif_from, { app: config.app_name }));
+  return {
+    render(request) {
+      if (request.channel !== 'email') throw new Error(`email channel cannot render a ${request.channel} message`);
+      assertSingleAddress(request.to);
+      const mail = templates.renderEmail(request.template, request.vars, request.acceptLanguage);
+      const payload: EmailPayload = { to: request.to, subject: mail.subject, text: mail.text, html: mail.html, messageId: newMessageId(sender), date: Date.now() };
+      return payload;
+    },
+    provider(logger) {
+      const transport = makeTransport ? makeTransport(logger) : config.transport === 'log' ? new LogTransport(logger) : new SmtpTransport(config);
+      return {
+        send: (payload) => transport.send(sender, payload as EmailPayload),
+        describe: (payload) => ({ to: maskRecipient((payload as EmailPayload).to), message_id: (payload as EmailPayload).messageId }),
+        close: () => transport.close(),
+      };
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.js';
+import { isEmailConfigured, substitute } from '../config/sections/email.js';
+import type { Store } from '../storage/index.js';
+import type { ChannelProvider, DeliveryChannel } from './channels.js';
+import { emailChannel } from './email/channel.js';
+import { DeliveryOutbox } from './outbox.js';
+import { Templates } from './templates.js';
+import type { EmailTemplateName } from './types.js';
+import { OutboxWorker, type WorkerOptions } from './worker.js';
+
+export type { Outbox, DeliveryRequest, EmailRequest, SmsRequest, EnqueueOptions } from './types.js';
+export { Templates, type RenderedEmail } from './templates.js';
+export { PermanentDeliveryError, type ChannelProvider, type DeliveryChannel } from './channels.js';
+
+/** Mail templates and pages every process can render. */
+const EMAIL_TEMPLATES: EmailTemplateName[] = ['registration', 'password_reset', 'add_threepid', 'already_in_use'];
+const PAGES = ['registration', 'add_threepid', 'password_reset'].flatMap((flow) => ['confirmation', 'success', 'failure'].map((page) => `${flow}_${page}.html`));
+
+export interface Delivery {
+  outbox: DeliveryOutbox;
+  templates: Templates;
+  worker: OutboxWorker;
+  /** Adds a channel (e.g. 'sms'): how its requests are rendered when queued, and how they are sent. */
+  addChannel(name: string, channel: DeliveryChannel): void;
+  /** Starts the worker with every channel added so far. Returns its stopper. */
+  start(logger: Logger): () => Promise<void>;
+}
+
+export function createTemplates(config: Config): Templates {
+  const app = config.email?.app_name ?? 'Matrix';
+  const names = { app, server_name: config.server_name };
+  const subjects = config.email?.subjects;
+  const templates = new Templates({
+    customDirectory: config.templates.custom_template_directory,
+    globals: { app_name: app, server_name: config.server_name },
+    subjects: {
+      registration: substitute(subjects?.email_validation ?? '[%(server_name)s] Validate your email', names),
+      add_threepid: substitute(subjects?.email_validation ?? '[%(server_name)s] Validate your email', names),
+      password_reset: substitute(subjects?.password_reset ?? '[%(server_name)s] Password reset', names),
+      already_in_use: substitute(subjects?.email_already_in_use ?? '[%(server_name)s] Email already in use', names),
+    },
+  });
+  templates.check([...EMAIL_TEMPLATES.flatMap((n) => [`${n}.html`, `${n}.txt`]), ...PAGES]);
+  return templates;
+}
+
+/** The outbox, its worker and the templates; the 'email' channel when email is configured. */
+export function createDelivery(config: Config, store: Store, workerOptions: Partial<WorkerOptions> = {}): Delivery {
+  const templates = createTemplates(config);
+  const worker = new OutboxWorker(store.outbox, {
+    pollIntervalMs: config.outbox.poll_interval,
+    maxAttempts: config.outbox.max_attempts,
+    maxRetryIntervalMs: config.outbox.max_retry_interval,
+    retentionMs: config.outbox.retention,
+    ...workerOptions,
+  });
+  // A message queued in a transaction is visible to the worker only once the caller commits, so
+  // look again a little later too (one timer per delay, however many messages are queued).
+  const pending = new Map<number, NodeJS.Timeout>();
+  const pokeLater = (ms: number) => {
+    if (pending.has(ms)) return;
+    const timer = setTimeout(() => {
+      pending.delete(ms);
+      worker.poke();
+    }, ms);
+    timer.unref();
+    pending.set(ms, timer);
+  };
+  const outbox = new DeliveryOutbox(store, (inTransaction) => {
+    worker.poke();
+    if (inTransaction) for (const ms of [10, 100, 500]) pokeLater(ms);
+  });
+  const channels = new Map<string, DeliveryChannel>();
+  const delivery: Delivery = {
+    outbox,
+    templates,
+    worker,
+    addChannel(name, channel) {
+      channels.set(name, channel);
+      outbox.addChannel(name, channel.render);
+    },
+    start(logger) {
+      const providers = new Map<string, ChannelProvider>();
+      for (const [name, channel] of channels) providers.set(name, channel.provider(logger));
+      return worker.start(logger, providers);
+    },
+  };
+  if (isEmailConfigured(config)) delivery.addChannel('email', emailChannel(config.email, templates));
+  return delivery;
+}

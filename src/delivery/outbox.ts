@@ -1,0 +1,34 @@
+import { randomUUID } from 'node:crypto';
+import type { Store } from '../storage/index.js';
+import type { ChannelRenderer } from './channels.js';
+import type { DeliveryRequest, EnqueueOptions, Outbox } from './types.js';
+
+/** Renders messages and queues them in the database; the worker sends them. */
+export class DeliveryOutbox implements Outbox {
+  private readonly renderers = new Map<string, ChannelRenderer>();
+
+  constructor(
+    private readonly store: Store,
+    /** Called after a message is queued, to have the worker look at once. */
+    private readonly onQueued: (inTransaction: boolean) => void,
+  ) {}
+
+  addChannel(channel: string, render: ChannelRenderer): void {
+    this.renderers.set(channel, render);
+  }
+
+  /** Whether messages of this channel can be queued (e.g. 'email' only when email is configured). */
+  hasChannel(channel: string): boolean {
+    return this.renderers.has(channel);
+  }
+
+  async enqueue(request: DeliveryRequest, options: EnqueueOptions = {}): Promise<boolean> {
+    const render = this.renderers.get(request.channel);
+    if (!render) throw new Error(`delivery channel '${request.channel}' is not configured`);
+    const payload = JSON.stringify(render(request));
+    const store = options.store ?? this.store;
+    const queued = await store.outbox.insert({ id: randomUUID(), channel: request.channel, dedupeKey: options.dedupeKey, payload, now: Date.now() });
+    if (queued) this.onQueued(options.store !== undefined);
+    return queued;
+  }
+}

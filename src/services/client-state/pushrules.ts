@@ -1,0 +1,185 @@
+import { MatrixError, badJson, invalidParam, missingParam, notFound } from '../../errors.js';
+import type { PushRuleRow } from '../../storage/pushrules.js';
+import type { Store } from '../../storage/index.js';
+import type { JsonObject } from '../../validate.js';
+import { DEFAULT_CONTENT, DEFAULT_OVERRIDE, DEFAULT_UNDERRIDE, MASTER_RULE, personalise, type PushKind, type PushRule } from './push-defaults.js';
+import type { StreamWriter } from './stream-writer.js';
+
+export const PUSH_KINDS: readonly PushKind[] = ['override', 'content', 'room', 'sender', 'underride'];
+export type Ruleset = Record<PushKind, PushRule[]>;
+
+/** Actions that the spec retired: servers ignore them. */
+const HISTORICAL_ACTIONS = new Set(['dont_notify', 'coalesce']);
+
+function checkKind(kind: string): PushKind {
+  if (!(PUSH_KINDS as readonly string[]).includes(kind)) throw new MatrixError(400, 'M_UNRECOGNIZED', `Unknown push rule kind: ${kind}`);
+  return kind as PushKind;
+}
+
+function checkActions(value: unknown): unknown[] {
+  if (value === undefined || value === null) throw missingParam('actions');
+  if (!Array.isArray(value)) throw badJson("'actions' must be an array");
+  for (const action of value) {
+    if (typeof action === 'string') {
+      if (action !== 'notify' && !HISTORICAL_ACTIONS.has(action)) throw invalidParam(`Unknown action: ${action}`);
+    } else if (action === null || typeof action !== 'object' || Array.isArray(action) || typeof (action as JsonObject).set_tweak !== 'string') {
+      throw invalidParam('Each action must be a string or an object with a set_tweak');
+    }
+  }
+  return value.filter((a) => !(typeof a === 'string' && HISTORICAL_ACTIONS.has(a)));
+}
+
+function checkConditions(value: unknown): JsonObject[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw badJson("'conditions' must be an array");
+  for (const c of value) {
+    if (c === null || typeof c !== 'object' || Array.isArray(c) || typeof (c as JsonObject).kind !== 'string') {
+      throw badJson("Each condition must be an object with a string 'kind'");
+    }
+    for (const key of ['key', 'pattern', 'is'] as const) {
+      const v = (c as JsonObject)[key];
+      if (v !== undefined && typeof v !== 'string') throw badJson(`A condition's '${key}' must be a string`);
+    }
+    const v = (c as JsonObject).value;
+    if (v !== undefined && v !== null && !['string', 'number', 'boolean'].includes(typeof v)) {
+      throw badJson("A condition's 'value' must be a string, integer, boolean or null");
+    }
+  }
+  return value as JsonObject[];
+}
+
+function userRuleView(row: PushRuleRow): PushRule {
+  const view: PushRule = { rule_id: row.rule_id, default: false, enabled: row.enabled === 1, actions: JSON.parse(row.actions) as unknown[] };
+  if (row.kind === 'override' || row.kind === 'underride') view.conditions = row.conditions ? (JSON.parse(row.conditions) as JsonObject[]) : [];
+  if (row.kind === 'content' && row.pattern !== null) view.pattern = row.pattern;
+  return view;
+}
+
+/** Push rules: the spec's server-default rules, each user's own rules, and the user's changes to defaults. */
+export class PushRuleService {
+  constructor(
+    private readonly store: Store,
+    private readonly writer: StreamWriter,
+  ) {}
+
+  async ruleset(userId: string): Promise<Ruleset> {
+    const repo = this.store.clientState.pushRules;
+    const [rows, overrides] = await Promise.all([repo.list(userId), repo.listOverrides(userId)]);
+    const own = (kind: PushKind) => rows.filter((r) => r.kind === kind).map(userRuleView);
+    const defaults = (kind: PushKind, rules: PushRule[]) =>
+      rules.map((rule) => {
+        const copy = personalise(rule, userId);
+        const change = overrides.find((o) => o.kind === kind && o.rule_id === rule.rule_id);
+        if (change?.enabled !== null && change?.enabled !== undefined) copy.enabled = change.enabled === 1;
+        if (change?.actions) copy.actions = JSON.parse(change.actions) as unknown[];
+        return copy;
+      });
+    return {
+      override: [...defaults('override', [MASTER_RULE]), ...own('override'), ...defaults('override', DEFAULT_OVERRIDE)],
+      content: [...own('content'), ...defaults('content', DEFAULT_CONTENT)],
+      room: own('room'),
+      sender: own('sender'),
+      underride: [...own('underride'), ...defaults('underride', DEFAULT_UNDERRIDE)],
+    };
+  }
+
+  /** The content of the m.push_rules account data event. */
+  async accountDataContent(userId: string): Promise<JsonObject> {
+    return { global: await this.ruleset(userId) };
+  }
+
+  async getRule(userId: string, kind: string, ruleId: string): Promise<PushRule> {
+    const rules = (await this.ruleset(userId))[checkKind(kind)];
+    const rule = rules.find((r) => r.rule_id === ruleId);
+    if (!rule) throw notFound('The push rule was not found.');
+    return rule;
+  }
+
+  async putRule(userId: string, kindParam: string, ruleId: string, body: JsonObject, before?: string, after?: string): Promise<void> {
+    const kind = checkKind(kindParam);
+    if (ruleId === '' || ruleId.startsWith('.')) throw invalidParam("Rule IDs starting with '.' are reserved for server-default rules");
+    if (/[/\\]/.test(ruleId)) throw invalidParam('Rule IDs may not contain slashes or backslashes');
+    if (kind === 'room' && !/^![^:]+:.+$/.test(ruleId)) throw invalidParam('The rule ID of a room rule must be a room ID');
+    if (kind === 'sender' && !/^@[^:]+:.+$/.test(ruleId)) throw invalidParam('The rule ID of a sender rule must be a user ID');
+    const actions = checkActions(body.actions);
+    let pattern: string | null = null;
+    let conditions: string | null = null;
+    if (kind === 'content') {
+      if (body.pattern === undefined || body.pattern === null) throw missingParam('pattern');
+      if (typeof body.pattern !== 'string') throw badJson("'pattern' must be a string");
+      pattern = body.pattern;
+    }
+    if (kind === 'override' || kind === 'underride') conditions = JSON.stringify(checkConditions(body.conditions));
+
+    await this.change(userId, async (store) => {
+      const rows = (await store.clientState.pushRules.list(userId)).filter((r) => r.kind === kind);
+      const existing = rows.find((r) => r.rule_id === ruleId);
+      const rule = { rule_id: ruleId, conditions, pattern, actions: JSON.stringify(actions), enabled: existing?.enabled ?? 1 };
+      let order = rows.map((r) => ({ rule_id: r.rule_id, conditions: r.conditions, pattern: r.pattern, actions: r.actions, enabled: r.enabled }));
+      const anchorId = before ?? after;
+      if (anchorId !== undefined) {
+        order = order.filter((r) => r.rule_id !== ruleId);
+        const at = order.findIndex((r) => r.rule_id === anchorId);
+        if (at < 0) throw new MatrixError(400, 'M_UNKNOWN', `before/after rule not found: ${anchorId}`);
+        order.splice(before !== undefined ? at : at + 1, 0, rule);
+      } else if (existing) {
+        order = order.map((r) => (r.rule_id === ruleId ? rule : r));
+      } else {
+        order.unshift(rule);
+      }
+      await store.clientState.pushRules.replaceKind(userId, kind, order);
+    });
+  }
+
+  async deleteRule(userId: string, kindParam: string, ruleId: string): Promise<void> {
+    const kind = checkKind(kindParam);
+    if (ruleId.startsWith('.')) {
+      await this.getRule(userId, kind, ruleId);
+      throw invalidParam('Server-default rules cannot be deleted');
+    }
+    await this.change(userId, async (store) => {
+      const rows = (await store.clientState.pushRules.list(userId)).filter((r) => r.kind === kind);
+      if (!rows.some((r) => r.rule_id === ruleId)) throw notFound('The push rule was not found.');
+      await store.clientState.pushRules.replaceKind(
+        userId,
+        kind,
+        rows.filter((r) => r.rule_id !== ruleId),
+      );
+    });
+  }
+
+  async setEnabled(userId: string, kind: string, ruleId: string, enabled: boolean): Promise<void> {
+    await this.setAttribute(userId, kind, ruleId, { enabled: enabled ? 1 : 0 });
+  }
+
+  async setActions(userId: string, kind: string, ruleId: string, actions: unknown): Promise<void> {
+    await this.setAttribute(userId, kind, ruleId, { actions: JSON.stringify(checkActions(actions)) });
+  }
+
+  private async setAttribute(userId: string, kindParam: string, ruleId: string, change: { enabled?: number; actions?: string }): Promise<void> {
+    const kind = checkKind(kindParam);
+    await this.getRule(userId, kind, ruleId);
+    await this.change(userId, async (store) => {
+      if (ruleId.startsWith('.')) {
+        await store.clientState.pushRules.setOverride(userId, kind, ruleId, change);
+        return;
+      }
+      const rows = (await store.clientState.pushRules.list(userId)).filter((r) => r.kind === kind);
+      if (!rows.some((r) => r.rule_id === ruleId)) throw notFound('The push rule was not found.');
+      await store.clientState.pushRules.replaceKind(
+        userId,
+        kind,
+        rows.map((r) => ({ rule_id: r.rule_id, conditions: r.conditions, pattern: r.pattern, actions: r.actions, enabled: r.enabled, ...(r.rule_id === ruleId ? change : {}) })),
+      );
+    });
+  }
+
+  /** Applies a change and records an m.push_rules account data change, so that syncs deliver the new rules. */
+  private async change(userId: string, fn: (store: Store) => Promise<void>): Promise<void> {
+    await this.writer.write(async (tx) => {
+      const pos = await tx.position(userId);
+      await fn(tx.store);
+      await tx.repos.accountData.put(userId, '', 'm.push_rules', '{}', pos);
+    });
+  }
+}

@@ -1,0 +1,113 @@
+import { performance } from 'node:perf_hooks';
+import { invalidParam } from '../../errors.js';
+import type { Store } from '../../storage/index.js';
+import type { JsonObject } from '../../validate.js';
+import type { Requester } from '../sessions.js';
+import type { E2eKeyService } from './e2e-keys.js';
+import { applyEventFilter, type Filter, type FilterService } from './filters.js';
+import type { Notifier } from './notifier.js';
+import { checkPresenceState, type PresenceService } from './presence.js';
+import type { PushRuleService } from './pushrules.js';
+import { parseStreamToken, streamToken } from './stream-writer.js';
+
+/** To-device messages per response; the rest follow in the next sync. */
+const TO_DEVICE_LIMIT = 100;
+/** The longest a sync may wait, whatever timeout the client asks for. */
+const MAX_TIMEOUT_MS = 10 * 60_000;
+
+export interface SyncQuery {
+  since?: string;
+  timeout?: string;
+  full_state?: string;
+  set_presence?: string;
+  filter?: string;
+}
+
+interface Batch {
+  body: JsonObject;
+  hasNews: boolean;
+}
+
+/**
+ * GET /sync until rooms exist: the account's global account data, to-device messages, device-list
+ * changes and key counts. An incremental sync with nothing new waits on the notifier.
+ */
+export class SyncService {
+  constructor(
+    private readonly store: Store,
+    private readonly notifier: Notifier,
+    private readonly filters: FilterService,
+    private readonly pushRules: PushRuleService,
+    private readonly keys: E2eKeyService,
+    private readonly presence: PresenceService,
+  ) {}
+
+  async sync(requester: Requester, query: SyncQuery): Promise<JsonObject> {
+    let since: number | undefined;
+    if (query.since !== undefined && query.since !== '') {
+      since = parseStreamToken(query.since);
+      if (since === undefined) throw invalidParam('Invalid since token');
+    }
+    let timeout = 0;
+    if (query.timeout !== undefined && query.timeout !== '') {
+      if (!/^\d{1,12}$/.test(query.timeout)) throw invalidParam("'timeout' must be a non-negative integer");
+      timeout = Math.min(Number(query.timeout), MAX_TIMEOUT_MS);
+    }
+    if (query.full_state !== undefined && query.full_state !== 'true' && query.full_state !== 'false') throw invalidParam("'full_state' must be true or false");
+    const fullState = query.full_state === 'true';
+    const setPresence = query.set_presence === undefined ? 'online' : checkPresenceState(query.set_presence, 'set_presence');
+    const filter = await this.filters.resolve(requester.userId, query.filter);
+    await this.presence.touch(requester.userId, setPresence);
+
+    if (since === undefined || fullState || timeout === 0) return (await this.batch(requester, since, filter, fullState)).body;
+    const deadline = performance.now() + timeout;
+    for (;;) {
+      // Subscribe before reading, so that a change committed in between still wakes us.
+      const subscription = this.notifier.subscribe(requester.userId);
+      try {
+        const batch = await this.batch(requester, since, filter, false);
+        const remaining = deadline - performance.now();
+        if (batch.hasNews || remaining <= 0 || this.notifier.isClosed) { console.error('DEBUG sync returns', Date.now()); return batch.body; }
+        await subscription.wait(remaining);
+      } finally {
+        subscription.dispose();
+      }
+    }
+  }
+
+  private async batch(requester: Requester, since: number | undefined, filter: Filter | undefined, fullState: boolean): Promise<Batch> {
+    const { userId, deviceId } = requester;
+    const repos = this.store.clientState;
+    const head = await repos.streams.position(userId);
+    const after = Math.min(since ?? 0, head);
+    if (since !== undefined) await repos.toDevice.acknowledge(userId, deviceId, since);
+
+    const messages = await repos.toDevice.pending(userId, deviceId, after, head, TO_DEVICE_LIMIT);
+    const upto = messages.length === TO_DEVICE_LIMIT ? messages[messages.length - 1]!.stream_pos : head;
+    const initial = since === undefined || fullState;
+
+    const rows = await repos.accountData.changed(userId, initial ? 0 : after, upto);
+    const events: { type: string; content: JsonObject }[] = [];
+    for (const row of rows) {
+      if (row.room_id !== '' || row.type === 'm.push_rules') continue;
+      events.push({ type: row.type, content: JSON.parse(row.content) as JsonObject });
+    }
+    if (initial || rows.some((r) => r.room_id === '' && r.type === 'm.push_rules')) {
+      events.push({ type: 'm.push_rules', content: await this.pushRules.accountDataContent(userId) });
+    }
+    const accountData = applyEventFilter(events, filter?.account_data);
+    const changed = since === undefined ? [] : await repos.keys.deviceListChanges(userId, after, upto);
+
+    const body: JsonObject = {
+      next_batch: streamToken(upto),
+      account_data: { events: accountData },
+      to_device: { events: messages.map((m) => ({ sender: m.sender, type: m.type, content: JSON.parse(m.content) as JsonObject })) },
+      device_lists: { changed, left: [] },
+      device_one_time_keys_count: await this.keys.counts(userId, deviceId),
+      device_unused_fallback_key_types: await repos.keys.unusedFallbackKeyTypes(userId, deviceId),
+      presence: { events: [] },
+      rooms: { join: {}, invite: {}, leave: {}, knock: {} },
+    };
+    return { body, hasNews: accountData.length > 0 || messages.length > 0 || changed.length > 0 };
+  }
+}

@@ -1,0 +1,65 @@
+import type { Clock } from '../../clock.js';
+import { badJson, invalidParam, missingParam } from '../../errors.js';
+import type { Requester } from '../sessions.js';
+import type { JsonObject } from '../../validate.js';
+import type { StreamWriter } from './stream-writer.js';
+
+/** How long a sendToDevice transaction ID is remembered. */
+const TXN_LIFETIME_MS = 24 * 3_600_000;
+
+function isObject(value: unknown): value is JsonObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Send-to-device messages: queued per recipient device until that device acknowledges them. */
+export class ToDeviceService {
+  private lastPrune = 0;
+
+  constructor(
+    private readonly writer: StreamWriter,
+    private readonly clock: Clock,
+    private readonly serverName: string,
+  ) {}
+
+  async send(requester: Requester, eventType: string, txnId: string, body: JsonObject): Promise<void> {
+    if (eventType === '' || eventType.length > 255) throw invalidParam('Invalid event type');
+    if (txnId === '' || txnId.length > 255) throw invalidParam('Invalid transaction ID');
+    const messages = body.messages;
+    if (messages === undefined || messages === null) throw missingParam('messages');
+    if (!isObject(messages)) throw badJson("'messages' must be an object");
+    for (const [userId, devices] of Object.entries(messages)) {
+      if (!/^@[^:]+:.+$/.test(userId)) throw invalidParam(`Not a user ID: ${userId}`);
+      if (!isObject(devices) || !Object.values(devices).every(isObject)) throw badJson(`'messages.${userId}' must map device IDs to message contents`);
+    }
+    // Messages for other servers would need federation; they are dropped, as for an unreachable server.
+    const recipients = Object.keys(messages)
+      .filter((userId) => userId.slice(userId.indexOf(':') + 1) === this.serverName)
+      .sort();
+    const now = this.clock.now();
+    await this.writer.write(async (tx) => {
+      if (!(await tx.repos.toDevice.claimTxn(requester.userId, requester.deviceId, txnId, now))) return;
+      for (const userId of recipients) {
+        const devices = messages[userId] as Record<string, JsonObject>;
+        const existing = new Set((await tx.store.devices.list(userId)).map((d) => d.device_id));
+        const targets = new Map<string, JsonObject>();
+        const wildcard = devices['*'];
+        if (wildcard) for (const d of existing) targets.set(d, wildcard);
+        for (const [deviceId, content] of Object.entries(devices)) if (deviceId !== '*' && existing.has(deviceId)) targets.set(deviceId, content);
+        const unique = [...targets].map(([deviceId, content]) => ({
+          user_id: userId,
+          device_id: deviceId,
+          sender: requester.userId,
+          type: eventType,
+          content: JSON.stringify(content),
+        }));
+        if (unique.length === 0) continue;
+        const pos = await tx.position(userId);
+        await tx.repos.toDevice.add(unique.map((r) => ({ ...r, stream_pos: pos })));
+      }
+    });
+    if (now - this.lastPrune > 3_600_000) {
+      this.lastPrune = now;
+      await this.writer.write(async (tx) => tx.repos.toDevice.pruneTxns(now - TXN_LIFETIME_MS));
+    }
+  }
+}

@@ -1,0 +1,121 @@
+import type { Clock } from '../../clock.js';
+import type { Config } from '../../config/index.js';
+import { MatrixError, badJson, forbidden, missingParam } from '../../errors.js';
+import type { Store } from '../../storage/index.js';
+import { optionalString, requireString, type JsonObject } from '../../validate.js';
+import type { UiaService } from '../uia.js';
+import { canonicaliseAddress } from './address.js';
+import { bindAtIdentityServer, trustedIdServerUrl } from './identity-server.js';
+import { parseClientSecret, parseSid } from './policy.js';
+import type { ThreepidSessionService } from './sessions.js';
+
+export interface ThreepidListing {
+  medium: string;
+  address: string;
+  validated_at: number;
+  added_at: number;
+}
+
+const disabled = () => forbidden('Changing third-party identifiers is disabled on this server');
+const inUse = () => new MatrixError(400, 'M_THREEPID_IN_USE', 'Third-party identifier is already in use');
+
+/** The 3PIDs of an account: list, add (from a validated session), delete, and the identity-server calls. */
+export class AccountThreepidService {
+  constructor(
+    private readonly config: Config,
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly uia: UiaService,
+    private readonly sessions: ThreepidSessionService,
+  ) {}
+
+  async list(userId: string): Promise<ThreepidListing[]> {
+    const rows = await this.store.threepids.list(userId);
+    return rows.map((r) => ({ medium: r.medium, address: r.address, validated_at: r.validated_ts, added_at: r.added_ts }));
+  }
+
+  /**
+   * POST /account/3pid/add: the user's password (UIA), then the validated add_threepid session.
+   * The database's unique key decides when two accounts race for one address.
+   */
+  async add(userId: string, body: JsonObject, ip: string, operation = 'POST /account/3pid/add', credsKey?: string): Promise<void> {
+    if (!this.config.enable_3pid_changes) throw disabled();
+    const creds = credsKey ? this.credsOf(body, credsKey) : body;
+    const sid = parseSid(creds);
+    const clientSecret = parseClientSecret(creds);
+    const outcome = await this.uia.authenticate({ auth: body.auth, operation, userId, flows: [['m.login.password']], ip });
+    const threepid = await this.sessions.consume({ sid, clientSecret, medium: undefined, flow: 'add_threepid', consumer: outcome.sessionId });
+    if (threepid === 'pending') throw new MatrixError(400, 'M_THREEPID_AUTH_FAILED', 'The address has not been validated yet');
+    const added = await this.store.threepids.add({
+      medium: threepid.medium,
+      address: threepid.address,
+      user_id: userId,
+      validated_ts: threepid.validated_ts,
+      added_ts: this.clock.now(),
+    });
+    if (!added) throw inUse();
+    if (!(await this.uia.finish(outcome.sessionId))) throw forbidden('This authentication session has already been used');
+  }
+
+  /**
+   * The deprecated POST /account/3pid. Without an identity server it adds like /3pid/add, behind the
+   * same password check: an access token alone must not be enough to attach an address (which could
+   * then reset the password). With one, it is a bind.
+   */
+  async legacyAdd(userId: string, body: JsonObject, ip: string): Promise<void> {
+    const key = body.three_pid_creds !== undefined ? 'three_pid_creds' : 'threePidCreds';
+    const creds = this.credsOf(body, key);
+    if (creds.id_server !== undefined && creds.id_server !== null) {
+      await this.bind(userId, creds);
+      return;
+    }
+
+    await this.add(userId, body, ip, 'POST /account/3pid', key);
+  }
+
+  async delete(userId: string, body: JsonObject): Promise<{ id_server_unbind_result: 'no-support' }> {
+    if (!this.config.enable_3pid_changes) throw disabled();
+    const { medium, address } = this.parseThreepid(body);
+    optionalString(body, 'id_server', 512);
+    await this.store.threepids.delete(userId, medium, address);
+    // Myelin never binds at identity servers, so there is nothing to unbind anywhere.
+    return { id_server_unbind_result: 'no-support' };
+  }
+
+  /**
+   * POST /account/3pid/bind: asks a trusted identity server to bind the address it validated (its
+   * own session) to this user. Other identity servers are refused, so clients cannot make Myelin
+   * send requests to arbitrary hosts.
+   */
+  async bind(userId: string, body: JsonObject): Promise<Record<string, never>> {
+    const clientSecret = parseClientSecret(body);
+    const sid = parseSid(body);
+    const idServer = requireString(body, 'id_server', 512);
+    const accessToken = requireString(body, 'id_access_token', 2048);
+    const baseUrl = trustedIdServerUrl(this.config, idServer);
+    if (!baseUrl) throw new MatrixError(400, 'M_SERVER_NOT_TRUSTED', 'This server does not trust that identity server');
+    await bindAtIdentityServer(baseUrl, accessToken, { sid, client_secret: clientSecret, mxid: userId });
+    return {};
+  }
+
+  async unbind(_userId: string, body: JsonObject): Promise<{ id_server_unbind_result: 'no-support' }> {
+    this.parseThreepid(body);
+    optionalString(body, 'id_server', 512);
+    return { id_server_unbind_result: 'no-support' };
+  }
+
+  private credsOf(body: JsonObject, key: string): JsonObject {
+    const creds = body[key];
+    if (creds === undefined || creds === null) throw missingParam('three_pid_creds');
+    if (typeof creds !== 'object' || Array.isArray(creds)) throw badJson(`'${key}' must be an object`);
+    return creds as JsonObject;
+  }
+
+  private parseThreepid(body: JsonObject): { medium: string; address: string } {
+    const medium = requireString(body, 'medium', 16);
+    const address = requireString(body, 'address', 512);
+    if (medium !== 'email' && medium !== 'msisdn') throw new MatrixError(400, 'M_INVALID_PARAM', 'Unknown medium');
+    return { medium, address: canonicaliseAddress(medium, address) };
+  }
+}
+

@@ -1,0 +1,149 @@
+import type { Clock } from '../../clock.js';
+import type { Config } from '../../config/index.js';
+import { isEmailConfigured } from '../../config/sections/email.js';
+import type { EmailTemplateName, Outbox } from '../../delivery/types.js';
+import { forbidden, MatrixError } from '../../errors.js';
+import type { Store } from '../../storage/index.js';
+import { requireString, type JsonObject } from '../../validate.js';
+import type { RateLimiter } from '../ratelimiter.js';
+import { canonicaliseEmail } from './address.js';
+import { ensureThreepidAllowed, isNextLinkHostAllowed, parseTokenRequest, unsupportedMedium } from './policy.js';
+import { LinkRejected, type ThreepidFlow, type ThreepidSessionService } from './sessions.js';
+import { absolute, emailLinkPath, submitTokenPath } from './urls.js';
+
+export interface EmailValidationDeps {
+  config: Config;
+  store: Store;
+  clock: Clock;
+  limiter: RateLimiter;
+  sessions: ThreepidSessionService;
+  outbox: Outbox;
+  publicBaseUrl: string;
+  passwordsEnabled: () => boolean;
+}
+
+export interface RequestContext {
+  ip: string;
+  acceptLanguage?: string;
+}
+
+/** The link's query: which session, its client secret, and the link token. */
+export interface LinkParams {
+  sid: string;
+  client_secret: string;
+  token: string;
+}
+
+/** Mail template per flow. */
+const TEMPLATES: Record<ThreepidFlow, EmailTemplateName> = {
+  registration: 'registration',
+  password_reset: 'password_reset',
+  add_threepid: 'add_threepid',
+};
+
+/**
+ * Email validation as MSC2263 has it: Myelin mails a link (to a confirmation page) and a short code
+ * itself. The generic session rules live in ThreepidSessionService; this adds the email policy.
+ */
+export class EmailValidationService {
+  constructor(private readonly deps: EmailValidationDeps) {}
+
+  get enabled(): boolean {
+    return isEmailConfigured(this.deps.config);
+  }
+
+  private get tokenLifetimeMs(): number {
+    return this.deps.config.email?.validation_token_lifetime ?? 3_600_000;
+  }
+
+  async requestToken(flow: ThreepidFlow, body: JsonObject, ctx: RequestContext): Promise<{ sid: string; submit_url: string }> {
+    const { config, store, limiter, sessions, outbox, publicBaseUrl } = this.deps;
+    const params = parseTokenRequest(body, config);
+    const address = canonicaliseEmail(requireString(body, 'email', 512));
+    if (flow === 'add_threepid' && !config.enable_3pid_changes) throw forbidden('Adding email addresses is disabled on this server');
+    if (flow === 'registration' && !config.enable_registration) throw forbidden('Registration has been disabled');
+    if (flow === 'password_reset' && !this.deps.passwordsEnabled()) throw forbidden('Password reset is disabled on this server');
+    if (!this.enabled) throw unsupportedMedium(config, 'email', params.idServer);
+    ensureThreepidAllowed(config, 'email', address);
+    await limiter.take(`3pid:ip:${ctx.ip}`, config.rc_3pid_validation);
+    await limiter.take(`3pid:address:email:${address}`, config.rc_3pid_validation);
+
+    const owner = await store.threepids.findUser('email', address);
+    const inhibit = config.request_token_inhibit_3pid_errors;
+    // With inhibit on, a refused request still makes a session (never validatable: nobody gets its
+    // secrets) so the answer looks like any other, and the owner is told instead where it helps.
+    let template: EmailTemplateName | null = TEMPLATES[flow];
+    if (flow === 'password_reset' && owner === undefined) {
+      if (!inhibit) throw new MatrixError(400, 'M_THREEPID_NOT_FOUND', 'Email not found');
+      template = null;
+    } else if (flow !== 'password_reset' && owner !== undefined) {
+      if (!inhibit) throw new MatrixError(400, 'M_THREEPID_IN_USE', 'Email is already in use');
+      template = flow === 'registration' ? 'already_in_use' : null;
+    }
+
+    const { sid } = await sessions.request({
+      medium: 'email',
+      address,
+      flow,
+      clientSecret: params.clientSecret,
+      sendAttempt: params.sendAttempt,
+      nextLink: params.nextLink,
+      withLink: true,
+      tokenLifetimeMs: this.tokenLifetimeMs,
+      deliver: async (d) => {
+        if (template === null) return;
+        const link = new URL(absolute(publicBaseUrl, emailLinkPath(flow)));
+        link.searchParams.set('token', d.linkToken!);
+        link.searchParams.set('client_secret', params.clientSecret);
+        link.searchParams.set('sid', d.sid);
+        const vars = template === 'already_in_use' ? {} : { link: link.href, code: d.code };
+        await outbox.enqueue(
+          { channel: 'email', to: address, template, vars, acceptLanguage: ctx.acceptLanguage },
+          { dedupeKey: `email:${d.sid}:${d.sendAttempt}`, store: d.tx },
+        );
+      },
+    });
+    return { sid, submit_url: absolute(publicBaseUrl, submitTokenPath(flow, 'email')) };
+  }
+
+  /** GET of a link: whether it would work (and where success would lead). Never validates anything. */
+  async checkLink(flow: ThreepidFlow, link: LinkParams): Promise<{ nextLink: string | null } | false> {
+    try {
+      const row = await this.deps.sessions.checkLink({ ...this.linkArgs(link), medium: 'email', flow });
+      return { nextLink: this.allowedNextLink(row.next_link) };
+    } catch (err) {
+      if (err instanceof LinkRejected) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * POST from the confirmation page: validates the session. Returns where to send the browser
+   * (next_link, when still allowed) or null for the success page; false when the link is no good.
+   */
+  async confirmLink(flow: ThreepidFlow, link: LinkParams): Promise<{ nextLink: string | null } | false> {
+    try {
+      const row = await this.deps.sessions.submitLink({ ...this.linkArgs(link), medium: 'email', flow });
+      return { nextLink: this.allowedNextLink(row.next_link) };
+    } catch (err) {
+      if (err instanceof LinkRejected) return false;
+      throw err;
+    }
+  }
+
+  /** The next_link a session stored, if the current config still allows it. */
+  allowedNextLink(nextLink: string | null): string | null {
+    if (nextLink === null) return null;
+    try {
+      const url = new URL(nextLink);
+      if ((url.protocol === 'http:' || url.protocol === 'https:') && isNextLinkHostAllowed(this.deps.config, url)) return url.href;
+    } catch {
+      return null;
+    }
+    return null;
+  }
+
+  private linkArgs(link: LinkParams) {
+    return { sid: link.sid, clientSecret: link.client_secret, token: link.token };
+  }
+}

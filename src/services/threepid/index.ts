@@ -1,0 +1,71 @@
+import type { Clock } from '../../clock.js';
+import type { Config } from '../../config/index.js';
+import type { Outbox } from '../../delivery/types.js';
+import type { Store } from '../../storage/index.js';
+import type { AccountService } from '../accounts.js';
+import type { RateLimiter } from '../ratelimiter.js';
+import { ThreepidStage } from '../stages/threepid.js';
+import type { UiaService } from '../uia.js';
+import { AccountThreepidService } from './account.js';
+import { EmailValidationService } from './email.js';
+import { DEFAULT_SESSION_OPTIONS, ThreepidSessionService } from './sessions.js';
+
+export const EMAIL_STAGE = 'm.login.email.identity';
+
+export interface ThreepidServices {
+  sessions: ThreepidSessionService;
+  email: EmailValidationService;
+  account: AccountThreepidService;
+}
+
+export interface ThreepidDeps {
+  config: Config;
+  store: Store;
+  clock: Clock;
+  limiter: RateLimiter;
+  uia: UiaService;
+  accounts: AccountService;
+  outbox: Outbox;
+  publicBaseUrl: string;
+}
+
+/** Wires validation sessions, email validation and account 3PIDs, and registers the email UIA stage. */
+export function createThreepidServices(deps: ThreepidDeps): ThreepidServices {
+  const sessions = new ThreepidSessionService(deps.store, deps.clock, {
+    ...DEFAULT_SESSION_OPTIONS,
+    validatedLifetimeMs: deps.config.ui_auth_session_lifetime,
+  });
+  const email = new EmailValidationService({ ...deps, sessions, passwordsEnabled: () => deps.accounts.passwordsEnabled() });
+  const account = new AccountThreepidService(deps.config, deps.store, deps.clock, deps.uia, sessions);
+  if (email.enabled) deps.uia.register(new ThreepidStage(EMAIL_STAGE, 'email', sessions));
+  return { sessions, email, account };
+}
+
+/**
+ * Registration's UIA flows. With registrations_require_3pid, one flow with a stage per required
+ * medium; otherwise a flow per medium Myelin can verify, plus m.login.dummy when the admin allows
+ * registration without verification. `stages` maps each verifiable medium to its stage.
+ */
+export function registrationFlows(config: Config, stages: Partial<Record<'email' | 'msisdn', string>>): string[][] {
+  if (config.registrations_require_3pid.length > 0) {
+    return [config.registrations_require_3pid.map((medium) => stages[medium]).filter((s): s is string => s !== undefined)];
+  }
+  const flows: string[][] = Object.values(stages).map((stage) => [stage]);
+  if (config.enable_registration_without_verification) flows.push(['m.login.dummy']);
+  return flows;
+}
+
+/**
+ * Synapse's rule: open registration needs some verification unless the admin opts out knowingly.
+ * Returns the problem as a sentence, or undefined when the config is fine.
+ */
+export function registrationConfigProblem(config: Config, verifiable: readonly ('email' | 'msisdn')[]): string | undefined {
+  const missing = config.registrations_require_3pid.filter((m) => !verifiable.includes(m));
+  if (missing.length > 0) {
+    return `registrations_require_3pid names ${missing.join(', ')}, which this server cannot verify (configure ${missing.map((m) => (m === 'email' ? 'email' : 'sms')).join(' and ')})`;
+  }
+  if (config.enable_registration && !config.enable_registration_without_verification && verifiable.length === 0) {
+    return 'enable_registration is on but no verification method is configured: configure email (or sms), or set enable_registration_without_verification: true if you really want open registration';
+  }
+  return undefined;
+}
