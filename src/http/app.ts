@@ -40,6 +40,9 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     // Fastify's own request lines would log raw URLs (and tokens in them); onResponse logs a redacted one.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // After the preClose hooks have answered waiting long-polls, cut what is left (e.g. a long-poll
+    // whose client gave up but kept the socket), or close would wait out the keep-alive timeout.
+    forceCloseConnections: true,
     frameworkErrors: (_error, _req, reply) => {
       void (reply as FastifyReplyLike).code(400).headers(CORS_HEADERS).send({ errcode: 'M_UNRECOGNIZED', error: 'Malformed request URL' } as never);
     },
@@ -58,13 +61,16 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     }
   });
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks: every request runs them, and async ones cost a promise and a tick each.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.headers(CORS_HEADERS);
-    if (request.method === 'OPTIONS') return reply.code(204).send();
+    if (request.method === 'OPTIONS') void reply.code(204).send();
+    else done();
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     request.log.info({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ip: request.ip, ms: Math.round(reply.elapsedTime) }, 'request');
+    done();
   });
 
   app.setErrorHandler((err: Error, request, reply) => {

@@ -81,7 +81,7 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
   const passwordReset = new PasswordResetService(store, uia, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
 
   const delivery = createDelivery(config, store);
-  const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, outbox: delivery.outbox, publicBaseUrl: publicBaseUrlOf(config) });
+  const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, outbox: delivery.outbox, templates: delivery.templates, publicBaseUrl: publicBaseUrlOf(config) });
   const msisdn = createMsisdnValidation({ config, store, clock, limiter, uia, delivery, publicBaseUrl: publicBaseUrlOf(config), passwordsEnabled: () => accounts.passwordsEnabled() });
   const services: Services = {
     config,

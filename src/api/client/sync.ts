@@ -1,20 +1,16 @@
-import { JsonReply } from '../../http/reply.js';
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 
 const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
 
 export function syncRoutes(router: Router, { clientState }: Services): void {
-  router.authed('GET', '/sync', async ({ requester, query }) => {
-    const body = await clientState.sync.sync(requester, {
+  router.authed('GET', '/sync', async ({ requester, query }) =>
+    clientState.sync.sync(requester, {
       since: str(query.since),
       timeout: str(query.timeout),
       full_state: str(query.full_state),
       set_presence: str(query.set_presence),
       filter: str(query.filter),
-    });
-    // A sync released by shutdown answers on a connection that must not linger as an idle
-    // keep-alive: the server has already closed its idle connections and would wait for it.
-    return clientState.notifier.isClosed ? new JsonReply(200, body, { connection: 'close' }) : body;
-  });
+    }),
+  );
 }

@@ -83,9 +83,12 @@ const sms = z
     app_name: z.string().min(1).max(64).optional(),
     validation_token_lifetime: duration.default(10 * 60_000),
     code_length: z.number().int().min(4).max(10).default(6),
-    /** SMS sent to one number in any 24 hours. */
+    /**
+     * SMS to one number: a bucket of this many, refilled evenly over 24 hours (so at most this many
+     * at once, then one every 24h / max_per_number_per_day).
+     */
     max_per_number_per_day: z.number().int().positive().default(10),
-    /** SMS sent by this homeserver (all processes together) in any hour. */
+    /** SMS from this homeserver (all processes together): a bucket of this many, refilled evenly over an hour. */
     max_per_hour: z.number().int().positive().default(500),
     /** When set, only numbers of these countries get an SMS (toll-fraud and SMS-pumping defence). */
     allowed_country_codes: z.array(countryCode).optional(),

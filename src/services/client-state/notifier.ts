@@ -19,6 +19,8 @@ export interface Subscription {
 export class Notifier {
   private readonly waiters = new Map<string, Set<Waiter>>();
   private closed = false;
+  private active = 0;
+  private drained: (() => void) | undefined;
   private channel: StreamChannel | undefined;
   /** Identifies this process in cross-process notifications. */
   readonly origin = randomToken(9);
@@ -92,12 +94,35 @@ export class Notifier {
     this.channel?.publish(userIds).catch(() => undefined);
   }
 
-  /** Releases every waiting sync and refuses to wait again; for shutdown. */
+  /** Counts a long-poll as in progress until `work` settles, so that close() can wait for it. */
+  async track<T>(work: () => Promise<T>): Promise<T> {
+    this.active++;
+    try {
+      return await work();
+    } finally {
+      if (--this.active === 0) this.drained?.();
+    }
+  }
+
+  /**
+   * Releases every waiting sync, waits until they have answered, and refuses to wait again; for
+   * shutdown. Answering before the HTTP server closes matters: a connection whose client gave up
+   * and that is answered only after server.close() is kept until the keep-alive timeout.
+   */
   async close(): Promise<void> {
-    const t = Date.now();
     this.closed = true;
     this.wakeAll();
+    if (this.active > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5000);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      // Let the handlers send what they returned.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     await this.channel?.close();
-    console.error('DEBUG notifier.close took', Date.now() - t);
   }
 }

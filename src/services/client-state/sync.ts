@@ -60,6 +60,10 @@ export class SyncService {
     await this.presence.touch(requester.userId, setPresence);
 
     if (since === undefined || fullState || timeout === 0) return (await this.batch(requester, since, filter, fullState)).body;
+    return this.notifier.track(() => this.longPoll(requester, since, filter, timeout));
+  }
+
+  private async longPoll(requester: Requester, since: number, filter: Filter | undefined, timeout: number): Promise<JsonObject> {
     const deadline = performance.now() + timeout;
     for (;;) {
       // Subscribe before reading, so that a change committed in between still wakes us.
@@ -67,7 +71,7 @@ export class SyncService {
       try {
         const batch = await this.batch(requester, since, filter, false);
         const remaining = deadline - performance.now();
-        if (batch.hasNews || remaining <= 0 || this.notifier.isClosed) { console.error('DEBUG sync returns', Date.now()); return batch.body; }
+        if (batch.hasNews || remaining <= 0 || this.notifier.isClosed) return batch.body;
         await subscription.wait(remaining);
       } finally {
         subscription.dispose();

@@ -69,7 +69,6 @@ export class AccountThreepidService {
       await this.bind(userId, creds);
       return;
     }
-
     await this.add(userId, body, ip, 'POST /account/3pid', key);
   }
 

@@ -7,7 +7,7 @@ import type { RateLimiter } from '../ratelimiter.js';
 import { ThreepidStage } from '../stages/threepid.js';
 import type { UiaService } from '../uia.js';
 import { AccountThreepidService } from './account.js';
-import { EmailValidationService } from './email.js';
+import { EmailValidationService, type MailRenderer } from './email.js';
 import { DEFAULT_SESSION_OPTIONS, ThreepidSessionService } from './sessions.js';
 
 export const EMAIL_STAGE = 'm.login.email.identity';
@@ -26,6 +26,7 @@ export interface ThreepidDeps {
   uia: UiaService;
   accounts: AccountService;
   outbox: Outbox;
+  templates?: MailRenderer;
   publicBaseUrl: string;
 }
 
