@@ -59,6 +59,43 @@ password_config:
     require_lowercase: false
     require_uppercase: false
 
+# Email: Myelin verifies addresses itself (MSC2263) for registration, password reset and adding an
+# address. Same keys as Synapse's email section; templates.custom_template_directory overrides any
+# template (Synapse's names) by file name.
+#email:
+#  smtp_host: mail.${serverName}
+#  smtp_port: 587
+#  smtp_user: myelin
+#  # smtp_pass: set MYELIN__EMAIL__SMTP_PASS in the environment
+#  require_transport_security: true
+#  notif_from: "%(app)s <noreply@${serverName}>"
+#  app_name: Matrix
+#  validation_token_lifetime: 1h
+#templates:
+#  custom_template_directory: /etc/myelin/templates
+
+# Phone numbers: Myelin sends the verification SMS itself.
+#sms:
+#  provider: twilio            # twilio | webhook | log
+#  twilio:
+#    account_sid: ACxxxxxxxx
+#    # auth_token: set MYELIN__SMS__TWILIO__AUTH_TOKEN in the environment
+#    from: "+15005550006"
+#  validation_token_lifetime: 10m
+#  max_per_number_per_day: 10
+#  max_per_hour: 500
+#  denied_country_codes: []
+#enable_msisdn_password_reset: false
+
+# 3PID rules (Synapse names).
+#registrations_require_3pid: [email]
+#allowed_local_3pids:
+#  - {medium: email, pattern: '.*@${serverName.replace(/\./g, '\\.')}'}
+enable_3pid_changes: true
+request_token_inhibit_3pid_errors: false
+#next_link_domain_whitelist: ["${serverName}"]
+rc_3pid_validation: {per_second: 0.003, burst_count: 5}
+
 # bcrypt cost, used when password_config.algorithm is bcrypt.
 bcrypt_rounds: 12
 

@@ -17,6 +17,9 @@ export function embeddedDefaults(): Record<string, unknown> {
     database: { name: 'sqlite3', args: { database: './data/homeserver.db' } },
     enable_registration: true,
     enable_registration_without_verification: true,
+    // Development: mails and SMS are written to the log (link and code included) instead of sent.
+    email: { notif_from: 'Myelin <noreply@localhost>', app_name: 'Myelin', transport: 'log' },
+    sms: { provider: 'log' },
   };
 }
 
