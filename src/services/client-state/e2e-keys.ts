@@ -1,9 +1,10 @@
-import { badJson, forbidden, invalidParam, missingParam } from '../../errors.js';
+import { MatrixError, badJson, forbidden, invalidParam, missingParam } from '../../errors.js';
 import type { OneTimeKey } from '../../storage/e2e-keys.js';
 import type { Store } from '../../storage/index.js';
 import type { JsonObject } from '../../validate.js';
 import type { Requester } from '../sessions.js';
 import type { UiaService } from '../uia.js';
+import { signedPart, verifyEd25519 } from './signing.js';
 import { parseStreamToken, type StreamWriter } from './stream-writer.js';
 
 const CROSS_SIGNING_TYPES = { master_key: 'master', self_signing_key: 'self_signing', user_signing_key: 'user_signing' } as const;
@@ -185,8 +186,16 @@ export class E2eKeyService {
       uploaded.push([type, key]);
     }
     const existing = await this.store.clientState.keys.crossSigningKeys(userId);
-    const hasMaster = existing.master !== undefined || uploaded.some(([type]) => type === 'master');
-    if (uploaded.length > 0 && !hasMaster) throw missingParam('master_key');
+    const master = uploaded.find(([type]) => type === 'master')?.[1] ?? (existing.master ? (JSON.parse(existing.master) as JsonObject) : undefined);
+    if (uploaded.length > 0 && !master) throw missingParam('master_key');
+    for (const [type, key] of uploaded) {
+      if (type === 'master') continue;
+      const masterKey = publicKeyOf(master!);
+      const signature = (key.signatures as Record<string, Record<string, string>> | undefined)?.[userId]?.[`ed25519:${masterKey}`];
+      if (signature === undefined || !verifyEd25519(key, masterKey, signature)) {
+        throw new MatrixError(400, 'M_INVALID_SIGNATURE', `The ${type} key must be signed by the master key`);
+      }
+    }
     const replaces = uploaded.some(([type, key]) => existing[type] !== undefined && existing[type] !== JSON.stringify(key));
     // The first upload needs no re-authentication (spec v1.11); replacing keys does.
     if (replaces) {
@@ -201,6 +210,11 @@ export class E2eKeyService {
     });
   }
 
+  /**
+   * Stores signatures of keys: the signer's own devices and cross-signing keys, or another user's
+   * master key. Each signature is checked against the signer's key; the signed object must be the
+   * key the server holds.
+   */
   async uploadSignatures(requester: Requester, body: JsonObject): Promise<{ failures: JsonObject }> {
     const signer = requester.userId;
     const failures: Record<string, JsonObject> = {};
@@ -209,26 +223,49 @@ export class E2eKeyService {
     };
     const accepted: { target_user_id: string; target_key_id: string; signer_key_id: string; signature: string }[] = [];
     const repo = this.store.clientState.keys;
+    const parsedKeys = (map: Record<string, string>) => Object.fromEntries(Object.entries(map).map(([type, json]) => [type, JSON.parse(json) as JsonObject]));
+    const signerCross = parsedKeys(await repo.crossSigningKeys(signer));
+    const signerKey = async (keyId: string): Promise<string | undefined> => {
+      const match = /^ed25519:(.+)$/.exec(keyId);
+      if (!match) return undefined;
+      if (Object.values(signerCross).some((k) => publicKeyOf(k) === match[1])) return match[1];
+      const device = await repo.getDeviceKeys(signer, match[1]!);
+      return device ? ((JSON.parse(device) as { keys?: Record<string, string> }).keys?.[keyId] ?? undefined) : undefined;
+    };
     for (const [userId, objects] of Object.entries(body)) {
       if (!isObject(objects)) throw badJson(`'${userId}' must map key IDs to signed objects`);
       if (!/^@[^:]+:.+$/.test(userId)) throw invalidParam(`Not a user ID: ${userId}`);
-      const cross = this.isLocal(userId) ? await repo.crossSigningKeys(userId) : {};
-      const masterKey = cross.master ? publicKeyOf(JSON.parse(cross.master) as JsonObject) : undefined;
+      const cross = this.isLocal(userId) ? parsedKeys(await repo.crossSigningKeys(userId)) : {};
       for (const [keyId, signed] of Object.entries(objects)) {
+        let stored: JsonObject | undefined;
+        if (userId === signer) {
+          const device = await repo.getDeviceKeys(userId, keyId);
+          stored = device ? (JSON.parse(device) as JsonObject) : Object.values(cross).find((k) => publicKeyOf(k) === keyId);
+        } else if (cross.master && publicKeyOf(cross.master) === keyId) {
+          stored = cross.master;
+        }
+        if (!stored) {
+          fail(userId, keyId, 'M_NOT_FOUND', 'No such key');
+          continue;
+        }
         if (!isObject(signed) || !isObject(signed.signatures) || !isStringMap(signed.signatures[signer])) {
           fail(userId, keyId, 'M_INVALID_SIGNATURE', `The object carries no signatures by ${signer}`);
           continue;
         }
-        const isDevice = userId === signer && (await repo.getDeviceKeys(userId, keyId)) !== undefined;
-        const isOwnCross = userId === signer && Object.values(cross).some((json) => publicKeyOf(JSON.parse(json) as JsonObject) === keyId);
-        const isOthersMaster = userId !== signer && keyId === masterKey;
-        if (!isDevice && !isOwnCross && !isOthersMaster) {
-          fail(userId, keyId, 'M_NOT_FOUND', 'No such key');
+        if (signedPart(signed) !== signedPart(stored)) {
+          fail(userId, keyId, 'M_INVALID_SIGNATURE', 'The signed object does not match the stored key');
           continue;
         }
-        for (const [signerKeyId, signature] of Object.entries(signed.signatures[signer] as Record<string, string>)) {
-          accepted.push({ target_user_id: userId, target_key_id: keyId, signer_key_id: signerKeyId, signature });
+        const mine = Object.entries(signed.signatures[signer] as Record<string, string>);
+        const checked = await Promise.all(mine.map(async ([signerKeyId, signature]) => {
+          const publicKey = await signerKey(signerKeyId);
+          return publicKey !== undefined && verifyEd25519(signed, publicKey, signature);
+        }));
+        if (checked.some((ok) => !ok)) {
+          fail(userId, keyId, 'M_INVALID_SIGNATURE', 'A signature does not verify');
+          continue;
         }
+        for (const [signerKeyId, signature] of mine) accepted.push({ target_user_id: userId, target_key_id: keyId, signer_key_id: signerKeyId, signature });
       }
     }
     if (accepted.length > 0) {

@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { ENGINES, ManualClock, startTestServer, type TestServer } from './helpers/server.js';
+
+const session = (index: number, verified = false) => ({
+  first_message_index: index,
+  forwarded_count: 0,
+  is_verified: verified,
+  session_data: { ciphertext: `c${index}`, ephemeral: 'e', mac: 'm' },
+});
+
+for (const engine of ENGINES) {
+  describe(`key backup, presence, TURN and third-party lookups (${engine})`, () => {
+    let server: TestServer;
+    let token: string;
+    let userId: string;
+    const clock = new ManualClock(1_800_000_000_000);
+    before(async () => {
+      server = await startTestServer(engine, { turn_uris: ['turn:turn.test.local:3478?transport=udp'], turn_shared_secret: 'turn-secret', turn_user_lifetime: '1h' }, { clock });
+      const alice = await server.api.register('alice');
+      token = alice.access_token;
+      userId = alice.user_id;
+    });
+    after(async () => server.close());
+
+    it('creates, reads, updates and deletes key backups and their keys', async () => {
+      const none = await server.api.get('/v3/room_keys/version', { token });
+      assert.equal(none.status, 404);
+      assert.equal(none.body.errcode, 'M_NOT_FOUND');
+      assert.equal((await server.api.get('/v3/room_keys/keys?version=1', { token })).body.errcode, 'M_NOT_FOUND');
+      assert.equal((await server.api.put('/v3/room_keys/keys?version=1', { rooms: {} }, { token })).body.errcode, 'M_NOT_FOUND');
+
+      const algorithm = 'm.megolm_backup.v1.curve25519-aes-sha2';
+      const badAlgorithm = await server.api.post('/v3/room_keys/version', { algorithm: 'm.other', auth_data: {} }, { token });
+      assert.equal(badAlgorithm.status, 400);
+      const created = await server.api.post<{ version: string }>('/v3/room_keys/version', { algorithm, auth_data: { public_key: 'pk1' } }, { token });
+      assert.equal(created.status, 200);
+      const v1 = created.body.version;
+      const info = await server.api.get('/v3/room_keys/version', { token });
+      assert.deepEqual(info.body, { algorithm, auth_data: { public_key: 'pk1' }, count: 0, etag: '0', version: v1 });
+
+      const room = encodeURIComponent('!r:test.local');
+      const put = await server.api.put(`/v3/room_keys/keys/${room}/s1?version=${v1}`, session(5), { token });
+      assert.deepEqual(put.body, { etag: '1', count: 1 });
+      // A worse copy (higher first index) does not replace the stored one; a verified one does.
+      await server.api.put(`/v3/room_keys/keys/${room}/s1?version=${v1}`, session(9), { token });
+      assert.equal((await server.api.get<{ first_message_index: number }>(`/v3/room_keys/keys/${room}/s1?version=${v1}`, { token })).body.first_message_index, 5);
+      await server.api.put(`/v3/room_keys/keys/${room}?version=${v1}`, { sessions: { s1: session(7, true), s2: session(0) } }, { token });
+      const roomKeys = await server.api.get<{ sessions: Record<string, { first_message_index: number; is_verified: boolean }> }>(`/v3/room_keys/keys/${room}?version=${v1}`, { token });
+      assert.equal(roomKeys.body.sessions.s1!.is_verified, true);
+      assert.equal(Object.keys(roomKeys.body.sessions).length, 2);
+      const all = await server.api.put<{ count: number }>(`/v3/room_keys/keys?version=${v1}`, { rooms: { '!other:test.local': { sessions: { s3: session(1) } } } }, { token });
+      assert.equal(all.body.count, 3);
+      const everything = await server.api.get<{ rooms: Record<string, unknown> }>(`/v3/room_keys/keys?version=${v1}`, { token });
+      assert.equal(Object.keys(everything.body.rooms).length, 2);
+      const invalid = await server.api.put(`/v3/room_keys/keys/${room}/s9?version=${v1}`, { first_message_index: 'x' }, { token });
+      assert.equal(invalid.status, 400);
+      assert.equal((await server.api.get(`/v3/room_keys/keys/${room}/nosuch?version=${v1}`, { token })).status, 404);
+
+      assert.equal((await server.api.put(`/v3/room_keys/version/${v1}`, { algorithm, auth_data: { public_key: 'pk1', signatures: {} } }, { token })).status, 200);
+      const mismatch = await server.api.put(`/v3/room_keys/version/${v1}`, { algorithm, auth_data: {}, version: '99' }, { token });
+      assert.equal(mismatch.body.errcode, 'M_INVALID_PARAM');
+
+      const v2 = (await server.api.post<{ version: string }>('/v3/room_keys/version', { algorithm, auth_data: { public_key: 'pk2' } }, { token })).body.version;
+      const wrong = await server.api.put(`/v3/room_keys/keys/${room}/s1?version=${v1}`, session(1), { token });
+      assert.equal(wrong.status, 403);
+      assert.equal(wrong.body.errcode, 'M_WRONG_ROOM_KEYS_VERSION');
+      assert.equal(wrong.body.current_version, v2);
+
+      const deleted = await server.api.delete<{ count: number }>(`/v3/room_keys/keys/${room}?version=${v1}`, undefined, { token });
+      assert.equal(deleted.body.count, 1);
+      assert.equal((await server.api.delete(`/v3/room_keys/version/${v2}`, undefined, { token })).status, 200);
+      assert.equal((await server.api.get('/v3/room_keys/version', { token })).body.version, v1);
+      assert.equal((await server.api.delete(`/v3/room_keys/version/${v2}`, undefined, { token })).status, 404);
+      assert.equal((await server.api.get('/v3/room_keys/version/abc', { token })).status, 404);
+    });
+
+    it('sets and reads the own presence, and refuses another user', async () => {
+      const path = `/v3/presence/${encodeURIComponent(userId)}/status`;
+      assert.equal((await server.api.put(path, { presence: 'unavailable', status_msg: 'lunch' }, { token })).status, 200);
+      clock.advance(5000);
+      const got = await server.api.get(path, { token });
+      assert.deepEqual(got.body, { presence: 'unavailable', last_active_ago: 5000, currently_active: false, status_msg: 'lunch' });
+      assert.equal((await server.api.put(path, { presence: 'busy' }, { token })).body.errcode, 'M_INVALID_PARAM');
+      assert.equal((await server.api.put(path, {}, { token })).body.errcode, 'M_MISSING_PARAM');
+      const bob = await server.api.register('bob');
+      assert.equal((await server.api.put(path, { presence: 'online' }, { token: bob.access_token })).status, 403);
+      assert.equal((await server.api.get(path, { token: bob.access_token })).status, 403);
+      // Syncing marks the user online.
+      await server.api.get('/v3/sync', { token });
+      assert.equal((await server.api.get(path, { token })).body.presence, 'online');
+    });
+
+    it('hands out TURN REST credentials from the shared secret', async () => {
+      const res = await server.api.get<{ username: string; password: string; uris: string[]; ttl: number }>('/v3/voip/turnServer', { token });
+      assert.equal(res.status, 200);
+      assert.equal(res.body.ttl, 3600);
+      assert.equal(res.body.username, `${Math.floor(clock.now() / 1000) + 3600}:${userId}`);
+      assert.equal(res.body.password, createHmac('sha1', 'turn-secret').update(res.body.username).digest('base64'));
+      assert.deepEqual(res.body.uris, ['turn:turn.test.local:3478?transport=udp']);
+    });
+
+    it('lists no third-party protocols', async () => {
+      assert.deepEqual((await server.api.get('/v3/thirdparty/protocols', { token })).body, {});
+      assert.equal((await server.api.get('/v3/thirdparty/protocol/irc', { token })).body.errcode, 'M_NOT_FOUND');
+      assert.deepEqual((await server.api.get('/v3/thirdparty/location?alias=%23a%3Ab', { token })).body, []);
+    });
+  });
+}
+
+describe('TURN without configuration', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer('sqlite');
+  });
+  after(async () => server.close());
+
+  it('answers {} as Synapse does (the spec schema has no shape for "no TURN server")', async () => {
+    const alice = await server.api.register('alice');
+    const res = await fetch(`${server.url}/_matrix/client/v3/voip/turnServer`, { headers: { authorization: `Bearer ${alice.access_token}` } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), {});
+  });
+});

@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { PG, startTestServer, type TestServer } from './helpers/server.js';
+
+type Sync = { next_batch: string; account_data: { events: { type: string; content: Record<string, unknown> }[] } };
+
+describe('long-poll across two homeserver processes sharing Postgres', () => {
+  let first: TestServer;
+  let second: TestServer;
+  before(async () => {
+    first = await startTestServer('postgres');
+    // A second homeserver on the same database: its own pool, notifier and LISTEN connection.
+    second = await startTestServer('postgres', {}, { database: first.config.database as unknown as Record<string, unknown> });
+  });
+  after(async () => {
+    await second.close();
+    await first.close();
+  });
+
+  it('wakes a sync waiting on one process when account data changes through the other', async () => {
+    const alice = await first.api.register('alice');
+    const initial = await first.api.get<Sync>('/v3/sync', { token: alice.access_token });
+    const started = Date.now();
+    const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: alice.access_token });
+    await new Promise((r) => setTimeout(r, 300));
+    const changedAt = Date.now();
+    const put = await second.api.put(`/v3/user/${encodeURIComponent(alice.user_id)}/account_data/org.example.shared`, { from: 'second' }, { token: alice.access_token });
+    assert.equal(put.status, 200);
+    const res = await waiting;
+    const returnedAt = Date.now();
+    assert.deepEqual(res.body.account_data.events, [{ type: 'org.example.shared', content: { from: 'second' } }]);
+    assert.ok(returnedAt - changedAt < 1000, `returned ${returnedAt - changedAt} ms after the change`);
+    assert.ok(returnedAt - started >= 300, 'the sync really waited');
+  });
+
+  it('wakes a sync on the other process for a to-device message too', async () => {
+    const bob = await second.api.register('bob');
+    const bob2 = await first.api.login('bob');
+    const initial = await second.api.get<Sync>('/v3/sync', { token: bob2.access_token });
+    const waiting = second.api.get<{ to_device: { events: { type: string }[] } }>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: bob2.access_token });
+    await new Promise((r) => setTimeout(r, 300));
+    const sentAt = Date.now();
+    await first.api.put('/v3/sendToDevice/org.example.x/t1', { messages: { [bob.user_id]: { [bob2.device_id]: { hi: 1 } } } }, { token: bob.access_token });
+    const res = await waiting;
+    assert.ok(Date.now() - sentAt < 1000);
+    assert.deepEqual(res.body.to_device.events.map((e) => e.type), ['org.example.x']);
+  });
+
+  it('listens again after its LISTEN connection is killed', async () => {
+    const dave = await first.api.register('dave');
+    const database = (first.config.database.args as { database: string }).database;
+    const admin = new pg.Client({ ...PG, database: 'postgres' });
+    await admin.connect();
+    const killed = await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN %'`, [database]);
+    await admin.end();
+    assert.equal(killed.rowCount, 2, 'one LISTEN connection per process');
+    // Reconnection happens after a second; wait for it, then a change through one process must again wake the other.
+    const listening = async () => {
+      const c = new pg.Client({ ...PG, database: 'postgres' });
+      await c.connect();
+      const res = await c.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN %'`, [database]);
+      await c.end();
+      return (res.rows[0] as { n: number }).n;
+    };
+    for (let i = 0; i < 50 && (await listening()) < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    const initial = await first.api.get<Sync>('/v3/sync', { token: dave.access_token });
+    const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: dave.access_token });
+    await new Promise((r) => setTimeout(r, 200));
+    const changedAt = Date.now();
+    await second.api.put(`/v3/user/${encodeURIComponent(dave.user_id)}/account_data/org.example.again`, { n: 1 }, { token: dave.access_token });
+    const res = await waiting;
+    assert.ok(Date.now() - changedAt < 1000);
+    assert.deepEqual(res.body.account_data.events.map((e) => e.type), ['org.example.again']);
+  });
+
+  it('releases waiting syncs promptly when the server closes', async () => {
+    const carol = await first.api.register('carol');
+    const initial = await first.api.get<Sync>('/v3/sync', { token: carol.access_token });
+    const controller = new AbortController();
+    const abandoned = fetch(`${first.url}/_matrix/client/v3/sync?since=${initial.body.next_batch}&timeout=30000`, {
+      headers: { authorization: `Bearer ${carol.access_token}` },
+      signal: controller.signal,
+    }).catch(() => undefined);
+    const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: carol.access_token });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(first.hs.services.clientState.notifier.waiting, 2);
+    // One client gives up but keeps its socket; close must not wait for it.
+    controller.abort();
+    const t = Date.now();
+    await first.hs.close();
+    assert.ok(Date.now() - t < 3000, `close took ${Date.now() - t} ms`);
+    const res = await waiting;
+    assert.equal(res.status, 200);
+    assert.equal(res.body.next_batch, initial.body.next_batch);
+    await abandoned;
+    await first.restart();
+  });
+});
