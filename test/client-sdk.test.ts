@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
-import { logger as sdkGlobalLogger } from 'matrix-js-sdk/lib/logger.js';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { quietLogger as quiet } from './helpers/sdk.js';
 
 // matrix-js-sdk 37 arms a timer for each sync request (poll timeout + 80 s, http-api/utils.ts
 // timeoutSignal) and never clears it, which would keep this test process alive for minutes after
@@ -13,19 +13,6 @@ globalThis.setTimeout = ((fn: (...args: unknown[]) => void, ms?: number, ...args
   if ((ms ?? 0) >= 60_000) timer.unref();
   return timer;
 }) as typeof setTimeout;
-
-// Some SDK modules log through its global (loglevel) logger rather than the client's.
-(sdkGlobalLogger as unknown as { disableAll(): void }).disableAll();
-
-type SdkLogger = NonNullable<sdk.ICreateClientOpts['logger']>;
-const quiet: SdkLogger = {
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  getChild: () => quiet,
-} as SdkLogger;
 
 /** Resolves with the first emitted value that passes `test`; rejects after `ms`. */
 function waitFor<T>(subscribe: (handler: (value: T) => void) => () => void, test: (value: T) => boolean, what: string, ms = 10_000): Promise<T> {

@@ -2,30 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { quietLogger as quiet, rejection } from './helpers/sdk.js';
 
 const PW = 'sdk-password-1';
 const NEW_PW = 'sdk-password-2';
-
-/** The SDK logs every request; the test output has no use for that. */
-const quiet: NonNullable<sdk.ICreateClientOpts['logger']> = {
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  getChild: () => quiet,
-};
-
-/** Runs `fn`, expecting the SDK to reject with a Matrix error; returns it. */
-async function rejection(fn: () => Promise<unknown>): Promise<sdk.MatrixError> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof sdk.MatrixError, String(err));
-    return err;
-  }
-  assert.fail('expected the request to fail');
-}
 
 for (const engine of ENGINES) {
   describe(`matrix-js-sdk as a real client (${engine})`, () => {

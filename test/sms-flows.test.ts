@@ -4,29 +4,11 @@ import * as sdk from 'matrix-js-sdk';
 import { ENGINES } from './helpers/server.js';
 import { SmtpSink } from './helpers/smtp.js';
 import { clientSecret, nextSms, smsCode, startSmsEnv, type SmsEnv } from './helpers/sms.js';
+import { quietLogger as quiet, rejection } from './helpers/sdk.js';
 
 const PW = 'sms-flow-password-1';
 const NEW_PW = 'sms-flow-password-2';
 const MSISDN_STAGE = 'm.login.msisdn';
-
-const quiet: NonNullable<sdk.ICreateClientOpts['logger']> = {
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  getChild: () => quiet,
-};
-
-async function rejection(fn: () => Promise<unknown>): Promise<sdk.MatrixError> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof sdk.MatrixError, String(err));
-    return err;
-  }
-  assert.fail('expected the request to fail');
-}
 
 type UiaBody = { session: string; flows: { stages: string[] }[]; completed?: string[] };
 

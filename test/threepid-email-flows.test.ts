@@ -1,35 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
-import { logger as sdkLogger, type Logger } from 'matrix-js-sdk/lib/logger.js';
 import { ENGINES } from './helpers/server.js';
 import { codeOf, followLink, linkOf, secret, startEmailEnv, type EmailEnv } from './helpers/threepid-email.js';
+import { quietLogger as quiet, rejection } from './helpers/sdk.js';
 
 const PW = 'email-flow-password-1';
 const NEW_PW = 'email-flow-password-2';
 const EMAIL_STAGE = 'm.login.email.identity';
-
-// InteractiveAuth logs through the SDK's global logger.
-(sdkLogger as unknown as { setLevel(level: string): void }).setLevel('silent');
-
-const quiet: Logger = {
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  getChild: () => quiet,
-};
-
-async function rejection(fn: () => Promise<unknown>): Promise<sdk.MatrixError> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof sdk.MatrixError, String(err));
-    return err;
-  }
-  assert.fail('expected the request to fail');
-}
 
 for (const engine of ENGINES) {
   describe(`email validation flows end to end with matrix-js-sdk (${engine})`, () => {
