@@ -1,0 +1,48 @@
+/** One benchmarked endpoint's figures (medians over the rounds). */
+export interface Row {
+  name: string;
+  rps: number;
+  rpsPerRound: number[];
+  p50: number;
+  p99: number;
+  /** Requests/s as a fraction of the bare server's. */
+  ratio: number;
+  /** CPU time (user + system) of the server process per request, in microseconds. */
+  cpuPerRequestUs: number;
+  /** The bare server's CPU per request divided by this one's: the throughput ratio on an otherwise idle core. */
+  cpuRatio: number;
+  total: number;
+  non2xx: number;
+  errors: number;
+  note?: string;
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** A Markdown table of the results, readable as plain text too. */
+export function formatTable(rows: Row[]): string {
+  const header = ['Endpoint', 'req/s', 'vs bare', 'p50 ms', 'p99 ms', 'CPU µs/req', 'vs bare (CPU)', 'req/s per round', 'non-2xx', 'errors'];
+  const cells = rows.map((r) => [
+    r.name,
+    r.rps.toFixed(0),
+    percent(r.ratio),
+    r.p50.toFixed(0),
+    r.p99.toFixed(0),
+    r.cpuPerRequestUs.toFixed(0),
+    percent(r.cpuRatio),
+    r.rpsPerRound.join(' / '),
+    String(r.non2xx),
+    String(r.errors),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => `| ${c.map((s, i) => (i > 0 ? s.padStart(widths[i]!) : s.padEnd(widths[i]!))).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (i > 0 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  const notes = rows.filter((r) => r.note).map((r) => `- ${r.name}: ${r.note}`);
+  return [line(header), sep, ...cells.map(line), ...(notes.length ? ['', ...notes] : [])].join('\n');
+}

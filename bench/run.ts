@@ -1,0 +1,294 @@
+/**
+ * Myelin's benchmark: `npm run bench [-- --duration 10 --rounds 3 --connections 50 --warmup 2
+ * --only whoami,login --log-level info --no-save --no-email --mail-rate 150 --compare ../old/src]` (or BENCH_DURATION,
+ * BENCH_ROUNDS, ... variables).
+ *
+ * Starts a bare Node HTTP server, Myelin (fresh SQLite database, production settings except for
+ * generous rate limits) and an SMTP sink, each in its own child process, drives each endpoint with
+ * autocannon for a fixed time, and prints requests/s, p99 latency and the ratio to the bare server.
+ * Everything listens on 127.0.0.1 and the run stops by itself. Results also go to
+ * bench/results/<timestamp>.json.
+ *
+ * The machine may be shared (and has few cores), so the cases run in interleaved rounds, each figure
+ * is the median over the rounds, and the CPU time each server process spends per request is reported
+ * too: unlike requests/s, it hardly depends on what else the machine is running.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { startChild, freePort, type ChildHandle } from './children.js';
+import { EMAIL_CASE_NAMES, EmailBench, MAIL_USERS, emailConfig, mailAddress } from './email.js';
+import { formatTable, median, type Row } from './report.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    duration: { type: 'string', default: process.env.BENCH_DURATION ?? '10' },
+    rounds: { type: 'string', default: process.env.BENCH_ROUNDS ?? '3' },
+    warmup: { type: 'string', default: process.env.BENCH_WARMUP ?? '2' },
+    connections: { type: 'string', default: process.env.BENCH_CONNECTIONS ?? '50' },
+    only: { type: 'string', default: process.env.BENCH_ONLY },
+    'log-level': { type: 'string', default: process.env.BENCH_LOG_LEVEL ?? 'info' },
+    'no-save': { type: 'boolean', default: false },
+    'no-email': { type: 'boolean', default: process.env.BENCH_NO_EMAIL === '1' },
+    /** The fixed rate of the second requestToken case, where the question is whether mail keeps up. */
+    'mail-rate': { type: 'string', default: process.env.BENCH_MAIL_RATE ?? '150' },
+    /** Another copy of src/ (e.g. an older checkout's) to run side by side, in the same rounds. */
+    compare: { type: 'string', default: process.env.BENCH_COMPARE },
+  },
+});
+const DURATION = Number(flags.duration);
+const ROUNDS = Number(flags.rounds);
+const WARMUP = Number(flags.warmup);
+const CONNECTIONS = Number(flags.connections);
+if (!(DURATION > 0) || !(ROUNDS >= 1) || !(WARMUP >= 0) || !(CONNECTIONS > 0)) {
+  throw new Error('--duration, --rounds, --warmup and --connections must be positive numbers');
+}
+const ONLY = flags.only?.split(',').map((s) => s.trim());
+
+const PASSWORD = 'correct horse battery staple 42';
+const SERVER_NAME = 'bench.local';
+
+export interface Case {
+  name: string;
+  server: ChildHandle;
+  method: 'GET' | 'POST';
+  path: string;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Builds each request afresh (e.g. a new client_secret per request). */
+  setupRequest?: (req: autocannon.Request) => autocannon.Request;
+  /** Untimed work around each run (warm-ups included). */
+  before?: () => Promise<void>;
+  after?: (result: autocannon.Result) => Promise<void>;
+  /** A fixed offered load (requests/s over all connections) instead of as fast as possible. */
+  overallRate?: number;
+  note?: string;
+}
+
+interface Run {
+  result: autocannon.Result;
+  /** CPU time the server process used during the run, in microseconds. */
+  cpuMicros: number;
+}
+
+async function runCase(c: Case, duration: number): Promise<Run> {
+  const request: autocannon.Request = { method: c.method, path: c.path, headers: c.headers, body: c.body };
+  if (c.setupRequest) request.setupRequest = c.setupRequest;
+  await c.before?.();
+  const before = await c.server.cpuMicros();
+  const result = await autocannon({ url: c.server.url, connections: CONNECTIONS, duration, requests: [request], timeout: 30, overallRate: c.overallRate });
+  const cpuMicros = (await c.server.cpuMicros()) - before;
+  await c.after?.(result);
+  return { result, cpuMicros };
+}
+
+/** Median figures per case over the rounds; ratios are against the bare server's medians. */
+function summarise(cases: Case[], runs: Map<Case, Run[]>, bare: Case): Row[] {
+  const cpuPerRequest = (rs: Run[]) => median(rs.map((r) => r.cpuMicros / Math.max(1, r.result.requests.total)));
+  const bareRps = median(runs.get(bare)!.map((r) => r.result.requests.average));
+  const bareCpu = cpuPerRequest(runs.get(bare)!);
+  return cases.map((c) => {
+    const rs = runs.get(c)!;
+    const rps = median(rs.map((r) => r.result.requests.average));
+    const cpu = cpuPerRequest(rs);
+    return {
+      name: c.name,
+      rps,
+      rpsPerRound: rs.map((r) => Math.round(r.result.requests.average)),
+      p50: median(rs.map((r) => r.result.latency.p50)),
+      p99: median(rs.map((r) => r.result.latency.p99)),
+      ratio: rps / bareRps,
+      cpuPerRequestUs: cpu,
+      cpuRatio: bareCpu / cpu,
+      total: rs.reduce((n, r) => n + r.result.requests.total, 0),
+      non2xx: rs.reduce((n, r) => n + r.result.non2xx, 0),
+      errors: rs.reduce((n, r) => n + r.result.errors, 0),
+      note: c.note,
+    };
+  });
+}
+
+async function http(base: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(base + path, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+function myelinConfig(port: number, dir: string): Record<string, unknown> {
+  // Production defaults (argon2id at the default cost, info logging to a file, SQLite in WAL mode),
+  // except rate limits, raised so that the figures measure the server and not the limiter.
+  const generous = { per_second: 1_000_000, burst_count: 1_000_000 };
+  return {
+    server_name: SERVER_NAME,
+    public_baseurl: `http://127.0.0.1:${port}/`,
+    listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
+    database: { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } },
+    log_level: flags['log-level'],
+    enable_registration: false,
+    rc_login: { address: generous, account: generous, failed_attempts: generous },
+    rc_registration: generous,
+  };
+}
+
+async function startMyelin(dir: string, options: { src?: string; sinkPort?: number }): Promise<ChildHandle> {
+  mkdirSync(dir);
+  const port = await freePort();
+  const config = { ...myelinConfig(port, dir), ...(options.sinkPort ? emailConfig(options.sinkPort) : {}) };
+  const env: Record<string, string> = { BENCH_MYELIN_CONFIG: JSON.stringify(config) };
+  if (options.src) env.BENCH_MYELIN_SRC = resolve(options.src);
+  const myelin = await startChild('myelin-server.ts', env, join(dir, 'myelin.log'));
+  const users: { localpart: string; password: string; email?: string }[] = [{ localpart: 'bench', password: PASSWORD }];
+  if (options.sinkPort) for (let i = 0; i < MAIL_USERS; i++) users.push({ localpart: `bench-mail-${i}`, password: PASSWORD, email: mailAddress(i) });
+  await myelin.request({ seed: users }, 'seeded', 600_000);
+  return myelin;
+}
+
+const LOGIN_BODY = { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'bench' }, password: PASSWORD };
+
+/** The account endpoints of one Myelin process, checked once by hand before they are timed. */
+async function myelinCases(myelin: ChildHandle, label: string): Promise<Case[]> {
+  const login = await http(myelin.url, 'POST', '/_matrix/client/v3/login', LOGIN_BODY);
+  if (login.status !== 200) throw new Error(`login for the benchmark user failed: ${JSON.stringify(login.json)}`);
+  const token = login.json.access_token as string;
+  const whoami = await http(myelin.url, 'GET', '/_matrix/client/v3/account/whoami', undefined, token);
+  if (whoami.status !== 200) throw new Error(`whoami failed: ${JSON.stringify(whoami.json)}`);
+  return [
+    { name: `GET /_matrix/client/versions${label}`, server: myelin, method: 'GET', path: '/_matrix/client/versions' },
+    {
+      name: `GET /_matrix/client/v3/account/whoami${label}`,
+      server: myelin,
+      method: 'GET',
+      path: '/_matrix/client/v3/account/whoami',
+      headers: { authorization: `Bearer ${token}` },
+    },
+    {
+      name: `POST /_matrix/client/v3/login${label}`,
+      server: myelin,
+      method: 'POST',
+      path: '/_matrix/client/v3/login',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(LOGIN_BODY),
+      note: 'argon2id with the default cost (m=19456 KiB, t=2, p=1) on the thread pool; each login creates a device and a token',
+    },
+  ];
+}
+
+function machine() {
+  return {
+    cpus: cpus().length,
+    cpu_model: cpus()[0]?.model ?? 'unknown',
+    memory_gb: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'myelin-bench-'));
+  const children: ChildHandle[] = [];
+  // The run must end by itself whatever happens: a generous bound over the planned work.
+  const bound = setTimeout(
+    () => {
+      console.error('benchmark exceeded its time bound; stopping');
+      for (const c of children) c.kill();
+      process.exit(2);
+    },
+    (12 * (ROUNDS * DURATION + WARMUP) + 600) * 1000,
+  );
+  bound.unref();
+  const loadBefore = loadavg();
+  try {
+    const bare = await startChild('bare-server.ts', {}, join(dir, 'bare.log'));
+    children.push(bare);
+    const bareCase: Case = { name: 'bare node:http (constant JSON)', server: bare, method: 'GET', path: '/' };
+    const cases: Case[] = [bareCase];
+    // Reference points for the framework's share: Fastify alone, and with a logger and a log line per request.
+    for (const log of ['0', '1']) {
+      const fastify = await startChild('bare-fastify.ts', { BENCH_FASTIFY_LOG: log, BENCH_FASTIFY_LOG_FILE: join(dir, 'fastify.log') }, join(dir, 'fastify.out'));
+      children.push(fastify);
+      const name = log === '1' ? 'bare Fastify + pino, a log line per request' : 'bare Fastify (constant JSON)';
+      cases.push({ name, server: fastify, method: 'GET', path: '/' });
+    }
+    const variants: { label: string; src?: string }[] = [{ label: '' }];
+    if (flags.compare) variants.push({ label: ` [${flags.compare}]`, src: flags.compare });
+    // Email (the primary Myelin only): a live SMTP sink in its own process receives every mail.
+    const wantEmail = !flags['no-email'] && (!ONLY || ONLY.some((o) => EMAIL_CASE_NAMES.some((name) => name.includes(o))));
+    const sink = wantEmail ? await startChild('smtp-sink.ts', {}, join(dir, 'sink.log')) : undefined;
+    if (sink) children.push(sink);
+    let email: EmailBench | undefined;
+    for (const [i, variant] of variants.entries()) {
+      const sinkPort = i === 0 && sink ? Number(new URL(sink.url).port) : undefined;
+      const myelin = await startMyelin(join(dir, `myelin-${i}`), { src: variant.src, sinkPort });
+      children.push(myelin);
+      cases.push(...(await myelinCases(myelin, variant.label)));
+      if (sink && sinkPort) {
+        email = new EmailBench(myelin, sink, Number(flags['mail-rate']));
+        await email.check();
+        cases.push(...email.cases());
+      }
+    }
+
+    const selected = cases.filter((c) => c.name.startsWith('bare ') || !ONLY || ONLY.some((o) => c.name.includes(o)));
+    for (const c of selected) if (WARMUP > 0) await runCase(c, WARMUP);
+    const runs = new Map<Case, Run[]>(selected.map((c) => [c, []]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const c of selected) {
+        process.stderr.write(`round ${round}/${ROUNDS}: ${c.name}, ${DURATION}s, ${CONNECTIONS} connections\n`);
+        runs.get(c)!.push(await runCase(c, DURATION));
+      }
+    }
+    const mail = email ? { perRun: email.mailRates, submitFreshPerRun: email.submitFresh, ...(await email.drain(120_000)) } : undefined;
+
+    const rows = summarise(selected, runs, bareCase);
+    const m = machine();
+    const settings = {
+      duration_s: DURATION,
+      rounds: ROUNDS,
+      warmup_s: WARMUP,
+      connections: CONNECTIONS,
+      database: 'SQLite (WAL, synchronous=NORMAL)',
+      log_level: `${flags['log-level']} (to a file)`,
+      load_average_before: loadBefore.map((l) => Number(l.toFixed(2))),
+      load_average_after: loadavg().map((l) => Number(l.toFixed(2))),
+    };
+    console.log(formatTable(rows));
+    if (mail) {
+      const runsText = mail.perRun
+        .map((r) => `${r.offered ? `offered ${r.offered}/s` : 'flat out'}: ${r.requestsPerSecond} req/s -> ${r.mailsPerSecond} mails/s sent during the run, ${r.backlogAtEnd} queued at its end`)
+        .join('\n  ');
+      console.log(`\nMail, per requestToken run (warm-ups included):\n  ${runsText}`);
+      console.log(
+        `Mails promised (2xx requestToken answers, warm-up included) ${mail.promised}, received by the sink ${mail.received}` +
+          ` (${mail.unreadable} without a readable link and code) after waiting ${(mail.waitedMs / 1000).toFixed(1)} s at the end.`,
+      );
+      console.log(`submit_url runs validated ${mail.submitFreshPerRun.join(' / ')} fresh sessions (the rest repeated a validated one).`);
+    }
+    console.log(
+      `\nMachine: ${m.cpus} cores (${m.cpu_model}), ${m.memory_gb} GB, Node ${m.node}, ${m.platform}. The load generator ` +
+        '(autocannon, one process), the bare server, Myelin and the SMTP sink each run in their own process on these same cores, ' +
+        'so requests/s include competition with the load generator (and anything else running) for CPU; CPU per request much less so.',
+    );
+    console.log(
+      `${DURATION}s x ${ROUNDS} rounds per case, ${CONNECTIONS} connections; load average before ${settings.load_average_before.join(' ')}, ` +
+        `after ${settings.load_average_after.join(' ')}.`,
+    );
+    if (!flags['no-save']) {
+      const out = join(import.meta.dirname, 'results');
+      mkdirSync(out, { recursive: true });
+      const file = join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+      writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: m, settings, results: rows, mail }, null, 2)}\n`);
+      console.log(`Results written to ${file}`);
+    }
+  } finally {
+    for (const c of children) await c.stop();
+    rmSync(dir, { recursive: true, force: true });
+    clearTimeout(bound);
+  }
+}
+
+await main();
