@@ -12,7 +12,25 @@ import { parse as parseYaml } from 'yaml';
  */
 
 const here = dirname(fileURLToPath(import.meta.url));
-export const SPEC_DIR = join(here, '../../../shared/spec/matrix-spec/data/api/client-server');
+const API_SUBDIR = 'data/api/client-server';
+
+/**
+ * The spec's data lives in the shared/ folder beside the repository (as CI lays it out); a clone
+ * elsewhere on a workstation can point MYELIN_SPEC_DIR at a matrix-spec checkout, or fall back to the
+ * workplace's shared copy.
+ */
+function findSpecDir(): string {
+  const candidates = [
+    process.env.MYELIN_SPEC_DIR,
+    join(here, '../../../shared/spec/matrix-spec'),
+    '/work/shared/spec/matrix-spec',
+  ].filter((c): c is string => Boolean(c));
+  const found = candidates.find((c) => existsSync(join(c, API_SUBDIR)));
+  if (!found) throw new Error(`Matrix spec data not found; looked in ${candidates.join(', ')} (set MYELIN_SPEC_DIR)`);
+  return join(found, API_SUBDIR);
+}
+
+export const SPEC_DIR = findSpecDir();
 
 interface Operation {
   method: string;
