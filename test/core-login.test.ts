@@ -160,7 +160,7 @@ for (const engine of ENGINES) {
       assert.notEqual(login.refresh_token, login.access_token);
     });
 
-    it('rotates on POST /refresh: the old refresh token dies, reuse is M_UNKNOWN_TOKEN', async () => {
+    it('rotates on POST /refresh: once the new access token is used, the old refresh token is M_UNKNOWN_TOKEN', async () => {
       const login = await loginWithRefresh();
       const res = await server.api.post('/v3/refresh', { refresh_token: login.refresh_token });
       assert.equal(res.status, 200);
@@ -181,11 +181,36 @@ for (const engine of ENGINES) {
       assert.equal(unknownToken.body.errcode, 'M_UNKNOWN_TOKEN');
     });
 
-    it('two concurrent refreshes with one token: exactly one wins', async () => {
+    it('the old refresh token works until the new pair is used (a lost answer can be retried)', async () => {
+      const login = await loginWithRefresh();
+      const lost = await server.api.post('/v3/refresh', { refresh_token: login.refresh_token });
+      assert.equal(lost.status, 200);
+      assert.equal((await server.api.get('/v3/account/whoami', { token: login.access_token })).status, 401, 'the old access token dies at once');
+      const retry = await server.api.post('/v3/refresh', { refresh_token: login.refresh_token });
+      assert.equal(retry.status, 200);
+      // Using the new refresh token revokes the old one, and the pair whose answer was lost.
+      const next = await server.api.post('/v3/refresh', { refresh_token: retry.body.refresh_token });
+      assert.equal(next.status, 200);
+      assert.equal((await server.api.post('/v3/refresh', { refresh_token: login.refresh_token })).status, 401);
+      assert.equal((await server.api.post('/v3/refresh', { refresh_token: lost.body.refresh_token })).status, 401);
+      assert.equal((await server.api.get('/v3/account/whoami', { token: lost.body.access_token as string })).status, 401);
+      assert.equal((await server.api.get('/v3/account/whoami', { token: next.body.access_token as string })).status, 200);
+    });
+
+    it('concurrent refreshes with one token: the first pair used wins, the others die', async () => {
       const login = await loginWithRefresh();
       const results = await Promise.all(Array.from({ length: 5 }, () => server.api.post('/v3/refresh', { refresh_token: login.refresh_token })));
-      assert.equal(results.filter((r) => r.status === 200).length, 1);
-      assert.equal(results.filter((r) => r.status === 401 && r.body.errcode === 'M_UNKNOWN_TOKEN').length, 4);
+      assert.ok(results.every((r) => r.status === 200));
+      const pairs = results.map((r) => r.body as { access_token: string; refresh_token: string });
+      assert.equal(new Set(pairs.map((p) => p.refresh_token)).size, 5);
+      assert.equal((await server.api.get('/v3/account/whoami', { token: pairs[2]!.access_token })).status, 200);
+      for (const [i, pair] of pairs.entries()) {
+        if (i === 2) continue;
+        assert.equal((await server.api.post('/v3/refresh', { refresh_token: pair.refresh_token })).status, 401);
+        assert.equal((await server.api.get('/v3/account/whoami', { token: pair.access_token })).status, 401);
+      }
+      assert.equal((await server.api.post('/v3/refresh', { refresh_token: login.refresh_token })).body.errcode, 'M_UNKNOWN_TOKEN');
+      assert.equal((await server.api.post('/v3/refresh', { refresh_token: pairs[2]!.refresh_token })).status, 200);
     });
 
     it('an expired access token is M_UNKNOWN_TOKEN with soft_logout, and refresh still works', async () => {

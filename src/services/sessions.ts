@@ -57,7 +57,7 @@ export class SessionService {
     return { device_id: deviceId, ...(await this.issueTokens(args.userId, deviceId, args.refresh)) };
   }
 
-  private async issueTokens(userId: string, deviceId: string, refresh: boolean): Promise<Omit<IssuedSession, 'device_id'>> {
+  private async issueTokens(userId: string, deviceId: string, refresh: boolean, replaces: string | null = null): Promise<Omit<IssuedSession, 'device_id'>> {
     const now = this.clock.now();
     const accessToken = ACCESS_TOKEN_PREFIX + randomToken(32);
     if (!refresh) {
@@ -68,6 +68,7 @@ export class SessionService {
         created_ts: now,
         expires_ts: null,
         refresh_token_hash: null,
+        prev_refresh_hash: null,
       });
       return { access_token: accessToken };
     }
@@ -81,6 +82,7 @@ export class SessionService {
         device_id: deviceId,
         created_ts: now,
         expires_ts: this.options.refreshTokenLifetimeMs ? now + this.options.refreshTokenLifetimeMs : null,
+        prev_token_hash: replaces,
       });
       await tx.tokens.addAccessToken({
         token_hash: hashToken(accessToken),
@@ -89,6 +91,7 @@ export class SessionService {
         created_ts: now,
         expires_ts: now + lifetime,
         refresh_token_hash: refreshHash,
+        prev_refresh_hash: replaces,
       });
     });
     return { access_token: accessToken, refresh_token: refreshToken, expires_in_ms: lifetime };
@@ -100,18 +103,30 @@ export class SessionService {
     const owner = await this.store.tokens.findAccessToken(tokenHash);
     if (!owner || owner.deactivated) throw unknownToken(false);
     if (owner.expires_ts !== null && owner.expires_ts <= this.clock.now()) throw unknownToken(true);
+    if (owner.prev_refresh_hash !== null && owner.refresh_token_hash !== null) {
+      await this.revokeReplaced(owner.prev_refresh_hash, owner.refresh_token_hash);
+    }
     return { userId: owner.user_id, deviceId: owner.device_id, isGuest: owner.is_guest === 1, tokenHash };
   }
 
-  /** Exchanges a refresh token for a new pair. The old refresh token, and its access tokens, die. */
+  private revokeReplaced(prevRefreshHash: string, keepRefreshHash: string): Promise<void> {
+    return this.store.transaction((tx) => tx.tokens.revokeReplaced(prevRefreshHash, keepRefreshHash));
+  }
+
+  /**
+   * Exchanges a refresh token for a new pair. As the spec has it, the old refresh token keeps working
+   * until the new access or refresh token is first used (so a client that lost the answer can retry);
+   * the old access token dies at once.
+   */
   async refresh(refreshToken: string): Promise<Omit<IssuedSession, 'device_id'>> {
     const oldHash = hashToken(refreshToken);
-    const owner = await this.store.tokens.takeRefreshToken(oldHash);
+    const owner = await this.store.tokens.getRefreshToken(oldHash);
     if (!owner) throw unknownToken(false);
     if (owner.expires_ts !== null && owner.expires_ts <= this.clock.now()) throw unknownToken(true);
     const user = await this.store.users.get(owner.user_id);
     if (!user || user.deactivated) throw unknownToken(false);
-    const issued = await this.issueTokens(owner.user_id, owner.device_id, true);
+    if (owner.prev_token_hash !== null) await this.revokeReplaced(owner.prev_token_hash, oldHash);
+    const issued = await this.issueTokens(owner.user_id, owner.device_id, true, oldHash);
     await this.store.tokens.deleteAccessTokensOfRefresh(oldHash);
     return issued;
   }

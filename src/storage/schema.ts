@@ -30,6 +30,8 @@ export interface AccessTokensTable {
   created_ts: number;
   expires_ts: number | null;
   refresh_token_hash: string | null;
+  /** The refresh token this token's pair replaced; revoked when this token is first used. */
+  prev_refresh_hash: string | null;
 }
 
 export interface RefreshTokensTable {
@@ -38,6 +40,8 @@ export interface RefreshTokensTable {
   device_id: string;
   created_ts: number;
   expires_ts: number | null;
+  /** The refresh token this one replaced; revoked when this one is first used. */
+  prev_token_hash: string | null;
 }
 
 export interface UiaSessionsTable {

@@ -5,8 +5,17 @@ export interface TokenOwner {
   user_id: string;
   device_id: string;
   expires_ts: number | null;
+  refresh_token_hash: string | null;
+  prev_refresh_hash: string | null;
   is_guest: number;
   deactivated: number;
+}
+
+export interface RefreshTokenRow {
+  user_id: string;
+  device_id: string;
+  expires_ts: number | null;
+  prev_token_hash: string | null;
 }
 
 export class TokensRepo {
@@ -21,11 +30,19 @@ export class TokensRepo {
     created_ts: number;
     expires_ts: number | null;
     refresh_token_hash: string | null;
+    prev_refresh_hash: string | null;
   }): Promise<void> {
     await this.db.insertInto('access_tokens').values(row).execute();
   }
 
-  async addRefreshToken(row: { token_hash: string; user_id: string; device_id: string; created_ts: number; expires_ts: number | null }): Promise<void> {
+  async addRefreshToken(row: {
+    token_hash: string;
+    user_id: string;
+    device_id: string;
+    created_ts: number;
+    expires_ts: number | null;
+    prev_token_hash: string | null;
+  }): Promise<void> {
     await this.db.insertInto('refresh_tokens').values(row).execute();
   }
 
@@ -37,23 +54,40 @@ export class TokensRepo {
     this.findAccessTokenSql ??= this.db
       .selectFrom('access_tokens')
       .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
-      .select(['access_tokens.user_id', 'access_tokens.device_id', 'access_tokens.expires_ts', 'users.is_guest', 'users.deactivated'])
+      .select(['access_tokens.user_id', 'access_tokens.device_id', 'access_tokens.expires_ts', 'access_tokens.refresh_token_hash', 'access_tokens.prev_refresh_hash', 'users.is_guest', 'users.deactivated'])
       .where('access_tokens.token_hash', '=', '')
       .compile().sql;
     const { rows } = await this.db.executeQuery<TokenOwner>(CompiledQuery.raw(this.findAccessTokenSql, [tokenHash]));
     return rows[0];
   }
 
-  /**
-   * Removes a refresh token and returns what it belonged to. Deleting is the act of using it, so two
-   * concurrent refreshes with one token cannot both succeed.
-   */
-  async takeRefreshToken(tokenHash: string): Promise<{ user_id: string; device_id: string; expires_ts: number | null } | undefined> {
+  getRefreshToken(tokenHash: string): Promise<RefreshTokenRow | undefined> {
     return this.db
-      .deleteFrom('refresh_tokens')
+      .selectFrom('refresh_tokens')
+      .select(['user_id', 'device_id', 'expires_ts', 'prev_token_hash'])
       .where('token_hash', '=', tokenHash)
-      .returning(['user_id', 'device_id', 'expires_ts'])
       .executeTakeFirst();
+  }
+
+  /**
+   * Once the pair that replaced a refresh token is used, the replaced token dies, with what it
+   * minted and any other pair minted from it that the client never used (e.g. an answer it lost).
+   */
+  async revokeReplaced(prevRefreshHash: string, keepRefreshHash: string): Promise<void> {
+    await this.db.deleteFrom('refresh_tokens').where('token_hash', '=', prevRefreshHash).execute();
+    await this.db.deleteFrom('access_tokens').where('refresh_token_hash', '=', prevRefreshHash).execute();
+    await this.db
+      .deleteFrom('refresh_tokens')
+      .where('prev_token_hash', '=', prevRefreshHash)
+      .where('token_hash', '!=', keepRefreshHash)
+      .execute();
+    await this.db
+      .deleteFrom('access_tokens')
+      .where('prev_refresh_hash', '=', prevRefreshHash)
+      .where('refresh_token_hash', '!=', keepRefreshHash)
+      .execute();
+    await this.db.updateTable('access_tokens').set({ prev_refresh_hash: null }).where('refresh_token_hash', '=', keepRefreshHash).execute();
+    await this.db.updateTable('refresh_tokens').set({ prev_token_hash: null }).where('token_hash', '=', keepRefreshHash).execute();
   }
 
   async deleteAccessToken(tokenHash: string): Promise<void> {
