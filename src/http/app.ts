@@ -40,6 +40,8 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     // Fastify's own request lines would log raw URLs (and tokens in them); onResponse logs a redacted one.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // A client that trickles its request (headers and body) is cut off rather than held forever.
+    requestTimeout: 60_000,
     // After the preClose hooks have answered waiting long-polls, cut what is left (e.g. a long-poll
     // whose client gave up but kept the socket), or close would wait out the keep-alive timeout.
     forceCloseConnections: true,
