@@ -1,5 +1,5 @@
-import { CompiledQuery, type Kysely } from 'kysely';
-import type { Database } from './schema.js';
+import { CompiledQuery, type Insertable, type Kysely } from 'kysely';
+import type { AccessTokensTable, Database, RefreshTokensTable } from './schema.js';
 
 export interface TokenOwner {
   user_id: string;
@@ -23,26 +23,11 @@ export class TokensRepo {
 
   constructor(private readonly db: Kysely<Database>) {}
 
-  async addAccessToken(row: {
-    token_hash: string;
-    user_id: string;
-    device_id: string;
-    created_ts: number;
-    expires_ts: number | null;
-    refresh_token_hash: string | null;
-    prev_refresh_hash: string | null;
-  }): Promise<void> {
+  async addAccessToken(row: Insertable<AccessTokensTable>): Promise<void> {
     await this.db.insertInto('access_tokens').values(row).execute();
   }
 
-  async addRefreshToken(row: {
-    token_hash: string;
-    user_id: string;
-    device_id: string;
-    created_ts: number;
-    expires_ts: number | null;
-    prev_token_hash: string | null;
-  }): Promise<void> {
+  async addRefreshToken(row: Insertable<RefreshTokensTable>): Promise<void> {
     await this.db.insertInto('refresh_tokens').values(row).execute();
   }
 
