@@ -23,6 +23,16 @@ export class RateLimiter {
     if (wait > 0) throw limitExceeded(wait);
   }
 
+  /**
+   * Takes a token for each key in turn, as successive take() calls would (a refused key stops the
+   * rest), but in one commit where the store allows it.
+   */
+  async takeAll(keys: string[], limit: RateLimitConfig): Promise<void> {
+    const { interval, tolerance } = this.shape(limit);
+    const wait = await this.repo.takeAll(keys, this.clock.now(), interval, tolerance);
+    if (wait > 0) throw limitExceeded(wait);
+  }
+
   /** Throws M_LIMIT_EXCEEDED when `key` has no token left, without taking one. */
   async check(key: string, limit: RateLimitConfig): Promise<void> {
     const { interval, tolerance } = this.shape(limit);

@@ -37,6 +37,23 @@ export class RateLimitsRepo {
     return this.wait(key, now, interval, tolerance);
   }
 
+  /**
+   * take() for each key in turn, stopping at the first refused one (whose wait it returns). On SQLite
+   * the takes share one transaction: one commit instead of several. Postgres gains nothing from that
+   * but a round trip per BEGIN and COMMIT, and would hold the first bucket's row lock longer.
+   */
+  async takeAll(keys: string[], now: number, interval: number, tolerance: number): Promise<number> {
+    const run = async (repo: RateLimitsRepo) => {
+      for (const key of keys) {
+        const wait = await repo.take(key, now, interval, tolerance);
+        if (wait > 0) return wait;
+      }
+      return 0;
+    };
+    if (this.engine !== 'sqlite' || keys.length < 2 || this.db.isTransaction) return run(this);
+    return this.db.transaction().execute((trx) => run(new RateLimitsRepo(trx, this.engine)));
+  }
+
   /** How long until a token is free, without taking one; 0 when one is free now. */
   async wait(key: string, now: number, interval: number, tolerance: number): Promise<number> {
     const row = await this.db.selectFrom('rate_limits').select('tat').where('key', '=', key).executeTakeFirst();

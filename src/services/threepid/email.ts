@@ -71,8 +71,7 @@ export class EmailValidationService {
     if (flow === 'password_reset' && !this.deps.passwordsEnabled()) throw forbidden('Password reset is disabled on this server');
     if (!this.enabled) throw unsupportedMedium(config, 'email', params.idServer);
     ensureThreepidAllowed(config, 'email', address);
-    await limiter.take(`3pid:ip:${ctx.ip}`, config.rc_3pid_validation);
-    await limiter.take(`3pid:address:email:${address}`, config.rc_3pid_validation);
+    await limiter.takeAll([`3pid:ip:${ctx.ip}`, `3pid:address:email:${address}`], config.rc_3pid_validation);
 
     const owner = await store.threepids.findUser('email', address);
     const inhibit = config.request_token_inhibit_3pid_errors;

@@ -90,40 +90,43 @@ export class ThreepidSessionService {
    */
   async request(args: RequestArgs): Promise<{ sid: string; sent: boolean }> {
     const key = this.key(args);
-    const repo = this.store.threepidSessions;
     for (let round = 0; round < 3; round++) {
-      // Most requests start a session, so try the insert first; a repeat finds the existing row.
-      const row = (await repo.insertIfAbsent({ sid: randomToken(18), key, nextLink: args.nextLink, now: this.clock.now() })) ?? (await repo.findByKey(key));
-      if (!row) continue;
-      if (args.sendAttempt <= row.last_send_attempt) return { sid: row.sid, sent: false };
-      if (this.finished(row)) {
-        await repo.retire(row.sid, key.clientSecretHash);
-        continue;
-      }
-      const sid = row.sid;
       const now = this.clock.now();
       const linkToken = args.withLink ? randomToken(24) : null;
       const code = randomDigits(this.options.codeDigits);
       const expiresTs = now + args.tokenLifetimeMs;
-      const sent = await this.store.transaction(async (tx) => {
-        const minted = await tx.threepidSessions.mint(
-          sid,
+      // One transaction (one commit) for the common case: create the session, mint, queue the message.
+      const outcome = await this.store.transaction(async (tx): Promise<{ row: ThreepidSessionRow; sent: boolean | 'finished' } | undefined> => {
+        const repo = tx.threepidSessions;
+        // Most requests start a session, so try the insert first; a repeat finds the existing row.
+        const row = (await repo.insertIfAbsent({ sid: randomToken(18), key, nextLink: args.nextLink, now })) ?? (await repo.findByKey(key));
+        if (!row) return undefined;
+        if (args.sendAttempt <= row.last_send_attempt) return { row, sent: false };
+        if (this.finished(row)) return { row, sent: 'finished' };
+        const minted = await repo.mint(
+          row.sid,
           args.sendAttempt,
-          { linkTokenHash: linkToken === null ? null : hashToken(linkToken), codeHash: this.codeHash(args.clientSecret, sid, code), expiresTs },
+          { linkTokenHash: linkToken === null ? null : hashToken(linkToken), codeHash: this.codeHash(args.clientSecret, row.sid, code), expiresTs },
           args.nextLink,
           this.options.maxSends,
         );
-        if (minted) await args.deliver({ tx, sid, sendAttempt: args.sendAttempt, linkToken, code, expiresTs });
-        return minted;
+        if (minted) await args.deliver({ tx, sid: row.sid, sendAttempt: args.sendAttempt, linkToken, code, expiresTs });
+        return { row, sent: minted };
       });
-      if (!sent) {
-        const after = await repo.get(sid);
+      if (!outcome) continue;
+      const { row, sent } = outcome;
+      if (sent === 'finished') {
+        await this.store.threepidSessions.retire(row.sid, key.clientSecretHash);
+        continue;
+      }
+      if (!sent && args.sendAttempt > row.last_send_attempt) {
+        const after = await this.store.threepidSessions.get(row.sid);
         if (after && after.sends >= this.options.maxSends && args.sendAttempt > after.last_send_attempt && after.validated_ts === null) {
           // The session has had its share of messages; a new session (new client secret) may start later.
           throw limitExceeded(Math.max(1000, (after.token_expires_ts ?? now) - now));
         }
       }
-      return { sid, sent };
+      return { sid: row.sid, sent };
     }
     throw new MatrixError(500, 'M_UNKNOWN', 'Could not create a validation session');
   }
