@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
+import { HotQuery } from './compiled.js';
 import type { Engine } from './db.js';
 import type { Database } from './schema.js';
 
@@ -37,6 +38,26 @@ export interface ClaimedMessage {
   lockedUntil: number;
 }
 
+const INSERT = new HotQuery((db: Kysely<Database>, id: string, channel: string, dedupeKey: string | null, payload: string, now: number) =>
+  db
+    .insertInto('outbox')
+    .values({
+      id,
+      channel,
+      dedupe_key: dedupeKey,
+      payload,
+      attempts: 0,
+      next_attempt_ts: now,
+      locked_until: null,
+      sent_ts: null,
+      dead_ts: null,
+      last_error: null,
+      created_ts: now,
+    })
+    .onConflict((oc) => oc.column('dedupe_key').doNothing())
+    .returning('id'),
+);
+
 export class OutboxRepo {
   constructor(
     private readonly db: Kysely<Database>,
@@ -45,25 +66,8 @@ export class OutboxRepo {
 
   /** Queues a message; false when `dedupeKey` is already used (no error, so a transaction stays usable). */
   async insert(message: { id: string; channel: string; dedupeKey?: string; payload: string; now: number }): Promise<boolean> {
-    const row = await this.db
-      .insertInto('outbox')
-      .values({
-        id: message.id,
-        channel: message.channel,
-        dedupe_key: message.dedupeKey ?? null,
-        payload: message.payload,
-        attempts: 0,
-        next_attempt_ts: message.now,
-        locked_until: null,
-        sent_ts: null,
-        dead_ts: null,
-        last_error: null,
-        created_ts: message.now,
-      })
-      .onConflict((oc) => oc.column('dedupe_key').doNothing())
-      .returning('id')
-      .executeTakeFirst();
-    return row !== undefined;
+    const { rows } = await INSERT.execute(this.db, message.id, message.channel, message.dedupeKey ?? null, message.payload, message.now);
+    return rows.length > 0;
   }
 
   /**

@@ -1,6 +1,26 @@
 import { sql, type Kysely } from 'kysely';
+import { HotQuery } from './compiled.js';
 import type { Engine } from './db.js';
 import type { Database } from './schema.js';
+
+/** The conditional upsert of take(), per engine (the larger-of function is spelt differently). */
+function takeQuery(greatest: 'GREATEST' | 'MAX') {
+  return new HotQuery((db: Kysely<Database>, key: string, now: number, interval: number, first: number, limit: number) => {
+    const next = sql<number>`${sql.raw(greatest)}(${sql.ref('rate_limits.tat')}, ${now}) + ${interval}`;
+    return db
+      .insertInto('rate_limits')
+      .values({ key, tat: first })
+      .onConflict((oc) =>
+        oc
+          .column('key')
+          .doUpdateSet({ tat: next })
+          .where(sql<boolean>`${next} - ${now} <= ${limit}`),
+      )
+      .returning('tat');
+  });
+}
+const TAKE_PG = takeQuery('GREATEST');
+const TAKE_SQLITE = takeQuery('MAX');
 
 /**
  * Token buckets kept in the database (generic cell rate algorithm), so that several processes
@@ -12,28 +32,14 @@ export class RateLimitsRepo {
     private readonly engine: Engine,
   ) {}
 
-  private greatest(a: ReturnType<typeof sql>, b: number) {
-    return this.engine === 'postgres' ? sql<number>`GREATEST(${a}, ${b})` : sql<number>`MAX(${a}, ${b})`;
-  }
-
   /**
    * Takes one token when the bucket has one. Returns 0 when taken, else how many ms until one is free.
    * The conditional upsert makes the check and the take one atomic statement.
    */
   async take(key: string, now: number, interval: number, tolerance: number): Promise<number> {
-    const next = sql<number>`${this.greatest(sql.ref('rate_limits.tat'), now)} + ${interval}`;
-    const taken = await this.db
-      .insertInto('rate_limits')
-      .values({ key, tat: now + interval })
-      .onConflict((oc) =>
-        oc
-          .column('key')
-          .doUpdateSet({ tat: next })
-          .where(sql<boolean>`${next} - ${now} <= ${tolerance + interval}`),
-      )
-      .returning('tat')
-      .executeTakeFirst();
-    if (taken) return 0;
+    const query = this.engine === 'postgres' ? TAKE_PG : TAKE_SQLITE;
+    const taken = await query.execute(this.db, key, now, interval, now + interval, tolerance + interval);
+    if (taken.rows.length > 0) return 0;
     return this.wait(key, now, interval, tolerance);
   }
 

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
+import { HotQuery } from './compiled.js';
 import type { Database } from './schema.js';
 
 /**
@@ -47,6 +48,71 @@ export interface MintedSecrets {
   expiresTs: number;
 }
 
+// The statements of every requestToken, compiled once.
+const INSERT_IF_ABSENT = new HotQuery(
+  (db: Kysely<Database>, sid: string, medium: string, address: string, flow: string, clientSecretHash: string, nextLink: string | null, now: number) =>
+    db
+      .insertInto('threepid_validation_sessions')
+      .values({
+        sid,
+        medium,
+        address,
+        flow,
+        client_secret_hash: clientSecretHash,
+        last_send_attempt: -1,
+        link_token_hash: null,
+        code_hash: null,
+        token_expires_ts: null,
+        next_link: nextLink,
+        code_attempts: 0,
+        sends: 0,
+        created_ts: now,
+        validated_ts: null,
+        consumed_ts: null,
+        consumed_by: null,
+      })
+      .onConflict((oc) => oc.columns(['client_secret_hash', 'medium', 'address', 'flow']).doNothing())
+      .returningAll(),
+);
+
+const FIND_BY_KEY = new HotQuery((db: Kysely<Database>, clientSecretHash: string, medium: string, address: string, flow: string) =>
+  db
+    .selectFrom('threepid_validation_sessions')
+    .selectAll()
+    .where('client_secret_hash', '=', clientSecretHash)
+    .where('medium', '=', medium)
+    .where('address', '=', address)
+    .where('flow', '=', flow),
+);
+
+const MINT = new HotQuery(
+  (
+    db: Kysely<Database>,
+    sid: string,
+    sendAttempt: number,
+    linkTokenHash: string | null,
+    codeHash: string,
+    expiresTs: number,
+    nextLink: string | null,
+    maxSends: number,
+  ) =>
+    db
+      .updateTable('threepid_validation_sessions')
+      .set({
+        last_send_attempt: sendAttempt,
+        link_token_hash: linkTokenHash,
+        code_hash: codeHash,
+        token_expires_ts: expiresTs,
+        next_link: nextLink,
+        sends: sql<number>`sends + 1`,
+      })
+      .where('sid', '=', sid)
+      .where('last_send_attempt', '<', sendAttempt)
+      .where('sends', '<', maxSends)
+      .where('validated_ts', 'is', null)
+      .where('consumed_ts', 'is', null),
+);
+
 export class ThreepidSessionsRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -55,40 +121,13 @@ export class ThreepidSessionsRepo {
    * Returns the new row, or undefined when one existed.
    */
   async insertIfAbsent(row: { sid: string; key: SessionKey; nextLink: string | null; now: number }): Promise<ThreepidSessionRow | undefined> {
-    return this.db
-      .insertInto('threepid_validation_sessions')
-      .values({
-        sid: row.sid,
-        medium: row.key.medium,
-        address: row.key.address,
-        flow: row.key.flow,
-        client_secret_hash: row.key.clientSecretHash,
-        last_send_attempt: -1,
-        link_token_hash: null,
-        code_hash: null,
-        token_expires_ts: null,
-        next_link: row.nextLink,
-        code_attempts: 0,
-        sends: 0,
-        created_ts: row.now,
-        validated_ts: null,
-        consumed_ts: null,
-        consumed_by: null,
-      })
-      .onConflict((oc) => oc.columns(['client_secret_hash', 'medium', 'address', 'flow']).doNothing())
-      .returningAll()
-      .executeTakeFirst();
+    const { rows } = await INSERT_IF_ABSENT.execute(this.db, row.sid, row.key.medium, row.key.address, row.key.flow, row.key.clientSecretHash, row.nextLink, row.now);
+    return rows[0];
   }
 
-  findByKey(key: SessionKey): Promise<ThreepidSessionRow | undefined> {
-    return this.db
-      .selectFrom('threepid_validation_sessions')
-      .selectAll()
-      .where('client_secret_hash', '=', key.clientSecretHash)
-      .where('medium', '=', key.medium)
-      .where('address', '=', key.address)
-      .where('flow', '=', key.flow)
-      .executeTakeFirst();
+  async findByKey(key: SessionKey): Promise<ThreepidSessionRow | undefined> {
+    const { rows } = await FIND_BY_KEY.execute(this.db, key.clientSecretHash, key.medium, key.address, key.flow);
+    return rows[0];
   }
 
   get(sid: string): Promise<ThreepidSessionRow | undefined> {
@@ -101,23 +140,8 @@ export class ThreepidSessionsRepo {
    * callers with the same attempt gets true: the conditional update is the lock.
    */
   async mint(sid: string, sendAttempt: number, secrets: MintedSecrets, nextLink: string | null, maxSends: number): Promise<boolean> {
-    const result = await this.db
-      .updateTable('threepid_validation_sessions')
-      .set({
-        last_send_attempt: sendAttempt,
-        link_token_hash: secrets.linkTokenHash,
-        code_hash: secrets.codeHash,
-        token_expires_ts: secrets.expiresTs,
-        next_link: nextLink,
-        sends: sql<number>`sends + 1`,
-      })
-      .where('sid', '=', sid)
-      .where('last_send_attempt', '<', sendAttempt)
-      .where('sends', '<', maxSends)
-      .where('validated_ts', 'is', null)
-      .where('consumed_ts', 'is', null)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) > 0;
+    const result = await MINT.execute(this.db, sid, sendAttempt, secrets.linkTokenHash, secrets.codeHash, secrets.expiresTs, nextLink, maxSends);
+    return Number(result.numAffectedRows ?? 0) > 0;
   }
 
   /** Frees a finished (used or burnt) session's key so a new session can take it. */

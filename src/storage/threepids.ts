@@ -1,7 +1,12 @@
 import type { Kysely, Selectable } from 'kysely';
+import { HotQuery } from './compiled.js';
 import type { Database, UserThreepidsTable } from './schema.js';
 
 export type UserThreepidRow = Selectable<UserThreepidsTable>;
+
+const FIND_USER = new HotQuery((db: Kysely<Database>, medium: string, address: string) =>
+  db.selectFrom('user_threepids').select('user_id').where('medium', '=', medium).where('address', '=', address),
+);
 
 /** The 3PIDs bound to local accounts. Addresses are stored already canonicalised. */
 export class UserThreepidsRepo {
@@ -12,13 +17,8 @@ export class UserThreepidsRepo {
   }
 
   async findUser(medium: string, address: string): Promise<string | undefined> {
-    const row = await this.db
-      .selectFrom('user_threepids')
-      .select('user_id')
-      .where('medium', '=', medium)
-      .where('address', '=', address)
-      .executeTakeFirst();
-    return row?.user_id;
+    const { rows } = await FIND_USER.execute(this.db, medium, address);
+    return rows[0]?.user_id;
   }
 
   /**
