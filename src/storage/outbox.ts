@@ -58,6 +58,14 @@ const INSERT = new HotQuery((db: Kysely<Database>, id: string, channel: string, 
     .returning('id'),
 );
 
+const MARK_SENT = new HotQuery((db: Kysely<Database>, id: string, lockedUntil: number, now: number) =>
+  db
+    .updateTable('outbox')
+    .set({ sent_ts: now, payload: null, next_attempt_ts: null, locked_until: null, last_error: null })
+    .where('id', '=', id)
+    .where('locked_until', '=', lockedUntil),
+);
+
 export class OutboxRepo {
   constructor(
     private readonly db: Kysely<Database>,
@@ -99,13 +107,8 @@ export class OutboxRepo {
 
   /** Marks a claimed message sent and forgets its content. False when the lease was lost meanwhile. */
   async markSent(message: ClaimedMessage, now: number): Promise<boolean> {
-    const result = await this.db
-      .updateTable('outbox')
-      .set({ sent_ts: now, payload: null, next_attempt_ts: null, locked_until: null, last_error: null })
-      .where('id', '=', message.id)
-      .where('locked_until', '=', message.lockedUntil)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) > 0;
+    const result = await MARK_SENT.execute(this.db, message.id, message.lockedUntil, now);
+    return Number(result.numAffectedRows ?? 0) > 0;
   }
 
   /** Releases a claimed message to be tried again at `nextAttemptTs`. */
