@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
-import { quietLogger as quiet } from './helpers/sdk.js';
+import { SdkClients } from './helpers/sdk.js';
 
 // matrix-js-sdk 37 arms a timer for each sync request (poll timeout + 80 s, http-api/utils.ts
 // timeoutSignal) and never clears it, which would keep this test process alive for minutes after
@@ -43,18 +43,14 @@ const prepared = (client: sdk.MatrixClient) =>
 for (const engine of ENGINES) {
   describe(`matrix-js-sdk syncs against Myelin (${engine})`, () => {
     let server: TestServer;
-    const clients: sdk.MatrixClient[] = [];
-    const client = (opts: Partial<sdk.ICreateClientOpts> = {}) => {
-      const c = sdk.createClient({ baseUrl: server.url, logger: quiet, ...opts });
-      clients.push(c);
-      return c;
-    };
+    const clients = new SdkClients(() => server.url);
+    const client = clients.create;
     before(async () => {
       server = await startTestServer(engine);
       await server.api.register('alice');
     });
     after(async () => {
-      for (const c of clients) c.stopClient();
+      clients.stopAll();
       await server.close();
     });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
-import { quietLogger as quiet, rejection } from './helpers/sdk.js';
+import { rejection, SdkClients } from './helpers/sdk.js';
 
 const PW = 'sdk-password-1';
 const NEW_PW = 'sdk-password-2';
@@ -10,17 +10,13 @@ const NEW_PW = 'sdk-password-2';
 for (const engine of ENGINES) {
   describe(`matrix-js-sdk as a real client (${engine})`, () => {
     let server: TestServer;
-    const clients: sdk.MatrixClient[] = [];
-    const client = (opts: Partial<sdk.ICreateClientOpts> = {}) => {
-      const c = sdk.createClient({ baseUrl: server.url, logger: quiet, ...opts });
-      clients.push(c);
-      return c;
-    };
+    const clients = new SdkClients(() => server.url);
+    const client = clients.create;
     before(async () => {
       server = await startTestServer(engine);
     });
     after(async () => {
-      for (const c of clients) c.stopClient();
+      clients.stopAll();
       await server.close();
     });
 

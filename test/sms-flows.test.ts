@@ -4,7 +4,7 @@ import * as sdk from 'matrix-js-sdk';
 import { ENGINES } from './helpers/server.js';
 import { SmtpSink } from './helpers/smtp.js';
 import { clientSecret, nextSms, smsCode, startSmsEnv, type SmsEnv } from './helpers/sms.js';
-import { quietLogger as quiet, rejection } from './helpers/sdk.js';
+import { rejection, SdkClients } from './helpers/sdk.js';
 
 const PW = 'sms-flow-password-1';
 const NEW_PW = 'sms-flow-password-2';
@@ -15,12 +15,8 @@ type UiaBody = { session: string; flows: { stages: string[] }[]; completed?: str
 for (const engine of ENGINES) {
   describe(`phone number flows end to end with matrix-js-sdk (${engine})`, () => {
     let env: SmsEnv;
-    const clients: sdk.MatrixClient[] = [];
-    const client = (opts: Partial<sdk.ICreateClientOpts> = {}) => {
-      const c = sdk.createClient({ baseUrl: env.server.url, logger: quiet, ...opts });
-      clients.push(c);
-      return c;
-    };
+    const clients = new SdkClients(() => env.server.url);
+    const client = clients.create;
     before(async () => {
       env = await startSmsEnv(engine, {
         enable_registration_without_verification: false,
@@ -30,7 +26,7 @@ for (const engine of ENGINES) {
       });
     });
     after(async () => {
-      for (const c of clients) c.stopClient();
+      clients.stopAll();
       await env.close();
     });
 

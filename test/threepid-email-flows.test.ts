@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
 import { ENGINES } from './helpers/server.js';
 import { codeOf, followLink, linkOf, secret, startEmailEnv, type EmailEnv } from './helpers/threepid-email.js';
-import { quietLogger as quiet, rejection } from './helpers/sdk.js';
+import { rejection, SdkClients } from './helpers/sdk.js';
 
 const PW = 'email-flow-password-1';
 const NEW_PW = 'email-flow-password-2';
@@ -12,17 +12,13 @@ const EMAIL_STAGE = 'm.login.email.identity';
 for (const engine of ENGINES) {
   describe(`email validation flows end to end with matrix-js-sdk (${engine})`, () => {
     let env: EmailEnv;
-    const clients: sdk.MatrixClient[] = [];
-    const client = (opts: Partial<sdk.ICreateClientOpts> = {}) => {
-      const c = sdk.createClient({ baseUrl: env.server.url, logger: quiet, ...opts });
-      clients.push(c);
-      return c;
-    };
+    const clients = new SdkClients(() => env.server.url);
+    const client = clients.create;
     before(async () => {
       env = await startEmailEnv(engine, { enable_registration_without_verification: false });
     });
     after(async () => {
-      for (const c of clients) c.stopClient();
+      clients.stopAll();
       await env.close();
     });
 

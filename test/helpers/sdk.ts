@@ -27,3 +27,20 @@ export async function rejection(fn: () => Promise<unknown>): Promise<sdk.MatrixE
   }
   assert.fail('expected the request to fail');
 }
+
+/** matrix-js-sdk clients for one test suite, all quiet, all stopped together afterwards. */
+export class SdkClients {
+  private readonly all: sdk.MatrixClient[] = [];
+
+  constructor(private readonly baseUrl: () => string) {}
+
+  readonly create = (opts: Partial<sdk.ICreateClientOpts> = {}): sdk.MatrixClient => {
+    const c = sdk.createClient({ baseUrl: this.baseUrl(), logger: quietLogger, ...opts });
+    this.all.push(c);
+    return c;
+  };
+
+  stopAll(): void {
+    for (const c of this.all) c.stopClient();
+  }
+}
