@@ -29,8 +29,9 @@ export function versionsRoutes(router: Router, services: Services): void {
       ...services.unstableFeatures,
     },
   };
-  const json = JSON.stringify(body);
-  router.public('GET', '/versions', async () => JSON.parse(json), { prefixes: ['/_matrix/client'] });
+  // Built once and never mutated: each request only serialises it.
+  Object.freeze(body);
+  router.public('GET', '/versions', async () => body, { prefixes: ['/_matrix/client'] });
   router.public(
     'GET',
     '/matrix/client',
