@@ -16,13 +16,19 @@ let received = 0;
 let unreadable = 0;
 const sessions: MailedSession[] = [];
 
-/** Undoes quoted-printable soft line breaks and `=3D`, enough to read links and codes back. */
-function unfold(raw: string): string {
-  return raw.replace(/=\r?\n/g, '').replace(/=3D/gi, '=');
+/**
+ * The readable text of a raw message, enough to find links and codes: base64 parts decoded, and
+ * quoted-printable soft line breaks and `=3D` undone.
+ */
+function readable(raw: string): string {
+  const decoded = [...raw.matchAll(/content-transfer-encoding: base64\r?\n(?:[^\r\n]+\r?\n)*\r?\n([A-Za-z0-9+/=\r\n]+)/gi)].map((m) =>
+    Buffer.from(m[1]!, 'base64').toString('utf8'),
+  );
+  return [raw.replace(/=\r?\n/g, '').replace(/=3D/gi, '='), ...decoded].join('\n');
 }
 
 function extract(raw: string): MailedSession | undefined {
-  const text = unfold(raw);
+  const text = readable(raw);
   const link = /[?&]token=[\w-]+&client_secret=([\w.=-]+?)&sid=([\w-]+)/.exec(text);
   const code = /code[^0-9<>]{0,60}(\d{4,10})/i.exec(text);
   if (!link || !code) return undefined;

@@ -4,7 +4,7 @@ import { maskRecipient, type DeliveryChannel } from '../channels.js';
 import type { Templates } from '../templates.js';
 import { assertSingleAddress, newMessageId, parseSender, type EmailPayload } from './message.js';
 import { LogTransport } from './log.js';
-import { SmtpTransport } from './smtp.js';
+import { ThreadedSmtpTransport } from './smtp-thread.js';
 import type { EmailTransport } from './transport.js';
 
 /** The 'email' channel: renders with the templates when queued, sends through SMTP (or the log). */
@@ -19,7 +19,7 @@ export function emailChannel(config: EmailConfig, templates: Templates, makeTran
       return payload;
     },
     provider(logger) {
-      const transport = makeTransport ? makeTransport(logger) : config.transport === 'log' ? new LogTransport(logger) : new SmtpTransport(config);
+      const transport = makeTransport ? makeTransport(logger) : config.transport === 'log' ? new LogTransport(logger) : new ThreadedSmtpTransport(config);
       return {
         send: (payload) => transport.send(sender, payload as EmailPayload),
         describe: (payload) => ({ to: maskRecipient((payload as EmailPayload).to), message_id: (payload as EmailPayload).messageId }),

@@ -43,6 +43,8 @@ export class SmtpTransport implements EmailTransport {
         messageId: mail.messageId,
         date: new Date(mail.date),
         headers: { 'Auto-Submitted': 'auto-generated' },
+        // As Synapse sends its mails; cheaper to encode than quoted-printable, which nodemailer would pick.
+        textEncoding: 'base64',
         disableFileAccess: true,
         disableUrlAccess: true,
       });
