@@ -61,6 +61,8 @@ export class EmailBench {
     private readonly sink: ChildHandle,
     /** Offered load of the fixed-rate requestToken case. */
     private readonly mailRate: number,
+    /** Appended to case names, to tell Myelins apart (run.ts --compare). */
+    private readonly label = '',
   ) {}
 
   private tokenRequest(): string {
@@ -98,7 +100,7 @@ export class EmailBench {
     let mailsAtStart = 0;
     let startedAt = 0;
     return {
-      name: `${REQUEST_TOKEN_NAME}${overallRate ? ` (offered ${overallRate}/s)` : ''}`,
+      name: `${REQUEST_TOKEN_NAME}${overallRate ? ` (offered ${overallRate}/s)` : ''}${this.label}`,
       server: this.myelin,
       method: 'POST',
       path: '/_matrix/client/v3/account/password/email/requestToken',
@@ -133,7 +135,7 @@ export class EmailBench {
       this.requestTokenCase(),
       this.requestTokenCase(this.mailRate),
       {
-        name: SUBMIT_NAME,
+        name: `${SUBMIT_NAME}${this.label}`,
         server: this.myelin,
         method: 'POST',
         path: SUBMIT_PATH,

@@ -1,6 +1,6 @@
 /**
  * Myelin's benchmark: `npm run bench [-- --duration 10 --rounds 3 --connections 50 --warmup 2
- * --only whoami,login --log-level info --no-save --no-email --mail-rate 150 --compare ../old/src]` (or BENCH_DURATION,
+ * --only whoami,login --log-level info --no-save --no-email --mail-rate 1000 --compare ../old/src]` (or BENCH_DURATION,
  * BENCH_ROUNDS, ... variables).
  *
  * Starts a bare Node HTTP server, Myelin (fresh SQLite database, production settings except for
@@ -33,7 +33,7 @@ const { values: flags } = parseArgs({
     'no-save': { type: 'boolean', default: false },
     'no-email': { type: 'boolean', default: process.env.BENCH_NO_EMAIL === '1' },
     /** The fixed rate of the second requestToken case, where the question is whether mail keeps up. */
-    'mail-rate': { type: 'string', default: process.env.BENCH_MAIL_RATE ?? '150' },
+    'mail-rate': { type: 'string', default: process.env.BENCH_MAIL_RATE ?? '1000' },
     /** Another copy of src/ (e.g. an older checkout's) to run side by side, in the same rounds. */
     compare: { type: 'string', default: process.env.BENCH_COMPARE },
   },
@@ -108,6 +108,11 @@ function summarise(cases: Case[], runs: Map<Case, Run[]>, bare: Case): Row[] {
       note: c.note,
     };
   });
+}
+
+/** The mail queue kept up with a run when what was left queued at its end is under a second's worth of its requests. */
+function keepsUp(r: { requestsPerSecond: number; backlogAtEnd: number }): boolean {
+  return r.backlogAtEnd < Math.max(1, r.requestsPerSecond);
 }
 
 async function http(base: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: Record<string, unknown> }> {
@@ -216,20 +221,20 @@ async function main(): Promise<void> {
     }
     const variants: { label: string; src?: string }[] = [{ label: '' }];
     if (flags.compare) variants.push({ label: ` [${flags.compare}]`, src: flags.compare });
-    // Email (the primary Myelin only): a live SMTP sink in its own process receives every mail.
+    // Email: each Myelin gets a live SMTP sink of its own, in its own process, that receives its mails.
     const wantEmail = !flags['no-email'] && (!ONLY || ONLY.some((o) => EMAIL_CASE_NAMES.some((name) => name.includes(o))));
-    const sink = wantEmail ? await startChild('smtp-sink.ts', {}, join(dir, 'sink.log')) : undefined;
-    if (sink) children.push(sink);
-    let email: EmailBench | undefined;
+    const emails: { label: string; bench: EmailBench }[] = [];
     for (const [i, variant] of variants.entries()) {
-      const sinkPort = i === 0 && sink ? Number(new URL(sink.url).port) : undefined;
-      const myelin = await startMyelin(join(dir, `myelin-${i}`), { src: variant.src, sinkPort });
+      const sink = wantEmail ? await startChild('smtp-sink.ts', {}, join(dir, `sink-${i}.log`)) : undefined;
+      if (sink) children.push(sink);
+      const myelin = await startMyelin(join(dir, `myelin-${i}`), { src: variant.src, sinkPort: sink ? Number(new URL(sink.url).port) : undefined });
       children.push(myelin);
       cases.push(...(await myelinCases(myelin, variant.label)));
-      if (sink && sinkPort) {
-        email = new EmailBench(myelin, sink, Number(flags['mail-rate']));
-        await email.check();
-        cases.push(...email.cases());
+      if (sink) {
+        const bench = new EmailBench(myelin, sink, Number(flags['mail-rate']), variant.label);
+        await bench.check();
+        cases.push(...bench.cases());
+        emails.push({ label: variant.label, bench });
       }
     }
 
@@ -242,7 +247,10 @@ async function main(): Promise<void> {
         runs.get(c)!.push(await runCase(c, DURATION));
       }
     }
-    const mail = email ? { perRun: email.mailRates, submitFreshPerRun: email.submitFresh, ...(await email.drain(120_000)) } : undefined;
+    const mail = [];
+    for (const { label, bench } of emails) {
+      mail.push({ myelin: label.trim() || 'this checkout', perRun: bench.mailRates, submitFreshPerRun: bench.submitFresh, ...(await bench.drain(120_000)) });
+    }
 
     const rows = summarise(selected, runs, bareCase);
     const m = machine();
@@ -257,16 +265,16 @@ async function main(): Promise<void> {
       load_average_after: loadavg().map((l) => Number(l.toFixed(2))),
     };
     console.log(formatTable(rows));
-    if (mail) {
-      const runsText = mail.perRun
-        .map((r) => `${r.offered ? `offered ${r.offered}/s` : 'flat out'}: ${r.requestsPerSecond} req/s -> ${r.mailsPerSecond} mails/s sent during the run, ${r.backlogAtEnd} queued at its end`)
+    for (const m of mail) {
+      const runsText = m.perRun
+        .map((r) => `${r.offered ? `offered ${r.offered}/s` : 'flat out'}: ${r.requestsPerSecond} req/s -> ${r.mailsPerSecond} mails/s sent during the run, ${r.backlogAtEnd} queued at its end (${keepsUp(r) ? 'keeps up' : 'falls behind'})`)
         .join('\n  ');
-      console.log(`\nMail, per requestToken run (warm-ups included):\n  ${runsText}`);
+      console.log(`\nMail from ${m.myelin}, per requestToken run (warm-ups included):\n  ${runsText}`);
       console.log(
-        `Mails promised (2xx requestToken answers, warm-up included) ${mail.promised}, received by the sink ${mail.received}` +
-          ` (${mail.unreadable} without a readable link and code) after waiting ${(mail.waitedMs / 1000).toFixed(1)} s at the end.`,
+        `Mails promised (2xx requestToken answers, warm-up included) ${m.promised}, received by the sink ${m.received}` +
+          ` (${m.unreadable} without a readable link and code) after waiting ${(m.waitedMs / 1000).toFixed(1)} s at the end.`,
       );
-      console.log(`submit_url runs validated ${mail.submitFreshPerRun.join(' / ')} fresh sessions (the rest repeated a validated one).`);
+      console.log(`submit_url runs validated ${m.submitFreshPerRun.join(' / ')} fresh sessions (the rest repeated a validated one).`);
     }
     console.log(
       `\nMachine: ${m.cpus} cores (${m.cpu_model}), ${m.memory_gb} GB, Node ${m.node}, ${m.platform}. The load generator ` +

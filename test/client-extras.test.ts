@@ -76,6 +76,17 @@ for (const engine of ENGINES) {
       assert.equal((await server.api.get('/v3/room_keys/version/abc', { token })).status, 404);
     });
 
+    it('gives each of several backups created at once its own version', async () => {
+      const bob = await server.api.register('bob-backups');
+      const algorithm = 'm.megolm_backup.v1.curve25519-aes-sha2';
+      const created = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => server.api.post<{ version: string }>('/v3/room_keys/version', { algorithm, auth_data: { public_key: `pk${i}` } }, { token: bob.access_token })),
+      );
+      assert.deepEqual(created.map((r) => r.status), Array(10).fill(200));
+      assert.deepEqual(created.map((r) => Number(r.body.version)).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.equal((await server.api.get<{ version: string }>('/v3/room_keys/version', { token: bob.access_token })).body.version, '10');
+    });
+
     it('sets and reads the own presence, and refuses another user', async () => {
       const path = `/v3/presence/${encodeURIComponent(userId)}/status`;
       assert.equal((await server.api.put(path, { presence: 'unavailable', status_msg: 'lunch' }, { token })).status, 200);

@@ -381,6 +381,20 @@ for (const engine of ENGINES) {
       assert.deepEqual(claim.body.one_time_keys, {});
     });
 
+    it('leaves no message behind for a device deleted while messages are sent to it', async () => {
+      const db = server.hs.services.store.db.kysely;
+      for (let round = 0; round < 10; round++) {
+        const victim = await server.api.login('alice');
+        const sends = Array.from({ length: 5 }, (_, i) =>
+          server.api.put(`/v3/sendToDevice/org.example.race/r${round}-${i}`, { messages: { [alice.user_id]: { [victim.device_id]: { i } } } }, { token: bob.access_token }),
+        );
+        const results = await Promise.all([...sends, server.api.post('/v3/logout', {}, { token: victim.access_token })]);
+        assert.deepEqual(results.map((r) => r.status), Array(6).fill(200));
+        const left = await db.selectFrom('to_device_inbox').select('device_id').where('user_id', '=', alice.user_id).where('device_id', '=', victim.device_id).execute();
+        assert.equal(left.length, 0, `round ${round}`);
+      }
+    });
+
     it('loses no change when many writes race with syncing', async () => {
       const token = bob.access_token;
       const path = `/v3/user/${encodeURIComponent(bob.user_id)}/account_data`;

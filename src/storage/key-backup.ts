@@ -24,15 +24,34 @@ export class KeyBackupRepo {
     return this.db.selectFrom('key_backup_versions').selectAll().where('user_id', '=', userId).where('version', '=', version).where('deleted', '=', 0).executeTakeFirst();
   }
 
+  /**
+   * The next version number, in one statement. Two creations racing for the same number (possible
+   * on Postgres) meet the primary key; the loser's insert does nothing and it takes the next one.
+   */
   async create(userId: string, algorithm: string, authData: string): Promise<number> {
-    const row = await this.db
-      .selectFrom('key_backup_versions')
-      .select((eb) => eb.fn.max('version').as('max'))
-      .where('user_id', '=', userId)
-      .executeTakeFirst();
-    const version = Number(row?.max ?? 0) + 1;
-    await this.db.insertInto('key_backup_versions').values({ user_id: userId, version, algorithm, auth_data: authData, etag: 0, deleted: 0 }).execute();
-    return version;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const row = await this.db
+        .insertInto('key_backup_versions')
+        .columns(['user_id', 'version', 'algorithm', 'auth_data', 'etag', 'deleted'])
+        .expression((eb) =>
+          eb
+            .selectFrom('key_backup_versions')
+            .select([
+              eb.val(userId).as('user_id'),
+              sql<number>`coalesce(max(version), 0) + 1`.as('version'),
+              eb.val(algorithm).as('algorithm'),
+              eb.val(authData).as('auth_data'),
+              sql.lit(0).as('etag'),
+              sql.lit(0).as('deleted'),
+            ])
+            .where('user_id', '=', userId),
+        )
+        .onConflict((oc) => oc.doNothing())
+        .returning('version')
+        .executeTakeFirst();
+      if (row) return Number(row.version);
+    }
+    throw new Error('could not allocate a key backup version');
   }
 
   async setAuthData(userId: string, version: number, authData: string): Promise<void> {

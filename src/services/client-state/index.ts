@@ -56,8 +56,11 @@ export function createClientState(
 
   sessions.deviceDeletionHooks.push({
     inTransaction: async (tx, userId, deviceIds) => {
+      // The stream lock first, as sendToDevice takes it, so that its messages for these devices
+      // are either committed before this deletes them or never written.
+      const position = await tx.clientState.streams.advance(userId);
       await tx.clientState.toDevice.deleteForDevices(userId, deviceIds);
-      await keys.onDevicesDeleted(tx, userId, deviceIds, await tx.clientState.streams.advance(userId));
+      await keys.onDevicesDeleted(tx, userId, deviceIds, position);
     },
     afterCommit: (userId) => notifier.notify([userId]),
   });

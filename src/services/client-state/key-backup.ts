@@ -68,7 +68,7 @@ export class KeyBackupService {
 
   async create(userId: string, body: JsonObject): Promise<{ version: string }> {
     const { algorithm, authData } = this.checkAlgorithm(body);
-    const version = await this.store.transaction((tx) => tx.clientState.keyBackup.create(userId, algorithm, authData));
+    const version = await this.store.clientState.keyBackup.create(userId, algorithm, authData);
     return { version: String(version) };
   }
 
