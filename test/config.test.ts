@@ -59,6 +59,14 @@ describe('config loader', () => {
     assert.equal(parseConfig({ ...MIN, database: { name: 'postgres', args: { database: 'x' } } }).config.database.name, 'postgres');
   });
 
+  it('says why Synapse settings for identity-server delegation are ignored', () => {
+    const { config, warnings } = parseConfig({ ...MIN, account_threepid_delegates: { msisdn: 'http://localhost:8090' }, trust_identity_server_for_password_resets: true });
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[0]!, /^config key 'account_threepid_delegates' is ignored: .*sms section/);
+    assert.match(warnings[1]!, /^config key 'trust_identity_server_for_password_resets' is ignored: removed in Synapse 1\.66/);
+    assert.equal(config.sms, undefined);
+  });
+
   it('warns about unknown keys, at any depth, by dotted path', () => {
     const { warnings } = parseConfig({
       ...MIN,

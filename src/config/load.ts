@@ -98,6 +98,14 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
+/** Synapse settings an admin may bring across that Myelin has no use for, and why. */
+const SYNAPSE_KEYS_LEFT_OUT: Record<string, string> = {
+  account_threepid_delegates:
+    'Myelin verifies email addresses itself (the email section) and phone numbers itself (the sms section), ' +
+    'with no identity server; Synapse too stopped delegating email in 1.66',
+  trust_identity_server_for_password_resets: 'removed in Synapse 1.66; password reset mails come from the email section',
+};
+
 /** Validates a raw config object (after env overrides) and returns the typed config. */
 export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): LoadedConfig {
   const merged = structuredClone(raw);
@@ -106,7 +114,7 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
   if (!result.success) {
     throw new ConfigError(result.error.issues.map(describeIssue).join('\n'));
   }
-  const warnings = unknownKeys(configSchema, merged).map((k) => `unknown config key '${k}' is ignored`);
+  const warnings = unknownKeys(configSchema, merged).map((k) => (k in SYNAPSE_KEYS_LEFT_OUT ? `config key '${k}' is ignored: ${SYNAPSE_KEYS_LEFT_OUT[k]}` : `unknown config key '${k}' is ignored`));
   return { config: result.data, warnings };
 }
 
