@@ -108,7 +108,7 @@ for (const engine of ENGINES) {
       await outbox.enqueue(mail('frank@example.org'), { dedupeKey: 'email:frank' });
       await smtp.waitFor((x) => x.envelopeTo.includes('frank@example.org'));
       let row = await store.outbox.findByDedupeKey('email:frank');
-      for (let i = 0; i < 50 && row?.sent_ts === null; i++) {
+      for (let i = 0; i < 250 && row?.sent_ts === null; i++) {
         await new Promise((r) => setTimeout(r, 20));
         row = await store.outbox.findByDedupeKey('email:frank');
       }
@@ -135,7 +135,7 @@ for (const engine of ENGINES) {
       try {
         await outbox.enqueue(mail('ghost@example.org'), { dedupeKey: 'email:ghost' });
         let row = await store.outbox.findByDedupeKey('email:ghost');
-        for (let i = 0; i < 100 && !row?.dead_ts; i++) {
+        for (let i = 0; i < 250 && !row?.dead_ts; i++) {
           await new Promise((r) => setTimeout(r, 20));
           row = await store.outbox.findByDedupeKey('email:ghost');
         }
@@ -213,7 +213,7 @@ for (const engine of ENGINES) {
         await good.hs.services.outbox.enqueue(mail('auth@example.org'));
         await smtp.waitFor((x) => x.envelopeTo.includes('auth@example.org'));
         assert.ok(smtp.logins.some((l) => l.user === 'myelin' && l.ok));
-        for (let i = 0; i < 100 && !smtp.logins.some((l) => !l.ok); i++) await new Promise((r) => setTimeout(r, 20));
+        for (let i = 0; i < 250 && !smtp.logins.some((l) => !l.ok); i++) await new Promise((r) => setTimeout(r, 20));
         assert.ok(smtp.logins.some((l) => !l.ok), 'the wrong password was tried');
         const row = await bad.hs.services.store.outbox.findByDedupeKey('auth:bad');
         assert.ok(row?.next_attempt_ts && row.payload && row.dead_ts === null, 'kept for a retry');
