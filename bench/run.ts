@@ -1,9 +1,9 @@
 /**
  * Myelin's benchmark: `npm run bench [-- --duration 10 --rounds 3 --connections 50 --warmup 2
- * --only whoami,login --log-level info --no-save --no-email --mail-rate 1000 --compare ../old/src]` (or BENCH_DURATION,
+ * --only whoami,login --log-level info --no-save --no-email --mail-rate 1000 --database postgres --compare ../old/src]` (or BENCH_DURATION,
  * BENCH_ROUNDS, ... variables).
  *
- * Starts a bare Node HTTP server, Myelin (fresh SQLite database, production settings except for
+ * Starts a bare Node HTTP server, Myelin (a fresh SQLite or PostgreSQL database, production settings except for
  * generous rate limits) and an SMTP sink, each in its own child process, drives each endpoint with
  * autocannon for a fixed time, and prints requests/s, p99 latency and the ratio to the bare server.
  * Everything listens on 127.0.0.1 and the run stops by itself. Results also go to
@@ -18,6 +18,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { freshDatabase } from '../test/helpers/server.js';
 import { startChild, freePort, type ChildHandle } from './children.js';
 import { EMAIL_CASE_NAMES, EmailBench, MAIL_USERS, emailConfig, mailAddress } from './email.js';
 import { formatTable, median, type Row } from './report.js';
@@ -34,6 +35,8 @@ const { values: flags } = parseArgs({
     'no-email': { type: 'boolean', default: process.env.BENCH_NO_EMAIL === '1' },
     /** The fixed rate of the second requestToken case, where the question is whether mail keeps up. */
     'mail-rate': { type: 'string', default: process.env.BENCH_MAIL_RATE ?? '1000' },
+    /** sqlite (a fresh file) or postgres (a fresh database at 127.0.0.1:5432, dropped at the end). */
+    database: { type: 'string', default: process.env.BENCH_DATABASE ?? 'sqlite' },
     /** Another copy of src/ (e.g. an older checkout's) to run side by side, in the same rounds. */
     compare: { type: 'string', default: process.env.BENCH_COMPARE },
   },
@@ -46,6 +49,8 @@ if (!(DURATION > 0) || !(ROUNDS >= 1) || !(WARMUP >= 0) || !(CONNECTIONS > 0)) {
   throw new Error('--duration, --rounds, --warmup and --connections must be positive numbers');
 }
 const ONLY = flags.only?.split(',').map((s) => s.trim());
+const DATABASE = flags.database;
+if (DATABASE !== 'sqlite' && DATABASE !== 'postgres') throw new Error('--database must be sqlite or postgres');
 
 const PASSWORD = 'correct horse battery staple 42';
 const SERVER_NAME = 'bench.local';
@@ -124,7 +129,7 @@ async function http(base: string, method: string, path: string, body?: unknown, 
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
-function myelinConfig(port: number, dir: string): Record<string, unknown> {
+function myelinConfig(port: number, database: Record<string, unknown>): Record<string, unknown> {
   // Production defaults (argon2id at the default cost, info logging to a file, SQLite in WAL mode),
   // except rate limits, raised so that the figures measure the server and not the limiter.
   const generous = { per_second: 1_000_000, burst_count: 1_000_000 };
@@ -132,7 +137,7 @@ function myelinConfig(port: number, dir: string): Record<string, unknown> {
     server_name: SERVER_NAME,
     public_baseurl: `http://127.0.0.1:${port}/`,
     listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
-    database: { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } },
+    database,
     log_level: flags['log-level'],
     enable_registration: false,
     rc_login: { address: generous, account: generous, failed_attempts: generous },
@@ -140,10 +145,10 @@ function myelinConfig(port: number, dir: string): Record<string, unknown> {
   };
 }
 
-async function startMyelin(dir: string, options: { src?: string; sinkPort?: number }): Promise<ChildHandle> {
-  mkdirSync(dir);
+async function startMyelin(dir: string, database: Record<string, unknown>, options: { src?: string; sinkPort?: number }): Promise<ChildHandle> {
+  mkdirSync(dir, { recursive: true });
   const port = await freePort();
-  const config = { ...myelinConfig(port, dir), ...(options.sinkPort ? emailConfig(options.sinkPort) : {}) };
+  const config = { ...myelinConfig(port, database), ...(options.sinkPort ? emailConfig(options.sinkPort) : {}) };
   const env: Record<string, string> = { BENCH_MYELIN_CONFIG: JSON.stringify(config) };
   if (options.src) env.BENCH_MYELIN_SRC = resolve(options.src);
   const myelin = await startChild('myelin-server.ts', env, join(dir, 'myelin.log'));
@@ -196,6 +201,7 @@ function machine() {
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'myelin-bench-'));
   const children: ChildHandle[] = [];
+  const databases: { drop(): Promise<void> }[] = [];
   // The run must end by itself whatever happens: a generous bound over the planned work.
   const bound = setTimeout(
     () => {
@@ -227,7 +233,13 @@ async function main(): Promise<void> {
     for (const [i, variant] of variants.entries()) {
       const sink = wantEmail ? await startChild('smtp-sink.ts', {}, join(dir, `sink-${i}.log`)) : undefined;
       if (sink) children.push(sink);
-      const myelin = await startMyelin(join(dir, `myelin-${i}`), { src: variant.src, sinkPort: sink ? Number(new URL(sink.url).port) : undefined });
+      let database: Record<string, unknown> = { name: 'sqlite3', args: { database: join(dir, `myelin-${i}`, 'homeserver.db') } };
+      if (DATABASE === 'postgres') {
+        const fresh = await freshDatabase('postgres');
+        databases.push(fresh);
+        database = fresh.database;
+      }
+      const myelin = await startMyelin(join(dir, `myelin-${i}`), database, { src: variant.src, sinkPort: sink ? Number(new URL(sink.url).port) : undefined });
       children.push(myelin);
       cases.push(...(await myelinCases(myelin, variant.label)));
       if (sink) {
@@ -259,7 +271,7 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       warmup_s: WARMUP,
       connections: CONNECTIONS,
-      database: 'SQLite (WAL, synchronous=NORMAL)',
+      database: DATABASE === 'postgres' ? 'PostgreSQL at 127.0.0.1:5432 (a fresh database per Myelin)' : 'SQLite (WAL, synchronous=NORMAL)',
       log_level: `${flags['log-level']} (to a file)`,
       load_average_before: loadBefore.map((l) => Number(l.toFixed(2))),
       load_average_after: loadavg().map((l) => Number(l.toFixed(2))),
@@ -294,6 +306,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const c of children) await c.stop();
+    for (const db of databases) await db.drop().catch((err: unknown) => console.error(`could not drop a benchmark database: ${String(err)}`));
     rmSync(dir, { recursive: true, force: true });
     clearTimeout(bound);
   }
