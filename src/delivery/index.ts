@@ -55,22 +55,7 @@ export function createDelivery(config: Config, store: Store, workerOptions: Part
     retentionMs: config.outbox.retention,
     ...workerOptions,
   });
-  // A message queued in a transaction is visible to the worker only once the caller commits, so
-  // look again a little later too (one timer per delay, however many messages are queued).
-  const pending = new Map<number, NodeJS.Timeout>();
-  const pokeLater = (ms: number) => {
-    if (pending.has(ms)) return;
-    const timer = setTimeout(() => {
-      pending.delete(ms);
-      worker.poke();
-    }, ms);
-    timer.unref();
-    pending.set(ms, timer);
-  };
-  const outbox = new DeliveryOutbox(store, (inTransaction) => {
-    worker.poke();
-    if (inTransaction) for (const ms of [10, 100, 500]) pokeLater(ms);
-  });
+  const outbox = new DeliveryOutbox(store, () => worker.poke());
   const channels = new Map<string, DeliveryChannel>();
   const delivery: Delivery = {
     outbox,

@@ -9,8 +9,8 @@ export class DeliveryOutbox implements Outbox {
 
   constructor(
     private readonly store: Store,
-    /** Called after a message is queued, to have the worker look at once. */
-    private readonly onQueued: (inTransaction: boolean) => void,
+    /** Called once a queued message is committed, to have the worker look at once. */
+    private readonly onQueued: () => void,
   ) {}
 
   addChannel(channel: string, render: ChannelRenderer): void {
@@ -28,7 +28,7 @@ export class DeliveryOutbox implements Outbox {
     const payload = JSON.stringify(render(request));
     const store = options.store ?? this.store;
     const queued = await store.outbox.insert({ id: randomUUID(), channel: request.channel, dedupeKey: options.dedupeKey, payload, now: Date.now() });
-    if (queued) this.onQueued(options.store !== undefined);
+    if (queued) store.afterCommit(this.onQueued);
     return queued;
   }
 }

@@ -26,6 +26,8 @@ export class Store {
   constructor(
     readonly db: Db,
     kysely: Kysely<Database> = db.kysely,
+    /** Set on a transaction's Store: what to run once it has committed. */
+    private readonly committed?: (() => void)[],
   ) {
     this.users = new UsersRepo(kysely);
     this.devices = new DevicesRepo(kysely);
@@ -39,7 +41,16 @@ export class Store {
   }
 
   /** Runs `fn` in one transaction, with a Store whose repositories all use it. */
-  transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
-    return this.db.kysely.transaction().execute((trx) => fn(new Store(this.db, trx)));
+  async transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+    const committed: (() => void)[] = [];
+    const result = await this.db.kysely.transaction().execute((trx) => fn(new Store(this.db, trx, committed)));
+    for (const callback of committed) callback();
+    return result;
+  }
+
+  /** Runs `callback` once what this Store wrote is committed: at once outside a transaction, else after the commit (never on rollback). */
+  afterCommit(callback: () => void): void {
+    if (this.committed) this.committed.push(callback);
+    else callback();
   }
 }
