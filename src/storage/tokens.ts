@@ -1,4 +1,5 @@
-import { CompiledQuery, type Insertable, type Kysely } from 'kysely';
+import type { Insertable, Kysely } from 'kysely';
+import { HotQuery } from './compiled.js';
 import type { AccessTokensTable, Database, RefreshTokensTable } from './schema.js';
 
 export interface TokenOwner {
@@ -18,9 +19,16 @@ export interface RefreshTokenRow {
   prev_token_hash: string | null;
 }
 
-export class TokensRepo {
-  private findAccessTokenSql: string | undefined;
+/** One indexed lookup per authenticated request: the token's owner and the account's state. */
+const FIND_ACCESS_TOKEN = new HotQuery((db: Kysely<Database>, tokenHash: string) =>
+  db
+    .selectFrom('access_tokens')
+    .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
+    .select(['access_tokens.user_id', 'access_tokens.device_id', 'access_tokens.expires_ts', 'access_tokens.refresh_token_hash', 'access_tokens.prev_refresh_hash', 'users.is_guest', 'users.deactivated'])
+    .where('access_tokens.token_hash', '=', tokenHash),
+);
 
+export class TokensRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
   async addAccessToken(row: Insertable<AccessTokensTable>): Promise<void> {
@@ -31,18 +39,8 @@ export class TokensRepo {
     await this.db.insertInto('refresh_tokens').values(row).execute();
   }
 
-  /**
-   * One indexed lookup per authenticated request: the token's owner and the account's state. Every
-   * request runs it, so its SQL is built once and then only executed (still through Kysely's driver).
-   */
   async findAccessToken(tokenHash: string): Promise<TokenOwner | undefined> {
-    this.findAccessTokenSql ??= this.db
-      .selectFrom('access_tokens')
-      .innerJoin('users', 'users.user_id', 'access_tokens.user_id')
-      .select(['access_tokens.user_id', 'access_tokens.device_id', 'access_tokens.expires_ts', 'access_tokens.refresh_token_hash', 'access_tokens.prev_refresh_hash', 'users.is_guest', 'users.deactivated'])
-      .where('access_tokens.token_hash', '=', '')
-      .compile().sql;
-    const { rows } = await this.db.executeQuery<TokenOwner>(CompiledQuery.raw(this.findAccessTokenSql, [tokenHash]));
+    const { rows } = await FIND_ACCESS_TOKEN.execute(this.db, tokenHash);
     return rows[0];
   }
 
