@@ -87,8 +87,7 @@ export class MsisdnValidationService {
     }
     ensureThreepidAllowed(config, 'msisdn', number.msisdn);
     limits.checkCountry(number.country);
-    await limiter.take(`3pid:ip:${ctx.ip}`, config.rc_3pid_validation);
-    await limiter.take(`3pid:address:msisdn:${number.msisdn}`, config.rc_3pid_validation);
+    await limiter.takeAll([`3pid:ip:${ctx.ip}`, `3pid:address:msisdn:${number.msisdn}`], config.rc_3pid_validation);
 
     const owner = await store.threepids.findUser('msisdn', number.msisdn);
     const inhibit = config.request_token_inhibit_3pid_errors;
