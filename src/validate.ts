@@ -2,11 +2,23 @@ import { badJson, missingParam, MatrixError } from './errors.js';
 
 export type JsonObject = Record<string, unknown>;
 
+/** A JSON object: not null, not an array. */
+export function isObject(value: unknown): value is JsonObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
 /** The body as a JSON object; a missing body counts as empty, anything but an object is M_BAD_JSON. */
 export function objectBody(body: unknown): JsonObject {
   if (body === undefined) return {};
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw badJson('Request body must be a JSON object');
-  return body as JsonObject;
+  if (!isObject(body)) throw badJson('Request body must be a JSON object');
+  return body;
+}
+
+/** A parameter that must be a JSON object: M_MISSING_PARAM when absent, M_BAD_JSON when something else. */
+export function requireObject(value: unknown, name: string): JsonObject {
+  if (value === undefined || value === null) throw missingParam(name);
+  if (!isObject(value)) throw badJson(`'${name}' must be an object`);
+  return value;
 }
 
 export function requireString(body: JsonObject, key: string, maxLength = 65536): string {

@@ -1,3 +1,4 @@
+import { isObject } from '../validate.js';
 import { MatrixError, badJson, forbidden, missingParam } from '../errors.js';
 import type { Store } from '../storage/index.js';
 import type { AccountService } from './accounts.js';
@@ -22,7 +23,7 @@ function str(dict: Record<string, unknown>, key: string, where: string): string 
  */
 export async function resolveIdentifier(dict: Record<string, unknown>, accounts: AccountService, store: Store): Promise<Identified> {
   let identifier = dict.identifier as Record<string, unknown> | undefined;
-  if (identifier !== undefined && (identifier === null || typeof identifier !== 'object' || Array.isArray(identifier))) {
+  if (identifier !== undefined && !isObject(identifier)) {
     throw badJson("'identifier' must be an object");
   }
   if (!identifier) {

@@ -1,3 +1,4 @@
+import { isObject } from '../validate.js';
 import type { Clock } from '../clock.js';
 import { randomToken } from '../crypto/tokens.js';
 import { MatrixError, forbidden, unknown } from '../errors.js';
@@ -99,7 +100,7 @@ export class UiaService {
   async authenticate(req: UiaRequest): Promise<UiaOutcome> {
     const now = this.clock.now();
     const auth = req.auth;
-    if (auth !== undefined && auth !== null && (typeof auth !== 'object' || Array.isArray(auth))) {
+    if (auth !== undefined && auth !== null && !isObject(auth)) {
       throw new MatrixError(400, 'M_BAD_JSON', "'auth' must be an object");
     }
     const dict = (auth ?? {}) as Record<string, unknown>;

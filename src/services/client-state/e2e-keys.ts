@@ -1,7 +1,7 @@
 import { MatrixError, badJson, forbidden, invalidParam, missingParam } from '../../errors.js';
 import type { OneTimeKey } from '../../storage/e2e-keys.js';
 import type { Store } from '../../storage/index.js';
-import type { JsonObject } from '../../validate.js';
+import { isObject, type JsonObject } from '../../validate.js';
 import type { Requester } from '../sessions.js';
 import type { UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
@@ -9,10 +9,6 @@ import { parseStreamToken, type StreamWriter } from './stream-writer.js';
 
 const CROSS_SIGNING_TYPES = { master_key: 'master', self_signing_key: 'self_signing', user_signing_key: 'user_signing' } as const;
 const KEY_ID = /^([^:]+):(.+)$/;
-
-function isObject(value: unknown): value is JsonObject {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
 
 function isStringMap(value: unknown): value is Record<string, string> {
   return isObject(value) && Object.values(value).every((v) => typeof v === 'string');

@@ -1,3 +1,4 @@
+import { isObject } from '../../validate.js';
 import { z } from 'zod';
 import { MatrixError, badJson, forbidden, notFound } from '../../errors.js';
 import { isUniqueViolation } from '../../storage/db.js';
@@ -47,7 +48,7 @@ export type Filter = z.infer<typeof filterSchema>;
 
 /** Checks a filter against the spec's schema; M_BAD_JSON naming the first bad field otherwise. */
 export function parseFilter(value: unknown): Filter {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw badJson('The filter must be a JSON object');
+  if (!isObject(value)) throw badJson('The filter must be a JSON object');
   const result = filterSchema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0]!;

@@ -1,7 +1,7 @@
 import { MatrixError, badJson, invalidParam, missingParam, notFound } from '../../errors.js';
 import type { BackupKeyRow, BackupVersionRow } from '../../storage/key-backup.js';
 import type { Store } from '../../storage/index.js';
-import type { JsonObject } from '../../validate.js';
+import { isObject, type JsonObject } from '../../validate.js';
 
 export const BACKUP_ALGORITHMS = ['m.megolm_backup.v1.curve25519-aes-sha2'];
 
@@ -10,10 +10,6 @@ interface SessionData {
   forwarded_count: number;
   is_verified: boolean;
   session_data: JsonObject;
-}
-
-function isObject(value: unknown): value is JsonObject {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 function checkSession(value: unknown, where: string): SessionData {

@@ -1,7 +1,7 @@
 import { MatrixError, badJson, invalidParam, missingParam, notFound } from '../../errors.js';
 import type { PushRuleRow } from '../../storage/pushrules.js';
 import type { Store } from '../../storage/index.js';
-import type { JsonObject } from '../../validate.js';
+import { isObject, type JsonObject } from '../../validate.js';
 import { DEFAULT_CONTENT, DEFAULT_OVERRIDE, DEFAULT_UNDERRIDE, MASTER_RULE, personalise, type PushKind, type PushRule } from './push-defaults.js';
 import type { StreamWriter } from './stream-writer.js';
 
@@ -22,7 +22,7 @@ function checkActions(value: unknown): unknown[] {
   for (const action of value) {
     if (typeof action === 'string') {
       if (action !== 'notify' && !HISTORICAL_ACTIONS.has(action)) throw invalidParam(`Unknown action: ${action}`);
-    } else if (action === null || typeof action !== 'object' || Array.isArray(action) || typeof (action as JsonObject).set_tweak !== 'string') {
+    } else if (!isObject(action) || typeof action.set_tweak !== 'string') {
       throw invalidParam('Each action must be a string or an object with a set_tweak');
     }
   }
@@ -33,7 +33,7 @@ function checkConditions(value: unknown): JsonObject[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) throw badJson("'conditions' must be an array");
   for (const c of value) {
-    if (c === null || typeof c !== 'object' || Array.isArray(c) || typeof (c as JsonObject).kind !== 'string') {
+    if (!isObject(c) || typeof c.kind !== 'string') {
       throw badJson("Each condition must be an object with a string 'kind'");
     }
     for (const key of ['key', 'pattern', 'is'] as const) {

@@ -1,15 +1,11 @@
 import type { Clock } from '../../clock.js';
 import { badJson, invalidParam, missingParam } from '../../errors.js';
 import type { Requester } from '../sessions.js';
-import type { JsonObject } from '../../validate.js';
+import { isObject, type JsonObject } from '../../validate.js';
 import type { StreamWriter } from './stream-writer.js';
 
 /** How long a sendToDevice transaction ID is remembered. */
 const TXN_LIFETIME_MS = 24 * 3_600_000;
-
-function isObject(value: unknown): value is JsonObject {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
 
 /** Send-to-device messages: queued per recipient device until that device acknowledges them. */
 export class ToDeviceService {

@@ -1,4 +1,5 @@
-import { MatrixError, badJson, forbidden, missingParam } from '../../errors.js';
+import { MatrixError, forbidden } from '../../errors.js';
+import { requireObject } from '../../validate.js';
 import type { Medium } from '../threepid/address.js';
 import { parseClientSecret, parseSid } from '../threepid/policy.js';
 import type { ThreepidFlow, ThreepidSessionService } from '../threepid/sessions.js';
@@ -23,10 +24,7 @@ export class ThreepidStage implements UiaStage {
   ) {}
 
   async check(auth: Record<string, unknown>, ctx: StageContext): Promise<StageResult> {
-    const creds = auth.threepid_creds ?? auth.threepidCreds;
-    if (creds === undefined || creds === null) throw missingParam('threepid_creds');
-    if (typeof creds !== 'object' || Array.isArray(creds)) throw badJson("'threepid_creds' must be an object");
-    const dict = creds as Record<string, unknown>;
+    const dict = requireObject(auth.threepid_creds ?? auth.threepidCreds, 'threepid_creds');
     const sid = parseSid(dict);
     const clientSecret = parseClientSecret(dict);
     const flow = FLOW_OF_OPERATION[ctx.operation];

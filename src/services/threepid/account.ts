@@ -1,8 +1,8 @@
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config/index.js';
-import { MatrixError, badJson, forbidden, missingParam } from '../../errors.js';
+import { MatrixError, forbidden } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
-import { optionalString, requireString, type JsonObject } from '../../validate.js';
+import { optionalString, requireObject, requireString, type JsonObject } from '../../validate.js';
 import type { UiaService } from '../uia.js';
 import { canonicaliseAddress } from './address.js';
 import { bindAtIdentityServer, trustedIdServerUrl } from './identity-server.js';
@@ -40,7 +40,7 @@ export class AccountThreepidService {
    */
   async add(userId: string, body: JsonObject, ip: string, operation = 'POST /account/3pid/add', credsKey?: string): Promise<void> {
     if (!this.config.enable_3pid_changes) throw disabled();
-    const creds = credsKey ? this.credsOf(body, credsKey) : body;
+    const creds = credsKey ? requireObject(body[credsKey], credsKey) : body;
     const sid = parseSid(creds);
     const clientSecret = parseClientSecret(creds);
     const outcome = await this.uia.authenticate({ auth: body.auth, operation, userId, flows: [['m.login.password']], ip });
@@ -64,7 +64,7 @@ export class AccountThreepidService {
    */
   async legacyAdd(userId: string, body: JsonObject, ip: string): Promise<void> {
     const key = body.three_pid_creds !== undefined ? 'three_pid_creds' : 'threePidCreds';
-    const creds = this.credsOf(body, key);
+    const creds = requireObject(body[key], 'three_pid_creds');
     if (creds.id_server !== undefined && creds.id_server !== null) {
       await this.bind(userId, creds);
       return;
@@ -101,13 +101,6 @@ export class AccountThreepidService {
     this.parseThreepid(body);
     optionalString(body, 'id_server', 512);
     return { id_server_unbind_result: 'no-support' };
-  }
-
-  private credsOf(body: JsonObject, key: string): JsonObject {
-    const creds = body[key];
-    if (creds === undefined || creds === null) throw missingParam('three_pid_creds');
-    if (typeof creds !== 'object' || Array.isArray(creds)) throw badJson(`'${key}' must be an object`);
-    return creds as JsonObject;
   }
 
   private parseThreepid(body: JsonObject): { medium: string; address: string } {
