@@ -6,6 +6,7 @@ import type { Requester } from '../sessions.js';
 import type { UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
 import { parseStreamToken, type StreamWriter } from './stream-writer.js';
+import { isUserId, serverNameOf } from '../user-ids.js';
 
 const CROSS_SIGNING_TYPES = { master_key: 'master', self_signing_key: 'self_signing', user_signing_key: 'user_signing' } as const;
 const KEY_ID = /^([^:]+):(.+)$/;
@@ -49,7 +50,7 @@ export class E2eKeyService {
   ) {}
 
   private isLocal(userId: string): boolean {
-    return userId.slice(userId.indexOf(':') + 1) === this.serverName;
+    return serverNameOf(userId) === this.serverName;
   }
 
   async counts(userId: string, deviceId: string): Promise<Record<string, number>> {
@@ -102,10 +103,10 @@ export class E2eKeyService {
     const userSigningKeys: JsonObject = {};
     const failures: JsonObject = {};
     for (const [userId, devices] of Object.entries(wanted)) {
-      if (!/^@[^:]+:.+$/.test(userId)) throw invalidParam(`Not a user ID: ${userId}`);
+      if (!isUserId(userId)) throw invalidParam(`Not a user ID: ${userId}`);
       if (!Array.isArray(devices) || devices.some((d) => typeof d !== 'string')) throw badJson(`'device_keys.${userId}' must be an array of device IDs`);
       if (!this.isLocal(userId)) {
-        failures[userId.slice(userId.indexOf(':') + 1)] = { errcode: 'M_UNAVAILABLE', error: 'This server does not federate' };
+        failures[serverNameOf(userId)] = { errcode: 'M_UNAVAILABLE', error: 'This server does not federate' };
         continue;
       }
       const signatures = await repo.signaturesOn(userId, requester.userId);
@@ -145,7 +146,7 @@ export class E2eKeyService {
     const repo = this.store.clientState.keys;
     for (const [userId, devices] of Object.entries(wanted as Record<string, Record<string, string>>)) {
       if (!this.isLocal(userId)) {
-        failures[userId.slice(userId.indexOf(':') + 1)] = { errcode: 'M_UNAVAILABLE', error: 'This server does not federate' };
+        failures[serverNameOf(userId)] = { errcode: 'M_UNAVAILABLE', error: 'This server does not federate' };
         continue;
       }
       const perUser: JsonObject = {};
@@ -230,7 +231,7 @@ export class E2eKeyService {
     };
     for (const [userId, objects] of Object.entries(body)) {
       if (!isObject(objects)) throw badJson(`'${userId}' must map key IDs to signed objects`);
-      if (!/^@[^:]+:.+$/.test(userId)) throw invalidParam(`Not a user ID: ${userId}`);
+      if (!isUserId(userId)) throw invalidParam(`Not a user ID: ${userId}`);
       const cross = this.isLocal(userId) ? parsedKeys(await repo.crossSigningKeys(userId)) : {};
       for (const [keyId, signed] of Object.entries(objects)) {
         let stored: JsonObject | undefined;

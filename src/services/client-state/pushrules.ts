@@ -4,6 +4,7 @@ import type { Store } from '../../storage/index.js';
 import { isObject, type JsonObject } from '../../validate.js';
 import { DEFAULT_CONTENT, DEFAULT_OVERRIDE, DEFAULT_UNDERRIDE, MASTER_RULE, personalise, type PushKind, type PushRule } from './push-defaults.js';
 import type { StreamWriter } from './stream-writer.js';
+import { isUserId } from '../user-ids.js';
 
 export const PUSH_KINDS: readonly PushKind[] = ['override', 'content', 'room', 'sender', 'underride'];
 export type Ruleset = Record<PushKind, PushRule[]>;
@@ -100,7 +101,7 @@ export class PushRuleService {
     if (ruleId === '' || ruleId.startsWith('.')) throw invalidParam("Rule IDs starting with '.' are reserved for server-default rules");
     if (/[/\\]/.test(ruleId)) throw invalidParam('Rule IDs may not contain slashes or backslashes');
     if (kind === 'room' && !/^![^:]+:.+$/.test(ruleId)) throw invalidParam('The rule ID of a room rule must be a room ID');
-    if (kind === 'sender' && !/^@[^:]+:.+$/.test(ruleId)) throw invalidParam('The rule ID of a sender rule must be a user ID');
+    if (kind === 'sender' && !isUserId(ruleId)) throw invalidParam('The rule ID of a sender rule must be a user ID');
     const actions = checkActions(body.actions);
     let pattern: string | null = null;
     let conditions: string | null = null;

@@ -3,6 +3,7 @@ import { badJson, invalidParam, missingParam } from '../../errors.js';
 import type { Requester } from '../sessions.js';
 import { isObject, type JsonObject } from '../../validate.js';
 import type { StreamWriter } from './stream-writer.js';
+import { isUserId, serverNameOf } from '../user-ids.js';
 
 /** How long a sendToDevice transaction ID is remembered. */
 const TXN_LIFETIME_MS = 24 * 3_600_000;
@@ -24,12 +25,12 @@ export class ToDeviceService {
     if (messages === undefined || messages === null) throw missingParam('messages');
     if (!isObject(messages)) throw badJson("'messages' must be an object");
     for (const [userId, devices] of Object.entries(messages)) {
-      if (!/^@[^:]+:.+$/.test(userId)) throw invalidParam(`Not a user ID: ${userId}`);
+      if (!isUserId(userId)) throw invalidParam(`Not a user ID: ${userId}`);
       if (!isObject(devices) || !Object.values(devices).every(isObject)) throw badJson(`'messages.${userId}' must map device IDs to message contents`);
     }
     // Messages for other servers would need federation; they are dropped, as for an unreachable server.
     const recipients = Object.keys(messages)
-      .filter((userId) => userId.slice(userId.indexOf(':') + 1) === this.serverName)
+      .filter((userId) => serverNameOf(userId) === this.serverName)
       .sort();
     const now = this.clock.now();
     await this.writer.write(async (tx) => {
