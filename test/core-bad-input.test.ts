@@ -508,6 +508,18 @@ for (const engine of ENGINES) {
       assert.equal(await snapshot(), baseline);
     });
 
+    it('answers a repeated query parameter on any endpoint with M_INVALID_PARAM', async () => {
+      const token = victim.access_token;
+      for (const path of ['/v3/keys/changes?from=s1&from=s2&to=s3', '/v3/room_keys/version?version=1&version=2', `/v3/account/whoami?access_token=${token}&access_token=${token}`]) {
+        const res = await fetch(`${server.url}/_matrix/client${path}`, { headers: path.includes('access_token') ? {} : { authorization: `Bearer ${token}` } });
+        const body = (await res.json()) as { errcode?: string };
+        assert.equal(res.status, 400, path);
+        assert.equal(body.errcode, 'M_INVALID_PARAM', path);
+      }
+      assert.equal((await server.api.get(`/v3/account/whoami`, { token })).status, 200);
+      assert.equal(await snapshot(), baseline);
+    });
+
     it('survives a very long URL without a 500', async () => {
       const res = await fetch(`${server.url}/_matrix/client/v3/register/available?username=${'a'.repeat(100_000)}`);
       assert.ok(res.status >= 400 && res.status < 500, String(res.status));

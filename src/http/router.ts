@@ -34,6 +34,15 @@ export const CLIENT_PREFIXES = ['/_matrix/client/v3', '/_matrix/client/r0'] as c
 const MISSING_TOKEN = () => new MatrixError(401, 'M_MISSING_TOKEN', 'Missing access token');
 
 /** Reads the access token from the Authorization header, or the deprecated access_token parameter. */
+/** Query parameters, each given at most once: a repeated one is M_INVALID_PARAM, on every endpoint alike. */
+function singleValued(query: unknown): Record<string, string | undefined> {
+  const values = query as Record<string, string | string[] | undefined>;
+  for (const key in values) {
+    if (Array.isArray(values[key])) throw new MatrixError(400, 'M_INVALID_PARAM', `Query parameter '${key}' must be given once`);
+  }
+  return values as Record<string, string | undefined>;
+}
+
 export function accessTokenOf(headers: IncomingHttpHeaders, query: Record<string, string | undefined>): string | undefined {
   const header = headers.authorization;
   if (header !== undefined) {
@@ -85,7 +94,7 @@ export class Router {
         handler: async (request: FastifyRequest, reply: FastifyReply) => {
           const ctx: RequestContext = {
             body: request.body,
-            query: request.query as Record<string, string | undefined>,
+            query: singleValued(request.query),
             params: request.params as Record<string, string>,
             ip: request.ip,
             headers: request.headers,

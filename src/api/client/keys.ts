@@ -2,14 +2,12 @@ import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import { objectBody } from '../../validate.js';
 
-const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-
 export function keyRoutes(router: Router, { clientState }: Services): void {
   const keys = clientState.keys;
   router.authed('POST', '/keys/upload', async ({ requester, body }) => keys.upload(requester, objectBody(body)));
   router.authed('POST', '/keys/query', async ({ requester, body }) => keys.query(requester, objectBody(body)));
   router.authed('POST', '/keys/claim', async ({ body }) => keys.claim(objectBody(body)));
-  router.authed('GET', '/keys/changes', async ({ requester, query }) => keys.changes(requester.userId, str(query.from), str(query.to)));
+  router.authed('GET', '/keys/changes', async ({ requester, query }) => keys.changes(requester.userId, query.from, query.to));
   router.authed('POST', '/keys/device_signing/upload', async ({ requester, body, ip }) => {
     await keys.uploadCrossSigning(requester, objectBody(body), ip);
     return {};

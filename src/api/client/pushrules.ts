@@ -3,8 +3,6 @@ import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import { objectBody, optionalBoolean } from '../../validate.js';
 
-const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-
 export function pushRuleRoutes(router: Router, { clientState }: Services): void {
   const rules = clientState.pushRules;
   router.authed('GET', '/pushrules/', async ({ requester }) => ({ global: await rules.ruleset(requester.userId) }));
@@ -13,7 +11,7 @@ export function pushRuleRoutes(router: Router, { clientState }: Services): void 
   const path = '/pushrules/global/:kind/:ruleId';
   router.authed('GET', path, async ({ requester, params }) => rules.getRule(requester.userId, params.kind!, params.ruleId!));
   router.authed('PUT', path, async ({ requester, params, body, query }) => {
-    await rules.putRule(requester.userId, params.kind!, params.ruleId!, objectBody(body), str(query.before), str(query.after));
+    await rules.putRule(requester.userId, params.kind!, params.ruleId!, objectBody(body), query.before, query.after);
     return {};
   });
   router.authed('DELETE', path, async ({ requester, params }) => {

@@ -9,9 +9,8 @@ export function registerRoutes(router: Router, { registration, accounts, limiter
   });
 
   router.public('GET', '/register/available', async (ctx) => {
-    const username: unknown = ctx.query.username;
-    if (Array.isArray(username)) throw new MatrixError(400, 'M_INVALID_PARAM', 'username must be given once');
-    if (typeof username !== 'string' || username === '') throw new MatrixError(400, 'M_MISSING_PARAM', 'Missing parameter: username');
+    const username = ctx.query.username;
+    if (username === undefined || username === '') throw new MatrixError(400, 'M_MISSING_PARAM', 'Missing parameter: username');
     await limiter.take(`register:available:${ctx.ip}`, config.rc_registration_availability);
     if (!config.enable_registration) throw new MatrixError(403, 'M_FORBIDDEN', 'Registration has been disabled');
     const localpart = accounts.validateLocalpart(username);

@@ -2,8 +2,6 @@ import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import { objectBody } from '../../validate.js';
 
-const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-
 export function roomKeyRoutes(router: Router, { clientState }: Services): void {
   const backup = clientState.keyBackup;
   router.authed('POST', '/room_keys/version', async ({ requester, body }) => backup.create(requester.userId, objectBody(body)));
@@ -18,21 +16,21 @@ export function roomKeyRoutes(router: Router, { clientState }: Services): void {
     return {};
   });
 
-  router.authed('PUT', '/room_keys/keys', async ({ requester, query, body }) => backup.putAll(requester.userId, str(query.version), objectBody(body)));
-  router.authed('GET', '/room_keys/keys', async ({ requester, query }) => backup.getKeys(requester.userId, str(query.version)));
-  router.authed('DELETE', '/room_keys/keys', async ({ requester, query }) => backup.deleteKeys(requester.userId, str(query.version)));
+  router.authed('PUT', '/room_keys/keys', async ({ requester, query, body }) => backup.putAll(requester.userId, query.version, objectBody(body)));
+  router.authed('GET', '/room_keys/keys', async ({ requester, query }) => backup.getKeys(requester.userId, query.version));
+  router.authed('DELETE', '/room_keys/keys', async ({ requester, query }) => backup.deleteKeys(requester.userId, query.version));
 
   const room = '/room_keys/keys/:roomId';
-  router.authed('PUT', room, async ({ requester, query, params, body }) => backup.putRoom(requester.userId, str(query.version), params.roomId!, objectBody(body)));
-  router.authed('GET', room, async ({ requester, query, params }) => backup.getKeys(requester.userId, str(query.version), params.roomId!));
-  router.authed('DELETE', room, async ({ requester, query, params }) => backup.deleteKeys(requester.userId, str(query.version), params.roomId!));
+  router.authed('PUT', room, async ({ requester, query, params, body }) => backup.putRoom(requester.userId, query.version, params.roomId!, objectBody(body)));
+  router.authed('GET', room, async ({ requester, query, params }) => backup.getKeys(requester.userId, query.version, params.roomId!));
+  router.authed('DELETE', room, async ({ requester, query, params }) => backup.deleteKeys(requester.userId, query.version, params.roomId!));
 
   const session = '/room_keys/keys/:roomId/:sessionId';
   router.authed('PUT', session, async ({ requester, query, params, body }) =>
-    backup.putSession(requester.userId, str(query.version), params.roomId!, params.sessionId!, objectBody(body)),
+    backup.putSession(requester.userId, query.version, params.roomId!, params.sessionId!, objectBody(body)),
   );
-  router.authed('GET', session, async ({ requester, query, params }) => backup.getKeys(requester.userId, str(query.version), params.roomId!, params.sessionId!));
+  router.authed('GET', session, async ({ requester, query, params }) => backup.getKeys(requester.userId, query.version, params.roomId!, params.sessionId!));
   router.authed('DELETE', session, async ({ requester, query, params }) =>
-    backup.deleteKeys(requester.userId, str(query.version), params.roomId!, params.sessionId!),
+    backup.deleteKeys(requester.userId, query.version, params.roomId!, params.sessionId!),
   );
 }
