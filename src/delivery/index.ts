@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
-import { isEmailConfigured, substitute } from '../config/sections/email.js';
+import { DEFAULT_SUBJECTS, isEmailConfigured, substitute } from '../config/sections/email.js';
 import type { Store } from '../storage/index.js';
 import type { ChannelProvider, DeliveryChannel } from './channels.js';
 import { emailChannel } from './email/channel.js';
@@ -30,15 +30,15 @@ export interface Delivery {
 export function createTemplates(config: Config): Templates {
   const app = config.email?.app_name ?? 'Matrix';
   const names = { app, server_name: config.server_name };
-  const subjects = config.email?.subjects;
+  const subjects = config.email?.subjects ?? DEFAULT_SUBJECTS;
   const templates = new Templates({
     customDirectory: config.templates.custom_template_directory,
     globals: { app_name: app, server_name: config.server_name },
     subjects: {
-      registration: substitute(subjects?.email_validation ?? '[%(server_name)s] Validate your email', names),
-      add_threepid: substitute(subjects?.email_validation ?? '[%(server_name)s] Validate your email', names),
-      password_reset: substitute(subjects?.password_reset ?? '[%(server_name)s] Password reset', names),
-      already_in_use: substitute(subjects?.email_already_in_use ?? '[%(server_name)s] Email already in use', names),
+      registration: substitute(subjects.email_validation, names),
+      add_threepid: substitute(subjects.email_validation, names),
+      password_reset: substitute(subjects.password_reset, names),
+      already_in_use: substitute(subjects.email_already_in_use, names),
     },
   });
   templates.check([...EMAIL_TEMPLATES.flatMap((n) => [`${n}.html`, `${n}.txt`]), ...PAGES]);

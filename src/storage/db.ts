@@ -50,15 +50,13 @@ function withStatementCache(database: SQLite.Database): SqliteDatabase {
 
 export type PostgresArgs = Extract<Config['database'], { name: 'psycopg2' | 'postgres' | 'postgresql' }>['args'];
 
+/** Synapse's database args as node-postgres connection options. */
+export function pgConnectionOptions(args: PostgresArgs): pg.ClientConfig {
+  return { user: args.user, password: args.password, database: args.database ?? args.dbname, host: args.host, port: args.port };
+}
+
 function openPostgres(args: PostgresArgs): Kysely<Database> {
-  const pool = new pg.Pool({
-    user: args.user,
-    password: args.password,
-    database: args.database ?? args.dbname,
-    host: args.host,
-    port: args.port,
-    max: args.cp_max,
-  });
+  const pool = new pg.Pool({ ...pgConnectionOptions(args), max: args.cp_max });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });

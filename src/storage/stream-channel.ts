@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
-import type { PostgresArgs } from './db.js';
+import { pgConnectionOptions, type PostgresArgs } from './db.js';
 import type { Database } from './schema.js';
 
 const CHANNEL = 'myelin_stream';
@@ -28,13 +28,7 @@ export class StreamChannel {
 
   async start(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client({
-      user: this.args.user,
-      password: this.args.password,
-      database: this.args.database ?? this.args.dbname,
-      host: this.args.host,
-      port: this.args.port,
-    });
+    const client = new pg.Client(pgConnectionOptions(this.args));
     const lost = () => {
       if (this.client !== client) return;
       this.client = undefined;

@@ -6,9 +6,9 @@ import type { LinkParams } from '../../services/threepid/email.js';
 import { THREEPID_FLOWS } from '../../services/threepid/sessions.js';
 import { emailLinkPath } from '../../services/threepid/urls.js';
 import { page } from './render.js';
+import { CLIENT_SECRET } from '../../services/threepid/policy.js';
 
 const PREFIX = '/_synapse/client';
-const SAFE = /^[0-9a-zA-Z.=_-]{1,255}$/;
 /** One wording for every failure, so a page reveals nothing about why a link does not work. */
 const FAILURE_REASON = 'This link has expired, has already been used, or is not valid.';
 
@@ -19,7 +19,7 @@ function linkParams(ctx: RequestContext): LinkParams | undefined {
   const sid = read('sid');
   const clientSecret = read('client_secret');
   const token = read('token');
-  if (!sid || !clientSecret || !token || !SAFE.test(sid) || !SAFE.test(clientSecret) || !SAFE.test(token)) return undefined;
+  if (!sid || !clientSecret || !token || !CLIENT_SECRET.test(sid) || !CLIENT_SECRET.test(clientSecret) || !CLIENT_SECRET.test(token)) return undefined;
   return { sid, client_secret: clientSecret, token };
 }
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { duration } from '../duration.js';
 
 /** Synapse's subject lines; `%(app)s` is the app name, `%(server_name)s` the server name. */
-const DEFAULT_SUBJECTS = {
+export const DEFAULT_SUBJECTS = {
   message_from_person_in_room: '[%(app)s] You have a message on %(app)s from %(person)s in the %(room)s room...',
   message_from_person: '[%(app)s] You have a message on %(app)s from %(person)s...',
   messages_from_person: '[%(app)s] You have messages on %(app)s from %(person)s...',

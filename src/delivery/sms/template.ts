@@ -4,8 +4,7 @@ import type { SmsTemplateName } from '../types.js';
 
 /** The app name in messages: sms.app_name, else email.app_name, else "Matrix". */
 export function smsAppName(config: Config): string {
-  const email = (config as { email?: { app_name?: unknown } }).email;
-  return config.sms?.app_name ?? (typeof email?.app_name === 'string' ? email.app_name : undefined) ?? 'Matrix';
+  return config.sms?.app_name ?? config.email?.app_name ?? 'Matrix';
 }
 
 /**

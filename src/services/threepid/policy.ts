@@ -4,7 +4,8 @@ import { MatrixError, invalidParam } from '../../errors.js';
 import { optionalString, requireString, type JsonObject } from '../../validate.js';
 import { trustedIdServerUrl } from './identity-server.js';
 
-const CLIENT_SECRET = /^[0-9a-zA-Z.=_-]{1,255}$/;
+/** The spec's grammar for client_secret; sids and link tokens use the same alphabet. */
+export const CLIENT_SECRET = /^[0-9a-zA-Z.=_-]{1,255}$/;
 
 /** The parameters every requestToken endpoint shares (both media). */
 export interface TokenRequestParams {
