@@ -324,7 +324,7 @@ for (const engine of ENGINES) {
         displayname: user?.displayname,
         avatar: user?.avatar_url,
         deactivated: user?.deactivated,
-        passwordWorks: await accounts.checkPassword('@victim:test.local', PW),
+        passwordWorks: (await accounts.checkPassword('@victim:test.local', PW)).ok,
         tokens: [
           (await server.api.get('/v3/account/whoami', { token: victim.access_token })).status,
           (await server.api.get('/v3/account/whoami', { token: other.access_token })).status,

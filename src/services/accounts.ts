@@ -133,18 +133,17 @@ export class AccountService {
     throw new MatrixError(500, 'M_UNKNOWN', 'Could not allocate a user ID');
   }
 
-  /** Checks a user's password. Missing, deactivated and wrong all take the same time and answer false. */
-  async checkPassword(userId: string, password: string): Promise<boolean> {
+  /**
+   * Checks a user's password. Missing, deactivated and wrong all take the same time and are not ok;
+   * `deactivated` tells the deactivated account apart, from the same read.
+   */
+  async checkPassword(userId: string, password: string): Promise<{ ok: boolean; deactivated: boolean }> {
     const user = await this.store.users.get(userId);
     const ok = await this.hasher.verify(user?.password_hash, password);
     if (ok && user?.password_hash && this.hasher.needsRehash(user.password_hash)) {
       await this.store.users.setPasswordHash(userId, await this.hasher.hash(password));
     }
-    return ok;
-  }
-
-  async isDeactivated(userId: string): Promise<boolean> {
-    return (await this.store.users.get(userId))?.deactivated === 1;
+    return { ok, deactivated: user?.deactivated === 1 };
   }
 
   /** Sets a new password; with logoutDevices every other device (all, when keepDevice is undefined) is logged out. */

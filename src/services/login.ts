@@ -49,11 +49,10 @@ export class LoginService {
     await this.limiter.take(`login:account:${accountKey}`, rc.account);
     await this.limiter.check(`login:failed:${accountKey}`, rc.failed_attempts);
 
-    const ok = await this.accounts.checkPassword(who.kind === 'user' ? who.userId : '', password);
+    const { ok, deactivated } = await this.accounts.checkPassword(who.kind === 'user' ? who.userId : '', password);
     // Deactivation clears the password hash, so a deactivated account never passes the check; it
     // is told apart (whatever password was given) so its owner learns why, not "wrong password".
     // That the ID exists is no secret: /register/available tells anyone.
-    const deactivated = who.kind === 'user' && (await this.accounts.isDeactivated(who.userId));
     if (!ok || who.kind !== 'user' || deactivated) {
       await this.limiter.record(`login:failed:${accountKey}`, rc.failed_attempts);
       if (deactivated) throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');

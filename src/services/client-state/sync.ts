@@ -59,6 +59,9 @@ export class SyncService {
     const filter = await this.filters.resolve(requester.userId, query.filter);
     await this.presence.touch(requester.userId, setPresence);
 
+    // Messages up to `since` were delivered: the client has them. Once per request, not per wake-up.
+    if (since !== undefined) await this.store.clientState.toDevice.acknowledge(requester.userId, requester.deviceId, since);
+
     if (since === undefined || fullState || timeout === 0) return (await this.batch(requester, since, filter, fullState)).body;
     return this.notifier.track(() => this.longPoll(requester, since, filter, timeout));
   }
@@ -84,7 +87,6 @@ export class SyncService {
     const repos = this.store.clientState;
     const head = await repos.streams.position(userId);
     const after = Math.min(since ?? 0, head);
-    if (since !== undefined) await repos.toDevice.acknowledge(userId, deviceId, since);
 
     const messages = await repos.toDevice.pending(userId, deviceId, after, head, TO_DEVICE_LIMIT);
     const upto = messages.length === TO_DEVICE_LIMIT ? messages[messages.length - 1]!.stream_pos : head;

@@ -26,9 +26,9 @@ export class PasswordStage implements UiaStage {
       userId = who.kind === 'user' ? who.userId : undefined;
     }
     if (ctx.userId && userId !== ctx.userId) throw forbidden('Invalid username or password');
-    const ok = await this.accounts.checkPassword(userId ?? '', password);
+    const { ok, deactivated } = await this.accounts.checkPassword(userId ?? '', password);
     if (!ok || !userId) throw forbidden('Invalid username or password');
-    if (await this.accounts.isDeactivated(userId)) throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
+    if (deactivated) throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
     return { user_id: userId };
   }
 }
