@@ -197,7 +197,8 @@ for (const engine of ENGINES) {
         const m = await smtp.waitFor((x) => x.envelopeTo.includes('late@example.org'), 8000);
         assert.ok(m.text.includes('123456'));
         assert.ok(Date.now() - up < 6000, `arrived ${Date.now() - up} ms after the server came up`);
-        assert.ok(Date.now() - started >= 5000);
+        // Fixed when queued: the retries after the outage carry the Date of the request, not of the send.
+        assert.ok(Date.parse(m.header('date') ?? '') <= started + 1000, `Date ${m.header('date')}`);
       } finally {
         await server.close();
         await smtp.stop();

@@ -8,6 +8,7 @@ import type { EmailPayload } from '../src/delivery/email/message.js';
 import { ThreadedSmtpTransport } from '../src/delivery/email/smtp-thread.js';
 import { freePort } from './helpers/server.js';
 import { SmtpSink } from './helpers/smtp.js';
+import { until } from './helpers/until.js';
 
 const FROM = { name: 'Myelin', address: 'noreply@test.local' };
 
@@ -106,7 +107,7 @@ describe('SMTP thread closed while a mail hangs', () => {
       () => 'sent',
       (err: unknown) => err,
     );
-    await new Promise((r) => setTimeout(r, 500));
+    await until(() => sockets.size > 0, 'the SMTP thread to connect');
     assert.equal(sockets.size > 0, true, 'the thread connected');
     const started = Date.now();
     await transport.close();
