@@ -133,6 +133,18 @@ for (const engine of ENGINES) {
       assert.equal((await sync(alice.access_token, '?set_presence=away')).body.errcode, 'M_INVALID_PARAM');
     });
 
+    it('gives filters created at once their own IDs, and an identical filter its existing one', async () => {
+      const carol = await server.api.register('carol-filters');
+      const path = `/v3/user/${encodeURIComponent(carol.user_id)}/filter`;
+      const created = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => server.api.post<{ filter_id: string }>(path, { account_data: { limit: i + 1 } }, { token: carol.access_token })),
+      );
+      assert.deepEqual(created.map((r) => r.status), Array(10).fill(200));
+      assert.deepEqual(created.map((r) => Number(r.body.filter_id)).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      const again = await server.api.post<{ filter_id: string }>(path, { account_data: { limit: 3 } }, { token: carol.access_token });
+      assert.equal(again.body.filter_id, created[2]!.body.filter_id);
+    });
+
     it('serves the default push rules and lets the user add, order, change and delete rules', async () => {
       const token = alice.access_token;
       const all = await server.api.get<{ global: Record<string, { rule_id: string; default: boolean; enabled: boolean; pattern?: string }[]> }>('/v3/pushrules/', { token });

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
 export class FiltersRepo {
@@ -15,12 +15,26 @@ export class FiltersRepo {
     return row ? Number(row.filter_id) : undefined;
   }
 
-  async nextId(userId: string): Promise<number> {
-    const row = await this.db.selectFrom('filters').select((eb) => eb.fn.max('filter_id').as('max')).where('user_id', '=', userId).executeTakeFirst();
-    return Number(row?.max ?? -1) + 1;
-  }
-
-  async insert(userId: string, filterId: number, json: string): Promise<void> {
-    await this.db.insertInto('filters').values({ user_id: userId, filter_id: filterId, filter_json: json }).execute();
+  /**
+   * Stores a filter under the user's next ID, in one statement. Two creations racing for the same ID
+   * (possible on Postgres) meet the primary key; the loser's insert does nothing and it takes the next.
+   */
+  async create(userId: string, json: string): Promise<number> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const row = await this.db
+        .insertInto('filters')
+        .columns(['user_id', 'filter_id', 'filter_json'])
+        .expression((eb) =>
+          eb
+            .selectFrom('filters')
+            .select([eb.val(userId).as('user_id'), sql<number>`coalesce(max(filter_id), -1) + 1`.as('filter_id'), eb.val(json).as('filter_json')])
+            .where('user_id', '=', userId),
+        )
+        .onConflict((oc) => oc.doNothing())
+        .returning('filter_id')
+        .executeTakeFirst();
+      if (row) return Number(row.filter_id);
+    }
+    throw new Error('could not allocate a filter ID');
   }
 }

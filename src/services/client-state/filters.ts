@@ -1,7 +1,6 @@
 import { isObject } from '../../validate.js';
 import { z } from 'zod';
 import { MatrixError, badJson, forbidden, notFound } from '../../errors.js';
-import { isUniqueViolation } from '../../storage/db.js';
 import type { Store } from '../../storage/index.js';
 
 const userIds = z.array(z.string().regex(/^@/, 'must be a user ID'));
@@ -88,15 +87,7 @@ export class FilterService {
     const repo = this.store.clientState.filters;
     const same = await repo.findSame(userId, json);
     if (same !== undefined) return String(same);
-    for (let attempt = 0; ; attempt++) {
-      const id = await repo.nextId(userId);
-      try {
-        await repo.insert(userId, id, json);
-        return String(id);
-      } catch (err) {
-        if (!isUniqueViolation(err) || attempt >= 5) throw err;
-      }
-    }
+    return String(await repo.create(userId, json));
   }
 
   async get(requesterId: string, userId: string, filterId: string): Promise<Record<string, unknown>> {
