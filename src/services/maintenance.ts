@@ -3,13 +3,14 @@ import type { Services } from './index.js';
 
 const INTERVAL_MS = 10 * 60_000;
 
-/** Periodically deletes expired UIA sessions and idle rate-limit buckets. Returns its stopper. */
+/** Periodically deletes expired UIA and 3PID sessions, idle rate-limit buckets and old to-device transaction IDs. Returns its stopper. */
 export function startMaintenance(services: Services, logger: Logger): () => Promise<void> {
   const run = async () => {
     try {
       await services.uia.pruneExpired();
       await services.store.rateLimits.prune(services.clock.now());
       await services.threepid.sessions.prune();
+      await services.clientState.toDevice.prune();
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'maintenance failed');
     }

@@ -132,8 +132,12 @@ export class KeyBackupService {
       const repo = tx.clientState.keyBackup;
       let changed = false;
       for (const [roomId, sessions] of Object.entries(rooms)) {
+        const ids = Object.keys(sessions);
+        // One read per room, not per session (uploads carry hundreds of sessions); one session: just it.
+        const stored = await repo.keys(userId, backup.version, roomId, ids.length === 1 ? ids[0] : undefined);
+        const oldOf = new Map(stored.map((row) => [row.session_id, row]));
         for (const [sessionId, data] of Object.entries(sessions)) {
-          const [old] = await repo.keys(userId, backup.version, roomId, sessionId);
+          const old = oldOf.get(sessionId);
           if (old && !better(data, old)) continue;
           await repo.put({
             user_id: userId,

@@ -10,8 +10,6 @@ const TXN_LIFETIME_MS = 24 * 3_600_000;
 
 /** Send-to-device messages: queued per recipient device until that device acknowledges them. */
 export class ToDeviceService {
-  private lastPrune = 0;
-
   constructor(
     private readonly writer: StreamWriter,
     private readonly clock: Clock,
@@ -56,9 +54,10 @@ export class ToDeviceService {
         await tx.repos.toDevice.add(unique.map((r) => ({ ...r, stream_pos: pos })));
       }
     });
-    if (now - this.lastPrune > 3_600_000) {
-      this.lastPrune = now;
-      await this.writer.write(async (tx) => tx.repos.toDevice.pruneTxns(now - TXN_LIFETIME_MS));
-    }
+  }
+
+  /** Forgets transaction IDs older than a day (run by maintenance). */
+  prune(): Promise<void> {
+    return this.writer.write(async (tx) => tx.repos.toDevice.pruneTxns(this.clock.now() - TXN_LIFETIME_MS));
   }
 }
