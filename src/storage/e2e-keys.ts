@@ -124,16 +124,14 @@ export class E2eKeysRepo {
 
   /** The fallback key for an algorithm, marked as used (it stays claimable until replaced). */
   async useFallbackKey(userId: string, deviceId: string, algorithm: string): Promise<OneTimeKey | undefined> {
-    const row = await this.db
-      .selectFrom('e2e_fallback_keys')
-      .select(['algorithm', 'key_id', 'key_json'])
+    return this.db
+      .updateTable('e2e_fallback_keys')
+      .set({ used: 1 })
       .where('user_id', '=', userId)
       .where('device_id', '=', deviceId)
       .where('algorithm', '=', algorithm)
+      .returning(['algorithm', 'key_id', 'key_json'])
       .executeTakeFirst();
-    if (!row) return undefined;
-    await this.db.updateTable('e2e_fallback_keys').set({ used: 1 }).where('user_id', '=', userId).where('device_id', '=', deviceId).where('algorithm', '=', algorithm).execute();
-    return row;
   }
 
   async deleteForDevices(userId: string, deviceIds: readonly string[]): Promise<void> {

@@ -26,12 +26,13 @@ export class UserThreepidsRepo {
    * ON CONFLICT keeps a surrounding Postgres transaction usable, where a caught error would abort it.
    */
   async add(row: UserThreepidRow): Promise<boolean> {
-    await this.db
+    const inserted = await this.db
       .insertInto('user_threepids')
       .values(row)
       .onConflict((oc) => oc.columns(['medium', 'address']).doNothing())
-      .execute();
-    return (await this.findUser(row.medium, row.address)) === row.user_id;
+      .returning('user_id')
+      .executeTakeFirst();
+    return inserted !== undefined || (await this.findUser(row.medium, row.address)) === row.user_id;
   }
 
   async delete(userId: string, medium: string, address: string): Promise<boolean> {
