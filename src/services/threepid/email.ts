@@ -2,12 +2,11 @@ import type { Clock } from '../../clock.js';
 import type { Config } from '../../config/index.js';
 import { isEmailConfigured } from '../../config/sections/email.js';
 import type { EmailTemplateName, Outbox } from '../../delivery/types.js';
-import { forbidden, MatrixError } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import { requireString, type JsonObject } from '../../validate.js';
 import type { RateLimiter } from '../ratelimiter.js';
 import { canonicaliseEmail } from './address.js';
-import { ensureThreepidAllowed, isNextLinkHostAllowed, parseTokenRequest, unsupportedMedium } from './policy.js';
+import { ensureFlowOpen, ensureThreepidAllowed, isNextLinkHostAllowed, ownerRefusal, parseTokenRequest, unsupportedMedium } from './policy.js';
 import { LinkRejected, type ThreepidFlow, type ThreepidSessionService } from './sessions.js';
 import { absolute, emailLinkPath, submitTokenPath } from './urls.js';
 
@@ -66,25 +65,17 @@ export class EmailValidationService {
     const { config, store, limiter, sessions, outbox, publicBaseUrl } = this.deps;
     const params = parseTokenRequest(body, config);
     const address = canonicaliseEmail(requireString(body, 'email', 512));
-    if (flow === 'add_threepid' && !config.enable_3pid_changes) throw forbidden('Adding email addresses is disabled on this server');
-    if (flow === 'registration' && !config.enable_registration) throw forbidden('Registration has been disabled');
-    if (flow === 'password_reset' && !this.deps.passwordsEnabled()) throw forbidden('Password reset is disabled on this server');
+    ensureFlowOpen(config, flow, this.deps.passwordsEnabled(), 'email addresses');
     if (!this.enabled) throw unsupportedMedium(config, 'email', params.idServer);
     ensureThreepidAllowed(config, 'email', address);
     await limiter.takeAll([`3pid:ip:${ctx.ip}`, `3pid:address:email:${address}`], config.rc_3pid_validation);
 
     const owner = await store.threepids.findUser('email', address);
-    const inhibit = config.request_token_inhibit_3pid_errors;
+    const refusal = ownerRefusal(flow, owner, config.request_token_inhibit_3pid_errors, 'Email');
     // With inhibit on, a refused request still makes a session (never validatable: nobody gets its
     // secrets) so the answer looks like any other, and the owner is told instead where it helps.
-    let template: EmailTemplateName | null = TEMPLATES[flow];
-    if (flow === 'password_reset' && owner === undefined) {
-      if (!inhibit) throw new MatrixError(400, 'M_THREEPID_NOT_FOUND', 'Email not found');
-      template = null;
-    } else if (flow !== 'password_reset' && owner !== undefined) {
-      if (!inhibit) throw new MatrixError(400, 'M_THREEPID_IN_USE', 'Email is already in use');
-      template = flow === 'registration' ? 'already_in_use' : null;
-    }
+    const template: EmailTemplateName | null =
+      refusal === undefined ? TEMPLATES[flow] : refusal === 'in_use' && flow === 'registration' ? 'already_in_use' : null;
 
     const { sid } = await sessions.request({
       medium: 'email',

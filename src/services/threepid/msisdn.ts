@@ -3,14 +3,14 @@ import type { Config } from '../../config/index.js';
 import type { Delivery } from '../../delivery/index.js';
 import { smsChannel } from '../../delivery/sms/channel.js';
 import type { SmsTemplateName } from '../../delivery/types.js';
-import { forbidden, MatrixError } from '../../errors.js';
+import { MatrixError } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import { requireString, type JsonObject } from '../../validate.js';
 import type { RateLimiter } from '../ratelimiter.js';
 import { ThreepidStage } from '../stages/threepid.js';
 import type { UiaService } from '../uia.js';
 import { canonicaliseMsisdn } from './address.js';
-import { ensureThreepidAllowed, parseTokenRequest, unsupportedMedium } from './policy.js';
+import { ensureFlowOpen, ensureThreepidAllowed, ownerRefusal, parseTokenRequest, unsupportedMedium } from './policy.js';
 import { SmsLimits } from './sms-limits.js';
 import { DEFAULT_SESSION_OPTIONS, ThreepidSessionService, type ThreepidFlow } from './sessions.js';
 import { absolute, submitTokenPath } from './urls.js';
@@ -77,9 +77,7 @@ export class MsisdnValidationService {
     const params = parseTokenRequest(body, config);
     const country = requireString(body, 'country', 8);
     const number = canonicaliseMsisdn(country, requireString(body, 'phone_number', 64));
-    if (flow === 'add_threepid' && !config.enable_3pid_changes) throw forbidden('Adding phone numbers is disabled on this server');
-    if (flow === 'registration' && !config.enable_registration) throw forbidden('Registration has been disabled');
-    if (flow === 'password_reset' && !this.deps.passwordsEnabled()) throw forbidden('Password reset is disabled on this server');
+    ensureFlowOpen(config, flow, this.deps.passwordsEnabled(), 'phone numbers');
     const limits = this.limits;
     if (!limits) throw unsupportedMedium(config, 'msisdn', params.idServer);
     if (flow === 'password_reset' && !this.resetEnabled) {
@@ -90,18 +88,11 @@ export class MsisdnValidationService {
     await limiter.takeAll([`3pid:ip:${ctx.ip}`, `3pid:address:msisdn:${number.msisdn}`], config.rc_3pid_validation);
 
     const owner = await store.threepids.findUser('msisdn', number.msisdn);
-    const inhibit = config.request_token_inhibit_3pid_errors;
+    const refusal = ownerRefusal(flow, owner, config.request_token_inhibit_3pid_errors, 'Phone number');
     // With inhibit on, a refused request still gets a session that nobody can validate, so the
     // answer looks like any other; but no SMS goes out: a text costs money and has no
     // "already in use" variant, and a reset code must never reach a number no account holds.
-    let template: SmsTemplateName | null = flow;
-    if (flow === 'password_reset' && owner === undefined) {
-      if (!inhibit) throw new MatrixError(400, 'M_THREEPID_NOT_FOUND', 'Phone number not found');
-      template = null;
-    } else if (flow !== 'password_reset' && owner !== undefined) {
-      if (!inhibit) throw new MatrixError(400, 'M_THREEPID_IN_USE', 'Phone number is already in use');
-      template = null;
-    }
+    const template: SmsTemplateName | null = refusal === undefined ? flow : null;
 
     const { sid } = await this.sessions.request({
       medium: 'msisdn',

@@ -1,8 +1,9 @@
 import type { Config } from '../../config/index.js';
 import { isThreepidAllowed } from '../../config/sections/threepid.js';
-import { MatrixError, invalidParam } from '../../errors.js';
+import { MatrixError, forbidden, invalidParam } from '../../errors.js';
 import { optionalString, requireString, type JsonObject } from '../../validate.js';
 import { trustedIdServerUrl } from './identity-server.js';
+import type { ThreepidFlow } from './sessions.js';
 
 /** The spec's grammar for client_secret; sids and link tokens use the same alphabet. */
 export const CLIENT_SECRET = /^[0-9a-zA-Z.=_-]{1,255}$/;
@@ -78,4 +79,31 @@ export function unsupportedMedium(config: Config, medium: string, idServer: stri
   }
   const what = medium === 'email' ? 'Email addresses' : 'Phone numbers';
   return new MatrixError(400, 'M_THREEPID_MEDIUM_NOT_SUPPORTED', `${what} cannot be verified on this server`);
+}
+
+/** Whether the server lets this flow start at all; `what` names the medium's identifiers ("email addresses"). */
+export function ensureFlowOpen(config: Config, flow: ThreepidFlow, passwordsEnabled: boolean, what: string): void {
+  if (flow === 'add_threepid' && !config.enable_3pid_changes) throw forbidden(`Adding ${what} is disabled on this server`);
+  if (flow === 'registration' && !config.enable_registration) throw forbidden('Registration has been disabled');
+  if (flow === 'password_reset' && !passwordsEnabled) throw forbidden('Password reset is disabled on this server');
+}
+
+/** Why a requestToken's address is refused: nobody has it (reset), or an account already does (register, add). */
+export type OwnerRefusal = 'not_found' | 'in_use';
+
+/**
+ * The owner rule of every requestToken: the spec's error, or, with request_token_inhibit_3pid_errors,
+ * the refusal kind, so the caller answers as usual and keeps the code from the address.
+ * `label` names the identifier in errors ("Email", "Phone number").
+ */
+export function ownerRefusal(flow: ThreepidFlow, owner: string | undefined, inhibit: boolean, label: string): OwnerRefusal | undefined {
+  if (flow === 'password_reset' && owner === undefined) {
+    if (!inhibit) throw new MatrixError(400, 'M_THREEPID_NOT_FOUND', `${label} not found`);
+    return 'not_found';
+  }
+  if (flow !== 'password_reset' && owner !== undefined) {
+    if (!inhibit) throw new MatrixError(400, 'M_THREEPID_IN_USE', `${label} is already in use`);
+    return 'in_use';
+  }
+  return undefined;
 }
