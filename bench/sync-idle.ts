@@ -9,14 +9,13 @@
  * user's account data and times how fast that user's syncs return. Prints the figures and whether
  * they are within the targets: under 200 MB RSS, and next to no CPU while idle.
  */
-import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
+import { freshDatabase } from '../test/helpers/server.js';
+import { startChild } from './children.js';
 
 const RSS_LIMIT_MB = 200;
 /** "Next to no CPU": under 1% of one core while idle. */
@@ -28,7 +27,7 @@ interface Stats {
   waiting: number;
 }
 
-type ToChild = { seed: { users: number; devices: number } } | { stats: true } | { stop: true };
+type ToChild = { seed: { users: number; devices: number } } | { stats: true };
 
 if (process.env.SYNC_IDLE_CHILD === '1') await child();
 else await parent();
@@ -39,6 +38,7 @@ async function child(): Promise<void> {
   const { config } = parseConfig(JSON.parse(process.env.SYNC_IDLE_CONFIG!) as Record<string, unknown>);
   const hs = await startHomeserver(config);
   process.send!({ ready: true, url: hs.urls[0] });
+  process.on('SIGTERM', () => void hs.close().then(() => process.exit(0)));
   process.on('message', (message: ToChild) => {
     void (async () => {
       if ('seed' in message) {
@@ -53,11 +53,8 @@ async function child(): Promise<void> {
         process.send!({ tokens });
       } else if ('stats' in message) {
         process.send!({ stats: { rss: process.memoryUsage().rss, cpu: process.cpuUsage(), waiting: hs.services.clientState.notifier.waiting } satisfies Stats });
-      } else if ('stop' in message) {
-        await hs.close();
-        process.exit(0);
       }
-    })();
+    })().catch((err: unknown) => process.send!({ error: String(err) }));
   });
 }
 
@@ -76,17 +73,8 @@ async function parent(): Promise<void> {
   const devices = Math.ceil(polls / users);
 
   const dir = mkdtempSync(join(tmpdir(), 'myelin-sync-idle-'));
-  const pgName = `myelin_bench_${process.pid}`;
-  const pgAdmin = { host: process.env.PGHOST ?? '127.0.0.1', port: Number(process.env.PGPORT ?? 5432), user: process.env.PGUSER ?? 'postgres', database: 'postgres' };
-  if (values.postgres) {
-    const admin = new pg.Client(pgAdmin);
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${pgName}`);
-    await admin.end();
-  }
-  const database = values.postgres
-    ? { name: 'psycopg2', args: { host: pgAdmin.host, port: pgAdmin.port, user: pgAdmin.user, database: pgName } }
-    : { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } };
+  const fresh = values.postgres ? await freshDatabase('postgres') : undefined;
+  const database = fresh?.database ?? { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } };
   const config = {
     server_name: 'bench.local',
     listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }],
@@ -95,22 +83,9 @@ async function parent(): Promise<void> {
     enable_registration: false,
   };
 
-  const server = fork(fileURLToPath(import.meta.url), [], {
-    execArgv: ['--import', 'tsx'],
-    env: { ...process.env, SYNC_IDLE_CHILD: '1', SYNC_IDLE_CONFIG: JSON.stringify(config) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const ask = <T>(message: ToChild, key: string): Promise<T> =>
-    new Promise((resolve) => {
-      const onMessage = (m: Record<string, unknown>) => {
-        if (!(key in m)) return;
-        server.off('message', onMessage);
-        resolve(m[key] as T);
-      };
-      server.on('message', onMessage);
-      server.send(message);
-    });
-  const url = await new Promise<string>((resolve) => server.once('message', (m: { url: string }) => resolve(m.url)));
+  const server = await startChild('sync-idle.ts', { SYNC_IDLE_CHILD: '1', SYNC_IDLE_CONFIG: JSON.stringify(config) }, join(dir, 'server.log'));
+  const ask = async <T>(message: ToChild, key: string): Promise<T> => (await server.request(message, key, 600_000))[key] as T;
+  const url = server.url;
   const { port } = new URL(url);
 
   const agent = new http.Agent({ keepAlive: true, maxSockets: polls + 10 });
@@ -194,15 +169,9 @@ async function parent(): Promise<void> {
     console.log(ok ? 'PASS' : 'FAIL');
     process.exitCode = ok ? 0 : 1;
   } finally {
-    server.send({ stop: true });
-    await new Promise((r) => server.once('exit', r));
+    await server.stop();
     agent.destroy();
     rmSync(dir, { recursive: true, force: true });
-    if (values.postgres) {
-      const admin = new pg.Client(pgAdmin);
-      await admin.connect();
-      await admin.query(`DROP DATABASE IF EXISTS ${pgName} WITH (FORCE)`);
-      await admin.end();
-    }
+    await fresh?.drop();
   }
 }
