@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import pino from 'pino';
 import { startHomeserver } from '../src/homeserver.js';
 import { Api } from './helpers/api.js';
+import { capturedLog } from './helpers/log.js';
 import { ENGINES, ManualClock, freePort, freshDatabase, startTestServer, testConfig, type TestServer } from './helpers/server.js';
 
 type Body = Record<string, unknown>;
@@ -302,16 +301,10 @@ for (const engine of ENGINES) {
 
   describe(`secrets stay out of the logs (${engine})`, () => {
     it('logs requests at trace level without passwords, access tokens or refresh tokens', async () => {
-      const lines: string[] = [];
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, done) {
-          lines.push(chunk.toString());
-          done();
-        },
-      });
+      const { logger, lines } = capturedLog('trace');
       const fresh = await freshDatabase(engine);
       const port = await freePort();
-      const hs = await startHomeserver(testConfig(port, fresh.database, { log_level: 'trace' }), { logger: pino({ level: 'trace' }, sink) });
+      const hs = await startHomeserver(testConfig(port, fresh.database, { log_level: 'trace' }), { logger });
       try {
         const api = new Api(`http://127.0.0.1:${port}`);
         const password = 'Sekrit-Passw0rd-xyz';

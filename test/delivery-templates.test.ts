@@ -2,13 +2,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import pino from 'pino';
 import { createTemplates } from '../src/delivery/index.js';
 import { parseAcceptLanguage } from '../src/delivery/templates.js';
 import type { EmailRequest } from '../src/delivery/types.js';
 import { startHomeserver } from '../src/homeserver.js';
+import { capturedLog } from './helpers/log.js';
 import { ENGINES, freePort, freshDatabase, startTestServer, testConfig, type TestServer } from './helpers/server.js';
 import { SmtpSink } from './helpers/smtp.js';
 
@@ -127,16 +126,10 @@ for (const engine of ENGINES) {
 
   describe(`email logging (${engine})`, () => {
     async function withLog(email: Record<string, unknown>, level: string, fn: (hs: Awaited<ReturnType<typeof startHomeserver>>, lines: string[]) => Promise<void>) {
-      const lines: string[] = [];
-      const stream = new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          lines.push(chunk.toString());
-          cb();
-        },
-      });
+      const { logger, lines } = capturedLog(level);
       const db = await freshDatabase(engine);
       const config = testConfig(await freePort(), db.database, { email, outbox: { poll_interval: 100 }, log_level: level });
-      const hs = await startHomeserver(config, { logger: pino({ level }, stream) });
+      const hs = await startHomeserver(config, { logger });
       try {
         await fn(hs, lines);
       } finally {

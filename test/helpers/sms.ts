@@ -46,11 +46,8 @@ export function smsCode(sms: ReceivedSms, digits = 6): string {
   return m[1]!;
 }
 
-let counter = 0;
-/** A fresh client secret. */
-export function clientSecret(): string {
-  return `sms-secret-${process.pid}-${Date.now()}-${counter++}`;
-}
+/** A fresh client secret (the same generator as the email helpers'). */
+export { secret as clientSecret } from './threepid-email.js';
 
 /** Waits for the next SMS to `to` (E.164 with '+') after the first `skip` messages. */
 export async function nextSms(twilio: FakeTwilio, to: string, skip: number, timeoutMs = 10_000): Promise<ReceivedSms> {
