@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
-import { MatrixError, notJson, unrecognized } from '../errors.js';
+import { MatrixError, invalidParam, notJson, unrecognized } from '../errors.js';
 import { FormBody } from './form.js';
+import { checkJsonBody, hasNul } from './input-checks.js';
 import { redactUrl } from './redact.js';
 
 export interface AppOptions {
@@ -54,13 +55,19 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
   app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
     const text = body as string;
     if (text.trim() === '') return done(null, undefined);
+    let parsed: unknown;
     try {
-      done(null, JSON.parse(text));
+      parsed = JSON.parse(text);
     } catch {
       // A browser form (the pages mailed links open); JSON endpoints do not accept it.
-      if ((req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) done(null, new FormBody(new URLSearchParams(text)));
-      else done(notJson(), undefined);
+      if (!(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) return done(notJson(), undefined);
+      const fields = new URLSearchParams(text);
+      if (hasNul(fields)) return done(invalidParam('Form fields may not contain U+0000'), undefined);
+      return done(null, new FormBody(fields));
     }
+    const refusal = checkJsonBody(parsed, text);
+    if (refusal) done(refusal, undefined);
+    else done(null, parsed);
   });
 
   // Callback-style hooks: every request runs them, and async ones cost a promise and a tick each.

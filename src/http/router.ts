@@ -1,8 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import FindMyWay from 'find-my-way';
-import { MatrixError } from '../errors.js';
+import { MatrixError, invalidParam } from '../errors.js';
 import type { Requester, SessionService } from '../services/sessions.js';
+import { hasNul } from './input-checks.js';
 import { HtmlReply, JsonReply, RedirectReply } from './reply.js';
 
 export interface RequestContext {
@@ -99,6 +100,10 @@ export class Router {
             ip: request.ip,
             headers: request.headers,
           };
+          // Parameters are decoded by now, and a URL can only carry U+0000 as %00 (the access_token parameter too).
+          if (request.url.includes('%00') && (hasNul(Object.entries(ctx.params)) || hasNul(Object.entries(ctx.query)))) {
+            throw invalidParam('Parameters may not contain U+0000');
+          }
           if (auth !== 'none') {
             const token = accessTokenOf(request.headers, ctx.query);
             if (token) {

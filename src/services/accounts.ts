@@ -29,6 +29,14 @@ export interface RegisterArgs {
   threepids?: NewThreepid[];
 }
 
+/** What every user row of one registration is created with. */
+interface NewUser {
+  hash: string | null;
+  guest: boolean;
+  threepids: NewThreepid[];
+  now: number;
+}
+
 export type RegisterResult = { user_id: string } & Partial<IssuedSession>;
 
 /** Users: who may exist, their passwords, their profile, and the end of their account. */
@@ -84,27 +92,23 @@ export class AccountService {
     return this.config.password_config.enabled === true && this.config.password_config.localdb_enabled;
   }
 
-  /** Creates the account (and, unless inhibited, a first device). The database settles races on the ID. */
+  /**
+   * Creates the account and, unless inhibited, its first device and token, all in one transaction:
+   * a failure anywhere leaves no half-created account. The database settles races on the ID.
+   */
   async register(args: RegisterArgs): Promise<RegisterResult> {
     const now = this.clock.now();
     const hash = args.password !== undefined ? await this.hasher.hash(args.password) : null;
-    let userId: string;
-    if (args.localpart !== undefined) {
-      userId = this.userId(args.localpart);
-      const created = await this.createUser(userId, hash, args.guest, args.threepids ?? [], now);
-      if (!created) throw new MatrixError(400, 'M_USER_IN_USE', 'User ID already taken.');
-    } else {
-      userId = await this.createNumericUser(hash, args.guest, args.threepids ?? [], now);
-    }
-    if (args.inhibitLogin) return { user_id: userId };
-    const session = await this.sessions.openSession({
-      userId,
-      deviceId: args.deviceId,
-      displayName: args.displayName,
-      refresh: args.refresh,
-      ip: args.ip,
-    });
-    return { user_id: userId, ...session };
+    const newUser: NewUser = { hash, guest: args.guest, threepids: args.threepids ?? [], now };
+    const firstSession = async (tx: Store, userId: string): Promise<RegisterResult> => {
+      if (args.inhibitLogin) return { user_id: userId };
+      const session = await this.sessions.openSessionIn(tx, { userId, deviceId: args.deviceId, displayName: args.displayName, refresh: args.refresh, ip: args.ip });
+      return { user_id: userId, ...session };
+    };
+    if (args.localpart === undefined) return this.createNumericUser(newUser, firstSession);
+    const created = await this.createUser(this.userId(args.localpart), newUser, firstSession);
+    if (!created) throw new MatrixError(400, 'M_USER_IN_USE', 'User ID already taken.');
+    return created.result;
   }
 
   private async bindThreepids(tx: Store, userId: string, threepids: NewThreepid[], now: number): Promise<void> {
@@ -114,21 +118,21 @@ export class AccountService {
     }
   }
 
-  /** Creates the user row and binds its 3PIDs in one transaction; false when the ID is taken. */
-  private createUser(userId: string, hash: string | null, guest: boolean, threepids: NewThreepid[], now: number): Promise<boolean> {
+  /** Creates the user row, binds its 3PIDs and runs `then` in one transaction; undefined when the ID is taken. */
+  private createUser<T>(userId: string, user: NewUser, then: (tx: Store, userId: string) => Promise<T>): Promise<{ result: T } | undefined> {
     return this.store.transaction(async (tx) => {
-      if (!(await tx.users.create({ user_id: userId, password_hash: hash, created_ts: now, is_guest: guest }))) return false;
-      await this.bindThreepids(tx, userId, threepids, now);
-      return true;
+      if (!(await tx.users.create({ user_id: userId, password_hash: user.hash, created_ts: user.now, is_guest: user.guest }))) return undefined;
+      await this.bindThreepids(tx, userId, user.threepids, user.now);
+      return { result: await then(tx, userId) };
     });
   }
 
   /** Guests (and registrations without a username) get the next free numeric localpart. */
-  private async createNumericUser(hash: string | null, guest: boolean, threepids: NewThreepid[], now: number): Promise<string> {
+  private async createNumericUser<T>(user: NewUser, then: (tx: Store, userId: string) => Promise<T>): Promise<T> {
     let candidate = (await this.store.users.countUsers()) + 1;
     for (let attempt = 0; attempt < 50; attempt++, candidate++) {
-      const userId = this.userId(String(candidate));
-      if (await this.createUser(userId, hash, guest, threepids, now)) return userId;
+      const created = await this.createUser(this.userId(String(candidate)), user, then);
+      if (created) return created.result;
     }
     throw new MatrixError(500, 'M_UNKNOWN', 'Could not allocate a user ID');
   }

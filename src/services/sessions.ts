@@ -32,6 +32,14 @@ export interface DeviceDeletionHook {
   afterCommit?(userId: string): void;
 }
 
+export interface OpenSessionArgs {
+  userId: string;
+  deviceId?: string;
+  displayName?: string;
+  refresh: boolean;
+  ip: string;
+}
+
 export const ACCESS_TOKEN_PREFIX = 'myt_';
 export const REFRESH_TOKEN_PREFIX = 'myr_';
 
@@ -47,21 +55,28 @@ export class SessionService {
   ) {}
 
   /** Creates (or reuses) a device and gives it a fresh token; earlier tokens of that device die. */
-  async openSession(args: { userId: string; deviceId?: string; displayName?: string; refresh: boolean; ip: string }): Promise<IssuedSession> {
-    const deviceId = args.deviceId ?? randomLetters(10);
-    const now = this.clock.now();
-    await this.store.transaction(async (tx) => {
-      await tx.tokens.deleteForDevices(args.userId, [deviceId]);
-      await tx.devices.upsert({ user_id: args.userId, device_id: deviceId, display_name: args.displayName ?? null, created_ts: now, ip: args.ip });
-    });
-    return { device_id: deviceId, ...(await this.issueTokens(args.userId, deviceId, args.refresh)) };
+  openSession(args: OpenSessionArgs): Promise<IssuedSession> {
+    return this.store.transaction((tx) => this.openSessionIn(tx, args));
   }
 
-  private async issueTokens(userId: string, deviceId: string, refresh: boolean, replaces: string | null = null): Promise<Omit<IssuedSession, 'device_id'>> {
+  /**
+   * openSession's writes in the caller's transaction, which must be one: registration creates the
+   * user and their first device together, so a failure cannot leave an account without its device.
+   */
+  async openSessionIn(tx: Store, args: OpenSessionArgs): Promise<IssuedSession> {
+    const deviceId = args.deviceId ?? randomLetters(10);
+    const now = this.clock.now();
+    await tx.tokens.deleteForDevices(args.userId, [deviceId]);
+    await tx.devices.upsert({ user_id: args.userId, device_id: deviceId, display_name: args.displayName ?? null, created_ts: now, ip: args.ip });
+    return { device_id: deviceId, ...(await this.writeTokens(tx, args.userId, deviceId, args.refresh)) };
+  }
+
+  /** Writes a device's new access token (and refresh token, when asked) in the caller's transaction. */
+  private async writeTokens(tx: Store, userId: string, deviceId: string, refresh: boolean, replaces: string | null = null): Promise<Omit<IssuedSession, 'device_id'>> {
     const now = this.clock.now();
     const accessToken = ACCESS_TOKEN_PREFIX + randomToken(32);
     if (!refresh) {
-      await this.store.tokens.addAccessToken({
+      await tx.tokens.addAccessToken({
         token_hash: hashToken(accessToken),
         user_id: userId,
         device_id: deviceId,
@@ -75,24 +90,22 @@ export class SessionService {
     const refreshToken = REFRESH_TOKEN_PREFIX + randomToken(32);
     const refreshHash = hashToken(refreshToken);
     const lifetime = this.options.refreshableAccessTokenLifetimeMs;
-    await this.store.transaction(async (tx) => {
-      await tx.tokens.addRefreshToken({
-        token_hash: refreshHash,
-        user_id: userId,
-        device_id: deviceId,
-        created_ts: now,
-        expires_ts: this.options.refreshTokenLifetimeMs ? now + this.options.refreshTokenLifetimeMs : null,
-        prev_token_hash: replaces,
-      });
-      await tx.tokens.addAccessToken({
-        token_hash: hashToken(accessToken),
-        user_id: userId,
-        device_id: deviceId,
-        created_ts: now,
-        expires_ts: now + lifetime,
-        refresh_token_hash: refreshHash,
-        prev_refresh_hash: replaces,
-      });
+    await tx.tokens.addRefreshToken({
+      token_hash: refreshHash,
+      user_id: userId,
+      device_id: deviceId,
+      created_ts: now,
+      expires_ts: this.options.refreshTokenLifetimeMs ? now + this.options.refreshTokenLifetimeMs : null,
+      prev_token_hash: replaces,
+    });
+    await tx.tokens.addAccessToken({
+      token_hash: hashToken(accessToken),
+      user_id: userId,
+      device_id: deviceId,
+      created_ts: now,
+      expires_ts: now + lifetime,
+      refresh_token_hash: refreshHash,
+      prev_refresh_hash: replaces,
     });
     return { access_token: accessToken, refresh_token: refreshToken, expires_in_ms: lifetime };
   }
@@ -126,7 +139,7 @@ export class SessionService {
     const user = await this.store.users.get(owner.user_id);
     if (!user || user.deactivated) throw unknownToken(false);
     if (owner.prev_token_hash !== null) await this.revokeReplaced(owner.prev_token_hash, oldHash);
-    const issued = await this.issueTokens(owner.user_id, owner.device_id, true, oldHash);
+    const issued = await this.store.transaction((tx) => this.writeTokens(tx, owner.user_id, owner.device_id, true, oldHash));
     await this.store.tokens.deleteAccessTokensOfRefresh(oldHash);
     return issued;
   }
