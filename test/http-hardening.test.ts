@@ -93,6 +93,23 @@ for (const engine of ENGINES) {
       assert.equal((await server.api.get('/v3/pushrules/global/content/myrule', { token })).status, 404);
     });
 
+    it('refuses a body that is not valid UTF-8 with 400 M_NOT_JSON, and writes nothing', async () => {
+      // sytest's "POST rejects invalid utf-8 in JSON": 0x81 is a continuation byte with no lead byte.
+      const invalid = [Buffer.from('{"username":"a'), Buffer.from([0x81]), Buffer.from('","password":"pw-xyz-12345"}')];
+      const users = await userCount();
+      const register = await server.api.request('POST', '/v3/register', undefined, { rawBody: new Uint8Array(Buffer.concat(invalid)), headers: { 'content-type': 'application/json' } });
+      assert.equal(register.status, 400, JSON.stringify(register.body));
+      assert.equal(register.body.errcode, 'M_NOT_JSON');
+      const overlong = Buffer.concat([Buffer.from('{"k":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}')]);
+      const put = await server.api.request('PUT', `/v3/user/${me}/account_data/m.utf8`, undefined, { token, rawBody: new Uint8Array(overlong), headers: { 'content-type': 'application/json' } });
+      assert.equal(put.body.errcode, 'M_NOT_JSON', JSON.stringify(put.body));
+      assert.equal((await server.api.get(`/v3/user/${me}/account_data/m.utf8`, { token })).status, 404);
+      assert.equal(await userCount(), users);
+      const valid = await server.api.request('PUT', `/v3/user/${me}/account_data/m.utf8`, undefined, { token, rawBody: new Uint8Array(Buffer.from('{"k":"é 漢 😀"}')), headers: { 'content-type': 'application/json' } });
+      assert.equal(valid.status, 200);
+      assert.deepEqual((await server.api.get(`/v3/user/${me}/account_data/m.utf8`, { token })).body, { k: 'é 漢 😀' });
+    });
+
     it('accepts an escaped backslash before "u0000", which is no U+0000', async () => {
       const content = { k: '\\u0000', ['\\u0000']: ['\\\\u0000'] };
       assert.equal((await server.api.put(`/v3/user/${me}/account_data/m.escaped`, content, { token })).status, 200);

@@ -12,6 +12,8 @@ export interface AppOptions {
 
 type FastifyReplyLike = { code(n: number): FastifyReplyLike; headers(h: Record<string, string>): FastifyReplyLike; send(b: unknown): unknown };
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 const CORS_HEADERS = {
   'access-control-allow-origin': '*',
   'access-control-allow-methods': 'GET, HEAD, POST, PUT, DELETE, OPTIONS',
@@ -52,8 +54,14 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
   });
 
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
-    const text = body as string;
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
+    // Decoded strictly: Buffer#toString would turn invalid UTF-8 into U+FFFD and store mangled text.
+    let text: string;
+    try {
+      text = STRICT_UTF8.decode(body as Buffer);
+    } catch {
+      return done(notJson('The body is not valid UTF-8'), undefined);
+    }
     if (text.trim() === '') return done(null, undefined);
     let parsed: unknown;
     try {

@@ -9,8 +9,8 @@ export interface ApiResponse<T = Record<string, unknown>> {
 export interface RequestOptions {
   token?: string;
   headers?: Record<string, string>;
-  /** Send this string as the body instead of JSON-encoding `body`. */
-  rawBody?: string;
+  /** Send this text (or these bytes) as the body instead of JSON-encoding `body`. */
+  rawBody?: string | Uint8Array<ArrayBuffer>;
 }
 
 /**
@@ -28,7 +28,7 @@ export class Api {
     const full = Api.fullPath(path);
     const headers: Record<string, string> = { ...options.headers };
     if (options.token) headers.authorization = `Bearer ${options.token}`;
-    let payload: string | undefined = options.rawBody;
+    let payload: string | Uint8Array<ArrayBuffer> | undefined = options.rawBody;
     if (payload === undefined && body !== undefined) {
       payload = JSON.stringify(body);
       headers['content-type'] ??= 'application/json';
