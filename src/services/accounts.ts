@@ -20,6 +20,8 @@ export interface NewThreepid {
 export interface RegisterArgs {
   localpart?: string;
   password?: string;
+  /** Instead of `password`: its hash, made earlier (e.g. kept by a UIA session). */
+  passwordHash?: string;
   guest: boolean;
   deviceId?: string;
   displayName?: string;
@@ -87,7 +89,7 @@ export class AccountService {
   /** Creates the account (and, unless inhibited, a first device). The database settles races on the ID. */
   async register(args: RegisterArgs): Promise<RegisterResult> {
     const now = this.clock.now();
-    const hash = args.password !== undefined ? await this.hasher.hash(args.password) : null;
+    const hash = args.password !== undefined ? await this.hasher.hash(args.password) : (args.passwordHash ?? null);
     let userId: string;
     if (args.localpart !== undefined) {
       userId = this.userId(args.localpart);
@@ -146,10 +148,18 @@ export class AccountService {
     return { ok, deactivated: user?.deactivated === 1 };
   }
 
+  hashPassword(password: string): Promise<string> {
+    return this.hasher.hash(password);
+  }
+
   /** Sets a new password; with logoutDevices every other device (all, when keepDevice is undefined) is logged out. */
   async changePassword(userId: string, newPassword: string, logoutDevices: boolean, keepDevice?: string): Promise<void> {
     this.checkPasswordPolicy(newPassword);
-    const hash = await this.hasher.hash(newPassword);
+    await this.changePasswordHash(userId, await this.hasher.hash(newPassword), logoutDevices, keepDevice);
+  }
+
+  /** As changePassword, with a password hashed earlier (its policy checked when it was given). */
+  async changePasswordHash(userId: string, hash: string, logoutDevices: boolean, keepDevice?: string): Promise<void> {
     await this.store.users.setPasswordHash(userId, hash);
     if (logoutDevices) await this.sessions.deleteDevices(userId, undefined, keepDevice);
   }
