@@ -119,7 +119,9 @@ export class AccountService {
   /** Creates the user row and binds its 3PIDs in one transaction; false when the ID is taken. */
   private createUser(userId: string, hash: string | null, guest: boolean, threepids: NewThreepid[], now: number): Promise<boolean> {
     return this.store.transaction(async (tx) => {
-      if (!(await tx.users.create({ user_id: userId, password_hash: hash, created_ts: now, is_guest: guest }))) return false;
+      // Synapse's default display name is the localpart, so that clients greet a name, not an ID.
+      const displayname = userId.slice(1, userId.indexOf(':'));
+      if (!(await tx.users.create({ user_id: userId, password_hash: hash, created_ts: now, is_guest: guest, displayname }))) return false;
       await this.bindThreepids(tx, userId, threepids, now);
       return true;
     });
