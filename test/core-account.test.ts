@@ -205,8 +205,9 @@ for (const engine of ENGINES) {
       const a = await server.api.register('profiled', PW);
       const b = await server.api.register('stranger', PW);
       const me = '@profiled:test.local';
-      assert.deepEqual((await server.api.get(`/v3/profile/${me}`)).body, {});
-      assert.equal((await server.api.get(`/v3/profile/${me}/displayname`)).status, 404);
+      // Registration gives the localpart as display name, as Synapse does.
+      assert.deepEqual((await server.api.get(`/v3/profile/${me}`)).body, { displayname: 'profiled' });
+      assert.equal((await server.api.get(`/v3/profile/${me}/avatar_url`)).status, 404);
 
       assert.equal((await server.api.put(`/v3/profile/${me}/displayname`, { displayname: 'Pro Filed' }, { token: a.access_token })).status, 200);
       assert.equal((await server.api.put(`/v3/profile/${me}/avatar_url`, { avatar_url: 'mxc://test.local/abc123' }, { token: a.access_token })).status, 200);

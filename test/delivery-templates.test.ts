@@ -53,6 +53,35 @@ describe('page templates', () => {
     }
   });
 
+  it('gives each flow its own default subject; a carried-over email_validation still covers both of Synapse\'s mails', () => {
+    const subject = (t: typeof templates, name: 'registration' | 'add_threepid' | 'password_reset') => t.renderEmail(name, { link: LINK, code: CODE }).subject;
+    assert.equal(subject(templates, 'registration'), '[test.local] Validate your email');
+    assert.equal(subject(templates, 'add_threepid'), '[test.local] Confirm the address to add to your account');
+    assert.equal(subject(templates, 'password_reset'), '[test.local] Password reset');
+    const custom = (subjects: Record<string, string>) =>
+      createTemplates(testConfig(1, { name: 'sqlite3', args: { database: ':memory:' } }, { email: { notif_from: 'x <a@test.local>', subjects } }));
+    const synapseConfig = custom({ email_validation: '[%(app)s] Check your address' });
+    assert.equal(subject(synapseConfig, 'registration'), '[Matrix] Check your address');
+    assert.equal(subject(synapseConfig, 'add_threepid'), '[Matrix] Check your address');
+    assert.equal(subject(custom({ add_threepid: 'Adding %(server_name)s' }), 'add_threepid'), 'Adding test.local');
+  });
+
+  it('offers the code only to apps that ask for one, and says what is left after confirming an added address', () => {
+    for (const name of ['registration', 'password_reset', 'add_threepid'] as const) {
+      const m = templates.renderEmail(name, { link: LINK, code: CODE });
+      for (const part of [m.text, m.html]) {
+        assert.match(part, /If your app asks for a code, enter this one:/, name);
+        assert.doesNotMatch(part, /Or enter this code/, name);
+      }
+    }
+    const fr = templates.renderEmail('registration', { link: LINK, code: CODE }, 'fr');
+    assert.match(fr.text, /Si votre application vous demande un code, saisissez celui-ci : 482913/);
+    const page = templates.renderPage('add_threepid_success');
+    assert.match(page, /<h1>Address confirmed<\/h1>/);
+    assert.doesNotMatch(page, /Address added/);
+    assert.match(page, /Go back to your app to finish adding it/);
+  });
+
   it('renders every mail in text and HTML with the configured subject', () => {
     for (const name of ['registration', 'password_reset', 'add_threepid', 'already_in_use'] as const) {
       const m = templates.renderEmail(name, { link: LINK, code: CODE });

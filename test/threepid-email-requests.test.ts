@@ -226,6 +226,33 @@ for (const engine of ENGINES) {
       assert.equal(unbind.body.id_server_unbind_result, 'no-support');
     });
 
+    it('the deprecated POST /account/3pid with id_server uses Myelin\'s own validated session; unvalidated is 403', async () => {
+      const a = await account(env);
+      // The spec's OpenAPI defines no 401 for this deprecated endpoint, so its UIA answers are read raw.
+      const legacy = async (body: unknown) => {
+        const res = await fetch(`${env.server.url}/_matrix/client/v3/account/3pid`, { method: 'POST', headers: { authorization: `Bearer ${a.access_token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      };
+      const creds = (s: { sid: string; cs: string }) => ({ sid: s.sid, client_secret: s.cs, id_server: 'id.untrusted.example', id_access_token: 'abc' });
+      // Validated by Myelin itself: id_server is ignored (MSC2263), the address is added behind the password.
+      const s = await validated(env, 'add_threepid', 'withidserver@example.org');
+      const first = await legacy({ three_pid_creds: creds(s), bind: false });
+      assert.equal(first.status, 401, JSON.stringify(first.body));
+      const done = await legacy({ three_pid_creds: creds(s), bind: false, auth: passwordAuth(a.username, first.body.session as string) });
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.deepEqual((await api().get<{ threepids: { address: string }[] }>('/v3/account/3pid', { token: a.access_token })).body.threepids.map((t) => t.address), ['withidserver@example.org']);
+
+      // Requested but not validated: the spec's 403 M_THREEPID_AUTH_FAILED.
+      const cs = secret();
+      const pending = await api().post<{ sid: string }>(REQUEST.add_threepid, { client_secret: cs, email: 'pending@example.org', send_attempt: 1 }, { token: a.access_token });
+      assert.equal(pending.status, 200);
+      const p = { sid: pending.body.sid, cs };
+      const open = await legacy({ three_pid_creds: creds(p) });
+      const refused = await legacy({ three_pid_creds: creds(p), auth: passwordAuth(a.username, open.body.session as string) });
+      assert.equal(refused.status, 403, JSON.stringify(refused.body));
+      assert.equal(refused.body.errcode, 'M_THREEPID_AUTH_FAILED');
+    });
+
     it('answers malformed bodies with Matrix errors, never a 500', async () => {
       const a = await account(env);
       const values: unknown[] = [null, 1, -1, 1.5, true, 'x', '', 'a'.repeat(5000), [], ['x'], {}, { sid: 'x' }];

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
-import { DEFAULT_SUBJECTS, isEmailConfigured, substitute } from '../config/sections/email.js';
+import { DEFAULT_ADD_THREEPID_SUBJECT, DEFAULT_SUBJECTS, isEmailConfigured, substitute } from '../config/sections/email.js';
 import type { Store } from '../storage/index.js';
 import type { ChannelProvider, DeliveryChannel } from './channels.js';
 import { emailChannel } from './email/channel.js';
@@ -36,13 +36,19 @@ export function createTemplates(config: Config): Templates {
     globals: { app_name: app, server_name: config.server_name },
     subjects: {
       registration: substitute(subjects.email_validation, names),
-      add_threepid: substitute(subjects.email_validation, names),
+      add_threepid: substitute(addThreepidSubject(subjects), names),
       password_reset: substitute(subjects.password_reset, names),
       already_in_use: substitute(subjects.email_already_in_use, names),
     },
   });
   templates.check([...EMAIL_TEMPLATES.flatMap((n) => [`${n}.html`, `${n}.txt`]), ...PAGES]);
   return templates;
+}
+
+/** Each flow its own subject, unless a carried-over Synapse config set `email_validation` for both. */
+function addThreepidSubject(subjects: { email_validation: string; add_threepid?: string }): string {
+  if (subjects.add_threepid !== undefined) return subjects.add_threepid;
+  return subjects.email_validation !== DEFAULT_SUBJECTS.email_validation ? subjects.email_validation : DEFAULT_ADD_THREEPID_SUBJECT;
 }
 
 /** The outbox, its worker and the templates; the 'email' channel when email is configured. */

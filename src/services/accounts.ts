@@ -20,6 +20,8 @@ export interface NewThreepid {
 export interface RegisterArgs {
   localpart?: string;
   password?: string;
+  /** Instead of `password`: its hash, made earlier (e.g. kept by a UIA session). */
+  passwordHash?: string;
   guest: boolean;
   deviceId?: string;
   displayName?: string;
@@ -98,7 +100,7 @@ export class AccountService {
    */
   async register(args: RegisterArgs): Promise<RegisterResult> {
     const now = this.clock.now();
-    const hash = args.password !== undefined ? await this.hasher.hash(args.password) : null;
+    const hash = args.password !== undefined ? await this.hasher.hash(args.password) : (args.passwordHash ?? null);
     const newUser: NewUser = { hash, guest: args.guest, threepids: args.threepids ?? [], now };
     const firstSession = async (tx: Store, userId: string): Promise<RegisterResult> => {
       if (args.inhibitLogin) return { user_id: userId };
@@ -121,7 +123,9 @@ export class AccountService {
   /** Creates the user row, binds its 3PIDs and runs `then` in one transaction; undefined when the ID is taken. */
   private createUser<T>(userId: string, user: NewUser, then: (tx: Store, userId: string) => Promise<T>): Promise<{ result: T } | undefined> {
     return this.store.transaction(async (tx) => {
-      if (!(await tx.users.create({ user_id: userId, password_hash: user.hash, created_ts: user.now, is_guest: user.guest }))) return undefined;
+      // Synapse's default display name is the localpart, so that clients greet a name, not an ID.
+      const displayname = userId.slice(1, userId.indexOf(':'));
+      if (!(await tx.users.create({ user_id: userId, password_hash: user.hash, created_ts: user.now, is_guest: user.guest, displayname }))) return undefined;
       await this.bindThreepids(tx, userId, user.threepids, user.now);
       return { result: await then(tx, userId) };
     });
@@ -150,10 +154,18 @@ export class AccountService {
     return { ok, deactivated: user?.deactivated === 1 };
   }
 
+  hashPassword(password: string): Promise<string> {
+    return this.hasher.hash(password);
+  }
+
   /** Sets a new password; with logoutDevices every other device (all, when keepDevice is undefined) is logged out. */
   async changePassword(userId: string, newPassword: string, logoutDevices: boolean, keepDevice?: string): Promise<void> {
     this.checkPasswordPolicy(newPassword);
-    const hash = await this.hasher.hash(newPassword);
+    await this.changePasswordHash(userId, await this.hasher.hash(newPassword), logoutDevices, keepDevice);
+  }
+
+  /** As changePassword, with a password hashed earlier (its policy checked when it was given). */
+  async changePasswordHash(userId: string, hash: string, logoutDevices: boolean, keepDevice?: string): Promise<void> {
     await this.store.users.setPasswordHash(userId, hash);
     if (logoutDevices) await this.sessions.deleteDevices(userId, undefined, keepDevice);
   }

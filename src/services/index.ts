@@ -77,7 +77,7 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
   const registrationProblem = registrationConfigProblem(config, [...(config.email ? (['email'] as const) : []), ...(config.sms ? (['msisdn'] as const) : [])]);
   if (registrationProblem) throw new ConfigError(registrationProblem);
   const registrationFlows = (): string[][] => threepidRegistrationFlows(config, { ...(threepid.email.enabled ? { email: EMAIL_STAGE } : {}), ...msisdn.registrationStages() });
-  const registration = new RegistrationService(config, accounts, uia, limiter, registrationFlows);
+  const registration = new RegistrationService(config, accounts, sessions, uia, limiter, registrationFlows);
   const passwordReset = new PasswordResetService(store, uia, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
 
   const delivery = createDelivery(config, store);

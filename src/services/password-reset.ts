@@ -1,8 +1,7 @@
-import { MatrixError, forbidden } from '../errors.js';
+import { MatrixError } from '../errors.js';
 import type { Store } from '../storage/index.js';
-import type { JsonObject } from '../validate.js';
 import type { NewThreepid } from './accounts.js';
-import type { UiaService } from './uia.js';
+import type { UiaOutcome, UiaRequest, UiaService } from './uia.js';
 
 /** Builds the UIA flows that prove ownership of an account without a password (e.g. by email). */
 export type ResetFlows = () => string[][];
@@ -18,12 +17,16 @@ export class PasswordResetService {
     readonly flows: ResetFlows,
   ) {}
 
-  async authenticate(body: JsonObject, ip: string): Promise<string> {
+  /** The UIA round of a reset; `req` carries the request's parameters and password hasher. */
+  async authenticate(req: Omit<UiaRequest, 'operation' | 'flows'>): Promise<{ outcome: UiaOutcome; flows: string[][] }> {
     const flows = this.flows();
     if (flows.length === 0) throw new MatrixError(401, 'M_MISSING_TOKEN', 'Missing access token');
-    const outcome = await this.uia.authenticate({ auth: body.auth, operation: 'POST /account/password (reset)', flows, ip });
-    if (body.new_password === undefined) throw new MatrixError(400, 'M_MISSING_PARAM', 'Missing parameter: new_password');
-    if (!(await this.uia.finish(outcome.sessionId))) throw forbidden('This authentication session has already been used');
+    const outcome = await this.uia.authenticate({ ...req, operation: 'POST /account/password (reset)', flows });
+    return { outcome, flows };
+  }
+
+  /** The account whose 3PID the completed session proved. */
+  async account(outcome: UiaOutcome): Promise<string> {
     for (const result of Object.values(outcome.results)) {
       const threepid = result.threepid as NewThreepid | undefined;
       if (!threepid) continue;

@@ -1,4 +1,4 @@
-import { isObject } from '../validate.js';
+import { isObject, type JsonObject } from '../validate.js';
 import type { Clock } from '../clock.js';
 import { randomToken } from '../crypto/tokens.js';
 import { MatrixError, forbidden, unknown } from '../errors.js';
@@ -31,11 +31,28 @@ export interface UiaRequest {
   userId?: string;
   flows: string[][];
   ip: string;
+  /**
+   * The request's parameters (its body without `auth` and without secrets). As in Synapse, the
+   * session remembers them: a later request that brings none is taken to mean the remembered ones,
+   * one that brings some replaces them.
+   */
+  params?: JsonObject;
+  /** Hashes a password the request carries, so that later requests may leave it out (never stored in clear). */
+  hashSecret?: () => Promise<string>;
 }
 
 export interface UiaOutcome {
   sessionId: string;
   results: Record<string, StageResult>;
+  /** The parameters in force: this request's, or the session's remembered ones. */
+  params: JsonObject;
+  /** The hash of a password an earlier request of the session carried. */
+  secretHash?: string;
+  /**
+   * Set when the session had already been completed by the same request: what the operation
+   * answered then. The operation must not run again; the endpoint answers this (or `completedAnswer`).
+   */
+  replay?: JsonObject;
 }
 
 /** The 401 answer: the flows on offer, what the session has done, and why the last stage failed. */
@@ -107,8 +124,11 @@ export class UiaService {
     if (dict.session !== undefined && typeof dict.session !== 'string') throw new MatrixError(400, 'M_BAD_JSON', "'auth.session' must be a string");
     if (dict.type !== undefined && typeof dict.type !== 'string') throw new MatrixError(400, 'M_BAD_JSON', "'auth.type' must be a string");
 
+    const given = req.params && Object.keys(req.params).length > 0 ? req.params : undefined;
     let sessionId: string;
     let results: Record<string, StageResult>;
+    let params: JsonObject;
+    let secretHash: string | undefined;
     if (typeof dict.session === 'string') {
       const row = await this.repo.get(dict.session);
       if (!row || row.expires_ts < now) throw unknown(400, 'Unknown session ID');
@@ -117,9 +137,21 @@ export class UiaService {
       }
       sessionId = row.session_id;
       results = JSON.parse(row.results) as Record<string, StageResult>;
+      const remembered = row.params === null ? {} : (JSON.parse(row.params) as JsonObject);
+      params = given ?? remembered;
+      if (row.completed_ts !== null) {
+        // The spec lets a retry of a completed session get the result or a 401 listing the
+        // completed stages; either way the operation never runs a second time.
+        const same = canonicalJson(params) === canonicalJson(remembered);
+        if (row.result !== null && same) return { sessionId, results, params, replay: JSON.parse(row.result) as JsonObject };
+        throw this.completedAnswer(req, { sessionId, results });
+      }
+      if (given && canonicalJson(given) !== canonicalJson(remembered)) await this.repo.setParams(sessionId, JSON.stringify(given));
+      secretHash = row.secret_hash ?? undefined;
     } else {
       sessionId = randomToken(18);
       results = {};
+      params = req.params ?? {};
       await this.repo.create({
         session_id: sessionId,
         operation: req.operation,
@@ -127,6 +159,7 @@ export class UiaService {
         created_ts: now,
         expires_ts: now + this.lifetimeMs,
         results: '{}',
+        params: JSON.stringify(params),
       });
     }
 
@@ -149,19 +182,63 @@ export class UiaService {
     }
 
     const done = req.flows.some((flow) => flow.every((stage) => stage in results));
-    if (!done) throw this.required(req.flows, sessionId, results);
-    return { sessionId, results };
+    if (!done) {
+      if (req.hashSecret && secretHash === undefined) await this.repo.setSecretHash(sessionId, await req.hashSecret());
+      throw this.required(req.flows, sessionId, results);
+    }
+    return { sessionId, results, params, ...(secretHash !== undefined ? { secretHash } : {}) };
+  }
+
+  /** The 401 for a retry of a completed session that cannot be answered with the stored result. */
+  completedAnswer(req: Pick<UiaRequest, 'flows'>, outcome: Pick<UiaOutcome, 'sessionId' | 'results'>): UiaRequired {
+    return this.required(req.flows, outcome.sessionId, outcome.results, forbidden('This authentication session has already been used'));
   }
 
   /**
-   * Closes a completed session so it cannot authorise a second operation. Only one of several
-   * concurrent requests that completed the same session gets `true`.
+   * Closes a completed session so it cannot authorise a second operation, and forgets its secret.
+   * Only one of several concurrent requests that completed the same session gets `true`.
    */
   finish(sessionId: string): Promise<boolean> {
-    return this.repo.delete(sessionId);
+    return this.repo.complete(sessionId, this.clock.now());
+  }
+
+  /** Keeps what the operation answered (nothing secret), for a client that retries the same request. */
+  record(sessionId: string, result: JsonObject): Promise<void> {
+    return this.repo.setResult(sessionId, JSON.stringify(result));
+  }
+
+  /** Whether the session exists and has been completed (e.g. to skip checks a retry would fail). */
+  async isCompleted(sessionId: string): Promise<boolean> {
+    const row = await this.repo.get(sessionId);
+    return row !== undefined && row.completed_ts !== null && row.expires_ts >= this.clock.now();
+  }
+
+  /**
+   * The whole round for an operation with nothing to check between UIA and its execution: the
+   * operation runs once, and a retry of the completing request gets its stored answer.
+   */
+  async perform(req: UiaRequest, operation: (outcome: UiaOutcome) => Promise<JsonObject>): Promise<JsonObject> {
+    const outcome = await this.authenticate(req);
+    if (outcome.replay) return outcome.replay;
+    if (!(await this.finish(outcome.sessionId))) throw this.completedAnswer(req, outcome);
+    const result = await operation(outcome);
+    await this.record(outcome.sessionId, result);
+    return result;
   }
 
   pruneExpired(): Promise<void> {
     return this.repo.deleteExpired(this.clock.now());
   }
+}
+
+/** JSON with object keys sorted, so that two equal bodies compare equal whatever their key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    isObject(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : v,
+  );
+}
+
+/** A request body without `auth` and the named secret fields: what a UIA session remembers. */
+export function uiaParams(body: JsonObject, ...secrets: string[]): JsonObject {
+  return Object.fromEntries(Object.entries(body).filter(([key]) => key !== 'auth' && !secrets.includes(key)));
 }

@@ -52,6 +52,14 @@ export interface UiaSessionsTable {
   expires_ts: number;
   /** JSON object: stage type -> what that stage established. */
   results: string;
+  /** JSON object: the request's parameters (its body without `auth` and secrets); null is {}. */
+  params: string | null;
+  /** The hash of a password the request carried, kept only until the session completes. */
+  secret_hash: string | null;
+  /** When a request completed the session and was let through (at most one ever is). */
+  completed_ts: number | null;
+  /** JSON: what the operation answered, for a client that retries the completing request. */
+  result: string | null;
 }
 
 export interface UserThreepidsTable {

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { Insertable, Kysely, Selectable } from 'kysely';
 import type { Database, UiaSessionsTable } from './schema.js';
 
 export type UiaSessionRow = Selectable<UiaSessionsTable>;
@@ -6,7 +6,7 @@ export type UiaSessionRow = Selectable<UiaSessionsTable>;
 export class UiaSessionsRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async create(row: UiaSessionRow): Promise<void> {
+  async create(row: Insertable<UiaSessionsTable>): Promise<void> {
     await this.db.insertInto('uia_sessions').values(row).execute();
   }
 
@@ -16,6 +16,36 @@ export class UiaSessionsRepo {
 
   async setResults(sessionId: string, results: string): Promise<void> {
     await this.db.updateTable('uia_sessions').set({ results }).where('session_id', '=', sessionId).execute();
+  }
+
+  async setParams(sessionId: string, params: string): Promise<void> {
+    await this.db.updateTable('uia_sessions').set({ params }).where('session_id', '=', sessionId).where('completed_ts', 'is', null).execute();
+  }
+
+  /** Keeps the first secret hash of an open session. */
+  async setSecretHash(sessionId: string, hash: string): Promise<void> {
+    await this.db
+      .updateTable('uia_sessions')
+      .set({ secret_hash: hash })
+      .where('session_id', '=', sessionId)
+      .where('secret_hash', 'is', null)
+      .where('completed_ts', 'is', null)
+      .execute();
+  }
+
+  /** Marks an open session completed and forgets its secret; true only for the one caller that did. */
+  async complete(sessionId: string, now: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('uia_sessions')
+      .set({ completed_ts: now, secret_hash: null })
+      .where('session_id', '=', sessionId)
+      .where('completed_ts', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  async setResult(sessionId: string, result: string): Promise<void> {
+    await this.db.updateTable('uia_sessions').set({ result }).where('session_id', '=', sessionId).execute();
   }
 
   /** Deletes a session; true only for the one caller that actually deleted it. */

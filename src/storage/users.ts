@@ -10,10 +10,10 @@ export class UsersRepo {
    * Creates a user; false when the user ID is taken (the database decides, so races are safe).
    * ON CONFLICT keeps a surrounding Postgres transaction usable, where a caught error would abort it.
    */
-  async create(row: { user_id: string; password_hash: string | null; created_ts: number; is_guest: boolean }): Promise<boolean> {
+  async create(row: { user_id: string; password_hash: string | null; created_ts: number; is_guest: boolean; displayname?: string | null }): Promise<boolean> {
     const result = await this.db
       .insertInto('users')
-      .values({ ...row, is_guest: row.is_guest ? 1 : 0, deactivated: 0, displayname: null, avatar_url: null })
+      .values({ ...row, is_guest: row.is_guest ? 1 : 0, deactivated: 0, displayname: row.displayname ?? null, avatar_url: null })
       .onConflict((oc) => oc.column('user_id').doNothing())
       .executeTakeFirst();
     return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;

@@ -1,6 +1,6 @@
-import { MatrixError } from '../../errors.js';
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
+import { uiaParams } from '../../services/uia.js';
 import { objectBody, optionalString, requireStringArray } from '../../validate.js';
 
 export function deviceRoutes(router: Router, { sessions, uia }: Services): void {
@@ -17,16 +17,11 @@ export function deviceRoutes(router: Router, { sessions, uia }: Services): void 
 
   const deleteBehindUia = async (ctx: Parameters<Parameters<Router['authed']>[2]>[0], operation: string, deviceIds: string[]) => {
     const body = objectBody(ctx.body);
-    const outcome = await uia.authenticate({
-      auth: body.auth,
-      operation,
-      userId: ctx.requester.userId,
-      flows: [['m.login.password']],
-      ip: ctx.ip,
+    const userId = ctx.requester.userId;
+    return uia.perform({ auth: body.auth, operation, userId, flows: [['m.login.password']], ip: ctx.ip, params: uiaParams(body) }, async () => {
+      await sessions.deleteDevices(userId, deviceIds);
+      return {};
     });
-    if (!(await uia.finish(outcome.sessionId))) throw new MatrixError(403, 'M_FORBIDDEN', 'This authentication session has already been used');
-    await sessions.deleteDevices(ctx.requester.userId, deviceIds);
-    return {};
   };
 
   router.authed('DELETE', '/devices/:deviceId', async (ctx) => {
@@ -36,6 +31,7 @@ export function deviceRoutes(router: Router, { sessions, uia }: Services): void 
   });
 
   router.authed('POST', '/delete_devices', async (ctx) => {
+    // Required in every request, as in Synapse, so the list is never a remembered one.
     const deviceIds = requireStringArray(objectBody(ctx.body), 'devices');
     return deleteBehindUia(ctx, 'POST /delete_devices', deviceIds);
   });

@@ -38,14 +38,8 @@ export function threepidRoutes(router: Router, services: Services): void {
   }
 
   router.authed('GET', '/account/3pid', async ({ requester }) => ({ threepids: await threepid.account.list(requester.userId) }));
-  router.authed('POST', '/account/3pid', async (ctx) => {
-    await threepid.account.legacyAdd(ctx.requester.userId, objectBody(ctx.body), ctx.ip);
-    return {};
-  });
-  router.authed('POST', '/account/3pid/add', async (ctx) => {
-    await threepid.account.add(ctx.requester.userId, objectBody(ctx.body), ctx.ip);
-    return {};
-  });
+  router.authed('POST', '/account/3pid', async (ctx) => threepid.account.legacyAdd(ctx.requester.userId, objectBody(ctx.body), ctx.ip));
+  router.authed('POST', '/account/3pid/add', async (ctx) => threepid.account.add(ctx.requester.userId, objectBody(ctx.body), ctx.ip));
   router.authed('POST', '/account/3pid/delete', async (ctx) => threepid.account.delete(ctx.requester.userId, objectBody(ctx.body)));
   router.authed('POST', '/account/3pid/bind', async (ctx) => threepid.account.bind(ctx.requester.userId, objectBody(ctx.body)));
   router.authed('POST', '/account/3pid/unbind', async (ctx) => threepid.account.unbind(ctx.requester.userId, objectBody(ctx.body)));

@@ -16,6 +16,13 @@ export const DEFAULT_SUBJECTS = {
   email_already_in_use: '[%(server_name)s] Email already in use',
 } as const;
 
+/**
+ * Myelin's default subject of the add-address mail. Synapse sends that mail under `email_validation`,
+ * like the registration mail; a config that sets `email_validation` keeps that meaning, and
+ * `subjects.add_threepid` (Myelin's own key) sets this one alone.
+ */
+export const DEFAULT_ADD_THREEPID_SUBJECT = '[%(server_name)s] Confirm the address to add to your account';
+
 const noLineBreaks = (s: string) => !/[\r\n]/.test(s);
 
 const subjects = z
@@ -24,6 +31,7 @@ const subjects = z
       Object.entries(DEFAULT_SUBJECTS).map(([key, value]) => [key, z.string().refine(noLineBreaks, 'must be one line').default(value)]),
     ) as { [K in keyof typeof DEFAULT_SUBJECTS]: z.ZodDefault<z.ZodString> },
   )
+  .extend({ add_threepid: z.string().refine(noLineBreaks, 'must be one line').optional() })
   .prefault({});
 
 export const emailConfig = z.object({

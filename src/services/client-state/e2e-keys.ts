@@ -1,9 +1,9 @@
-import { MatrixError, badJson, forbidden, invalidParam, missingParam } from '../../errors.js';
+import { MatrixError, badJson, invalidParam, missingParam } from '../../errors.js';
 import type { OneTimeKey } from '../../storage/e2e-keys.js';
 import type { Store } from '../../storage/index.js';
 import { isObject, type JsonObject } from '../../validate.js';
 import type { Requester } from '../sessions.js';
-import type { UiaService } from '../uia.js';
+import { uiaParams, type UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
 import { parseStreamToken, type StreamWriter } from './stream-writer.js';
 import { isUserId, serverNameOf } from '../user-ids.js';
@@ -195,9 +195,13 @@ export class E2eKeyService {
     }
     const replaces = uploaded.some(([type, key]) => existing[type] !== undefined && existing[type] !== JSON.stringify(key));
     // The first upload needs no re-authentication (spec v1.11); replacing keys does.
+    let completedSession: string | undefined;
     if (replaces) {
-      const outcome = await this.uia.authenticate({ auth: body.auth, operation: 'POST /keys/device_signing/upload', userId, flows: [['m.login.password']], ip });
-      if (!(await this.uia.finish(outcome.sessionId))) throw forbidden('This authentication session has already been used');
+      const outcome = await this.uia.authenticate({ auth: body.auth, operation: 'POST /keys/device_signing/upload', userId, flows: [['m.login.password']], ip, params: uiaParams(body) });
+      // A retry of the same upload: it was stored when the session completed.
+      if (outcome.replay) return;
+      if (!(await this.uia.finish(outcome.sessionId))) throw this.uia.completedAnswer({ flows: [['m.login.password']] }, outcome);
+      completedSession = outcome.sessionId;
     }
     const changed = uploaded.filter(([type, key]) => existing[type] !== JSON.stringify(key));
     if (changed.length === 0) return;
@@ -205,6 +209,7 @@ export class E2eKeyService {
       for (const [type, key] of changed) await tx.repos.keys.setCrossSigningKey(userId, type, JSON.stringify(key));
       await tx.repos.keys.addDeviceListChange(userId, await tx.position(userId), userId);
     });
+    if (completedSession !== undefined) await this.uia.record(completedSession, {});
   }
 
   /**

@@ -3,7 +3,7 @@ import type { Config } from '../../config/index.js';
 import { MatrixError, forbidden } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import { optionalString, requireObject, requireString, type JsonObject } from '../../validate.js';
-import type { UiaService } from '../uia.js';
+import { uiaParams, type UiaService } from '../uia.js';
 import { canonicaliseAddress } from './address.js';
 import { bindAtIdentityServer, trustedIdServerUrl } from './identity-server.js';
 import { parseClientSecret, parseSid } from './policy.js';
@@ -38,14 +38,38 @@ export class AccountThreepidService {
    * POST /account/3pid/add: the user's password (UIA), then the validated add_threepid session.
    * The database's unique key decides when two accounts race for one address.
    */
-  async add(userId: string, body: JsonObject, ip: string, operation = 'POST /account/3pid/add', credsKey?: string): Promise<void> {
+  async add(userId: string, body: JsonObject, ip: string): Promise<Record<string, never>> {
+    return this.addBehindUia(userId, body, ip, 'POST /account/3pid/add', undefined, () => new MatrixError(400, 'M_THREEPID_AUTH_FAILED', 'The address has not been validated yet'));
+  }
+
+  /**
+   * The deprecated POST /account/3pid. Myelin validates addresses itself (MSC2263), so the session
+   * named is its own and `id_server` is ignored, as where the homeserver verified the address; it
+   * adds like /3pid/add, behind the same password check: an access token alone must not be enough
+   * to attach an address (which could then reset the password). Unvalidated is 403, per the spec.
+   */
+  async legacyAdd(userId: string, body: JsonObject, ip: string): Promise<Record<string, never>> {
+    const key = body.three_pid_creds !== undefined ? 'three_pid_creds' : 'threePidCreds';
+    requireObject(body[key], 'three_pid_creds');
+    return this.addBehindUia(userId, body, ip, 'POST /account/3pid', key, () => new MatrixError(403, 'M_THREEPID_AUTH_FAILED', 'The address has not been validated yet'));
+  }
+
+  private async addBehindUia(userId: string, body: JsonObject, ip: string, operation: string, credsKey: string | undefined, pending: () => MatrixError): Promise<Record<string, never>> {
     if (!this.config.enable_3pid_changes) throw disabled();
-    const creds = credsKey ? requireObject(body[credsKey], credsKey) : body;
+    const credsOf = (params: JsonObject) => (credsKey ? requireObject(params[credsKey], credsKey) : params);
+    // Checked now when this request carries them; otherwise the session's remembered ones are used.
+    if ((credsKey ? body[credsKey] : body.sid) !== undefined) {
+      parseSid(credsOf(body));
+      parseClientSecret(credsOf(body));
+    }
+    const flows = [['m.login.password']];
+    const outcome = await this.uia.authenticate({ auth: body.auth, operation, userId, flows, ip, params: uiaParams(body) });
+    if (outcome.replay) return {};
+    const creds = credsOf(outcome.params);
     const sid = parseSid(creds);
     const clientSecret = parseClientSecret(creds);
-    const outcome = await this.uia.authenticate({ auth: body.auth, operation, userId, flows: [['m.login.password']], ip });
     const threepid = await this.sessions.consume({ sid, clientSecret, medium: undefined, flow: 'add_threepid', consumer: outcome.sessionId });
-    if (threepid === 'pending') throw new MatrixError(400, 'M_THREEPID_AUTH_FAILED', 'The address has not been validated yet');
+    if (threepid === 'pending') throw pending();
     const added = await this.store.threepids.add({
       medium: threepid.medium,
       address: threepid.address,
@@ -54,22 +78,9 @@ export class AccountThreepidService {
       added_ts: this.clock.now(),
     });
     if (!added) throw inUse();
-    if (!(await this.uia.finish(outcome.sessionId))) throw forbidden('This authentication session has already been used');
-  }
-
-  /**
-   * The deprecated POST /account/3pid. Without an identity server it adds like /3pid/add, behind the
-   * same password check: an access token alone must not be enough to attach an address (which could
-   * then reset the password). With one, it is a bind.
-   */
-  async legacyAdd(userId: string, body: JsonObject, ip: string): Promise<void> {
-    const key = body.three_pid_creds !== undefined ? 'three_pid_creds' : 'threePidCreds';
-    const creds = requireObject(body[key], 'three_pid_creds');
-    if (creds.id_server !== undefined && creds.id_server !== null) {
-      await this.bind(userId, creds);
-      return;
-    }
-    await this.add(userId, body, ip, 'POST /account/3pid', key);
+    if (!(await this.uia.finish(outcome.sessionId))) throw this.uia.completedAnswer({ flows }, outcome);
+    await this.uia.record(outcome.sessionId, {});
+    return {};
   }
 
   async delete(userId: string, body: JsonObject): Promise<{ id_server_unbind_result: 'no-support' }> {
