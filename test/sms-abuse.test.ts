@@ -317,6 +317,87 @@ for (const engine of ENGINES) {
     });
   });
 
+  describe(`SMS caps and login limits with request_token_inhibit_3pid_errors (${engine})`, () => {
+    const RESET = '/v3/account/password/msisdn/requestToken';
+    const BOUND = { country: 'DE', phone: '01517 7770001', e164: '+4915177770001' };
+    let env: SmsEnv;
+    let clock: ManualClock;
+    before(async () => {
+      clock = new ManualClock();
+      env = await startSmsEnv(
+        engine,
+        {
+          request_token_inhibit_3pid_errors: true,
+          enable_msisdn_password_reset: true,
+          sms: { max_per_number_per_day: 3, max_per_hour: 8 },
+          rc_login: { address: { per_second: 1000, burst_count: 1000 }, account: { per_second: 0.001, burst_count: 3 }, failed_attempts: { per_second: 0.001, burst_count: 2 } },
+        },
+        { clock },
+      );
+      const skip = env.twilio.messages.length;
+      const cs = clientSecret();
+      const res = await env.server.api.post(REGISTER, { client_secret: cs, country: BOUND.country, phone_number: BOUND.phone, send_attempt: 1 });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const code = smsCode(await nextSms(env.twilio, BOUND.e164, skip));
+      assert.equal((await env.server.api.post(SUBMIT, { sid: res.body.sid, client_secret: cs, token: code })).status, 200);
+      const first = await env.server.api.post('/v3/register', { username: 'boundphone', password: PW });
+      const reg = await env.server.api.post('/v3/register', {
+        username: 'boundphone',
+        password: PW,
+        auth: { type: 'm.login.msisdn', session: first.body.session, threepid_creds: { sid: res.body.sid, client_secret: cs } },
+      });
+      assert.equal(reg.status, 200, JSON.stringify(reg.body));
+      // Every bucket full again.
+      clock.advance(86_400_000);
+    });
+    after(async () => env.close());
+
+    const resetRequest = (phone: string) =>
+      env.server.api.post(RESET, { client_secret: clientSecret(), country: 'DE', phone_number: phone, send_attempt: 1 });
+
+    it('spends the per-number cap whether or not an account holds the number', async () => {
+      const statuses = async (phone: string) => {
+        const out: number[] = [];
+        for (let i = 0; i < 5; i++) out.push((await resetRequest(phone)).status);
+        return out;
+      };
+      const bound = await statuses(BOUND.phone);
+      const unbound = await statuses('01517 7770002');
+      assert.deepEqual(bound, [200, 200, 200, 429, 429]);
+      assert.deepEqual(unbound, bound);
+      clock.advance(86_400_000);
+    });
+
+    it('spends the hourly cap whether or not an account holds the number', async () => {
+      // Eight reset requests for numbers nobody holds use up sms.max_per_hour, though no SMS goes out...
+      for (let i = 0; i < 8; i++) assert.equal((await resetRequest(`01517 777100${i}`)).status, 200);
+      // ...so the bound number, with its own daily cap untouched, is refused like any other.
+      const bound = await resetRequest(BOUND.phone);
+      assert.equal(bound.status, 429);
+      assert.equal(bound.body.errcode, 'M_LIMIT_EXCEEDED');
+      assert.equal((await resetRequest('01517 7771009')).status, 429);
+      clock.advance(86_400_000);
+    });
+
+    it('answers logins by a known and by unknown phone numbers with the same statuses over the failed-attempts limit', async () => {
+      const statuses = async (identifier: Body) => {
+        const out: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const res = await env.server.api.post('/v3/login', { type: 'm.login.password', identifier, password: 'not the password' });
+          out.push(res.status);
+        }
+        return out;
+      };
+      const known = await statuses({ type: 'm.id.phone', country: 'DE', phone: BOUND.phone });
+      assert.deepEqual(known, [403, 403, 429, 429, 429]);
+      // Each unknown number has buckets of its own, however many unknown numbers were tried before.
+      for (const phone of ['01517 7772001', '01517 7772002', '01517 7772003']) {
+        assert.deepEqual(await statuses({ type: 'm.id.phone', country: 'DE', phone }), known, phone);
+      }
+      assert.deepEqual(await statuses({ type: 'm.id.thirdparty', medium: 'msisdn', address: '4915177772004' }), known);
+    });
+  });
+
   describe(`phone numbers when SMS is not configured (${engine})`, () => {
     let server: TestServer;
     before(async () => {

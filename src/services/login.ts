@@ -45,7 +45,7 @@ export class LoginService {
     const rc = this.config.rc_login;
     await this.limiter.take(`login:ip:${ip}`, rc.address);
     const who = await resolveIdentifier(body, this.accounts, this.store);
-    const accountKey = who.kind === 'user' ? who.userId : 'nobody';
+    const accountKey = who.kind === 'user' ? who.userId : who.limitKey;
     await this.limiter.take(`login:account:${accountKey}`, rc.account);
     await this.limiter.check(`login:failed:${accountKey}`, rc.failed_attempts);
 

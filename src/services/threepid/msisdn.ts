@@ -92,6 +92,7 @@ export class MsisdnValidationService {
     // With inhibit on, a refused request still gets a session that nobody can validate, so the
     // answer looks like any other; but no SMS goes out: a text costs money and has no
     // "already in use" variant, and a reset code must never reach a number no account holds.
+    // The send caps are spent all the same, or their 429s would tell which numbers are known.
     const template: SmsTemplateName | null = refusal === undefined ? flow : null;
 
     const { sid } = await this.sessions.request({
@@ -104,8 +105,8 @@ export class MsisdnValidationService {
       withLink: false,
       tokenLifetimeMs: config.sms!.validation_token_lifetime,
       deliver: async (d) => {
-        if (template === null) return;
         await limits.takeSend(d.tx, number.msisdn);
+        if (template === null) return;
         await delivery.outbox.enqueue(
           { channel: 'sms', to: number.msisdn, template, vars: { code: d.code } },
           { dedupeKey: `sms:${d.sid}:${d.sendAttempt}`, store: d.tx },
