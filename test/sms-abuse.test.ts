@@ -123,6 +123,9 @@ for (const engine of ENGINES) {
         ['JP', '090-1234-5678', 'not on the allow list'],
         ['US', '+81 90-1234-5678', 'not on the allow list, claimed to be American'],
         ['DE', '+800 1234 5678', 'of no country, with an allow list'],
+        ['DE', '0900 1 234567', 'German premium rate, on the allow list by country'],
+        ['DE', '0800 1234567', 'German toll-free, on the allow list by country'],
+        ['DE', '030 123456', 'German fixed line'],
       ] as const) {
         for (const path of [REGISTER, ADD]) {
           const res = await request({ client_secret: clientSecret(), country, phone_number: phone }, path);
@@ -262,6 +265,53 @@ for (const engine of ENGINES) {
       assert.equal(env.twilio.hits, hits + 1);
       assert.equal(env.twilio.messages.slice(skip).length, 1);
     });
+  });
+
+  describe(`SMS pumping: only mobile numbers get a code (${engine})`, () => {
+    let env: SmsEnv;
+    before(async () => {
+      env = await startSmsEnv(engine, { enable_msisdn_password_reset: true, request_token_inhibit_3pid_errors: true });
+    });
+    after(async () => env.close());
+    const request = (body: Body, path = REGISTER) => env.server.api.post(path, { send_attempt: 1, ...body });
+
+    it('refuses premium-rate, satellite, international-network, toll-free and fixed-line numbers with M_THREEPID_DENIED, sending nothing', async () => {
+      const hits = env.twilio.hits;
+      for (const [country, phone, why] of [
+        ['GB', '+44 909 876 5432', 'UK premium rate'],
+        ['DE', '+49 900 1 234567', 'German premium rate'],
+        ['DE', '+881 6 1234 5678', 'Iridium satellite'],
+        ['DE', '+881 2 3456 7890', 'Globalstar satellite'],
+        ['DE', '+883 510 012 345', 'international network +883'],
+        ['US', '+1 800 555 0100', 'US toll-free'],
+        ['DE', '+49 800 1234567', 'German toll-free'],
+        ['GB', '+44 800 123 4567', 'UK toll-free'],
+        ['DE', '+800 1234 5678', 'international freephone'],
+      ] as const) {
+        for (const path of [REGISTER, ADD, '/v3/account/password/msisdn/requestToken']) {
+          const res = await request({ client_secret: clientSecret(), country, phone_number: phone }, path);
+          assert.equal(res.status, 403, `${why} at ${path}: ${JSON.stringify(res.body)}`);
+          assert.equal(res.body.errcode, 'M_THREEPID_DENIED', `${why} at ${path}`);
+        }
+      }
+      await settle();
+      assert.equal(env.twilio.hits, hits);
+    });
+
+    it('still sends codes to mobile numbers in Germany, the UK and the US', async () => {
+      for (const [country, phone, e164] of [
+        ['DE', '01521 2345678', '+4915212345678'],
+        ['GB', '07400 123456', '+447400123456'],
+        ['US', '(202) 555-0123', '+12025550123'],
+      ] as const) {
+        const skip = env.twilio.messages.length;
+        const res = await request({ client_secret: clientSecret(), country, phone_number: phone });
+        assert.equal(res.status, 200, `${phone}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.body.msisdn, e164.slice(1));
+        await nextSms(env.twilio, e164, skip);
+      }
+    });
+
   });
 
   describe(`global SMS cap shared by two processes (${engine})`, () => {

@@ -84,7 +84,7 @@ export class MsisdnValidationService {
       throw new MatrixError(400, 'M_THREEPID_MEDIUM_NOT_SUPPORTED', 'Password reset by phone number is disabled on this server');
     }
     ensureThreepidAllowed(config, 'msisdn', number.msisdn);
-    limits.checkCountry(number.country);
+    limits.checkNumber(number);
     await limiter.takeAll([`3pid:ip:${ctx.ip}`, `3pid:address:msisdn:${number.msisdn}`], config.rc_3pid_validation);
 
     const owner = await store.threepids.findUser('msisdn', number.msisdn);

@@ -3,6 +3,7 @@ import { MatrixError } from '../../errors.js';
 import type { Clock } from '../../clock.js';
 import type { Store } from '../../storage/index.js';
 import { RateLimiter } from '../ratelimiter.js';
+import type { ParsedMsisdn } from './address.js';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -12,7 +13,7 @@ function perWindow(count: number, windowMs: number) {
   return { per_second: (count * 1000) / windowMs, burst_count: count };
 }
 
-export const threepidDenied = () => new MatrixError(403, 'M_THREEPID_DENIED', 'Third-party identifier is not allowed');
+export const threepidDenied = (why = 'Third-party identifier is not allowed') => new MatrixError(403, 'M_THREEPID_DENIED', why);
 
 /**
  * The abuse limits that SMS needs on top of the generic 3PID limits, because each message costs
@@ -32,12 +33,19 @@ export class SmsLimits {
   }
 
   /**
-   * Throws M_THREEPID_DENIED when the number's country (from the number itself, not from what the
-   * client claimed) may not get SMS. A number of no country (e.g. +800) passes only an open list.
+   * Throws M_THREEPID_DENIED when the number may not get an SMS: its country (from the number
+   * itself, not from what the client claimed) is denied or not allowed, or it is not a mobile
+   * number. SMS pumping sends codes to numbers whose operator pays the sender's victim per message
+   * received (premium-rate, shared-cost, satellite, international networks such as +882/+883,
+   * toll-free ranges); a person receives codes on a mobile. Non-geographic numbers (+800, +881,
+   * ...) are all refused: some are typed MOBILE (satellite phones) and cost the most.
    */
-  checkCountry(country: string | undefined): void {
-    if (country !== undefined && this.denied.has(country)) throw threepidDenied();
-    if (this.allowed && (country === undefined || !this.allowed.has(country))) throw threepidDenied();
+  checkNumber(number: Pick<ParsedMsisdn, 'country' | 'type'>): void {
+    const { country, type } = number;
+    if (country === undefined) throw threepidDenied('Phone numbers that belong to no country cannot receive codes here');
+    if (this.denied.has(country)) throw threepidDenied();
+    if (this.allowed && !this.allowed.has(country)) throw threepidDenied();
+    if (type !== 'MOBILE' && type !== 'FIXED_LINE_OR_MOBILE') throw threepidDenied('Only mobile phone numbers can receive codes here');
   }
 
   /**
