@@ -2,7 +2,7 @@ import type { Config } from '../config/index.js';
 import { MatrixError, forbidden, missingParam } from '../errors.js';
 import { optionalBoolean, optionalString, type JsonObject } from '../validate.js';
 import type { AccountService, NewThreepid, RegisterResult } from './accounts.js';
-import type { RateLimiter } from './ratelimiter.js';
+import { addressBucket, type RateLimiter } from './ratelimiter.js';
 import type { UiaService } from './uia.js';
 
 /** Builds the UIA flows offered for registration from the current config. */
@@ -26,11 +26,11 @@ export class RegistrationService {
     const displayName = optionalString(body, 'initial_device_display_name', 512);
     const inhibitLogin = optionalBoolean(body, 'inhibit_login') ?? false;
     const refresh = optionalBoolean(body, 'refresh_token') ?? false;
-    await this.limiter.check(`register:ip:${ip}`, this.config.rc_registration);
+    await this.limiter.check(`register:ip:${addressBucket(ip)}`, this.config.rc_registration);
 
     if (kind === 'guest') {
       if (!this.config.allow_guest_access) throw new MatrixError(403, 'M_GUEST_ACCESS_FORBIDDEN', 'Guest access is disabled');
-      await this.limiter.take(`register:ip:${ip}`, this.config.rc_registration);
+      await this.limiter.take(`register:ip:${addressBucket(ip)}`, this.config.rc_registration);
       return this.accounts.register({ guest: true, inhibitLogin: false, refresh, ip, displayName });
     }
 
@@ -48,7 +48,7 @@ export class RegistrationService {
       const threepid = result.threepid as NewThreepid | undefined;
       if (threepid) threepids.push(threepid);
     }
-    await this.limiter.take(`register:ip:${ip}`, this.config.rc_registration);
+    await this.limiter.take(`register:ip:${addressBucket(ip)}`, this.config.rc_registration);
     return this.accounts.register({ localpart, password, guest: false, deviceId, displayName, inhibitLogin, refresh, ip, threepids });
   }
 }

@@ -6,7 +6,7 @@ import type { SmsTemplateName } from '../../delivery/types.js';
 import { MatrixError } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import { requireString, type JsonObject } from '../../validate.js';
-import type { RateLimiter } from '../ratelimiter.js';
+import { addressBucket, type RateLimiter } from '../ratelimiter.js';
 import { ThreepidStage } from '../stages/threepid.js';
 import type { UiaService } from '../uia.js';
 import { canonicaliseMsisdn } from './address.js';
@@ -85,7 +85,7 @@ export class MsisdnValidationService {
     }
     ensureThreepidAllowed(config, 'msisdn', number.msisdn);
     limits.checkNumber(number);
-    await limiter.takeAll([`3pid:ip:${ctx.ip}`, `3pid:address:msisdn:${number.msisdn}`], config.rc_3pid_validation);
+    await limiter.takeAll([`3pid:ip:${addressBucket(ctx.ip)}`, `3pid:address:msisdn:${number.msisdn}`], config.rc_3pid_validation);
 
     const owner = await store.threepids.findUser('msisdn', number.msisdn);
     const refusal = ownerRefusal(flow, owner, config.request_token_inhibit_3pid_errors, 'Phone number');
