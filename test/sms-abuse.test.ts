@@ -314,6 +314,38 @@ for (const engine of ENGINES) {
 
   });
 
+  describe(`wrong SMS codes per number across sessions (${engine})`, () => {
+    let env: SmsEnv;
+    before(async () => {
+      env = await startSmsEnv(engine, { max_code_attempts_per_address_per_day: 3, sms: { max_per_number_per_day: 100 } });
+    });
+    after(async () => env.close());
+
+    async function session(phone: string, e164: string) {
+      const cs = clientSecret();
+      const skip = env.twilio.messages.length;
+      const res = await env.server.api.post(REGISTER, { client_secret: cs, country: 'DE', phone_number: phone, send_attempt: 1 });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return { sid: res.body.sid as string, cs, code: smsCode(await nextSms(env.twilio, e164, skip)) };
+    }
+    const submit = (s: { sid: string; cs: string }, token: string) => env.server.api.post(SUBMIT, { sid: s.sid, client_secret: s.cs, token });
+    const wrongFor = (code: string) => (code === '000000' ? '111111' : '000000');
+
+    it('caps code tries per number over all its sessions; other numbers are unaffected', async () => {
+      for (const tries of [2, 1]) {
+        const s = await session('01517 8880001', '+4915178880001');
+        for (let i = 0; i < tries; i++) assert.equal((await submit(s, wrongFor(s.code))).body.errcode, 'M_TOKEN_INCORRECT');
+      }
+      const victim = await session('01517 8880001', '+4915178880001');
+      const refused = await submit(victim, victim.code);
+      assert.equal(refused.status, 429);
+      assert.equal(refused.body.errcode, 'M_LIMIT_EXCEEDED');
+      const other = await session('01517 8880002', '+4915178880002');
+      assert.equal((await submit(other, wrongFor(other.code))).status, 400);
+      assert.equal((await submit(other, other.code)).status, 200);
+    });
+  });
+
   describe(`global SMS cap shared by two processes (${engine})`, () => {
     let env: SmsEnv;
     let second: TestServer;

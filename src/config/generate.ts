@@ -101,6 +101,9 @@ enable_3pid_changes: true
 request_token_inhibit_3pid_errors: false
 #next_link_domain_whitelist: ["${serverName}"]
 rc_3pid_validation: {per_second: 0.003, burst_count: 5}
+# Myelin: mailed and texted codes tried against one address per day, over all its sessions
+# (5 per session besides). Past it even the right code waits; a mail's link still works.
+max_code_attempts_per_address_per_day: 20
 
 # bcrypt cost, used when password_config.algorithm is bcrypt.
 bcrypt_rounds: 12

@@ -4,6 +4,11 @@ import type { RateLimitConfig } from '../config/schema.js';
 import { limitExceeded } from '../errors.js';
 import type { RateLimitsRepo } from '../storage/ratelimits.js';
 
+/** A bucket that holds `count` tokens and refills them evenly over `windowMs`. */
+export function perWindow(count: number, windowMs: number): RateLimitConfig {
+  return { per_second: (count * 1000) / windowMs, burst_count: count };
+}
+
 /** Synapse-style token buckets ({per_second, burst_count}) over a shared store. */
 export class RateLimiter {
   constructor(

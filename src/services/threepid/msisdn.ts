@@ -53,6 +53,7 @@ export class MsisdnValidationService {
     this.limits = sms ? new SmsLimits(sms, deps.clock) : undefined;
     this.sessions = new ThreepidSessionService(deps.store, deps.clock, {
       ...DEFAULT_SESSION_OPTIONS,
+      codeAttemptsPerAddressPerDay: deps.config.max_code_attempts_per_address_per_day,
       codeDigits: sms?.code_length ?? DEFAULT_SESSION_OPTIONS.codeDigits,
       validatedLifetimeMs: deps.config.ui_auth_session_lifetime,
     });

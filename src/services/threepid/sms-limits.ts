@@ -2,16 +2,11 @@ import type { SmsConfig } from '../../config/sections/sms.js';
 import { MatrixError } from '../../errors.js';
 import type { Clock } from '../../clock.js';
 import type { Store } from '../../storage/index.js';
-import { RateLimiter } from '../ratelimiter.js';
+import { RateLimiter, perWindow } from '../ratelimiter.js';
 import type { ParsedMsisdn } from './address.js';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
-
-/** A bucket that holds `count` sends and refills them evenly over `windowMs`. */
-function perWindow(count: number, windowMs: number) {
-  return { per_second: (count * 1000) / windowMs, burst_count: count };
-}
 
 export const threepidDenied = (why = 'Third-party identifier is not allowed') => new MatrixError(403, 'M_THREEPID_DENIED', why);
 
