@@ -35,6 +35,7 @@ export function emailConfig(sinkPort: number): Record<string, unknown> {
   return {
     email: { smtp_host: '127.0.0.1', smtp_port: sinkPort, enable_tls: false, notif_from: 'Myelin bench <noreply@bench.local>' },
     rc_3pid_validation: { per_second: 1_000_000, burst_count: 1_000_000 },
+    max_code_attempts_per_address_per_day: 1_000_000_000,
   };
 }
 

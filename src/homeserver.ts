@@ -5,7 +5,8 @@ import { clientRoutes } from './api/client/index.js';
 import { threepidPageRoutes } from './api/pages/threepid.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/index.js';
-import { createApp } from './http/app.js';
+import { createApp, type AppOptions } from './http/app.js';
+import { trustProxySetting } from './http/client-address.js';
 import { Router } from './http/router.js';
 import { createServices, type Services } from './services/index.js';
 import { startMaintenance } from './services/maintenance.js';
@@ -35,7 +36,7 @@ export function createLogger(config: Config): Logger {
 }
 
 /** Builds the Fastify app for one listener, with every route. */
-export function buildApp(services: Services, logger: Logger, trustProxy: boolean): FastifyInstance {
+export function buildApp(services: Services, logger: Logger, trustProxy: AppOptions['trustProxy']): FastifyInstance {
   const routerRef: { router?: Router } = {};
   const app = createApp({ logger, trustProxy, bodyLimit: services.config.max_request_body_size }, (path) => routerRef.router?.pathExists(path) ?? false);
   const router = new Router(app, services.sessions, () => services.clock.now());
@@ -60,7 +61,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   const urls: string[] = [];
   try {
     for (const listener of config.listeners) {
-      const app = buildApp(services, logger, listener.x_forwarded);
+      const app = buildApp(services, logger, trustProxySetting(listener));
       apps.push(app);
       for (const host of listener.bind_addresses) {
         const address = await app.listen({ port: listener.port, host });

@@ -123,6 +123,9 @@ for (const engine of ENGINES) {
         ['JP', '090-1234-5678', 'not on the allow list'],
         ['US', '+81 90-1234-5678', 'not on the allow list, claimed to be American'],
         ['DE', '+800 1234 5678', 'of no country, with an allow list'],
+        ['DE', '0900 1 234567', 'German premium rate, on the allow list by country'],
+        ['DE', '0800 1234567', 'German toll-free, on the allow list by country'],
+        ['DE', '030 123456', 'German fixed line'],
       ] as const) {
         for (const path of [REGISTER, ADD]) {
           const res = await request({ client_secret: clientSecret(), country, phone_number: phone }, path);
@@ -264,6 +267,85 @@ for (const engine of ENGINES) {
     });
   });
 
+  describe(`SMS pumping: only mobile numbers get a code (${engine})`, () => {
+    let env: SmsEnv;
+    before(async () => {
+      env = await startSmsEnv(engine, { enable_msisdn_password_reset: true, request_token_inhibit_3pid_errors: true });
+    });
+    after(async () => env.close());
+    const request = (body: Body, path = REGISTER) => env.server.api.post(path, { send_attempt: 1, ...body });
+
+    it('refuses premium-rate, satellite, international-network, toll-free and fixed-line numbers with M_THREEPID_DENIED, sending nothing', async () => {
+      const hits = env.twilio.hits;
+      for (const [country, phone, why] of [
+        ['GB', '+44 909 876 5432', 'UK premium rate'],
+        ['DE', '+49 900 1 234567', 'German premium rate'],
+        ['DE', '+881 6 1234 5678', 'Iridium satellite'],
+        ['DE', '+881 2 3456 7890', 'Globalstar satellite'],
+        ['DE', '+883 510 012 345', 'international network +883'],
+        ['US', '+1 800 555 0100', 'US toll-free'],
+        ['DE', '+49 800 1234567', 'German toll-free'],
+        ['GB', '+44 800 123 4567', 'UK toll-free'],
+        ['DE', '+800 1234 5678', 'international freephone'],
+      ] as const) {
+        for (const path of [REGISTER, ADD, '/v3/account/password/msisdn/requestToken']) {
+          const res = await request({ client_secret: clientSecret(), country, phone_number: phone }, path);
+          assert.equal(res.status, 403, `${why} at ${path}: ${JSON.stringify(res.body)}`);
+          assert.equal(res.body.errcode, 'M_THREEPID_DENIED', `${why} at ${path}`);
+        }
+      }
+      await settle();
+      assert.equal(env.twilio.hits, hits);
+    });
+
+    it('still sends codes to mobile numbers in Germany, the UK and the US', async () => {
+      for (const [country, phone, e164] of [
+        ['DE', '01521 2345678', '+4915212345678'],
+        ['GB', '07400 123456', '+447400123456'],
+        ['US', '(202) 555-0123', '+12025550123'],
+      ] as const) {
+        const skip = env.twilio.messages.length;
+        const res = await request({ client_secret: clientSecret(), country, phone_number: phone });
+        assert.equal(res.status, 200, `${phone}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.body.msisdn, e164.slice(1));
+        await nextSms(env.twilio, e164, skip);
+      }
+    });
+
+  });
+
+  describe(`wrong SMS codes per number across sessions (${engine})`, () => {
+    let env: SmsEnv;
+    before(async () => {
+      env = await startSmsEnv(engine, { max_code_attempts_per_address_per_day: 3, sms: { max_per_number_per_day: 100 } });
+    });
+    after(async () => env.close());
+
+    async function session(phone: string, e164: string) {
+      const cs = clientSecret();
+      const skip = env.twilio.messages.length;
+      const res = await env.server.api.post(REGISTER, { client_secret: cs, country: 'DE', phone_number: phone, send_attempt: 1 });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return { sid: res.body.sid as string, cs, code: smsCode(await nextSms(env.twilio, e164, skip)) };
+    }
+    const submit = (s: { sid: string; cs: string }, token: string) => env.server.api.post(SUBMIT, { sid: s.sid, client_secret: s.cs, token });
+    const wrongFor = (code: string) => (code === '000000' ? '111111' : '000000');
+
+    it('caps code tries per number over all its sessions; other numbers are unaffected', async () => {
+      for (const tries of [2, 1]) {
+        const s = await session('01517 8880001', '+4915178880001');
+        for (let i = 0; i < tries; i++) assert.equal((await submit(s, wrongFor(s.code))).body.errcode, 'M_TOKEN_INCORRECT');
+      }
+      const victim = await session('01517 8880001', '+4915178880001');
+      const refused = await submit(victim, victim.code);
+      assert.equal(refused.status, 429);
+      assert.equal(refused.body.errcode, 'M_LIMIT_EXCEEDED');
+      const other = await session('01517 8880002', '+4915178880002');
+      assert.equal((await submit(other, wrongFor(other.code))).status, 400);
+      assert.equal((await submit(other, other.code)).status, 200);
+    });
+  });
+
   describe(`global SMS cap shared by two processes (${engine})`, () => {
     let env: SmsEnv;
     let second: TestServer;
@@ -314,6 +396,87 @@ for (const engine of ENGINES) {
       assert.ok((over.body.retry_after_ms as number) > 0);
       await settle();
       assert.equal(env.twilio.hits, 2);
+    });
+  });
+
+  describe(`SMS caps and login limits with request_token_inhibit_3pid_errors (${engine})`, () => {
+    const RESET = '/v3/account/password/msisdn/requestToken';
+    const BOUND = { country: 'DE', phone: '01517 7770001', e164: '+4915177770001' };
+    let env: SmsEnv;
+    let clock: ManualClock;
+    before(async () => {
+      clock = new ManualClock();
+      env = await startSmsEnv(
+        engine,
+        {
+          request_token_inhibit_3pid_errors: true,
+          enable_msisdn_password_reset: true,
+          sms: { max_per_number_per_day: 3, max_per_hour: 8 },
+          rc_login: { address: { per_second: 1000, burst_count: 1000 }, account: { per_second: 0.001, burst_count: 3 }, failed_attempts: { per_second: 0.001, burst_count: 2 } },
+        },
+        { clock },
+      );
+      const skip = env.twilio.messages.length;
+      const cs = clientSecret();
+      const res = await env.server.api.post(REGISTER, { client_secret: cs, country: BOUND.country, phone_number: BOUND.phone, send_attempt: 1 });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const code = smsCode(await nextSms(env.twilio, BOUND.e164, skip));
+      assert.equal((await env.server.api.post(SUBMIT, { sid: res.body.sid, client_secret: cs, token: code })).status, 200);
+      const first = await env.server.api.post('/v3/register', { username: 'boundphone', password: PW });
+      const reg = await env.server.api.post('/v3/register', {
+        username: 'boundphone',
+        password: PW,
+        auth: { type: 'm.login.msisdn', session: first.body.session, threepid_creds: { sid: res.body.sid, client_secret: cs } },
+      });
+      assert.equal(reg.status, 200, JSON.stringify(reg.body));
+      // Every bucket full again.
+      clock.advance(86_400_000);
+    });
+    after(async () => env.close());
+
+    const resetRequest = (phone: string) =>
+      env.server.api.post(RESET, { client_secret: clientSecret(), country: 'DE', phone_number: phone, send_attempt: 1 });
+
+    it('spends the per-number cap whether or not an account holds the number', async () => {
+      const statuses = async (phone: string) => {
+        const out: number[] = [];
+        for (let i = 0; i < 5; i++) out.push((await resetRequest(phone)).status);
+        return out;
+      };
+      const bound = await statuses(BOUND.phone);
+      const unbound = await statuses('01517 7770002');
+      assert.deepEqual(bound, [200, 200, 200, 429, 429]);
+      assert.deepEqual(unbound, bound);
+      clock.advance(86_400_000);
+    });
+
+    it('spends the hourly cap whether or not an account holds the number', async () => {
+      // Eight reset requests for numbers nobody holds use up sms.max_per_hour, though no SMS goes out...
+      for (let i = 0; i < 8; i++) assert.equal((await resetRequest(`01517 777100${i}`)).status, 200);
+      // ...so the bound number, with its own daily cap untouched, is refused like any other.
+      const bound = await resetRequest(BOUND.phone);
+      assert.equal(bound.status, 429);
+      assert.equal(bound.body.errcode, 'M_LIMIT_EXCEEDED');
+      assert.equal((await resetRequest('01517 7771009')).status, 429);
+      clock.advance(86_400_000);
+    });
+
+    it('answers logins by a known and by unknown phone numbers with the same statuses over the failed-attempts limit', async () => {
+      const statuses = async (identifier: Body) => {
+        const out: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const res = await env.server.api.post('/v3/login', { type: 'm.login.password', identifier, password: 'not the password' });
+          out.push(res.status);
+        }
+        return out;
+      };
+      const known = await statuses({ type: 'm.id.phone', country: 'DE', phone: BOUND.phone });
+      assert.deepEqual(known, [403, 403, 429, 429, 429]);
+      // Each unknown number has buckets of its own, however many unknown numbers were tried before.
+      for (const phone of ['01517 7772001', '01517 7772002', '01517 7772003']) {
+        assert.deepEqual(await statuses({ type: 'm.id.phone', country: 'DE', phone }), known, phone);
+      }
+      assert.deepEqual(await statuses({ type: 'm.id.thirdparty', medium: 'msisdn', address: '4915177772004' }), known);
     });
   });
 

@@ -228,9 +228,9 @@ for (const engine of ENGINES) {
       const user = await api.register('inhibited', PW);
       const cs = clientSecret();
       const skip = env.twilio.messages.length;
-      const add = await api.post('/v3/account/3pid/msisdn/requestToken', { client_secret: cs, country: 'FR', phone_number: '07 11 22 33 44', send_attempt: 1 });
+      const add = await api.post('/v3/account/3pid/msisdn/requestToken', { client_secret: cs, country: 'FR', phone_number: '07 51 22 33 44', send_attempt: 1 });
       assert.equal(add.status, 200);
-      const code = smsCode(await nextSms(env.twilio, '+33711223344', skip));
+      const code = smsCode(await nextSms(env.twilio, '+33751223344', skip));
       assert.equal((await api.post(new URL(add.body.submit_url as string).pathname, { sid: add.body.sid, client_secret: cs, token: code })).status, 200);
       const first = await api.post('/v3/account/3pid/add', { sid: add.body.sid, client_secret: cs }, { token: user.access_token });
       const added = await api.post(
@@ -241,7 +241,7 @@ for (const engine of ENGINES) {
       assert.equal(added.status, 200, JSON.stringify(added.body));
       const hits = env.twilio.hits;
       for (const path of ['/v3/register/msisdn/requestToken', '/v3/account/3pid/msisdn/requestToken']) {
-        const res = await api.post(path, { client_secret: clientSecret(), country: 'FR', phone_number: '+33 7 11 22 33 44', send_attempt: 1 });
+        const res = await api.post(path, { client_secret: clientSecret(), country: 'FR', phone_number: '+33 7 51 22 33 44', send_attempt: 1 });
         assert.equal(res.status, 200, path);
         assert.equal(typeof res.body.sid, 'string');
       }

@@ -352,6 +352,36 @@ for (const engine of ENGINES) {
     });
   });
 
+  describe(`login limits by email address (${engine})`, () => {
+    let env: EmailEnv;
+    before(async () => {
+      env = await startEmailEnv(engine, {
+        rc_login: { address: { per_second: 1000, burst_count: 1000 }, account: { per_second: 0.001, burst_count: 3 }, failed_attempts: { per_second: 0.001, burst_count: 2 } },
+      });
+    });
+    after(async () => env.close());
+
+    it('answers logins by a known and by unknown addresses with the same statuses over the failed-attempts limit', async () => {
+      await account(env, 'login-known@example.org');
+      const statuses = async (address: string) => {
+        const out: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const res = await env.server.api.post('/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.thirdparty', medium: 'email', address }, password: 'not the password' });
+          out.push(res.status);
+        }
+        return out;
+      };
+      const known = await statuses('login-known@example.org');
+      assert.deepEqual(known, [403, 403, 429, 429, 429]);
+      // Each unknown address has buckets of its own, however many unknown addresses were tried before.
+      for (const address of ['nobody-1@example.org', 'nobody-2@example.org', 'NOBODY-3@Example.org']) {
+        assert.deepEqual(await statuses(address), known, address);
+      }
+      // One address in two spellings is one bucket.
+      assert.equal((await env.server.api.post('/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.thirdparty', medium: 'email', address: 'nobody-3@example.org' }, password: 'x' })).status, 429);
+    });
+  });
+
   describe(`rc_3pid_validation (${engine})`, () => {
     let env: EmailEnv;
     before(async () => {

@@ -346,4 +346,71 @@ for (const engine of ENGINES) {
       assert.equal((await api().post('/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.thirdparty', medium: 'email', address: 'restart@example.org' }, password: 'after-restart-pw' })).status, 200);
     });
   });
+
+  describe(`wrong codes per address across sessions (${engine})`, () => {
+    let env: EmailEnv;
+    const clock = new ManualClock();
+    before(async () => {
+      env = await startEmailEnv(engine, { max_code_attempts_per_address_per_day: 7 }, { clock });
+    });
+    after(async () => env.close());
+
+    /** A registration session for `address` (each with its own client secret, as from another attacker). */
+    async function session(address: string, cs = secret(), attempt = 1) {
+      const before = env.smtp.to(address).length;
+      const res = await env.server.api.post<{ sid: string }>('/v3/register/email/requestToken', { client_secret: cs, email: address, send_attempt: attempt });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      await until(() => env.smtp.to(address).length > before, `a mail to ${address}`);
+      const mail = env.smtp.to(address).at(-1)!;
+      return { sid: res.body.sid, cs, mail, code: codeOf(mail) };
+    }
+    const submit = (s: { sid: string; cs: string }, token: string) => env.server.api.post(REG_SUBMIT, { sid: s.sid, client_secret: s.cs, token });
+    const wrongFor = (code: string) => (code === '000000' ? '111111' : '000000');
+
+    it('caps code tries per address over all its sessions: then even the right code is 429, while the link still validates', async () => {
+      const address = 'guessed@example.org';
+      const statuses: string[] = [];
+      // Two sessions, five and two wrong codes: seven tries, the whole daily budget.
+      for (const tries of [5, 2]) {
+        const s = await session(address);
+        for (let i = 0; i < tries; i++) {
+          const res = await submit(s, wrongFor(s.code));
+          statuses.push(`${res.status} ${res.body.errcode}`);
+        }
+      }
+      assert.deepEqual(statuses, Array(7).fill('400 M_TOKEN_INCORRECT'));
+      const victim = await session(address);
+      const refused = await submit(victim, victim.code);
+      assert.equal(refused.status, 429);
+      assert.equal(refused.body.errcode, 'M_LIMIT_EXCEEDED');
+      assert.ok((refused.body.retry_after_ms as number) > 0);
+      // A wrong code is refused the same way: nothing more is learnt.
+      assert.equal((await submit(victim, wrongFor(victim.code))).status, 429);
+      // The mailed link (192 bits, not guessable) still validates the session...
+      assert.equal((await followLink(linkOf(victim.mail))).status, 200);
+      // ...which then serves its registration.
+      const first = await env.server.api.post('/v3/register', { username: 'guessed', password: PW });
+      const reg = await env.server.api.post('/v3/register', {
+        username: 'guessed',
+        password: PW,
+        auth: { type: EMAIL_STAGE, session: first.body.session, threepid_creds: { sid: victim.sid, client_secret: victim.cs } },
+      });
+      assert.equal(reg.status, 200, JSON.stringify(reg.body));
+    });
+
+    it('leaves other addresses alone, and refills over the day', async () => {
+      const other = await session('bystander@example.org');
+      assert.equal((await submit(other, wrongFor(other.code))).status, 400);
+      assert.equal((await submit(other, other.code)).status, 200);
+      // A seventh of a day gives the capped address one try back.
+      const s = await session('refill@example.org');
+      for (let i = 0; i < 5; i++) assert.equal((await submit(s, wrongFor(s.code))).status, 400);
+      const t = await session('refill@example.org');
+      for (let i = 0; i < 2; i++) assert.equal((await submit(t, wrongFor(t.code))).status, 400);
+      assert.equal((await submit(t, t.code)).status, 429);
+      clock.advance(Math.ceil(86_400_000 / 7));
+      const u = await session('refill@example.org', secret());
+      assert.equal((await submit(u, u.code)).status, 200);
+    });
+  });
 }

@@ -30,8 +30,14 @@ listeners:
   - port: 8008
     bind_addresses: ["127.0.0.1"]
     type: http
-    # Set when a reverse proxy in front of Myelin sets X-Forwarded-For.
+    # Set when a reverse proxy in front of Myelin sets X-Forwarded-For. Unlike Synapse, which
+    # believes the leftmost entry from whoever connects, Myelin believes the header only from
+    # trusted_proxies and takes the rightmost address that is not one of them.
     x_forwarded: true
+    # The proxies' addresses or CIDR ranges (or loopback, linklocal, uniquelocal). Default:
+    # [loopback], a proxy on this host. A proxy elsewhere (another container, a load balancer)
+    # must be listed, or every client is counted as the proxy's address.
+    # trusted_proxies: ["10.0.0.0/8"]
     resources:
       - names: [client]
 
@@ -95,6 +101,9 @@ enable_3pid_changes: true
 request_token_inhibit_3pid_errors: false
 #next_link_domain_whitelist: ["${serverName}"]
 rc_3pid_validation: {per_second: 0.003, burst_count: 5}
+# Myelin: mailed and texted codes tried against one address per day, over all its sessions
+# (5 per session besides). Past it even the right code waits; a mail's link still works.
+max_code_attempts_per_address_per_day: 20
 
 # bcrypt cost, used when password_config.algorithm is bcrypt.
 bcrypt_rounds: 12

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isProxyEntry } from '../http/client-address.js';
 import { duration } from './duration.js';
 
 /** Synapse's rate-limit shape: a token bucket refilled at per_second, holding burst_count. */
@@ -11,14 +12,23 @@ export const rateLimit = (perSecond: number, burstCount: number) =>
     .default({ per_second: perSecond, burst_count: burstCount });
 export type RateLimitConfig = z.infer<ReturnType<typeof rateLimit>>;
 
-const listener = z.object({
-  port: z.number().int().min(0).max(65535),
-  bind_addresses: z.array(z.string()).default(['127.0.0.1']),
-  type: z.string().default('http'),
-  tls: z.boolean().default(false),
-  x_forwarded: z.boolean().default(false),
-  resources: z.array(z.object({ names: z.array(z.string()), compress: z.boolean().optional() })).optional(),
-});
+const listener = z
+  .object({
+    port: z.number().int().min(0).max(65535),
+    bind_addresses: z.array(z.string()).default(['127.0.0.1']),
+    type: z.string().default('http'),
+    tls: z.boolean().default(false),
+    /** Take the client's address from X-Forwarded-For, as sent by the proxies in trusted_proxies. */
+    x_forwarded: z.boolean().default(false),
+    /**
+     * Myelin: who may set X-Forwarded-For when x_forwarded is on: addresses, CIDR ranges or the
+     * names loopback, linklocal, uniquelocal (default [loopback]: a proxy on this host). Not a hop
+     * count: that would believe whoever connects, e.g. a client that reaches the port directly.
+     */
+    trusted_proxies: z.array(z.string().refine(isProxyEntry, 'must be an IP address, a CIDR range, loopback, linklocal or uniquelocal')).min(1).optional(),
+    resources: z.array(z.object({ names: z.array(z.string()), compress: z.boolean().optional() })).optional(),
+  })
+  .refine((l) => l.trusted_proxies === undefined || l.x_forwarded, { message: 'trusted_proxies needs x_forwarded: true', path: ['trusted_proxies'] });
 
 const sqliteDatabase = z.object({
   name: z.enum(['sqlite3', 'sqlite']),

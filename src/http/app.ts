@@ -6,7 +6,8 @@ import { redactUrl } from './redact.js';
 
 export interface AppOptions {
   logger: FastifyBaseLogger;
-  trustProxy: boolean;
+  /** Fastify's trustProxy: false, or the proxies' addresses and ranges (trustProxySetting). */
+  trustProxy: false | string[];
   bodyLimit: number;
 }
 

@@ -1,3 +1,4 @@
+import { hashToken } from '../crypto/tokens.js';
 import { isObject } from '../validate.js';
 import { MatrixError, badJson, forbidden, missingParam } from '../errors.js';
 import type { Store } from '../storage/index.js';
@@ -7,8 +8,17 @@ import { canonicaliseAddress, canonicaliseMsisdn } from './threepid/address.js';
 /** Who a login or a password stage names, before any password is checked. */
 export type Identified =
   | { kind: 'user'; userId: string }
-  /** A 3PID no account holds: the password check fails the same way as a wrong password. */
-  | { kind: 'nobody' };
+  /**
+   * A 3PID no account holds, or a user ID of another server: the password check fails the same way
+   * as a wrong password. `limitKey` is what per-account limits count it under, one bucket per
+   * identifier as an account has, so that the limits do not tell known and unknown apart.
+   */
+  | { kind: 'nobody'; limitKey: string };
+
+/** The limit key of an unknown 3PID: a hash, so that addresses typed at random are not kept in clear. */
+function unknownThreepidKey(medium: string, address: string): string {
+  return `3pid:${medium}:${hashToken(`${medium}:${address}`)}`;
+}
 
 function str(dict: Record<string, unknown>, key: string, where: string): string {
   const value = dict[key];
@@ -36,7 +46,7 @@ export async function resolveIdentifier(dict: Record<string, unknown>, accounts:
   if (type === 'm.id.user') {
     const user = str(identifier, 'user', 'identifier.').trim();
     const userId = user.startsWith('@') ? user.toLowerCase() : accounts.userId(user.toLowerCase());
-    if (!accounts.isLocal(userId)) return { kind: 'nobody' };
+    if (!accounts.isLocal(userId)) return { kind: 'nobody', limitKey: `remote:${hashToken(userId)}` };
     return { kind: 'user', userId };
   }
   if (type === 'm.id.thirdparty' || type === 'm.id.phone') {
@@ -51,7 +61,7 @@ export async function resolveIdentifier(dict: Record<string, unknown>, accounts:
       address = canonicaliseAddress(medium, str(identifier, 'address', 'identifier.'));
     }
     const userId = await store.threepids.findUser(medium, address);
-    return userId ? { kind: 'user', userId } : { kind: 'nobody' };
+    return userId ? { kind: 'user', userId } : { kind: 'nobody', limitKey: unknownThreepidKey(medium, address) };
   }
   if (typeof type !== 'string') throw missingParam('identifier.type');
   throw new MatrixError(400, 'M_UNKNOWN', `Unknown identifier type: ${type.slice(0, 100)}`);

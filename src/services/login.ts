@@ -4,7 +4,7 @@ import { optionalString } from '../validate.js';
 import type { Store } from '../storage/index.js';
 import type { AccountService } from './accounts.js';
 import { resolveIdentifier } from './identifiers.js';
-import type { RateLimiter } from './ratelimiter.js';
+import { addressBucket, type RateLimiter } from './ratelimiter.js';
 import type { IssuedSession, SessionService } from './sessions.js';
 
 export interface LoginArgs {
@@ -43,9 +43,9 @@ export class LoginService {
     if (refresh !== undefined && typeof refresh !== 'boolean') throw badJson("'refresh_token' must be a boolean");
 
     const rc = this.config.rc_login;
-    await this.limiter.take(`login:ip:${ip}`, rc.address);
+    await this.limiter.take(`login:ip:${addressBucket(ip)}`, rc.address);
     const who = await resolveIdentifier(body, this.accounts, this.store);
-    const accountKey = who.kind === 'user' ? who.userId : 'nobody';
+    const accountKey = who.kind === 'user' ? who.userId : who.limitKey;
     await this.limiter.take(`login:account:${accountKey}`, rc.account);
     await this.limiter.check(`login:failed:${accountKey}`, rc.failed_attempts);
 

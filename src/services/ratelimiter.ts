@@ -1,7 +1,13 @@
+import { isIP } from 'node:net';
 import type { Clock } from '../clock.js';
 import type { RateLimitConfig } from '../config/schema.js';
 import { limitExceeded } from '../errors.js';
 import type { RateLimitsRepo } from '../storage/ratelimits.js';
+
+/** A bucket that holds `count` tokens and refills them evenly over `windowMs`. */
+export function perWindow(count: number, windowMs: number): RateLimitConfig {
+  return { per_second: (count * 1000) / windowMs, burst_count: count };
+}
 
 /** Synapse-style token buckets ({per_second, burst_count}) over a shared store. */
 export class RateLimiter {
@@ -49,4 +55,37 @@ export class RateLimiter {
   reset(key: string): Promise<void> {
     return this.repo.reset(key);
   }
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (dotted IPv4 tail included). */
+function ipv6Groups(address: string): number[] {
+  const toGroups = (part: string): number[] =>
+    part === ''
+      ? []
+      : part.split(':').flatMap((g) => {
+          if (!g.includes('.')) return [parseInt(g, 16)];
+          const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number];
+          return [(a << 8) | b, (c << 8) | d];
+        });
+  const gap = address.indexOf('::');
+  if (gap < 0) return toGroups(address);
+  const head = toGroups(address.slice(0, gap));
+  const tail = toGroups(address.slice(gap + 2));
+  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+}
+
+/**
+ * The client address per-IP limits count under. An IPv6 client counts under its /64: one host
+ * picks freely among the 2^64 addresses of its network (privacy addresses change daily), and a
+ * /64 is the smallest network given to one site, so per address it could start afresh at will. A
+ * second bucket per address would add nothing: with the same limit the /64's bucket always empties
+ * first. IPv4-mapped IPv6 (::ffff:a.b.c.d, as a dual-stack socket reports IPv4 clients) is IPv4.
+ */
+export function addressBucket(ip: string): string {
+  const address = ip.split('%')[0]!.toLowerCase();
+  const family = isIP(address);
+  if (family !== 6) return address;
+  const g = ipv6Groups(address);
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
+  return `${g.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
 }

@@ -2,7 +2,7 @@ import type { Config } from '../config/index.js';
 import { MatrixError, forbidden, missingParam } from '../errors.js';
 import { isObject, optionalBoolean, optionalString, type JsonObject } from '../validate.js';
 import type { AccountService, NewThreepid, RegisterResult } from './accounts.js';
-import type { RateLimiter } from './ratelimiter.js';
+import { addressBucket, type RateLimiter } from './ratelimiter.js';
 import type { SessionService } from './sessions.js';
 import { uiaParams, type UiaOutcome, type UiaService } from './uia.js';
 
@@ -36,11 +36,11 @@ export class RegistrationService {
     const displayName = optionalString(body, 'initial_device_display_name', 512);
     optionalBoolean(body, 'inhibit_login');
     const refresh = optionalBoolean(body, 'refresh_token') ?? false;
-    await this.limiter.check(`register:ip:${ip}`, this.config.rc_registration);
+    await this.limiter.check(`register:ip:${addressBucket(ip)}`, this.config.rc_registration);
 
     if (kind === 'guest') {
       if (!this.config.allow_guest_access) throw new MatrixError(403, 'M_GUEST_ACCESS_FORBIDDEN', 'Guest access is disabled');
-      await this.limiter.take(`register:ip:${ip}`, this.config.rc_registration);
+      await this.limiter.take(`register:ip:${addressBucket(ip)}`, this.config.rc_registration);
       return this.accounts.register({ guest: true, inhibitLogin: false, refresh, ip, displayName });
     }
 
@@ -78,7 +78,7 @@ export class RegistrationService {
       const threepid = result.threepid as NewThreepid | undefined;
       if (threepid) threepids.push(threepid);
     }
-    await this.limiter.take(`register:ip:${ip}`, this.config.rc_registration);
+    await this.limiter.take(`register:ip:${addressBucket(ip)}`, this.config.rc_registration);
     const result = await this.accounts.register({
       localpart: finalLocalpart,
       ...(password !== undefined ? { password } : { passwordHash: outcome.secretHash }),

@@ -50,12 +50,12 @@ export async function freshDatabase(engine: Engine): Promise<{ database: Record<
 }
 
 /** Config for tests: cheap password hashing, generous rate limits, open registration. */
-export function testConfig(port: number, database: Record<string, unknown>, overrides: Record<string, unknown> = {}): Config {
+export function testConfig(port: number, database: Record<string, unknown>, overrides: Record<string, unknown> = {}, listener: Record<string, unknown> = {}): Config {
   const generous = { per_second: 1000, burst_count: 1000 };
   const raw: Record<string, unknown> = {
     server_name: 'test.local',
     public_baseurl: `http://127.0.0.1:${port}/`,
-    listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
+    listeners: [{ port, bind_addresses: ['127.0.0.1'], ...listener }],
     database,
     log_level: process.env.MYELIN_TEST_LOG ?? 'silent',
     enable_registration: true,
@@ -84,13 +84,15 @@ export interface TestServerOptions {
   clock?: Clock;
   /** Start a second process-like homeserver on an existing database instead of a fresh one. */
   database?: Record<string, unknown>;
+  /** Extra keys for the one listener (e.g. x_forwarded). */
+  listener?: Record<string, unknown>;
 }
 
 /** Starts a homeserver on a fresh database of the given engine, listening on a free loopback port. */
 export async function startTestServer(engine: Engine, overrides: Record<string, unknown> = {}, options: TestServerOptions = {}): Promise<TestServer> {
   const fresh = options.database ? { database: options.database, drop: async () => undefined } : await freshDatabase(engine);
   const port = await freePort();
-  const config = testConfig(port, fresh.database, overrides);
+  const config = testConfig(port, fresh.database, overrides, options.listener);
   let hs = await startHomeserver(config, { clock: options.clock });
   const url = `http://127.0.0.1:${port}`;
   const server: TestServer = {

@@ -90,7 +90,11 @@ const sms = z
     max_per_number_per_day: z.number().int().positive().default(10),
     /** SMS from this homeserver (all processes together): a bucket of this many, refilled evenly over an hour. */
     max_per_hour: z.number().int().positive().default(500),
-    /** When set, only numbers of these countries get an SMS (toll-fraud and SMS-pumping defence). */
+    /**
+     * When set, only numbers of these countries get an SMS (toll-fraud and SMS-pumping defence).
+     * Whatever the lists, only mobile numbers of some country get one (no premium-rate, toll-free,
+     * fixed-line or non-geographic numbers).
+     */
     allowed_country_codes: z.array(countryCode).optional(),
     denied_country_codes: z.array(countryCode).default([]),
     /** Message text per flow; placeholders {code}, {app_name}, {server_name}. */

@@ -32,6 +32,12 @@ export const threepidSection = {
   trusted_third_party_id_servers: z.array(z.string().min(1)).default([]),
   /** requestToken calls, per client IP and per address. */
   rc_3pid_validation: rateLimit(0.003, 5),
+  /**
+   * Myelin: codes (mailed or texted) that may be tried against one address, across all its
+   * sessions and client IPs: a bucket of this many, refilled evenly over 24 hours. Each session
+   * also allows only 5 tries. When it is used up even the right code waits; a mail's link still works.
+   */
+  max_code_attempts_per_address_per_day: z.number().int().positive().default(20),
 };
 
 /** Full-match test of an address against allowed_local_3pids; an empty list allows everything. */

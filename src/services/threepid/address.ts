@@ -1,4 +1,6 @@
-import { parsePhoneNumberWithError, type CountryCode } from 'libphonenumber-js';
+// The full metadata: the default (min) set cannot tell a mobile number from a premium-rate one,
+// and guesses the country of shared calling codes (+1, +7, +44) from leading digits only.
+import { parsePhoneNumberWithError, type CountryCode, type NumberType } from 'libphonenumber-js/max';
 import { invalidParam } from '../../errors.js';
 
 export type Medium = 'email' | 'msisdn';
@@ -26,15 +28,25 @@ export function canonicaliseEmail(input: string): string {
   return `${local.toUpperCase().toLowerCase()}@${domain}`;
 }
 
+export interface ParsedMsisdn {
+  /** E.164 digits without the leading '+', as stored. */
+  msisdn: string;
+  intlFmt: string;
+  /** The country the number belongs to (not the one the client claimed); undefined for non-geographic numbers (+800, +881, ...). */
+  country: string | undefined;
+  /** The kind of line by the numbering plan: MOBILE, FIXED_LINE, PREMIUM_RATE, TOLL_FREE, ... */
+  type: NumberType;
+}
+
 /** A phone number as stored: E.164 digits without the leading '+'. */
-export function canonicaliseMsisdn(country: string | undefined, phoneNumber: string): { msisdn: string; intlFmt: string; country: string | undefined } {
+export function canonicaliseMsisdn(country: string | undefined, phoneNumber: string): ParsedMsisdn {
   const raw = phoneNumber.trim();
   if (raw.length === 0 || raw.length > 64) throw invalidParam('Unable to parse phone number');
   const region = country ? (country.trim().toUpperCase() as CountryCode) : undefined;
   try {
     const parsed = parsePhoneNumberWithError(raw, region ? { defaultCountry: region } : undefined);
     if (!parsed.isValid()) throw new Error('invalid');
-    return { msisdn: parsed.number.slice(1), intlFmt: parsed.formatInternational(), country: parsed.country };
+    return { msisdn: parsed.number.slice(1), intlFmt: parsed.formatInternational(), country: parsed.country, type: parsed.getType() };
   } catch {
     throw invalidParam('Unable to parse phone number');
   }

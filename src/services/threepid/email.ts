@@ -4,7 +4,7 @@ import { isEmailConfigured } from '../../config/sections/email.js';
 import type { EmailTemplateName, Outbox } from '../../delivery/types.js';
 import type { Store } from '../../storage/index.js';
 import { requireString, type JsonObject } from '../../validate.js';
-import type { RateLimiter } from '../ratelimiter.js';
+import { addressBucket, type RateLimiter } from '../ratelimiter.js';
 import { canonicaliseEmail } from './address.js';
 import { ensureFlowOpen, ensureThreepidAllowed, isNextLinkHostAllowed, ownerRefusal, parseTokenRequest, unsupportedMedium } from './policy.js';
 import { LinkRejected, type ThreepidFlow, type ThreepidSessionService } from './sessions.js';
@@ -68,7 +68,7 @@ export class EmailValidationService {
     ensureFlowOpen(config, flow, this.deps.passwordsEnabled(), 'email addresses');
     if (!this.enabled) throw unsupportedMedium(config, 'email', params.idServer);
     ensureThreepidAllowed(config, 'email', address);
-    await limiter.takeAll([`3pid:ip:${ctx.ip}`, `3pid:address:email:${address}`], config.rc_3pid_validation);
+    await limiter.takeAll([`3pid:ip:${addressBucket(ctx.ip)}`, `3pid:address:email:${address}`], config.rc_3pid_validation);
 
     const owner = await store.threepids.findUser('email', address);
     const refusal = ownerRefusal(flow, owner, config.request_token_inhibit_3pid_errors, 'Email');

@@ -34,6 +34,7 @@ export interface ThreepidDeps {
 export function createThreepidServices(deps: ThreepidDeps): ThreepidServices {
   const sessions = new ThreepidSessionService(deps.store, deps.clock, {
     ...DEFAULT_SESSION_OPTIONS,
+    codeAttemptsPerAddressPerDay: deps.config.max_code_attempts_per_address_per_day,
     validatedLifetimeMs: deps.config.ui_auth_session_lifetime,
   });
   const email = new EmailValidationService({ ...deps, sessions, passwordsEnabled: () => deps.accounts.passwordsEnabled() });

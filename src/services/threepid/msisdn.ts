@@ -6,7 +6,7 @@ import type { SmsTemplateName } from '../../delivery/types.js';
 import { MatrixError } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import { requireString, type JsonObject } from '../../validate.js';
-import type { RateLimiter } from '../ratelimiter.js';
+import { addressBucket, type RateLimiter } from '../ratelimiter.js';
 import { ThreepidStage } from '../stages/threepid.js';
 import type { UiaService } from '../uia.js';
 import { canonicaliseMsisdn } from './address.js';
@@ -53,6 +53,7 @@ export class MsisdnValidationService {
     this.limits = sms ? new SmsLimits(sms, deps.clock) : undefined;
     this.sessions = new ThreepidSessionService(deps.store, deps.clock, {
       ...DEFAULT_SESSION_OPTIONS,
+      codeAttemptsPerAddressPerDay: deps.config.max_code_attempts_per_address_per_day,
       codeDigits: sms?.code_length ?? DEFAULT_SESSION_OPTIONS.codeDigits,
       validatedLifetimeMs: deps.config.ui_auth_session_lifetime,
     });
@@ -84,14 +85,15 @@ export class MsisdnValidationService {
       throw new MatrixError(400, 'M_THREEPID_MEDIUM_NOT_SUPPORTED', 'Password reset by phone number is disabled on this server');
     }
     ensureThreepidAllowed(config, 'msisdn', number.msisdn);
-    limits.checkCountry(number.country);
-    await limiter.takeAll([`3pid:ip:${ctx.ip}`, `3pid:address:msisdn:${number.msisdn}`], config.rc_3pid_validation);
+    limits.checkNumber(number);
+    await limiter.takeAll([`3pid:ip:${addressBucket(ctx.ip)}`, `3pid:address:msisdn:${number.msisdn}`], config.rc_3pid_validation);
 
     const owner = await store.threepids.findUser('msisdn', number.msisdn);
     const refusal = ownerRefusal(flow, owner, config.request_token_inhibit_3pid_errors, 'Phone number');
     // With inhibit on, a refused request still gets a session that nobody can validate, so the
     // answer looks like any other; but no SMS goes out: a text costs money and has no
     // "already in use" variant, and a reset code must never reach a number no account holds.
+    // The send caps are spent all the same, or their 429s would tell which numbers are known.
     const template: SmsTemplateName | null = refusal === undefined ? flow : null;
 
     const { sid } = await this.sessions.request({
@@ -104,8 +106,8 @@ export class MsisdnValidationService {
       withLink: false,
       tokenLifetimeMs: config.sms!.validation_token_lifetime,
       deliver: async (d) => {
-        if (template === null) return;
         await limits.takeSend(d.tx, number.msisdn);
+        if (template === null) return;
         await delivery.outbox.enqueue(
           { channel: 'sms', to: number.msisdn, template, vars: { code: d.code } },
           { dedupeKey: `sms:${d.sid}:${d.sendAttempt}`, store: d.tx },

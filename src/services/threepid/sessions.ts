@@ -3,7 +3,10 @@ import { constantTimeEqual, hashToken, hmacToken, randomDigits, randomToken } fr
 import { MatrixError, limitExceeded } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import type { SessionKey, ThreepidSessionRow } from '../../storage/threepid-sessions.js';
+import { RateLimiter, perWindow } from '../ratelimiter.js';
 import type { Medium } from './address.js';
+
+const DAY_MS = 86_400_000;
 
 /** The operation a validation session is for; a session serves only its own flow. */
 export type ThreepidFlow = 'registration' | 'password_reset' | 'add_threepid';
@@ -49,9 +52,11 @@ export interface SessionOptions {
   /** How long a validated session may wait for the operation that uses it. */
   validatedLifetimeMs: number;
   codeDigits: number;
+  /** Code submissions allowed per address per day, across sessions (max_code_attempts_per_address_per_day). */
+  codeAttemptsPerAddressPerDay: number;
 }
 
-export const DEFAULT_SESSION_OPTIONS: Omit<SessionOptions, 'validatedLifetimeMs'> = { maxCodeAttempts: 5, maxSends: 10, codeDigits: 6 };
+export const DEFAULT_SESSION_OPTIONS: Omit<SessionOptions, 'validatedLifetimeMs' | 'codeAttemptsPerAddressPerDay'> = { maxCodeAttempts: 5, maxSends: 10, codeDigits: 6 };
 
 export const tokenIncorrect = () => new MatrixError(400, 'M_TOKEN_INCORRECT', 'The token is incorrect');
 export const sessionExpired = () => new MatrixError(400, 'M_SESSION_EXPIRED', 'This validation session has expired or has been used up; request a new one');
@@ -64,11 +69,15 @@ export class LinkRejected extends Error {}
  * send_attempt), check a code or a link, and hand a validated session to exactly one operation.
  */
 export class ThreepidSessionService {
+  private readonly limiter: RateLimiter;
+
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly options: SessionOptions,
-  ) {}
+  ) {
+    this.limiter = new RateLimiter(store.rateLimits, clock);
+  }
 
   private key(args: { clientSecret: string; medium: string; address: string; flow: string }): SessionKey {
     return { clientSecretHash: hashToken(args.clientSecret), medium: args.medium, address: args.address, flow: args.flow };
@@ -152,6 +161,11 @@ export class ThreepidSessionService {
     }
     if (row.code_hash === null || row.token_expires_ts === null || row.token_expires_ts < now) throw sessionExpired();
     if (!(await this.store.threepidSessions.reserveCodeAttempt(row.sid, this.options.maxCodeAttempts))) throw sessionExpired();
+    // Five tries per session would be no bound at all for someone who opens session after session
+    // for one address; so the address also has a daily budget of tries, across sessions and
+    // processes. Both are taken before the code is compared (parallel requests cannot overdraw
+    // them), the right code included; a try the address budget refuses still counts in its session.
+    await this.limiter.take(`3pid:code:${row.medium}:${row.address}`, perWindow(this.options.codeAttemptsPerAddressPerDay, DAY_MS));
     if (!right) throw tokenIncorrect();
     if (!(await this.store.threepidSessions.markValidated(row.sid, now, this.options.maxCodeAttempts))) throw sessionExpired();
   }

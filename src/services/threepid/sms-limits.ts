@@ -2,17 +2,13 @@ import type { SmsConfig } from '../../config/sections/sms.js';
 import { MatrixError } from '../../errors.js';
 import type { Clock } from '../../clock.js';
 import type { Store } from '../../storage/index.js';
-import { RateLimiter } from '../ratelimiter.js';
+import { RateLimiter, perWindow } from '../ratelimiter.js';
+import type { ParsedMsisdn } from './address.js';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 
-/** A bucket that holds `count` sends and refills them evenly over `windowMs`. */
-function perWindow(count: number, windowMs: number) {
-  return { per_second: (count * 1000) / windowMs, burst_count: count };
-}
-
-export const threepidDenied = () => new MatrixError(403, 'M_THREEPID_DENIED', 'Third-party identifier is not allowed');
+export const threepidDenied = (why = 'Third-party identifier is not allowed') => new MatrixError(403, 'M_THREEPID_DENIED', why);
 
 /**
  * The abuse limits that SMS needs on top of the generic 3PID limits, because each message costs
@@ -32,18 +28,26 @@ export class SmsLimits {
   }
 
   /**
-   * Throws M_THREEPID_DENIED when the number's country (from the number itself, not from what the
-   * client claimed) may not get SMS. A number of no country (e.g. +800) passes only an open list.
+   * Throws M_THREEPID_DENIED when the number may not get an SMS: its country (from the number
+   * itself, not from what the client claimed) is denied or not allowed, or it is not a mobile
+   * number. SMS pumping sends codes to numbers whose operator pays the sender's victim per message
+   * received (premium-rate, shared-cost, satellite, international networks such as +882/+883,
+   * toll-free ranges); a person receives codes on a mobile. Non-geographic numbers (+800, +881,
+   * ...) are all refused: some are typed MOBILE (satellite phones) and cost the most.
    */
-  checkCountry(country: string | undefined): void {
-    if (country !== undefined && this.denied.has(country)) throw threepidDenied();
-    if (this.allowed && (country === undefined || !this.allowed.has(country))) throw threepidDenied();
+  checkNumber(number: Pick<ParsedMsisdn, 'country' | 'type'>): void {
+    const { country, type } = number;
+    if (country === undefined) throw threepidDenied('Phone numbers that belong to no country cannot receive codes here');
+    if (this.denied.has(country)) throw threepidDenied();
+    if (this.allowed && !this.allowed.has(country)) throw threepidDenied();
+    if (type !== 'MOBILE' && type !== 'FIXED_LINE_OR_MOBILE') throw threepidDenied('Only mobile phone numbers can receive codes here');
   }
 
   /**
-   * Counts one SMS about to be sent to `msisdn`, or throws M_LIMIT_EXCEEDED when the number's daily
-   * cap or the homeserver's hourly cap is used up. Runs in the caller's transaction (the one that
-   * queues the message), so a refused or rolled-back send counts against neither cap.
+   * Counts one SMS about to be sent to `msisdn` (or that would be, but for a refusal kept quiet by
+   * request_token_inhibit_3pid_errors), or throws M_LIMIT_EXCEEDED when the number's daily cap or
+   * the homeserver's hourly cap is used up. Runs in the caller's transaction (the one that queues
+   * the message), so a refused or rolled-back send counts against neither cap.
    */
   async takeSend(tx: Store, msisdn: string): Promise<void> {
     const limiter = new RateLimiter(tx.rateLimits, this.clock);
