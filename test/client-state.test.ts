@@ -403,6 +403,27 @@ for (const engine of ENGINES) {
       assert.deepEqual(claim.body.one_time_keys, {});
     });
 
+    it("puts the user in their own device_lists.changed when a new device logs in, and wakes a waiting sync", async () => {
+      const dave = await server.api.register('dave-devices');
+      const start = await sync(dave.access_token);
+      const waiting = sync(dave.access_token, `?since=${start.body.next_batch}&timeout=20000`);
+      await new Promise((r) => setTimeout(r, 100));
+      const t = Date.now();
+      const second = await server.api.login('dave-devices');
+      const woke = await waiting;
+      assert.ok(Date.now() - t < 2000, 'the login wakes the waiting sync');
+      assert.deepEqual(woke.body.device_lists.changed, [dave.user_id]);
+      const keyChanges = await server.api.get(`/v3/keys/changes?from=${start.body.next_batch}&to=${woke.body.next_batch}`, { token: dave.access_token });
+      assert.deepEqual(keyChanges.body.changed, [dave.user_id]);
+
+      // Logging in again with an existing device ID creates no device: no change.
+      const quiet = await sync(dave.access_token, `?since=${woke.body.next_batch}`);
+      const again = await server.api.post('/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'dave-devices' }, password: PASSWORD, device_id: second.device_id });
+      assert.equal(again.status, 200);
+      const after = await sync(dave.access_token, `?since=${quiet.body.next_batch}`);
+      assert.deepEqual(after.body.device_lists.changed, []);
+    });
+
     it('leaves no message behind for a device deleted while messages are sent to it', async () => {
       const db = server.hs.services.store.db.kysely;
       for (let round = 0; round < 10; round++) {

@@ -32,6 +32,12 @@ export interface DeviceDeletionHook {
   afterCommit?(userId: string): void;
 }
 
+export interface DeviceCreationHook {
+  /** Runs in the transaction that creates the device; not for a login that reuses an existing device ID. */
+  inTransaction(tx: Store, userId: string, deviceId: string): Promise<void>;
+  afterCommit?(userId: string): void;
+}
+
 export const ACCESS_TOKEN_PREFIX = 'myt_';
 export const REFRESH_TOKEN_PREFIX = 'myr_';
 
@@ -39,6 +45,8 @@ export const REFRESH_TOKEN_PREFIX = 'myr_';
 export class SessionService {
   /** Other areas' clean-up when devices are deleted (e.g. their keys and queued messages). */
   readonly deviceDeletionHooks: DeviceDeletionHook[] = [];
+  /** Other areas' reactions to a new device (e.g. its owner's device list changed). */
+  readonly deviceCreationHooks: DeviceCreationHook[] = [];
 
   constructor(
     private readonly store: Store,
@@ -50,10 +58,14 @@ export class SessionService {
   async openSession(args: { userId: string; deviceId?: string; displayName?: string; refresh: boolean; ip: string }): Promise<IssuedSession> {
     const deviceId = args.deviceId ?? randomLetters(10);
     const now = this.clock.now();
-    await this.store.transaction(async (tx) => {
+    const created = await this.store.transaction(async (tx) => {
       await tx.tokens.deleteForDevices(args.userId, [deviceId]);
+      const isNew = (await tx.devices.get(args.userId, deviceId)) === undefined;
       await tx.devices.upsert({ user_id: args.userId, device_id: deviceId, display_name: args.displayName ?? null, created_ts: now, ip: args.ip });
+      if (isNew) for (const hook of this.deviceCreationHooks) await hook.inTransaction(tx, args.userId, deviceId);
+      return isNew;
     });
+    if (created) for (const hook of this.deviceCreationHooks) hook.afterCommit?.(args.userId);
     return { device_id: deviceId, ...(await this.issueTokens(args.userId, deviceId, args.refresh)) };
   }
 

@@ -281,6 +281,11 @@ export class E2eKeyService {
     return { failures };
   }
 
+  /** Part of creating a device (same transaction): the user's device list changed. */
+  async onDeviceCreated(tx: Store, userId: string, position: number): Promise<void> {
+    await tx.clientState.keys.addDeviceListChange(userId, position, userId);
+  }
+
   /** Part of deleting devices (same transaction): their keys go, and the user's device list changed. */
   async onDevicesDeleted(tx: Store, userId: string, deviceIds: readonly string[], position: number): Promise<void> {
     await tx.clientState.keys.deleteForDevices(userId, deviceIds);

@@ -64,6 +64,11 @@ export function createClientState(
     },
     afterCommit: (userId) => notifier.notify([userId]),
   });
+  // As Synapse does, a new device is a device-list change (its keys come later, with their own change).
+  sessions.deviceCreationHooks.push({
+    inTransaction: async (tx, userId) => keys.onDeviceCreated(tx, userId, await tx.clientState.streams.advance(userId)),
+    afterCommit: (userId) => notifier.notify([userId]),
+  });
 
   return {
     notifier,
