@@ -52,7 +52,7 @@ export function createClientState(
   const filters = new FilterService(store);
   const pushRules = new PushRuleService(store, writer);
   const keys = new E2eKeyService(store, writer, uia, config.server_name);
-  const presence = new PresenceService(store, clock);
+  const presence = new PresenceService(store, writer, clock);
 
   sessions.deviceDeletionHooks.push({
     inTransaction: async (tx, userId, deviceIds) => {
