@@ -234,6 +234,8 @@ for (const engine of ENGINES) {
         { token: alice.access_token },
       );
       assert.equal(query.body.device_keys[bob.user_id]![device]!.device_id, device);
+      // unsigned is always there, {} for a device without a display name (as Synapse sends it).
+      assert.deepEqual(query.body.device_keys[bob.user_id]![device]!.unsigned, {});
       assert.equal((await server.api.post('/v3/keys/query', {}, { token: alice.access_token })).body.errcode, 'M_MISSING_PARAM');
 
       // Three claims of two one-time keys: two distinct keys, then the fallback key.
@@ -324,6 +326,16 @@ for (const engine of ENGINES) {
       );
       assert.equal(query.body.device_keys[bob.user_id]![bob.device_id]!.signatures[bob.user_id]![`ed25519:${selfKey.pub}`], good.signatures[bob.user_id]![`ed25519:${selfKey.pub}`]);
       assert.deepEqual(query.body.master_keys[bob.user_id]!.keys, { [`ed25519:${master2.pub}`]: master2.pub });
+    });
+
+    it('takes cross-signing keys under /unstable too, where older clients upload them', async () => {
+      const erin = await server.api.register('erin-unstable');
+      const master = ed25519Key();
+      const masterKey = { user_id: erin.user_id, usage: ['master'], keys: { [`ed25519:${master.pub}`]: master.pub } };
+      const res = await server.api.post('/_matrix/client/unstable/keys/device_signing/upload', { master_key: masterKey }, { token: erin.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const query = await server.api.post<{ master_keys: Record<string, { keys: Record<string, string> }> }>('/v3/keys/query', { device_keys: { [erin.user_id]: [] } }, { token: erin.access_token });
+      assert.deepEqual(query.body.master_keys[erin.user_id]!.keys, masterKey.keys);
     });
 
     it('delivers to-device messages once per transaction ID and deletes them when acknowledged', async () => {
