@@ -103,6 +103,50 @@ for (const engine of ENGINES) {
       assert.equal((await server.api.get(path, { token })).body.presence, 'online');
     });
 
+    it("delivers the user's own presence in /sync, initially and when it changes, waking a waiting sync", async () => {
+      type PresenceSync = { next_batch: string; presence: { events: { type: string; sender: string; content: Record<string, unknown> }[] } };
+      const carol = await server.api.register('carol-presence');
+      const path = `/v3/presence/${encodeURIComponent(carol.user_id)}/status`;
+      // set_presence=offline: the syncs themselves do not mark carol online.
+      const sync = (query = '') => server.api.get<PresenceSync>(`/v3/sync?set_presence=offline${query}`, { token: carol.access_token });
+      assert.deepEqual((await sync()).body.presence.events, []);
+
+      assert.equal((await server.api.put(path, { presence: 'unavailable', status_msg: 'lunch' }, { token: carol.access_token })).status, 200);
+      clock.advance(2000);
+      const initial = await sync();
+      assert.deepEqual(initial.body.presence.events, [
+        { type: 'm.presence', sender: carol.user_id, content: { presence: 'unavailable', last_active_ago: 2000, currently_active: false, status_msg: 'lunch' } },
+      ]);
+      const quiet = await sync(`&since=${initial.body.next_batch}`);
+      assert.deepEqual(quiet.body.presence.events, []);
+
+      const waiting = sync(`&since=${quiet.body.next_batch}&timeout=20000`);
+      await new Promise((r) => setTimeout(r, 100));
+      const t = Date.now();
+      assert.equal((await server.api.put(path, { presence: 'online', status_msg: 'back' }, { token: carol.access_token })).status, 200);
+      const woke = await waiting;
+      assert.ok(Date.now() - t < 2000, 'the change wakes the waiting sync');
+      assert.deepEqual(woke.body.presence.events, [
+        { type: 'm.presence', sender: carol.user_id, content: { presence: 'online', last_active_ago: 0, currently_active: true, status_msg: 'back' } },
+      ]);
+
+      // The same state and message again is no change.
+      await server.api.put(path, { presence: 'online', status_msg: 'back' }, { token: carol.access_token });
+      assert.deepEqual((await sync(`&since=${woke.body.next_batch}`)).body.presence.events, []);
+
+      // The filter's presence section applies.
+      const filtered = (filter: unknown) => sync(`&filter=${encodeURIComponent(JSON.stringify(filter))}`);
+      assert.deepEqual((await filtered({ presence: { not_types: ['m.presence'] } })).body.presence.events, []);
+      assert.deepEqual((await filtered({ presence: { senders: ['@someone:else'] } })).body.presence.events, []);
+      assert.equal((await filtered({ presence: { types: ['m.presence'], limit: 1 } })).body.presence.events.length, 1);
+
+      // A sync that marks an idle user online reports the change in its own answer.
+      await server.api.put(path, { presence: 'unavailable' }, { token: carol.access_token });
+      const before = await sync();
+      const marked = await server.api.get<PresenceSync>(`/v3/sync?since=${before.body.next_batch}`, { token: carol.access_token });
+      assert.equal(marked.body.presence.events[0]?.content.presence, 'online');
+    });
+
     it('hands out TURN REST credentials from the shared secret', async () => {
       const res = await server.api.get<{ username: string; password: string; uris: string[]; ttl: number }>('/v3/voip/turnServer', { token });
       assert.equal(res.status, 200);

@@ -86,6 +86,27 @@ for (const engine of ENGINES) {
       assert.deepEqual(await deviceIds(a.access_token), [a.device_id]);
     });
 
+    it("DELETE /devices/{id} with another user's password is 403 M_FORBIDDEN, right password or not, and keeps the session", async () => {
+      const a = await server.api.register('victim-devices', PW);
+      const b = await server.api.login('victim-devices', PW);
+      await server.api.register('intruder-devices', 'intruder-pass-1234');
+      const first = await server.api.delete(`/v3/devices/${b.device_id}`, {}, { token: a.access_token });
+      const session = first.body.session;
+      for (const password of ['intruder-pass-1234', 'not-their-password']) {
+        const res = await server.api.delete(
+          `/v3/devices/${b.device_id}`,
+          { auth: { type: 'm.login.password', session, identifier: { type: 'm.id.user', user: 'intruder-devices' }, password } },
+          { token: a.access_token },
+        );
+        assert.equal(res.status, 403, JSON.stringify(res.body));
+        assert.equal(res.body.errcode, 'M_FORBIDDEN');
+        assert.equal(res.body.flows, undefined, 'a refusal, not a UIA challenge');
+      }
+      assert.deepEqual(await deviceIds(a.access_token), [a.device_id, b.device_id].sort());
+      const own = await server.api.delete(`/v3/devices/${b.device_id}`, { auth: { type: 'm.login.password', session, identifier: { type: 'm.id.user', user: 'victim-devices' }, password: PW } }, { token: a.access_token });
+      assert.equal(own.status, 200);
+    });
+
     it('a wrong password can be retried within the same session', async () => {
       const a = await server.api.register('retrier', PW);
       const b = await server.api.login('retrier', PW);

@@ -31,3 +31,30 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe('JSON content type', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer('sqlite');
+  });
+  after(async () => server.close());
+
+  it('answers every JSON body as application/json without a charset, as Synapse does', async () => {
+    const alice = await server.api.register('ctype');
+    const answers = [
+      await server.api.get('/versions'),
+      await server.api.get('/v3/account/whoami', { token: alice.access_token }),
+      await server.api.get('/v3/account/whoami'),
+      await server.api.post('/v3/login', { type: 'm.login.password' }),
+      await server.api.post('/v3/user/x/filter', undefined, { token: alice.access_token, rawBody: '{nope', headers: { 'content-type': 'application/json' } }),
+      await server.api.delete(`/v3/devices/${alice.device_id}`, {}, { token: alice.access_token }),
+      await server.api.get('/v3/no/such/endpoint'),
+      await server.api.request('DELETE', '/v3/login'),
+      await server.api.get('/v3/devices/%ZZ', { token: alice.access_token }),
+    ];
+    assert.deepEqual(
+      answers.map((a) => [a.status, a.headers.get('content-type')]),
+      [200, 200, 401, 400, 400, 401, 404, 405, 400].map((status) => [status, 'application/json']),
+    );
+  });
+});

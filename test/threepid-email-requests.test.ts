@@ -491,6 +491,10 @@ for (const engine of ENGINES) {
       const untrusted = await env.server.api.post('/v3/account/3pid/bind', { sid: 'good', client_secret: 'cs1', id_server: '127.0.0.1:1', id_access_token: 'x' }, { token: a.access_token });
       assert.equal(untrusted.body.errcode, 'M_SERVER_NOT_TRUSTED');
       assert.equal(seen.length, 2);
+      // Older clients call it under /unstable, as Synapse still serves it.
+      const unstable = await env.server.api.post('/_matrix/client/unstable/account/3pid/bind', { sid: 'good', client_secret: 'cs1', id_server: `127.0.0.1:${port}`, id_access_token: 'is-token' }, { token: a.access_token });
+      assert.equal(unstable.status, 200, JSON.stringify(unstable.body));
+      assert.equal(seen.length, 3);
     });
   });
 

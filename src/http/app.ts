@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { MatrixError, invalidParam, notJson, unrecognized } from '../errors.js';
 import { FormBody } from './form.js';
 import { checkJsonBody, hasNul } from './input-checks.js';
+import { plainJsonContentType } from './json-content-type.js';
 import { redactUrl } from './redact.js';
 
 export interface AppOptions {
@@ -11,7 +12,12 @@ export interface AppOptions {
   bodyLimit: number;
 }
 
-type FastifyReplyLike = { code(n: number): FastifyReplyLike; headers(h: Record<string, string>): FastifyReplyLike; send(b: unknown): unknown };
+type FastifyReplyLike = {
+  code(n: number): FastifyReplyLike;
+  headers(h: Record<string, string>): FastifyReplyLike;
+  serializer(fn: (payload: unknown) => string): FastifyReplyLike;
+  send(b: unknown): unknown;
+};
 
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -50,7 +56,12 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     // whose client gave up but kept the socket), or close would wait out the keep-alive timeout.
     forceCloseConnections: true,
     frameworkErrors: (_error, _req, reply) => {
-      void (reply as FastifyReplyLike).code(400).headers(CORS_HEADERS).send({ errcode: 'M_UNRECOGNIZED', error: 'Malformed request URL' } as never);
+      // No hooks run for this answer: its own serializer keeps Fastify from adding a charset (see plainJsonContentType).
+      void (reply as FastifyReplyLike)
+        .code(400)
+        .headers({ ...CORS_HEADERS, 'content-type': 'application/json' })
+        .serializer(JSON.stringify)
+        .send({ errcode: 'M_UNRECOGNIZED', error: 'Malformed request URL' } as never);
     },
   });
 
@@ -85,6 +96,8 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     if (request.method === 'OPTIONS') void reply.code(204).send();
     else done();
   });
+
+  plainJsonContentType(app);
 
   app.addHook('onResponse', (request, reply, done) => {
     request.log.info({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ip: request.ip, ms: Math.round(reply.elapsedTime) }, 'request');

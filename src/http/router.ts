@@ -31,6 +31,8 @@ interface RouteOptions {
 }
 
 export const CLIENT_PREFIXES = ['/_matrix/client/v3', '/_matrix/client/r0'] as const;
+/** For the few stable endpoints that older clients still call under /unstable (Synapse serves them there). */
+export const CLIENT_AND_UNSTABLE_PREFIXES = [...CLIENT_PREFIXES, '/_matrix/client/unstable'] as const;
 
 const MISSING_TOKEN = () => new MatrixError(401, 'M_MISSING_TOKEN', 'Missing access token');
 

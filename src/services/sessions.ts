@@ -40,6 +40,12 @@ export interface OpenSessionArgs {
   ip: string;
 }
 
+export interface DeviceCreationHook {
+  /** Runs in the transaction that creates the device; not for a login that reuses an existing device ID. */
+  inTransaction(tx: Store, userId: string, deviceId: string): Promise<void>;
+  afterCommit?(userId: string): void;
+}
+
 export const ACCESS_TOKEN_PREFIX = 'myt_';
 export const REFRESH_TOKEN_PREFIX = 'myr_';
 
@@ -47,6 +53,8 @@ export const REFRESH_TOKEN_PREFIX = 'myr_';
 export class SessionService {
   /** Other areas' clean-up when devices are deleted (e.g. their keys and queued messages). */
   readonly deviceDeletionHooks: DeviceDeletionHook[] = [];
+  /** Other areas' reactions to a new device (e.g. its owner's device list changed). */
+  readonly deviceCreationHooks: DeviceCreationHook[] = [];
 
   constructor(
     private readonly store: Store,
@@ -67,7 +75,14 @@ export class SessionService {
     const deviceId = args.deviceId ?? randomLetters(10);
     const now = this.clock.now();
     await tx.tokens.deleteForDevices(args.userId, [deviceId]);
+    const isNew = (await tx.devices.get(args.userId, deviceId)) === undefined;
     await tx.devices.upsert({ user_id: args.userId, device_id: deviceId, display_name: args.displayName ?? null, created_ts: now, ip: args.ip });
+    if (isNew) {
+      for (const hook of this.deviceCreationHooks) {
+        await hook.inTransaction(tx, args.userId, deviceId);
+        if (hook.afterCommit) tx.afterCommit(() => hook.afterCommit!(args.userId));
+      }
+    }
     return { device_id: deviceId, ...(await this.writeTokens(tx, args.userId, deviceId, args.refresh)) };
   }
 

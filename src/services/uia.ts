@@ -74,6 +74,12 @@ export class UiaRequired extends MatrixError {
 }
 
 /**
+ * A stage's refusal of the whole request, answered as it stands rather than as a failed stage in a
+ * 401: e.g. authenticating as someone other than the requester (403, as Synapse answers).
+ */
+export class UiaRefusal extends MatrixError {}
+
+/**
  * The User-Interactive Auth engine. Sessions live in the database (so they survive restarts and
  * are shared by several processes), expire, and are bound to the operation and user that began them.
  */
@@ -173,7 +179,7 @@ export class UiaService {
       try {
         results[type] = await stage.check(dict, { sessionId, operation: req.operation, userId: req.userId, ip: req.ip });
       } catch (err) {
-        if (err instanceof MatrixError && (err.status === 401 || err.status === 403 || err.status === 400)) {
+        if (err instanceof MatrixError && !(err instanceof UiaRefusal) && (err.status === 401 || err.status === 403 || err.status === 400)) {
           throw this.required(req.flows, sessionId, results, err);
         }
         throw err;

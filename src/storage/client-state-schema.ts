@@ -135,6 +135,8 @@ export interface PresenceTable {
   state: string;
   status_msg: string | null;
   last_active_ts: number;
+  /** The position of the latest change of state or status message in the user's stream. */
+  stream_pos: number;
 }
 
 export interface ClientStateTables {

@@ -11,13 +11,17 @@ export class PresenceRepo {
     return this.db.selectFrom('presence').selectAll().where('user_id', '=', userId).executeTakeFirst();
   }
 
-  /** Sets the state; `statusMsg` undefined keeps the stored message. */
-  async set(userId: string, state: string, statusMsg: string | null | undefined, now: number): Promise<void> {
-    const update: { state: string; last_active_ts: number; status_msg?: string | null } = { state, last_active_ts: now };
+  /**
+   * Sets the state; `statusMsg` undefined keeps the stored message, `streamPos` undefined keeps the
+   * stored position (a refresh of the last activity only, which syncs need not hear about).
+   */
+  async set(userId: string, state: string, statusMsg: string | null | undefined, now: number, streamPos?: number): Promise<void> {
+    const update: { state: string; last_active_ts: number; status_msg?: string | null; stream_pos?: number } = { state, last_active_ts: now };
     if (statusMsg !== undefined) update.status_msg = statusMsg;
+    if (streamPos !== undefined) update.stream_pos = streamPos;
     await this.db
       .insertInto('presence')
-      .values({ user_id: userId, state, status_msg: statusMsg ?? null, last_active_ts: now })
+      .values({ user_id: userId, state, status_msg: statusMsg ?? null, last_active_ts: now, stream_pos: streamPos ?? 0 })
       .onConflict((oc) => oc.column('user_id').doUpdateSet(update))
       .execute();
   }

@@ -1,4 +1,4 @@
-import { missingParam } from '../../errors.js';
+import { missingParam, unrecognized } from '../../errors.js';
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import { objectBody, optionalBoolean } from '../../validate.js';
@@ -7,6 +7,8 @@ export function pushRuleRoutes(router: Router, { clientState }: Services): void 
   const rules = clientState.pushRules;
   router.authed('GET', '/pushrules/', async ({ requester }) => ({ global: await rules.ruleset(requester.userId) }));
   router.authed('GET', '/pushrules/global/', async ({ requester }) => rules.ruleset(requester.userId));
+  // Not in the spec, but Synapse answers it (the kind's rules, as an array) and clients still call it.
+  router.authed('GET', '/pushrules/global/:kind/', async ({ requester, params }) => rules.rulesOfKind(requester.userId, params.kind!));
 
   const path = '/pushrules/global/:kind/:ruleId';
   router.authed('GET', path, async ({ requester, params }) => rules.getRule(requester.userId, params.kind!, params.ruleId!));
@@ -36,4 +38,14 @@ export function pushRuleRoutes(router: Router, { clientState }: Services): void 
     await rules.setActions(requester.userId, params.kind!, params.ruleId!, objectBody(body).actions);
     return {};
   });
+
+  // Any other path under /pushrules (no trailing slash, unknown scope, missing rule ID, unknown
+  // attribute) is a malformed push rule request: 400 M_UNRECOGNIZED, as Synapse answers, not 404/405.
+  const malformed = async () => {
+    throw unrecognized(400, 'Unrecognised push rule request');
+  };
+  for (const method of ['GET', 'PUT', 'DELETE'] as const) {
+    router.authed(method, '/pushrules', malformed);
+    router.authed(method, '/pushrules/*', malformed);
+  }
 }

@@ -1,4 +1,4 @@
-import type { Router } from '../../http/router.js';
+import { CLIENT_AND_UNSTABLE_PREFIXES, type Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import type { Medium } from '../../services/threepid/address.js';
 import { parseClientSecret, parseSid } from '../../services/threepid/policy.js';
@@ -41,6 +41,7 @@ export function threepidRoutes(router: Router, services: Services): void {
   router.authed('POST', '/account/3pid', async (ctx) => threepid.account.legacyAdd(ctx.requester.userId, objectBody(ctx.body), ctx.ip));
   router.authed('POST', '/account/3pid/add', async (ctx) => threepid.account.add(ctx.requester.userId, objectBody(ctx.body), ctx.ip));
   router.authed('POST', '/account/3pid/delete', async (ctx) => threepid.account.delete(ctx.requester.userId, objectBody(ctx.body)));
-  router.authed('POST', '/account/3pid/bind', async (ctx) => threepid.account.bind(ctx.requester.userId, objectBody(ctx.body)));
+  // Also under /unstable, where MSC2290 introduced it and clients of that time still call it; Synapse serves it there too.
+  router.authed('POST', '/account/3pid/bind', async (ctx) => threepid.account.bind(ctx.requester.userId, objectBody(ctx.body)), { prefixes: CLIENT_AND_UNSTABLE_PREFIXES });
   router.authed('POST', '/account/3pid/unbind', async (ctx) => threepid.account.unbind(ctx.requester.userId, objectBody(ctx.body)));
 }

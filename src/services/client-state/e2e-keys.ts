@@ -122,7 +122,8 @@ export class E2eKeyService {
       const devicesOut: JsonObject = {};
       for (const row of await repo.listDeviceKeys(userId, devices as string[])) {
         const key = withSignatures(row.key_json, row.device_id);
-        if (row.display_name !== null) key.unsigned = { device_display_name: row.display_name };
+        // Always present, as Synapse sends it and sytest expects; the spec makes it optional.
+        key.unsigned = row.display_name !== null ? { device_display_name: row.display_name } : {};
         devicesOut[row.device_id] = key;
       }
       deviceKeys[userId] = devicesOut;
@@ -284,6 +285,11 @@ export class E2eKeyService {
       });
     }
     return { failures };
+  }
+
+  /** Part of creating a device (same transaction): the user's device list changed. */
+  async onDeviceCreated(tx: Store, userId: string, position: number): Promise<void> {
+    await tx.clientState.keys.addDeviceListChange(userId, position, userId);
   }
 
   /** Part of deleting devices (same transaction): their keys go, and the user's device list changed. */

@@ -52,7 +52,7 @@ export function createClientState(
   const filters = new FilterService(store);
   const pushRules = new PushRuleService(store, writer);
   const keys = new E2eKeyService(store, writer, uia, config.server_name);
-  const presence = new PresenceService(store, clock);
+  const presence = new PresenceService(store, writer, clock);
 
   sessions.deviceDeletionHooks.push({
     inTransaction: async (tx, userId, deviceIds) => {
@@ -62,6 +62,11 @@ export function createClientState(
       await tx.clientState.toDevice.deleteForDevices(userId, deviceIds);
       await keys.onDevicesDeleted(tx, userId, deviceIds, position);
     },
+    afterCommit: (userId) => notifier.notify([userId]),
+  });
+  // As Synapse does, a new device is a device-list change (its keys come later, with their own change).
+  sessions.deviceCreationHooks.push({
+    inTransaction: async (tx, userId) => keys.onDeviceCreated(tx, userId, await tx.clientState.streams.advance(userId)),
     afterCommit: (userId) => notifier.notify([userId]),
   });
 

@@ -1,20 +1,29 @@
-import { MatrixError, badJson, invalidParam, missingParam, notFound } from '../../errors.js';
+import { MatrixError, badJson, invalidParam, missingParam, notFound, unrecognized } from '../../errors.js';
 import type { PushRuleRow } from '../../storage/pushrules.js';
 import type { Store } from '../../storage/index.js';
 import { isObject, type JsonObject } from '../../validate.js';
 import { DEFAULT_CONTENT, DEFAULT_OVERRIDE, DEFAULT_UNDERRIDE, MASTER_RULE, personalise, type PushKind, type PushRule } from './push-defaults.js';
 import type { StreamWriter } from './stream-writer.js';
-import { isUserId } from '../user-ids.js';
 
 export const PUSH_KINDS: readonly PushKind[] = ['override', 'content', 'room', 'sender', 'underride'];
 export type Ruleset = Record<PushKind, PushRule[]>;
 
-/** Actions that the spec retired: servers ignore them. */
+/**
+ * Actions that the spec retired. "Clients and homeservers MUST ignore these actions, for instance,
+ * by stripping them": accepted and stored as sent (so they read back as set, as in Synapse), and to
+ * be ignored when rules are evaluated.
+ */
 const HISTORICAL_ACTIONS = new Set(['dont_notify', 'coalesce']);
 
 function checkKind(kind: string): PushKind {
   if (!(PUSH_KINDS as readonly string[]).includes(kind)) throw new MatrixError(400, 'M_UNRECOGNIZED', `Unknown push rule kind: ${kind}`);
   return kind as PushKind;
+}
+
+/** The kind and rule ID of a rule's path; an empty rule ID is a malformed path, as a missing one is. */
+function checkRulePath(kind: string, ruleId: string): PushKind {
+  if (ruleId === '') throw unrecognized(400, 'Missing push rule ID');
+  return checkKind(kind);
 }
 
 function checkActions(value: unknown): unknown[] {
@@ -27,7 +36,7 @@ function checkActions(value: unknown): unknown[] {
       throw invalidParam('Each action must be a string or an object with a set_tweak');
     }
   }
-  return value.filter((a) => !(typeof a === 'string' && HISTORICAL_ACTIONS.has(a)));
+  return value;
 }
 
 function checkConditions(value: unknown): JsonObject[] {
@@ -89,19 +98,22 @@ export class PushRuleService {
     return { global: await this.ruleset(userId) };
   }
 
+  async rulesOfKind(userId: string, kind: string): Promise<PushRule[]> {
+    return (await this.ruleset(userId))[checkKind(kind)];
+  }
+
   async getRule(userId: string, kind: string, ruleId: string): Promise<PushRule> {
-    const rules = (await this.ruleset(userId))[checkKind(kind)];
-    const rule = rules.find((r) => r.rule_id === ruleId);
+    const rule = (await this.rulesOfKind(userId, checkRulePath(kind, ruleId))).find((r) => r.rule_id === ruleId);
     if (!rule) throw notFound('The push rule was not found.');
     return rule;
   }
 
   async putRule(userId: string, kindParam: string, ruleId: string, body: JsonObject, before?: string, after?: string): Promise<void> {
-    const kind = checkKind(kindParam);
-    if (ruleId === '' || ruleId.startsWith('.')) throw invalidParam("Rule IDs starting with '.' are reserved for server-default rules");
+    const kind = checkRulePath(kindParam, ruleId);
+    if (ruleId.startsWith('.')) throw invalidParam("Rule IDs starting with '.' are reserved for server-default rules");
     if (/[/\\]/.test(ruleId)) throw invalidParam('Rule IDs may not contain slashes or backslashes');
-    if (kind === 'room' && !/^![^:]+:.+$/.test(ruleId)) throw invalidParam('The rule ID of a room rule must be a room ID');
-    if (kind === 'sender' && !isUserId(ruleId)) throw invalidParam('The rule ID of a sender rule must be a user ID');
+    // A room or sender rule's ID names the room or user it applies to; the spec does not say to refuse
+    // other IDs, and Synapse takes any (such a rule matches nothing).
     const actions = checkActions(body.actions);
     let pattern: string | null = null;
     let conditions: string | null = null;
@@ -133,7 +145,7 @@ export class PushRuleService {
   }
 
   async deleteRule(userId: string, kindParam: string, ruleId: string): Promise<void> {
-    const kind = checkKind(kindParam);
+    const kind = checkRulePath(kindParam, ruleId);
     if (ruleId.startsWith('.')) {
       await this.getRule(userId, kind, ruleId);
       throw invalidParam('Server-default rules cannot be deleted');
@@ -158,7 +170,7 @@ export class PushRuleService {
   }
 
   private async setAttribute(userId: string, kindParam: string, ruleId: string, change: { enabled?: number; actions?: string }): Promise<void> {
-    const kind = checkKind(kindParam);
+    const kind = checkRulePath(kindParam, ruleId);
     await this.getRule(userId, kind, ruleId);
     await this.change(userId, async (store) => {
       if (ruleId.startsWith('.')) {

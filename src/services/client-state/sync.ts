@@ -30,7 +30,7 @@ interface Batch {
 
 /**
  * GET /sync until rooms exist: the account's global account data, to-device messages, device-list
- * changes and key counts. An incremental sync with nothing new waits on the notifier.
+ * changes, key counts and the user's own presence. An incremental sync with nothing new waits on the notifier.
  */
 export class SyncService {
   constructor(
@@ -103,6 +103,7 @@ export class SyncService {
     }
     const accountData = applyEventFilter(events, filter?.account_data);
     const changed = since === undefined ? [] : await repos.keys.deviceListChanges(userId, after, upto);
+    const presence = applyEventFilter(await this.presence.syncEvents(userId, initial ? undefined : after, upto), filter?.presence);
 
     const body: JsonObject = {
       next_batch: streamToken(upto),
@@ -111,9 +112,9 @@ export class SyncService {
       device_lists: { changed, left: [] },
       device_one_time_keys_count: await this.keys.counts(userId, deviceId),
       device_unused_fallback_key_types: await repos.keys.unusedFallbackKeyTypes(userId, deviceId),
-      presence: { events: [] },
+      presence: { events: presence },
       rooms: { join: {}, invite: {}, leave: {}, knock: {} },
     };
-    return { body, hasNews: accountData.length > 0 || messages.length > 0 || changed.length > 0 };
+    return { body, hasNews: accountData.length > 0 || messages.length > 0 || changed.length > 0 || presence.length > 0 };
   }
 }
