@@ -41,6 +41,11 @@ export class AccountService {
     private readonly sessions: SessionService,
   ) {}
 
+  /** This service working in `work`, a caller's transaction: its writes commit or roll back with the caller's. */
+  within(work: Store): AccountService {
+    return work === this.store ? this : new AccountService(work, this.clock, this.config, this.hasher, this.sessions.within(work));
+  }
+
   userId(localpart: string): string {
     return `@${localpart}:${this.config.server_name}`;
   }
@@ -150,19 +155,22 @@ export class AccountService {
   async changePassword(userId: string, newPassword: string, logoutDevices: boolean, keepDevice?: string): Promise<void> {
     this.checkPasswordPolicy(newPassword);
     const hash = await this.hasher.hash(newPassword);
-    await this.store.users.setPasswordHash(userId, hash);
-    if (logoutDevices) await this.sessions.deleteDevices(userId, undefined, keepDevice);
+    await this.store.transaction(async (tx) => {
+      await tx.users.setPasswordHash(userId, hash);
+      if (logoutDevices) await this.sessions.within(tx).deleteDevices(userId, undefined, keepDevice);
+    });
   }
 
-  /** Ends an account for good: no password, no devices, no tokens, no 3PIDs, no profile. */
+  /**
+   * Ends an account for good: no password, no devices (nor their tokens, keys and queued messages),
+   * no 3PIDs, no profile. Devices go the one way devices go, so every area's clean-up runs.
+   */
   async deactivate(userId: string): Promise<UserThreepidRow[]> {
-    const removed = await this.store.transaction(async (tx) => {
+    return this.store.transaction(async (tx) => {
       await tx.users.markDeactivated(userId);
-      await tx.tokens.deleteForDevices(userId);
-      await tx.devices.delete(userId);
+      await this.sessions.within(tx).deleteDevices(userId);
       return tx.threepids.deleteAll(userId);
     });
-    return removed;
   }
 
   async getProfile(userId: string): Promise<{ displayname?: string; avatar_url?: string }> {

@@ -281,10 +281,10 @@ export class E2eKeyService {
     return { failures };
   }
 
-  /** Part of deleting devices (same transaction): their keys go, and the user's device list changed. */
-  async onDevicesDeleted(tx: Store, userId: string, deviceIds: readonly string[], position: number): Promise<void> {
-    await tx.clientState.keys.deleteForDevices(userId, deviceIds);
-    await tx.clientState.keys.addDeviceListChange(userId, position, userId);
+  /** Part of deleting devices (in the deleting unit of work): their keys go, and the user's device list changed. */
+  async onDevicesDeleted(work: Store, userId: string, deviceIds: readonly string[], position: number): Promise<void> {
+    await work.clientState.keys.deleteForDevices(userId, deviceIds);
+    await work.clientState.keys.addDeviceListChange(userId, position, userId);
   }
 }
 

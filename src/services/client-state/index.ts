@@ -54,15 +54,13 @@ export function createClientState(
   const keys = new E2eKeyService(store, writer, uia, config.server_name);
   const presence = new PresenceService(store, clock);
 
-  sessions.deviceDeletionHooks.push({
-    inTransaction: async (tx, userId, deviceIds) => {
-      // The stream lock first, as sendToDevice takes it, so that its messages for these devices
-      // are either committed before this deletes them or never written.
-      const position = await tx.clientState.streams.advance(userId);
-      await tx.clientState.toDevice.deleteForDevices(userId, deviceIds);
-      await keys.onDevicesDeleted(tx, userId, deviceIds, position);
-    },
-    afterCommit: (userId) => notifier.notify([userId]),
+  sessions.deviceDeletionHooks.push(async (work, userId, deviceIds) => {
+    // The stream lock first, as sendToDevice takes it, so that its messages for these devices
+    // are either committed before this deletes them or never written.
+    const position = await work.clientState.streams.advance(userId);
+    await work.clientState.toDevice.deleteForDevices(userId, deviceIds);
+    await keys.onDevicesDeleted(work, userId, deviceIds, position);
+    work.afterCommit(() => notifier.notify([userId]));
   });
 
   return {

@@ -103,12 +103,12 @@ export class MsisdnValidationService {
       nextLink: params.nextLink,
       withLink: false,
       tokenLifetimeMs: config.sms!.validation_token_lifetime,
-      deliver: async (d) => {
+      deliver: async (work, d) => {
         if (template === null) return;
-        await limits.takeSend(d.tx, number.msisdn);
-        await delivery.outbox.enqueue(
+        await limits.takeSend(work, number.msisdn);
+        await delivery.outbox.within(work).enqueue(
           { channel: 'sms', to: number.msisdn, template, vars: { code: d.code } },
-          { dedupeKey: `sms:${d.sid}:${d.sendAttempt}`, store: d.tx },
+          { dedupeKey: `sms:${d.sid}:${d.sendAttempt}` },
         );
       },
     });
