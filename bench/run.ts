@@ -138,6 +138,8 @@ function myelinConfig(port: number, database: Record<string, unknown>): Record<s
     public_baseurl: `http://127.0.0.1:${port}/`,
     listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
     database,
+    // Queued mail is encrypted with it; PostgreSQL needs one set (SQLite would make a key file).
+    macaroon_secret_key: 'bench-outbox-secret',
     log_level: flags['log-level'],
     enable_registration: false,
     rc_login: { address: generous, account: generous, failed_attempts: generous },

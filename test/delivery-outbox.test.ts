@@ -88,16 +88,16 @@ for (const engine of ENGINES) {
       const { store, outbox } = server.hs.services;
       await assert.rejects(
         store.transaction(async (trx) => {
-          assert.equal(await outbox.enqueue(mail('erin@example.org'), { store: trx, dedupeKey: 'email:erin' }), true);
+          assert.equal(await outbox.within(trx).enqueue(mail('erin@example.org'), { dedupeKey: 'email:erin' }), true);
           throw new Error('roll back');
         }),
         /roll back/,
       );
       assert.equal(await store.outbox.findByDedupeKey('email:erin'), undefined);
       await store.transaction(async (trx) => {
-        assert.equal(await outbox.enqueue(mail('erin@example.org'), { store: trx, dedupeKey: 'email:erin' }), true);
+        assert.equal(await outbox.within(trx).enqueue(mail('erin@example.org'), { dedupeKey: 'email:erin' }), true);
         // A duplicate key inside a transaction answers false and leaves the transaction usable.
-        assert.equal(await outbox.enqueue(mail('erin@example.org'), { store: trx, dedupeKey: 'email:erin' }), false);
+        assert.equal(await outbox.within(trx).enqueue(mail('erin@example.org'), { dedupeKey: 'email:erin' }), false);
         await trx.users.get('@nobody:test.local');
       });
       await smtp.waitFor((x) => x.envelopeTo.includes('erin@example.org'), 3000);

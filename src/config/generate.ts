@@ -53,6 +53,9 @@ enable_registration_without_verification: false
 # Lets admins create accounts with \`npm run myelin -- register-user\` and Synapse's shared-secret API.
 registration_shared_secret: "${randomToken(32)}"
 
+# Encrypts queued mail and SMS (their links and codes) in the database; the same in every process.
+macaroon_secret_key: "${randomToken(32)}"
+
 password_config:
   enabled: true
   # argon2id for new passwords; bcrypt hashes (e.g. imported from Synapse) are still verified.

@@ -102,6 +102,8 @@ export const coreConfigSchema = z.object({
   enable_registration: z.boolean().default(false),
   enable_registration_without_verification: z.boolean().default(false),
   registration_shared_secret: z.string().min(1).optional(),
+  /** Synapse's name; here the secret the queued messages are encrypted with (the same in every process). */
+  macaroon_secret_key: z.string().min(1).optional(),
   allow_guest_access: z.boolean().default(false),
   inhibit_user_in_use_error: z.boolean().default(false),
   bcrypt_rounds: z.number().int().min(4).max(31).default(12),

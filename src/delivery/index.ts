@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { DEFAULT_ADD_THREEPID_SUBJECT, DEFAULT_SUBJECTS, isEmailConfigured, substitute } from '../config/sections/email.js';
@@ -5,6 +6,7 @@ import type { Store } from '../storage/index.js';
 import type { ChannelProvider, DeliveryChannel } from './channels.js';
 import { emailChannel } from './email/channel.js';
 import { DeliveryOutbox } from './outbox.js';
+import { PayloadSeal } from './payload-seal.js';
 import { Templates } from './templates.js';
 import type { EmailTemplateName } from './types.js';
 import { OutboxWorker, type WorkerOptions } from './worker.js';
@@ -54,14 +56,16 @@ function addThreepidSubject(subjects: { email_validation: string; add_threepid?:
 /** The outbox, its worker and the templates; the 'email' channel when email is configured. */
 export function createDelivery(config: Config, store: Store, workerOptions: Partial<WorkerOptions> = {}): Delivery {
   const templates = createTemplates(config);
-  const worker = new OutboxWorker(store.outbox, {
+  // Only a process with a channel queues or sends anything; only then must it have a key.
+  const seal = isEmailConfigured(config) || config.sms !== undefined ? PayloadSeal.forConfig(config) : PayloadSeal.fromSecret(randomBytes(32));
+  const worker = new OutboxWorker(store.outbox, seal, {
     pollIntervalMs: config.outbox.poll_interval,
     maxAttempts: config.outbox.max_attempts,
     maxRetryIntervalMs: config.outbox.max_retry_interval,
     retentionMs: config.outbox.retention,
     ...workerOptions,
   });
-  const outbox = new DeliveryOutbox(store, () => worker.poke());
+  const outbox = new DeliveryOutbox(store, seal, () => worker.poke());
   const channels = new Map<string, DeliveryChannel>();
   const delivery: Delivery = {
     outbox,

@@ -32,11 +32,11 @@ export type DeliveryRequest = EmailRequest | SmsRequest;
 export interface EnqueueOptions {
   /** At most one message is ever queued per key (e.g. `email:<sid>:<send_attempt>`). */
   dedupeKey?: string;
-  /** Queue inside this transaction, so the message exists exactly when the caller's rows do. */
-  store?: Store;
 }
 
 export interface Outbox {
   /** Renders and queues a message; true when queued, false when the dedupe key was already used. */
   enqueue(request: DeliveryRequest, options?: EnqueueOptions): Promise<boolean>;
+  /** The same outbox queueing inside `work`, a caller's transaction. */
+  within(work: Store): Outbox;
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { ClaimedMessage, OutboxRepo } from '../storage/outbox.js';
 import { PermanentDeliveryError, type ChannelProvider } from './channels.js';
+import type { PayloadSeal } from './payload-seal.js';
 
 export interface WorkerOptions {
   /** How often to look for due messages queued by other processes. */
@@ -54,6 +55,7 @@ export class OutboxWorker {
 
   constructor(
     private readonly repo: OutboxRepo,
+    private readonly seal: PayloadSeal,
     options: Partial<WorkerOptions> = {},
   ) {
     this.options = { ...DEFAULT_WORKER_OPTIONS, ...options };
@@ -155,9 +157,9 @@ export class OutboxWorker {
     const provider = this.providers.get(message.channel);
     let payload: unknown;
     try {
-      payload = JSON.parse(message.payload);
+      payload = JSON.parse(this.seal.open(message.id, message.payload));
     } catch {
-      await this.fail(message, log, 'stored message is not valid JSON', true);
+      await this.fail(message, log, 'stored message cannot be decrypted or is not valid JSON', true);
       return;
     }
     if (!provider) {

@@ -51,6 +51,11 @@ export class AccountService {
     private readonly sessions: SessionService,
   ) {}
 
+  /** This service working in `work`, a caller's transaction: its writes commit or roll back with the caller's. */
+  within(work: Store): AccountService {
+    return work === this.store ? this : new AccountService(work, this.clock, this.config, this.hasher, this.sessions.within(work));
+  }
+
   userId(localpart: string): string {
     return `@${localpart}:${this.config.server_name}`;
   }
@@ -104,7 +109,7 @@ export class AccountService {
     const newUser: NewUser = { hash, guest: args.guest, threepids: args.threepids ?? [], now };
     const firstSession = async (tx: Store, userId: string): Promise<RegisterResult> => {
       if (args.inhibitLogin) return { user_id: userId };
-      const session = await this.sessions.openSessionIn(tx, { userId, deviceId: args.deviceId, displayName: args.displayName, refresh: args.refresh, ip: args.ip });
+      const session = await this.sessions.within(tx).openSession({ userId, deviceId: args.deviceId, displayName: args.displayName, refresh: args.refresh, ip: args.ip });
       return { user_id: userId, ...session };
     };
     if (args.localpart === undefined) return this.createNumericUser(newUser, firstSession);
@@ -166,19 +171,22 @@ export class AccountService {
 
   /** As changePassword, with a password hashed earlier (its policy checked when it was given). */
   async changePasswordHash(userId: string, hash: string, logoutDevices: boolean, keepDevice?: string): Promise<void> {
-    await this.store.users.setPasswordHash(userId, hash);
-    if (logoutDevices) await this.sessions.deleteDevices(userId, undefined, keepDevice);
+    await this.store.transaction(async (tx) => {
+      await tx.users.setPasswordHash(userId, hash);
+      if (logoutDevices) await this.sessions.within(tx).deleteDevices(userId, undefined, keepDevice);
+    });
   }
 
-  /** Ends an account for good: no password, no devices, no tokens, no 3PIDs, no profile. */
+  /**
+   * Ends an account for good: no password, no devices (nor their tokens, keys and queued messages),
+   * no 3PIDs, no profile. Devices go the one way devices go, so every area's clean-up runs.
+   */
   async deactivate(userId: string): Promise<UserThreepidRow[]> {
-    const removed = await this.store.transaction(async (tx) => {
+    return this.store.transaction(async (tx) => {
       await tx.users.markDeactivated(userId);
-      await tx.tokens.deleteForDevices(userId);
-      await tx.devices.delete(userId);
+      await this.sessions.within(tx).deleteDevices(userId);
       return tx.threepids.deleteAll(userId);
     });
-    return removed;
   }
 
   async getProfile(userId: string): Promise<{ displayname?: string; avatar_url?: string }> {

@@ -26,11 +26,12 @@ export interface SessionOptions {
 const unknownToken = (softLogout: boolean) =>
   new MatrixError(401, 'M_UNKNOWN_TOKEN', softLogout ? 'Access token has expired' : 'Unknown access token', { soft_logout: softLogout });
 
-export interface DeviceDeletionHook {
-  /** Runs in the deleting transaction, with the IDs of the devices that existed and are going. */
-  inTransaction(tx: Store, userId: string, deviceIds: readonly string[]): Promise<void>;
-  afterCommit?(userId: string): void;
-}
+/**
+ * Another area's part in deleting devices (e.g. their keys and queued messages). Runs in the
+ * deleting unit of work, `work`, with the IDs of the devices that existed and are going; what must
+ * wait for the commit goes through `work.afterCommit`.
+ */
+export type DeviceDeletionHook = (work: Store, userId: string, deviceIds: readonly string[]) => Promise<void>;
 
 export interface OpenSessionArgs {
   userId: string;
@@ -40,50 +41,43 @@ export interface OpenSessionArgs {
   ip: string;
 }
 
-export interface DeviceCreationHook {
-  /** Runs in the transaction that creates the device; not for a login that reuses an existing device ID. */
-  inTransaction(tx: Store, userId: string, deviceId: string): Promise<void>;
-  afterCommit?(userId: string): void;
-}
+/** Another area's part in creating a device, in the creating unit of work; not for a login that reuses a device ID. */
+export type DeviceCreationHook = (work: Store, userId: string, deviceId: string) => Promise<void>;
 
 export const ACCESS_TOKEN_PREFIX = 'myt_';
 export const REFRESH_TOKEN_PREFIX = 'myr_';
 
 /** Devices and the access and refresh tokens that belong to them. */
 export class SessionService {
-  /** Other areas' clean-up when devices are deleted (e.g. their keys and queued messages). */
-  readonly deviceDeletionHooks: DeviceDeletionHook[] = [];
-  /** Other areas' reactions to a new device (e.g. its owner's device list changed). */
-  readonly deviceCreationHooks: DeviceCreationHook[] = [];
-
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly options: SessionOptions,
+    /** Other areas' clean-up when devices are deleted; every device deletion runs them. */
+    readonly deviceDeletionHooks: DeviceDeletionHook[] = [],
+    /** Other areas' part in a new device (e.g. its owner's device list changed). */
+    readonly deviceCreationHooks: DeviceCreationHook[] = [],
   ) {}
 
-  /** Creates (or reuses) a device and gives it a fresh token; earlier tokens of that device die. */
-  openSession(args: OpenSessionArgs): Promise<IssuedSession> {
-    return this.store.transaction((tx) => this.openSessionIn(tx, args));
+  /** This service working in `work`, a caller's transaction: its writes commit or roll back with the caller's. */
+  within(work: Store): SessionService {
+    return work === this.store ? this : new SessionService(work, this.clock, this.options, this.deviceDeletionHooks, this.deviceCreationHooks);
   }
 
   /**
-   * openSession's writes in the caller's transaction, which must be one: registration creates the
-   * user and their first device together, so a failure cannot leave an account without its device.
+   * Creates (or reuses) a device and gives it a fresh token; earlier tokens of that device die.
+   * Within a caller's unit of work (registration) it commits or rolls back with the caller's writes.
    */
-  async openSessionIn(tx: Store, args: OpenSessionArgs): Promise<IssuedSession> {
+  openSession(args: OpenSessionArgs): Promise<IssuedSession> {
     const deviceId = args.deviceId ?? randomLetters(10);
     const now = this.clock.now();
-    await tx.tokens.deleteForDevices(args.userId, [deviceId]);
-    const isNew = (await tx.devices.get(args.userId, deviceId)) === undefined;
-    await tx.devices.upsert({ user_id: args.userId, device_id: deviceId, display_name: args.displayName ?? null, created_ts: now, ip: args.ip });
-    if (isNew) {
-      for (const hook of this.deviceCreationHooks) {
-        await hook.inTransaction(tx, args.userId, deviceId);
-        if (hook.afterCommit) tx.afterCommit(() => hook.afterCommit!(args.userId));
-      }
-    }
-    return { device_id: deviceId, ...(await this.writeTokens(tx, args.userId, deviceId, args.refresh)) };
+    return this.store.transaction(async (tx) => {
+      await tx.tokens.deleteForDevices(args.userId, [deviceId]);
+      const isNew = (await tx.devices.get(args.userId, deviceId)) === undefined;
+      await tx.devices.upsert({ user_id: args.userId, device_id: deviceId, display_name: args.displayName ?? null, created_ts: now, ip: args.ip });
+      if (isNew) for (const hook of this.deviceCreationHooks) await hook(tx, args.userId, deviceId);
+      return { device_id: deviceId, ...(await this.writeTokens(tx, args.userId, deviceId, args.refresh)) };
+    });
   }
 
   /** Writes a device's new access token (and refresh token, when asked) in the caller's transaction. */
@@ -173,17 +167,19 @@ export class SessionService {
     if (!(await this.store.devices.rename(userId, deviceId, displayName))) throw notFound('Device not found');
   }
 
-  /** Deletes devices and their tokens (all the user's when deviceIds is undefined), except `keep`. */
+  /**
+   * Deletes devices and their tokens (all the user's when deviceIds is undefined), except `keep`, with
+   * everything other areas hold for them. The one way devices go: logout, device deletion, password
+   * change and account deactivation all come here.
+   */
   async deleteDevices(userId: string, deviceIds?: readonly string[], keep?: string): Promise<void> {
-    const deleted = await this.store.transaction(async (tx) => {
+    await this.store.transaction(async (tx) => {
       const existing = (await tx.devices.list(userId)).map((d) => d.device_id);
       const gone = existing.filter((id) => (deviceIds === undefined || deviceIds.includes(id)) && id !== keep);
       await tx.tokens.deleteForDevices(userId, deviceIds, keep);
       await tx.devices.delete(userId, deviceIds, keep);
-      if (gone.length > 0) for (const hook of this.deviceDeletionHooks) await hook.inTransaction(tx, userId, gone);
-      return gone;
+      if (gone.length > 0) for (const hook of this.deviceDeletionHooks) await hook(tx, userId, gone);
     });
-    if (deleted.length > 0) for (const hook of this.deviceDeletionHooks) hook.afterCommit?.(userId);
   }
 
   touchDevice(requester: Requester, now: number, ip: string): Promise<void> {

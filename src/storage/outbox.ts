@@ -13,7 +13,7 @@ export interface OutboxTable {
   channel: string;
   /** Unique when set: at most one message per key is ever queued. */
   dedupe_key: string | null;
-  /** JSON of the rendered message; null once sent or dead. */
+  /** JSON of the rendered message, encrypted (delivery/payload-seal.ts); null once sent or dead. */
   payload: string | null;
   attempts: number;
   /** When the message is next due; while a worker holds it, when its lease ends. Null when done. */

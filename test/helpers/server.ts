@@ -64,6 +64,8 @@ export function testConfig(port: number, database: Record<string, unknown>, over
     rc_login: { address: generous, account: generous, failed_attempts: generous },
     rc_registration: generous,
     rc_registration_availability: generous,
+    // PostgreSQL needs it to encrypt queued mail; SQLite tests use the key file made next to the database.
+    ...(database.name === 'psycopg2' ? { macaroon_secret_key: 'test-outbox-secret' } : {}),
     ...overrides,
   };
   return parseConfig(raw).config;

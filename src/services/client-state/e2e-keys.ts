@@ -287,15 +287,15 @@ export class E2eKeyService {
     return { failures };
   }
 
-  /** Part of creating a device (same transaction): the user's device list changed. */
-  async onDeviceCreated(tx: Store, userId: string, position: number): Promise<void> {
-    await tx.clientState.keys.addDeviceListChange(userId, position, userId);
+  /** Part of creating a device (in the creating unit of work): the user's device list changed. */
+  async onDeviceCreated(work: Store, userId: string, position: number): Promise<void> {
+    await work.clientState.keys.addDeviceListChange(userId, position, userId);
   }
 
-  /** Part of deleting devices (same transaction): their keys go, and the user's device list changed. */
-  async onDevicesDeleted(tx: Store, userId: string, deviceIds: readonly string[], position: number): Promise<void> {
-    await tx.clientState.keys.deleteForDevices(userId, deviceIds);
-    await tx.clientState.keys.addDeviceListChange(userId, position, userId);
+  /** Part of deleting devices (in the deleting unit of work): their keys go, and the user's device list changed. */
+  async onDevicesDeleted(work: Store, userId: string, deviceIds: readonly string[], position: number): Promise<void> {
+    await work.clientState.keys.deleteForDevices(userId, deviceIds);
+    await work.clientState.keys.addDeviceListChange(userId, position, userId);
   }
 }
 

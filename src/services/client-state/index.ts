@@ -54,20 +54,18 @@ export function createClientState(
   const keys = new E2eKeyService(store, writer, uia, config.server_name);
   const presence = new PresenceService(store, writer, clock);
 
-  sessions.deviceDeletionHooks.push({
-    inTransaction: async (tx, userId, deviceIds) => {
-      // The stream lock first, as sendToDevice takes it, so that its messages for these devices
-      // are either committed before this deletes them or never written.
-      const position = await tx.clientState.streams.advance(userId);
-      await tx.clientState.toDevice.deleteForDevices(userId, deviceIds);
-      await keys.onDevicesDeleted(tx, userId, deviceIds, position);
-    },
-    afterCommit: (userId) => notifier.notify([userId]),
+  sessions.deviceDeletionHooks.push(async (work, userId, deviceIds) => {
+    // The stream lock first, as sendToDevice takes it, so that its messages for these devices
+    // are either committed before this deletes them or never written.
+    const position = await work.clientState.streams.advance(userId);
+    await work.clientState.toDevice.deleteForDevices(userId, deviceIds);
+    await keys.onDevicesDeleted(work, userId, deviceIds, position);
+    work.afterCommit(() => notifier.notify([userId]));
   });
   // As Synapse does, a new device is a device-list change (its keys come later, with their own change).
-  sessions.deviceCreationHooks.push({
-    inTransaction: async (tx, userId) => keys.onDeviceCreated(tx, userId, await tx.clientState.streams.advance(userId)),
-    afterCommit: (userId) => notifier.notify([userId]),
+  sessions.deviceCreationHooks.push(async (work, userId) => {
+    await keys.onDeviceCreated(work, userId, await work.clientState.streams.advance(userId));
+    work.afterCommit(() => notifier.notify([userId]));
   });
 
   return {

@@ -86,7 +86,7 @@ export class EmailValidationService {
       nextLink: params.nextLink,
       withLink: true,
       tokenLifetimeMs: this.tokenLifetimeMs,
-      deliver: async (d) => {
+      deliver: async (work, d) => {
         const link = new URL(absolute(publicBaseUrl, emailLinkPath(flow)));
         link.searchParams.set('token', d.linkToken!);
         link.searchParams.set('client_secret', params.clientSecret);
@@ -97,9 +97,9 @@ export class EmailValidationService {
           return;
         }
         const vars = template === 'already_in_use' ? {} : { link: link.href, code: d.code };
-        await outbox.enqueue(
+        await outbox.within(work).enqueue(
           { channel: 'email', to: address, template, vars, acceptLanguage: ctx.acceptLanguage },
-          { dedupeKey: `email:${d.sid}:${d.sendAttempt}`, store: d.tx },
+          { dedupeKey: `email:${d.sid}:${d.sendAttempt}` },
         );
       },
     });

@@ -105,12 +105,12 @@ export class MsisdnValidationService {
       nextLink: params.nextLink,
       withLink: false,
       tokenLifetimeMs: config.sms!.validation_token_lifetime,
-      deliver: async (d) => {
-        await limits.takeSend(d.tx, number.msisdn);
+      deliver: async (work, d) => {
+        await limits.takeSend(work, number.msisdn);
         if (template === null) return;
-        await delivery.outbox.enqueue(
+        await delivery.outbox.within(work).enqueue(
           { channel: 'sms', to: number.msisdn, template, vars: { code: d.code } },
-          { dedupeKey: `sms:${d.sid}:${d.sendAttempt}`, store: d.tx },
+          { dedupeKey: `sms:${d.sid}:${d.sendAttempt}` },
         );
       },
     });

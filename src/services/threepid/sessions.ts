@@ -19,9 +19,8 @@ export interface ValidatedThreepid {
   validated_ts: number;
 }
 
-/** The fresh secrets of one send, handed to the medium's sender inside the session's transaction. */
+/** The fresh secrets of one send, handed to the medium's sender inside the session's unit of work. */
 export interface Delivery {
-  tx: Store;
   sid: string;
   sendAttempt: number;
   /** Present for media that send a link (email). */
@@ -40,8 +39,8 @@ export interface RequestArgs {
   /** Whether this medium's messages carry a link besides the code. */
   withLink: boolean;
   tokenLifetimeMs: number;
-  /** Queues the message; runs in the transaction that stores the new secrets. */
-  deliver: (delivery: Delivery) => Promise<void>;
+  /** Queues the message in `work`, the unit of work that stores the new secrets (`outbox.within(work)`). */
+  deliver: (work: Store, delivery: Delivery) => Promise<void>;
 }
 
 export interface SessionOptions {
@@ -119,7 +118,7 @@ export class ThreepidSessionService {
           args.nextLink,
           this.options.maxSends,
         );
-        if (minted) await args.deliver({ tx, sid: row.sid, sendAttempt: args.sendAttempt, linkToken, code, expiresTs });
+        if (minted) await args.deliver(tx, { sid: row.sid, sendAttempt: args.sendAttempt, linkToken, code, expiresTs });
         return { row, sent: minted };
       });
       if (!outcome) continue;

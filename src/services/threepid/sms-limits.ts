@@ -46,11 +46,11 @@ export class SmsLimits {
   /**
    * Counts one SMS about to be sent to `msisdn` (or that would be, but for a refusal kept quiet by
    * request_token_inhibit_3pid_errors), or throws M_LIMIT_EXCEEDED when the number's daily cap or
-   * the homeserver's hourly cap is used up. Runs in the caller's transaction (the one that queues
+   * the homeserver's hourly cap is used up. Runs in the caller's unit of work (the one that queues
    * the message), so a refused or rolled-back send counts against neither cap.
    */
-  async takeSend(tx: Store, msisdn: string): Promise<void> {
-    const limiter = new RateLimiter(tx.rateLimits, this.clock);
+  async takeSend(work: Store, msisdn: string): Promise<void> {
+    const limiter = new RateLimiter(work.rateLimits, this.clock);
     await limiter.take(`sms:number:${msisdn}`, perWindow(this.config.max_per_number_per_day, DAY_MS));
     await limiter.take('sms:global', perWindow(this.config.max_per_hour, HOUR_MS));
   }
