@@ -41,7 +41,7 @@ export function createClientState(
       store.db.kysely,
       config.database.args,
       notifier.origin,
-      (users) => notifier.wakeLocal(users),
+      (notice) => notifier.wakeLocal(notice),
       () => notifier.wakeAll(),
     );
     notifier.attach(channel);
@@ -56,13 +56,13 @@ export function createClientState(
 
   sessions.deviceDeletionHooks.push({
     inTransaction: async (tx, userId, deviceIds) => {
-      // The stream lock first, as sendToDevice takes it, so that its messages for these devices
-      // are either committed before this deletes them or never written.
-      const position = await tx.clientState.streams.advance(userId);
+      // The stream position first, as sendToDevice takes it before listing devices, so that its
+      // messages for these devices are either committed before this deletes them or never written.
+      const position = await tx.clientState.streams.advance();
       await tx.clientState.toDevice.deleteForDevices(userId, deviceIds);
       await keys.onDevicesDeleted(tx, userId, deviceIds, position);
+      tx.afterCommit(() => notifier.notify({ position, users: [userId] }));
     },
-    afterCommit: (userId) => notifier.notify([userId]),
   });
 
   return {

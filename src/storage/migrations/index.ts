@@ -4,6 +4,7 @@ import * as outbox from './0002_outbox.js';
 import * as threepidSessions from './0003_threepid_sessions.js';
 import * as clientState from './0005_client_state.js';
 import * as refreshRotation from './0006_refresh_rotation.js';
+import * as globalStream from './0008_global_stream.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -12,4 +13,5 @@ export const migrations: Record<string, Migration> = {
   '0003_threepid_sessions': threepidSessions,
   '0005_client_state': clientState,
   '0006_refresh_rotation': refreshRotation,
+  '0008_global_stream': globalStream,
 };
