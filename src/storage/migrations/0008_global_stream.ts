@@ -51,7 +51,8 @@ async function migrate(db: Transaction<any>): Promise<void> {
     const names = t.columns.map((c) => c.name);
     return names.includes('stream_pos') && names.includes('user_id');
   });
-  for (const { name } of tables) {
+  // Once per name: Postgres lists every schema, and the unqualified name below is ours.
+  for (const name of new Set(tables.map((t) => t.name))) {
     const table = sql.table(name);
     // In two steps: unique keys are checked row by row, and shifting in place could collide with a
     // row not yet shifted. Negative positions collide with none.
