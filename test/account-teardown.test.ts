@@ -74,7 +74,7 @@ for (const engine of ENGINES) {
       assert.deepEqual(Object.keys((await query(a.user_id)).body.device_keys[a.user_id]!).sort(), [a.device_id, b.device_id].sort());
       assert.equal(await inboxCount(b), 1);
       const streams = server.hs.services.store.clientState.streams;
-      const before = await streams.position(a.user_id);
+      const before = await streams.head();
 
       const res = await withPassword('/v3/account/deactivate', {}, a.access_token);
       assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -88,7 +88,7 @@ for (const engine of ENGINES) {
         assert.deepEqual(claimed.body.one_time_keys[a.user_id] ?? {}, {}, `no one-time key of ${device}`);
       }
       assert.equal(await inboxCount(b), 0, 'the queued to-device message is gone');
-      const upto = await streams.position(a.user_id);
+      const upto = await streams.head();
       assert.ok(upto > before, 'the deletion advanced the stream');
       const changed = await server.hs.services.store.clientState.keys.deviceListChanges(a.user_id, before, upto);
       assert.deepEqual(changed, [a.user_id], "the account's device-list change is stored");
@@ -119,7 +119,7 @@ for (const engine of ENGINES) {
       const a = await server.api.register('teardown-kept', PW);
       await uploadKeys(a);
       const { store, accounts } = server.hs.services;
-      const before = await store.clientState.streams.position(a.user_id);
+      const before = await store.clientState.streams.head();
       // A caller's unit of work that deactivates the account, then fails.
       await assert.rejects(
         store.transaction(async (tx) => {
@@ -131,7 +131,7 @@ for (const engine of ENGINES) {
       );
       assert.equal((await server.api.get('/v3/account/whoami', { token: a.access_token })).status, 200);
       assert.deepEqual(Object.keys((await query(a.user_id)).body.device_keys[a.user_id]!), [a.device_id]);
-      assert.equal(await store.clientState.streams.position(a.user_id), before);
+      assert.equal(await store.clientState.streams.head(), before);
     });
   });
 }

@@ -133,6 +133,20 @@ for (const engine of ENGINES) {
       assert.equal((await sync(alice.access_token, '?set_presence=away')).body.errcode, 'M_INVALID_PARAM');
     });
 
+    it('issues versioned sync tokens, and refuses one it never issued with 400 M_INVALID_PARAM', async () => {
+      const first = await sync(alice.access_token);
+      assert.match(first.body.next_batch, /^m1_\d+$/);
+      const garbage = ['garbage', 'm1_', 'm1_x', 'm2_1', 'm1_1_2', 's', 's-1', 'sx', `m1_${'9'.repeat(30)}`, 'm1_1%00', '%F0%9F%98%80', 'm1_%D9%A1'];
+      for (const token of garbage) {
+        const res = await sync(alice.access_token, `?since=${token}`);
+        assert.equal(res.status, 400, token);
+        assert.equal(res.body.errcode, 'M_INVALID_PARAM', token);
+        const changes = await server.api.get<{ errcode: string }>(`/v3/keys/changes?from=${token}&to=${first.body.next_batch}`, { token: alice.access_token });
+        assert.equal(changes.status, 400, token);
+        assert.equal(changes.body.errcode, 'M_INVALID_PARAM', token);
+      }
+    });
+
     it('gives filters created at once their own IDs, and an identical filter its existing one', async () => {
       const carol = await server.api.register('carol-filters');
       const path = `/v3/user/${encodeURIComponent(carol.user_id)}/filter`;

@@ -3,10 +3,18 @@
  * device keys, filters, push rules, key backups, presence. JSON documents are stored as text.
  */
 
-/** Each user's stream head: the position of their latest account-data, to-device or device-list change. */
-export interface UserStreamsTable {
-  user_id: string;
+/** The one row holding the global stream head: the position of the latest change that sync reports. */
+export interface StreamHeadTable {
+  id: number;
   position: number;
+}
+
+/** How a user's positions from before the global stream (migration 0008) map onto it. */
+export interface LegacyStreamOffsetsTable {
+  user_id: string;
+  stream_offset: number;
+  /** The user's own stream head then: the furthest position a token of theirs could name. */
+  legacy_head: number;
 }
 
 export interface AccountDataTable {
@@ -140,7 +148,8 @@ export interface PresenceTable {
 }
 
 export interface ClientStateTables {
-  user_streams: UserStreamsTable;
+  stream_head: StreamHeadTable;
+  legacy_stream_offsets: LegacyStreamOffsetsTable;
   account_data: AccountDataTable;
   to_device_inbox: ToDeviceInboxTable;
   to_device_txns: ToDeviceTxnsTable;

@@ -2,26 +2,49 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
 /**
- * Per-user stream positions. `advance` takes the user's row lock (Postgres) or the write lock
- * (SQLite) until the transaction ends, so a user's positions are handed out in commit order: a
- * reader that sees head P has every change at or below P committed.
+ * The global stream: one sequence of positions shared by every change that sync reports (account
+ * data, to-device messages, device-list changes, and room events to come), whoever it is for.
+ *
+ * `advance` increments the single stream_head row. On PostgreSQL the UPDATE holds that row's lock
+ * until the transaction ends, so the next writer gets its position only once this one has
+ * committed or rolled back: positions are handed out, and become visible, in commit order. A reader
+ * that sees head P therefore sees every change at or below P already committed, and a sync can ask
+ * for `pos > since AND pos <= head` without missing a change that commits later with a lower
+ * position. A rolled-back transaction gives its position back. On SQLite writes are serialised
+ * anyway.
+ *
+ * The cost: writers that take a position run one at a time, from taking it to their commit. So a
+ * transaction takes it as late as it can (StreamWriter takes it lazily, at first use). Should that
+ * lock ever be the bottleneck, the sync token's format leaves room for a position per writer
+ * (Synapse's MultiWriterIdGenerator: each writer its own sequence, a token carries a vector of
+ * positions), without breaking tokens issued today.
  */
 export class StreamsRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
-  /** The next position in the user's stream; call inside the transaction that writes the change. */
-  async advance(userId: string): Promise<number> {
+  /** Takes the next global position; call inside the transaction that writes the change. */
+  async advance(): Promise<number> {
     const row = await this.db
-      .insertInto('user_streams')
-      .values({ user_id: userId, position: 1 })
-      .onConflict((oc) => oc.column('user_id').doUpdateSet({ position: sql<number>`user_streams.position + 1` }))
+      .updateTable('stream_head')
+      .set({ position: sql<number>`position + 1` })
       .returning('position')
       .executeTakeFirstOrThrow();
     return Number(row.position);
   }
 
-  async position(userId: string): Promise<number> {
-    const row = await this.db.selectFrom('user_streams').select('position').where('user_id', '=', userId).executeTakeFirst();
-    return row ? Number(row.position) : 0;
+  /** The latest committed position. */
+  async head(): Promise<number> {
+    const row = await this.db.selectFrom('stream_head').select('position').executeTakeFirstOrThrow();
+    return Number(row.position);
+  }
+
+  /**
+   * The global position of position `legacy` in `userId`'s own stream from before the global one.
+   * A position beyond what that stream reached is taken as its head, as the per-user stream did.
+   */
+  async fromLegacy(userId: string, legacy: number): Promise<number> {
+    const row = await this.db.selectFrom('legacy_stream_offsets').select(['stream_offset', 'legacy_head']).where('user_id', '=', userId).executeTakeFirst();
+    if (!row) return 0;
+    return Number(row.stream_offset) + Math.min(legacy, Number(row.legacy_head));
   }
 }

@@ -5,7 +5,8 @@ import { isObject, type JsonObject } from '../../validate.js';
 import type { Requester } from '../sessions.js';
 import { uiaParams, type UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
-import { parseStreamToken, type StreamWriter } from './stream-writer.js';
+import type { StreamWriter } from './stream-writer.js';
+import { tokenPosition } from './sync-token.js';
 import { isUserId, serverNameOf } from '../user-ids.js';
 
 const CROSS_SIGNING_TYPES = { master_key: 'master', self_signing_key: 'self_signing', user_signing_key: 'user_signing' } as const;
@@ -163,8 +164,9 @@ export class E2eKeyService {
   async changes(userId: string, from: string | undefined, to: string | undefined): Promise<{ changed: string[]; left: string[] }> {
     if (from === undefined) throw missingParam('from');
     if (to === undefined) throw missingParam('to');
-    const after = parseStreamToken(from);
-    const upto = parseStreamToken(to);
+    const streams = this.store.clientState.streams;
+    const after = await tokenPosition(from, userId, streams);
+    const upto = await tokenPosition(to, userId, streams);
     if (after === undefined || upto === undefined) throw invalidParam('Invalid stream token');
     const changed = upto > after ? await this.store.clientState.keys.deviceListChanges(userId, after, upto) : [];
     return { changed, left: [] };

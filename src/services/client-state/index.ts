@@ -41,7 +41,7 @@ export function createClientState(
       store.db.kysely,
       config.database.args,
       notifier.origin,
-      (users) => notifier.wakeLocal(users),
+      (notice) => notifier.wakeLocal(notice),
       () => notifier.wakeAll(),
     );
     notifier.attach(channel);
@@ -55,17 +55,18 @@ export function createClientState(
   const presence = new PresenceService(store, writer, clock);
 
   sessions.deviceDeletionHooks.push(async (work, userId, deviceIds) => {
-    // The stream lock first, as sendToDevice takes it, so that its messages for these devices
-    // are either committed before this deletes them or never written.
-    const position = await work.clientState.streams.advance(userId);
+    // The stream position first, as sendToDevice takes it before listing devices, so that its
+    // messages for these devices are either committed before this deletes them or never written.
+    const position = await work.clientState.streams.advance();
     await work.clientState.toDevice.deleteForDevices(userId, deviceIds);
     await keys.onDevicesDeleted(work, userId, deviceIds, position);
-    work.afterCommit(() => notifier.notify([userId]));
+    work.afterCommit(() => notifier.notify({ position, users: [userId] }));
   });
   // As Synapse does, a new device is a device-list change (its keys come later, with their own change).
   sessions.deviceCreationHooks.push(async (work, userId) => {
-    await keys.onDeviceCreated(work, userId, await work.clientState.streams.advance(userId));
-    work.afterCommit(() => notifier.notify([userId]));
+    const position = await work.clientState.streams.advance();
+    await keys.onDeviceCreated(work, userId, position);
+    work.afterCommit(() => notifier.notify({ position, users: [userId] }));
   });
 
   return {

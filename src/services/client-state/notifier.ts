@@ -1,5 +1,5 @@
 import { randomToken } from '../../crypto/tokens.js';
-import type { StreamChannel } from '../../storage/stream-channel.js';
+import type { StreamChannel, StreamNotice } from '../../storage/stream-channel.js';
 
 interface Waiter {
   wake(): void;
@@ -7,21 +7,56 @@ interface Waiter {
 
 /** A waiter registered before the caller looks at the stream, so that no change can slip between. */
 export interface Subscription {
-  /** Resolves on a change for the user, after `ms`, or when the notifier closes. */
+  /** Resolves on a change for the user or one of the rooms, after `ms`, or when the notifier closes. */
   wait(ms: number): Promise<void>;
   dispose(): void;
 }
 
+/** What a committed change concerns: its position in the global stream, and whose syncs it wakes. */
+export interface StreamChange {
+  position: number;
+  users?: Iterable<string>;
+  rooms?: Iterable<string>;
+}
+
+/** Waiters by key (a user ID or a room ID). */
+class WaiterIndex {
+  private readonly byKey = new Map<string, Set<Waiter>>();
+
+  add(key: string, waiter: Waiter): void {
+    let set = this.byKey.get(key);
+    if (!set) this.byKey.set(key, (set = new Set()));
+    set.add(waiter);
+  }
+
+  delete(key: string, waiter: Waiter): void {
+    const set = this.byKey.get(key);
+    if (set?.delete(waiter) && set.size === 0) this.byKey.delete(key);
+  }
+
+  collect(keys: Iterable<string> | undefined, into: Set<Waiter>): void {
+    if (keys) for (const key of keys) for (const waiter of this.byKey.get(key) ?? []) into.add(waiter);
+  }
+
+  all(into: Set<Waiter>): void {
+    for (const set of this.byKey.values()) for (const waiter of set) into.add(waiter);
+  }
+}
+
 /**
- * Wakes long-polling syncs when a user's stream moves. A waiting sync is one timer and one closure:
- * no polling. Across processes sharing Postgres, changes arrive through a StreamChannel.
+ * Wakes long-polling syncs when the stream moves for their user or for one of their rooms. A
+ * waiting sync is one timer and one closure: no polling. Across processes sharing Postgres,
+ * changes arrive through a StreamChannel.
  */
 export class Notifier {
-  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly users = new WaiterIndex();
+  private readonly rooms = new WaiterIndex();
+  private count = 0;
   private closed = false;
   private active = 0;
   private drained: (() => void) | undefined;
   private channel: StreamChannel | undefined;
+  private latest = 0;
   /** Identifies this process in cross-process notifications. */
   readonly origin = randomToken(9);
 
@@ -35,12 +70,15 @@ export class Notifier {
 
   /** How many syncs are waiting right now. */
   get waiting(): number {
-    let n = 0;
-    for (const set of this.waiters.values()) n += set.size;
-    return n;
+    return this.count;
   }
 
-  subscribe(userId: string): Subscription {
+  /** The highest stream position this process has been told of, here or by another process. */
+  get latestPosition(): number {
+    return this.latest;
+  }
+
+  subscribe(userId: string, roomIds: Iterable<string> = []): Subscription {
     let woken = false;
     let resolve: (() => void) | undefined;
     let timer: NodeJS.Timeout | undefined;
@@ -50,18 +88,20 @@ export class Notifier {
         resolve?.();
       },
     };
-    let set = this.waiters.get(userId);
-    if (!set) this.waiters.set(userId, (set = new Set()));
-    set.add(waiter);
+    const rooms = [...roomIds];
+    this.users.add(userId, waiter);
+    for (const room of rooms) this.rooms.add(room, waiter);
+    this.count++;
+    let disposed = false;
     const dispose = () => {
       if (timer) clearTimeout(timer);
       timer = undefined;
       resolve = undefined;
-      const current = this.waiters.get(userId);
-      if (current) {
-        current.delete(waiter);
-        if (current.size === 0) this.waiters.delete(userId);
-      }
+      if (disposed) return;
+      disposed = true;
+      this.count--;
+      this.users.delete(userId, waiter);
+      for (const room of rooms) this.rooms.delete(room, waiter);
     };
     return {
       wait: (ms) => {
@@ -75,23 +115,29 @@ export class Notifier {
     };
   }
 
-  /** Wakes this process's waiters for these users. */
-  wakeLocal(userIds: Iterable<string>): void {
-    for (const userId of userIds) {
-      const set = this.waiters.get(userId);
-      if (set) for (const waiter of [...set]) waiter.wake();
-    }
+  /** Wakes this process's waiters for these users and rooms. */
+  wakeLocal(change: StreamChange): void {
+    if (change.position > this.latest) this.latest = change.position;
+    const woken = new Set<Waiter>();
+    this.users.collect(change.users, woken);
+    this.rooms.collect(change.rooms, woken);
+    for (const waiter of woken) waiter.wake();
   }
 
   wakeAll(): void {
-    this.wakeLocal([...this.waiters.keys()]);
+    const woken = new Set<Waiter>();
+    this.users.all(woken);
+    for (const waiter of woken) waiter.wake();
   }
 
   /** Call after the change committed: wakes waiters here and in every other process. */
-  notify(userIds: readonly string[]): void {
-    if (userIds.length === 0) return;
-    this.wakeLocal(userIds);
-    this.channel?.publish(userIds).catch(() => undefined);
+  notify(change: StreamChange): void {
+    const users = [...(change.users ?? [])];
+    const rooms = [...(change.rooms ?? [])];
+    if (users.length === 0 && rooms.length === 0) return;
+    this.wakeLocal({ position: change.position, users, rooms });
+    const notice: StreamNotice = { position: change.position, users, rooms };
+    this.channel?.publish(notice).catch(() => undefined);
   }
 
   /** Counts a long-poll as in progress until `work` settles, so that close() can wait for it. */

@@ -6,11 +6,15 @@ export interface StreamTx {
   repos: ClientStateRepos;
   /** The whole store, in the same transaction. */
   store: Store;
-  /** The position of this transaction's change in the user's stream (one per user per transaction). */
+  /**
+   * This transaction's position in the global stream, for a change `userId`'s syncs must see. The
+   * position is taken at the first call (which serialises writers until the commit: call it as late
+   * as the change allows) and is the same for every user; each user named is woken after the commit.
+   */
   position(userId: string): Promise<number>;
 }
 
-/** Runs a change to users' streams in one transaction, and wakes their syncs once it is committed. */
+/** Runs a change to the stream in one transaction, and wakes the syncs it concerns once it is committed. */
 export class StreamWriter {
   constructor(
     private readonly store: Store,
@@ -18,33 +22,22 @@ export class StreamWriter {
   ) {}
 
   async write<T>(fn: (tx: StreamTx) => Promise<T>): Promise<T> {
-    const touched = new Map<string, number>();
+    const users = new Set<string>();
+    let position: Promise<number> | undefined;
     const result = await this.store.transaction(async (store) => {
-      touched.clear();
+      users.clear();
+      position = undefined;
       return fn({
         repos: store.clientState,
         store,
-        position: async (userId) => {
-          let pos = touched.get(userId);
-          if (pos === undefined) {
-            pos = await store.clientState.streams.advance(userId);
-            touched.set(userId, pos);
-          }
-          return pos;
+        position: (userId) => {
+          users.add(userId);
+          position ??= store.clientState.streams.advance();
+          return position;
         },
       });
     });
-    this.notifier.notify([...touched.keys()]);
+    if (position) this.notifier.notify({ position: await position, users });
     return result;
   }
-}
-
-/** Sync tokens: opaque to clients, "s<position>" to us. */
-export function streamToken(position: number): string {
-  return `s${position}`;
-}
-
-export function parseStreamToken(token: string): number | undefined {
-  const match = /^s(\d{1,15})$/.exec(token);
-  return match ? Number(match[1]) : undefined;
 }

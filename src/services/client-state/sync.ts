@@ -8,7 +8,7 @@ import { applyEventFilter, type Filter, type FilterService } from './filters.js'
 import type { Notifier } from './notifier.js';
 import { checkPresenceState, type PresenceService } from './presence.js';
 import type { PushRuleService } from './pushrules.js';
-import { parseStreamToken, streamToken } from './stream-writer.js';
+import { encodeSyncToken, tokenPosition } from './sync-token.js';
 
 /** To-device messages per response; the rest follow in the next sync. */
 const TO_DEVICE_LIMIT = 100;
@@ -45,7 +45,7 @@ export class SyncService {
   async sync(requester: Requester, query: SyncQuery): Promise<JsonObject> {
     let since: number | undefined;
     if (query.since !== undefined && query.since !== '') {
-      since = parseStreamToken(query.since);
+      since = await tokenPosition(query.since, requester.userId, this.store.clientState.streams);
       if (since === undefined) throw invalidParam('Invalid since token');
     }
     let timeout = 0;
@@ -85,7 +85,7 @@ export class SyncService {
   private async batch(requester: Requester, since: number | undefined, filter: Filter | undefined, fullState: boolean): Promise<Batch> {
     const { userId, deviceId } = requester;
     const repos = this.store.clientState;
-    const head = await repos.streams.position(userId);
+    const head = await repos.streams.head();
     const after = Math.min(since ?? 0, head);
 
     const messages = await repos.toDevice.pending(userId, deviceId, after, head, TO_DEVICE_LIMIT);
@@ -106,7 +106,7 @@ export class SyncService {
     const presence = applyEventFilter(await this.presence.syncEvents(userId, initial ? undefined : after, upto), filter?.presence);
 
     const body: JsonObject = {
-      next_batch: streamToken(upto),
+      next_batch: encodeSyncToken(upto),
       account_data: { events: accountData },
       to_device: { events: messages.map((m) => ({ sender: m.sender, type: m.type, content: JSON.parse(m.content) as JsonObject })) },
       device_lists: { changed, left: [] },

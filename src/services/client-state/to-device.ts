@@ -35,8 +35,8 @@ export class ToDeviceService {
       if (!(await tx.repos.toDevice.claimTxn(requester.userId, requester.deviceId, txnId, now))) return;
       for (const userId of recipients) {
         const devices = messages[userId] as Record<string, JsonObject>;
-        // The position first: it locks the recipient's stream, which deleting a device locks too,
-        // so a message is never left behind for a device deleted meanwhile.
+        // The position first: it locks the stream, which deleting a device locks too, so a message
+        // is never left behind for a device deleted meanwhile.
         const pos = await tx.position(userId);
         const existing = new Set((await tx.store.devices.list(userId)).map((d) => d.device_id));
         const targets = new Map<string, JsonObject>();

@@ -6,6 +6,7 @@ import * as clientState from './0005_client_state.js';
 import * as refreshRotation from './0006_refresh_rotation.js';
 import * as uiaMemory from './0007_uia_memory.js';
 import * as presenceStream from './0008_presence_stream.js';
+import * as globalStream from './0009_global_stream.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '0006_refresh_rotation': refreshRotation,
   '0007_uia_memory': uiaMemory,
   '0008_presence_stream': presenceStream,
+  '0009_global_stream': globalStream,
 };
