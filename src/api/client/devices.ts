@@ -1,7 +1,12 @@
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import { uiaParams } from '../../services/uia.js';
-import { objectBody, optionalString, requireStringArray } from '../../validate.js';
+import { z } from 'zod';
+import { optional, parseBody } from '../../http/parse.js';
+import { objectBody } from '../../validate.js';
+
+const DeviceUpdate = z.object({ display_name: optional(z.string().max(512)) });
+const DeleteDevices = z.object({ devices: z.array(z.string().max(512)).max(1000) });
 
 export function deviceRoutes(router: Router, { sessions, uia }: Services): void {
   router.authed('GET', '/devices', async ({ requester }) => ({ devices: await sessions.listDevices(requester.userId) }));
@@ -9,7 +14,7 @@ export function deviceRoutes(router: Router, { sessions, uia }: Services): void 
   router.authed('GET', '/devices/:deviceId', async ({ requester, params }) => sessions.getDevice(requester.userId, params.deviceId!));
 
   router.authed('PUT', '/devices/:deviceId', async ({ requester, params, body }) => {
-    const displayName = optionalString(objectBody(body), 'display_name', 512);
+    const { display_name: displayName } = parseBody(DeviceUpdate, body);
     if (displayName !== undefined) await sessions.renameDevice(requester.userId, params.deviceId!, displayName);
     else await sessions.getDevice(requester.userId, params.deviceId!);
     return {};
@@ -32,7 +37,7 @@ export function deviceRoutes(router: Router, { sessions, uia }: Services): void 
 
   router.authed('POST', '/delete_devices', async (ctx) => {
     // Required in every request, as in Synapse, so the list is never a remembered one.
-    const deviceIds = requireStringArray(objectBody(ctx.body), 'devices');
+    const { devices: deviceIds } = parseBody(DeleteDevices, ctx.body);
     return deleteBehindUia(ctx, 'POST /delete_devices', deviceIds);
   });
 }
