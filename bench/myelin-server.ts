@@ -5,8 +5,9 @@ import { pathToFileURL } from 'node:url';
  * The raw config comes as JSON in BENCH_MYELIN_CONFIG; BENCH_MYELIN_SRC names another copy of
  * src/ to run instead (before/after comparisons: run.ts --compare). Over IPC it reports {ready, url},
  * answers {seed: [{localpart, password, email?}]} by creating those accounts (email bound and
- * validated), so the benchmark starts from a populated database without timing the set-up, and
- * answers {cpu: true} with the CPU time the process has used so far.
+ * validated), so the benchmark starts from a populated database without timing the set-up,
+ * answers {cpu: true} with the CPU time the process has used so far, and {routes: true} with every
+ * route the server registered (bench/fuzz.ts walks them).
  */
 interface SeedUser {
   localpart: string;
@@ -17,6 +18,7 @@ interface SeedUser {
 const src = process.env.BENCH_MYELIN_SRC ?? new URL('../src', import.meta.url).pathname;
 const { parseConfig } = (await import(pathToFileURL(`${src}/config/load.ts`).href)) as typeof import('../src/config/load.js');
 const { startHomeserver } = (await import(pathToFileURL(`${src}/homeserver.ts`).href)) as typeof import('../src/homeserver.js');
+const { routesOf } = (await import(pathToFileURL(`${src}/http/router.ts`).href)) as typeof import('../src/http/router.js');
 
 const raw = JSON.parse(process.env.BENCH_MYELIN_CONFIG ?? '{}') as Record<string, unknown>;
 const { config, warnings } = parseConfig(raw);
@@ -43,8 +45,9 @@ async function seed(users: SeedUser[]): Promise<void> {
   }
 }
 
-process.on('message', (message: { seed?: SeedUser[]; cpu?: boolean }) => {
+process.on('message', (message: { seed?: SeedUser[]; cpu?: boolean; routes?: boolean }) => {
   if (message.cpu) process.send?.({ cpu: process.cpuUsage() });
+  if (message.routes) process.send?.({ routes: routesOf(hs.apps[0]!) });
   if (!message.seed) return;
   seed(message.seed).then(
     () => process.send?.({ seeded: message.seed!.length }),

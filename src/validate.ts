@@ -2,6 +2,14 @@ import { badJson, missingParam, MatrixError } from './errors.js';
 
 export type JsonObject = Record<string, unknown>;
 
+/**
+ * An empty object without a prototype, for answers keyed by what clients send (room, device, key
+ * IDs): a key such as `__proto__` or `constructor` is then an ordinary key, not Object.prototype's.
+ */
+export function dictionary<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
 /** A JSON object: not null, not an array. */
 export function isObject(value: unknown): value is JsonObject {
   return value !== null && typeof value === 'object' && !Array.isArray(value);

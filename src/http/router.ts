@@ -55,6 +55,20 @@ export function accessTokenOf(headers: IncomingHttpHeaders, query: Record<string
   return query.access_token || undefined;
 }
 
+/** One registered route: its method and full path (`:name` for parameters) and how it authenticates. */
+export interface RouteInfo {
+  method: Method;
+  path: string;
+  auth: 'none' | 'required' | 'optional';
+}
+
+const routesByApp = new WeakMap<FastifyInstance, RouteInfo[]>();
+
+/** The Matrix routes registered on an app, in registration order (e.g. for a fuzzer to walk). */
+export function routesOf(app: FastifyInstance): readonly RouteInfo[] {
+  return routesByApp.get(app) ?? [];
+}
+
 /**
  * Registers Matrix routes on one Fastify app: every path under each prefix, with authentication,
  * and a record of known paths so a wrong method gets 405 rather than 404.
@@ -62,12 +76,15 @@ export function accessTokenOf(headers: IncomingHttpHeaders, query: Record<string
 export class Router {
   private readonly known = FindMyWay();
   private readonly lastTouch = new Map<string, number>();
+  private readonly routes: RouteInfo[] = [];
 
   constructor(
     private readonly app: FastifyInstance,
     private readonly sessions: SessionService,
     private readonly now: () => number,
-  ) {}
+  ) {
+    routesByApp.set(app, this.routes);
+  }
 
   /** True when some method serves this path. */
   pathExists(path: string): boolean {
@@ -91,6 +108,7 @@ export class Router {
     for (const prefix of options.prefixes ?? CLIENT_PREFIXES) {
       const url = prefix + path;
       if (this.known.find('GET', url) === null) this.known.on('GET', url, () => undefined);
+      this.routes.push({ method, path: url, auth });
       this.app.route({
         method: method as HTTPMethods,
         url,

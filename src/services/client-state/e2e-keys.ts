@@ -1,7 +1,7 @@
 import { MatrixError, badJson, invalidParam, missingParam } from '../../errors.js';
 import type { OneTimeKey } from '../../storage/e2e-keys.js';
 import type { Store } from '../../storage/index.js';
-import { isObject, type JsonObject } from '../../validate.js';
+import { dictionary, isObject, type JsonObject } from '../../validate.js';
 import type { Requester } from '../sessions.js';
 import { uiaParams, type UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
@@ -98,11 +98,11 @@ export class E2eKeyService {
     if (wanted === undefined || wanted === null) throw missingParam('device_keys');
     if (!isObject(wanted)) throw badJson("'device_keys' must be an object");
     const repo = this.store.clientState.keys;
-    const deviceKeys: JsonObject = {};
-    const masterKeys: JsonObject = {};
-    const selfSigningKeys: JsonObject = {};
-    const userSigningKeys: JsonObject = {};
-    const failures: JsonObject = {};
+    const deviceKeys = dictionary<unknown>();
+    const masterKeys = dictionary<unknown>();
+    const selfSigningKeys = dictionary<unknown>();
+    const userSigningKeys = dictionary<unknown>();
+    const failures = dictionary<unknown>();
     for (const [userId, devices] of Object.entries(wanted)) {
       if (!isUserId(userId)) throw invalidParam(`Not a user ID: ${userId}`);
       if (!Array.isArray(devices) || devices.some((d) => typeof d !== 'string')) throw badJson(`'device_keys.${userId}' must be an array of device IDs`);
@@ -120,7 +120,7 @@ export class E2eKeyService {
         key.signatures = sigs;
         return key;
       };
-      const devicesOut: JsonObject = {};
+      const devicesOut = dictionary<unknown>();
       for (const row of await repo.listDeviceKeys(userId, devices as string[])) {
         const key = withSignatures(row.key_json, row.device_id);
         // Always present, as Synapse sends it and sytest expects; the spec makes it optional.
@@ -141,17 +141,18 @@ export class E2eKeyService {
     if (wanted === undefined || wanted === null) throw missingParam('one_time_keys');
     if (!isObject(wanted)) throw badJson("'one_time_keys' must be an object");
     for (const [userId, devices] of Object.entries(wanted)) {
+      if (!isUserId(userId)) throw invalidParam(`Not a user ID: ${userId}`);
       if (!isStringMap(devices)) throw badJson(`'one_time_keys.${userId}' must map device IDs to algorithms`);
     }
-    const claimed: JsonObject = {};
-    const failures: JsonObject = {};
+    const claimed = dictionary<unknown>();
+    const failures = dictionary<unknown>();
     const repo = this.store.clientState.keys;
     for (const [userId, devices] of Object.entries(wanted as Record<string, Record<string, string>>)) {
       if (!this.isLocal(userId)) {
         failures[serverNameOf(userId)] = { errcode: 'M_UNAVAILABLE', error: 'This server does not federate' };
         continue;
       }
-      const perUser: JsonObject = {};
+      const perUser = dictionary<unknown>();
       for (const [deviceId, algorithm] of Object.entries(devices)) {
         const key = (await repo.takeOneTimeKey(userId, deviceId, algorithm)) ?? (await repo.useFallbackKey(userId, deviceId, algorithm));
         if (key) perUser[deviceId] = { [`${key.algorithm}:${key.key_id}`]: JSON.parse(key.key_json) };
@@ -222,7 +223,7 @@ export class E2eKeyService {
    */
   async uploadSignatures(requester: Requester, body: JsonObject): Promise<{ failures: JsonObject }> {
     const signer = requester.userId;
-    const failures: Record<string, JsonObject> = {};
+    const failures = dictionary<JsonObject>();
     const fail = (userId: string, keyId: string, errcode: string, error: string) => {
       failures[userId] = { ...failures[userId], [keyId]: { errcode, error } };
     };

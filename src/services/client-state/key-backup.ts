@@ -1,7 +1,8 @@
 import { MatrixError, badJson, invalidParam, missingParam, notFound } from '../../errors.js';
 import type { BackupKeyRow, BackupVersionRow } from '../../storage/key-backup.js';
 import type { Store } from '../../storage/index.js';
-import { isObject, type JsonObject } from '../../validate.js';
+import { dictionary, isObject, type JsonObject } from '../../validate.js';
+import { isRoomId } from '../user-ids.js';
 
 export const BACKUP_ALGORITHMS = ['m.megolm_backup.v1.curve25519-aes-sha2'];
 
@@ -23,12 +24,25 @@ function checkSession(value: unknown, where: string): SessionData {
   return value as unknown as SessionData;
 }
 
+/** Megolm session IDs are 43 characters of base64; the spec sets no grammar, so only a bound. */
+const MAX_SESSION_ID_LENGTH = 255;
+
+function checkRoomId(roomId: string): string {
+  if (!isRoomId(roomId)) throw invalidParam(`Not a room ID: ${JSON.stringify(roomId.slice(0, 300))}`);
+  return roomId;
+}
+
+function checkSessionId(sessionId: string): string {
+  if (sessionId === '' || sessionId.length > MAX_SESSION_ID_LENGTH) throw invalidParam(`Session IDs must be 1 to ${MAX_SESSION_ID_LENGTH} characters long`);
+  return sessionId;
+}
+
 function checkSessions(value: unknown, where: string): Record<string, SessionData> {
   if (!isObject(value)) throw value === undefined ? missingParam(`${where}.sessions`) : badJson(`'${where}' must be an object`);
   const sessions = value.sessions;
   if (sessions === undefined) throw missingParam(`${where}.sessions`);
   if (!isObject(sessions)) throw badJson(`'${where}.sessions' must be an object`);
-  for (const [id, s] of Object.entries(sessions)) checkSession(s, `${where}.sessions.${id}`);
+  for (const [id, s] of Object.entries(sessions)) checkSession(s, `${where}.sessions.${checkSessionId(id)}`);
   return sessions as Record<string, SessionData>;
 }
 
@@ -160,17 +174,17 @@ export class KeyBackupService {
   putAll(userId: string, version: string | undefined, body: JsonObject) {
     if (body.rooms === undefined) throw missingParam('rooms');
     if (!isObject(body.rooms)) throw badJson("'rooms' must be an object");
-    const rooms: Record<string, Record<string, SessionData>> = {};
-    for (const [roomId, room] of Object.entries(body.rooms)) rooms[roomId] = checkSessions(room, `rooms.${roomId}`);
+    const rooms = dictionary<Record<string, SessionData>>();
+    for (const [roomId, room] of Object.entries(body.rooms)) rooms[checkRoomId(roomId)] = checkSessions(room, `rooms.${roomId}`);
     return this.putKeys(userId, version, rooms);
   }
 
   putRoom(userId: string, version: string | undefined, roomId: string, body: JsonObject) {
-    return this.putKeys(userId, version, { [roomId]: checkSessions(body, 'body') });
+    return this.putKeys(userId, version, { [checkRoomId(roomId)]: checkSessions(body, 'body') });
   }
 
   putSession(userId: string, version: string | undefined, roomId: string, sessionId: string, body: JsonObject) {
-    return this.putKeys(userId, version, { [roomId]: { [sessionId]: checkSession(body, 'body') } });
+    return this.putKeys(userId, version, { [checkRoomId(roomId)]: { [checkSessionId(sessionId)]: checkSession(body, 'body') } });
   }
 
   async getKeys(userId: string, versionParam: string | undefined, roomId?: string, sessionId?: string): Promise<JsonObject> {
@@ -180,8 +194,9 @@ export class KeyBackupService {
       if (rows.length === 0) throw notFound('No room key found');
       return keyView(rows[0]!);
     }
-    const rooms: Record<string, { sessions: JsonObject }> = {};
-    for (const row of rows) (rooms[row.room_id] ??= { sessions: {} }).sessions[row.session_id] = keyView(row);
+    // Reads take any room ID, so that keys stored before room IDs were checked can still be read and deleted.
+    const rooms = dictionary<{ sessions: JsonObject }>();
+    for (const row of rows) (rooms[row.room_id] ??= { sessions: dictionary() }).sessions[row.session_id] = keyView(row);
     if (roomId !== undefined) return rooms[roomId] ?? { sessions: {} };
     return { rooms };
   }
