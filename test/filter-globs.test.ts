@@ -43,7 +43,7 @@ for (const engine of ENGINES) {
       assert.equal(result.status, 200);
       assert.deepEqual(result.body.account_data.events, []);
       assert.ok(ms < 1000, `the sync took ${Math.round(ms)} ms`);
-      assert.ok(versionsMs < 100, `/versions took ${Math.round(versionsMs)} ms`);
+      assert.ok(versionsMs < 500, `/versions took ${Math.round(versionsMs)} ms`);
     });
 
     it('answers quickly at the pattern limits too (stored: 100 patterns of 255 characters, over 100-character types)', async () => {
@@ -63,7 +63,7 @@ for (const engine of ENGINES) {
       );
       assert.equal(result.status, 200, JSON.stringify(result.body));
       assert.ok(ms < 1000, `the sync took ${Math.round(ms)} ms`);
-      assert.ok(versionsMs < 100, `/versions took ${Math.round(versionsMs)} ms`);
+      assert.ok(versionsMs < 500, `/versions took ${Math.round(versionsMs)} ms`);
     });
 
     it('still matches * anywhere, and keeps regex metacharacters and ? literal', async () => {
