@@ -45,12 +45,32 @@ function errorFor(issue: z.core.$ZodIssue, input: unknown, where: 'body' | 'quer
   const field = issue.path.map(String).join('.') || '(body)';
   if (issue.code === 'custom' && typeof issue.params?.matrix === 'function') return (issue.params.matrix as () => MatrixError)();
   if (valueAt(input, issue.path) === undefined) return missingParam(field);
-  if (issue.code === 'invalid_type') {
-    const expected = issue.expected === 'int' ? 'an integer' : `${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`;
-    return where === 'query' ? invalidParam(`'${field}' must be ${expected}`) : badJson(`'${field}' must be ${expected}`);
+  if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    // A value that got inside one alternative (an object with a bad field) answers with that one's
+    // problem, then one of the right type but a wrong value; one that matched none of the types is a
+    // wrong type (e.g. a push rule action: a known string or a tweak object).
+    const tried =
+      issue.errors.find((branch) => branch.some((i) => i.path.length > 0)) ?? issue.errors.find((branch) => branch.some((i) => i.code !== 'invalid_type'));
+    if (tried) return errorFor({ ...tried[0]!, path: [...issue.path, ...tried[0]!.path] } as z.core.$ZodIssue, input, where);
+    return wrongType(field, issue.errors.map((branch) => describe((branch[0] as z.core.$ZodIssueInvalidType).expected)).join(' or '), where);
+  }
+  if (issue.code === 'invalid_type') return wrongType(field, describe(issue.expected), where);
+  if (issue.code === 'invalid_value') {
+    // z.enum and z.literal check the value, not its type: a number where one of some strings is expected is a wrong type.
+    const value = valueAt(input, issue.path);
+    const types = [...new Set(issue.values.map((v) => (v === null ? 'null' : typeof v)))];
+    if (!types.includes(value === null ? 'null' : typeof value)) return wrongType(field, types.map(describe).join(' or '), where);
   }
   if (issue.code === 'unrecognized_keys') return badJson(`Unknown field${issue.keys.length > 1 ? 's' : ''}: ${issue.keys.join(', ')}`);
   return invalidParam(`'${field}': ${issue.message}`);
+}
+
+function describe(expected: string): string {
+  return expected === 'int' ? 'an integer' : `${/^[aeiou]/.test(expected) ? 'an' : 'a'} ${expected}`;
+}
+
+function wrongType(field: string, expected: string, where: 'body' | 'query'): MatrixError {
+  return where === 'query' ? invalidParam(`'${field}' must be ${expected}`) : badJson(`'${field}' must be ${expected}`);
 }
 
 /** Options for `.refine()` whose failure answers with this exact Matrix error (e.g. M_INVALID_USERNAME). */

@@ -1,10 +1,11 @@
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
-import { objectBody } from '../../validate.js';
+import { parseFilter } from '../../services/client-state/filters.js';
 
 export function filterRoutes(router: Router, { clientState }: Services): void {
+  // The body is the filter itself, checked against the spec's Filter schema (a missing body is {}).
   router.authed('POST', '/user/:userId/filter', async ({ requester, params, body }) => ({
-    filter_id: await clientState.filters.create(requester.userId, params.userId!, objectBody(body)),
+    filter_id: await clientState.filters.create(requester.userId, params.userId!, parseFilter(body ?? {})),
   }));
   router.authed('GET', '/user/:userId/filter/:filterId', async ({ requester, params }) =>
     clientState.filters.get(requester.userId, params.userId!, params.filterId!),

@@ -1,7 +1,36 @@
-import { missingParam, unrecognized } from '../../errors.js';
+import { z } from 'zod';
+import { unrecognized } from '../../errors.js';
 import type { Router } from '../../http/router.js';
+import { optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
-import { objectBody, optionalBoolean } from '../../validate.js';
+import { checkRulePath } from '../../services/client-state/pushrules.js';
+import { asSent } from './client-state-schemas.js';
+
+/**
+ * Actions that the spec retired. "Clients and homeservers MUST ignore these actions, for instance,
+ * by stripping them": accepted and stored as sent (so they read back as set, as in Synapse), and to
+ * be ignored when rules are evaluated.
+ */
+const HISTORICAL_ACTIONS = ['dont_notify', 'coalesce'] as const;
+
+/** An action: "notify" (or a retired one), or a tweak object; stored as sent. */
+const Action = asSent(z.union([z.enum(['notify', ...HISTORICAL_ACTIONS]), z.looseObject({ set_tweak: z.string() })]));
+const Actions = z.array(Action);
+
+const Condition = asSent(
+  z.looseObject({
+    kind: z.string(),
+    key: z.string().optional(),
+    pattern: z.string().optional(),
+    is: z.string().optional(),
+    value: z.union([z.string(), z.number(), z.boolean(), z.null()]).optional(),
+  }),
+);
+
+const PushRuleBody = z.object({ actions: Actions, conditions: optional(z.array(Condition)), pattern: optional(z.string()) });
+const RulePosition = z.object({ before: optional(z.string()), after: optional(z.string()) });
+const EnabledBody = z.object({ enabled: z.boolean() });
+const ActionsBody = z.object({ actions: Actions });
 
 export function pushRuleRoutes(router: Router, { clientState }: Services): void {
   const rules = clientState.pushRules;
@@ -10,10 +39,12 @@ export function pushRuleRoutes(router: Router, { clientState }: Services): void 
   // Not in the spec, but Synapse answers it (the kind's rules, as an array) and clients still call it.
   router.authed('GET', '/pushrules/global/:kind/', async ({ requester, params }) => rules.rulesOfKind(requester.userId, params.kind!));
 
+  // On a PUT the path is checked before the body: a malformed path is M_UNRECOGNIZED whatever the body.
   const path = '/pushrules/global/:kind/:ruleId';
   router.authed('GET', path, async ({ requester, params }) => rules.getRule(requester.userId, params.kind!, params.ruleId!));
   router.authed('PUT', path, async ({ requester, params, body, query }) => {
-    await rules.putRule(requester.userId, params.kind!, params.ruleId!, objectBody(body), query.before, query.after);
+    checkRulePath(params.kind!, params.ruleId!);
+    await rules.putRule(requester.userId, params.kind!, params.ruleId!, parseBody(PushRuleBody, body), parseQuery(RulePosition, query));
     return {};
   });
   router.authed('DELETE', path, async ({ requester, params }) => {
@@ -25,9 +56,8 @@ export function pushRuleRoutes(router: Router, { clientState }: Services): void 
     enabled: (await rules.getRule(requester.userId, params.kind!, params.ruleId!)).enabled,
   }));
   router.authed('PUT', `${path}/enabled`, async ({ requester, params, body }) => {
-    const enabled = optionalBoolean(objectBody(body), 'enabled');
-    if (enabled === undefined) throw missingParam('enabled');
-    await rules.setEnabled(requester.userId, params.kind!, params.ruleId!, enabled);
+    checkRulePath(params.kind!, params.ruleId!);
+    await rules.setEnabled(requester.userId, params.kind!, params.ruleId!, parseBody(EnabledBody, body).enabled);
     return {};
   });
 
@@ -35,7 +65,8 @@ export function pushRuleRoutes(router: Router, { clientState }: Services): void 
     actions: (await rules.getRule(requester.userId, params.kind!, params.ruleId!)).actions,
   }));
   router.authed('PUT', `${path}/actions`, async ({ requester, params, body }) => {
-    await rules.setActions(requester.userId, params.kind!, params.ruleId!, objectBody(body).actions);
+    checkRulePath(params.kind!, params.ruleId!);
+    await rules.setActions(requester.userId, params.kind!, params.ruleId!, parseBody(ActionsBody, body).actions);
     return {};
   });
 

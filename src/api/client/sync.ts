@@ -1,14 +1,24 @@
+import { z } from 'zod';
 import type { Router } from '../../http/router.js';
+import { optional, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
+import { PRESENCE_STATES } from '../../services/client-state/presence.js';
+import { QueryBoolean, QueryInteger } from './client-state-schemas.js';
+
+/** The longest a sync may wait, whatever timeout the client asks for. */
+const MAX_TIMEOUT_MS = 10 * 60_000;
+
+const SyncQuery = z.object({
+  since: optional(z.string()).transform((since) => (since === '' ? undefined : since)),
+  timeout: QueryInteger.transform((ms) => Math.min(ms ?? 0, MAX_TIMEOUT_MS)),
+  full_state: optional(QueryBoolean).transform((full) => full ?? false),
+  set_presence: optional(z.enum(PRESENCE_STATES)).transform((state) => state ?? 'online'),
+  filter: optional(z.string()).transform((filter) => (filter === '' ? undefined : filter)),
+});
 
 export function syncRoutes(router: Router, { clientState }: Services): void {
-  router.authed('GET', '/sync', async ({ requester, query }) =>
-    clientState.sync.sync(requester, {
-      since: query.since,
-      timeout: query.timeout,
-      full_state: query.full_state,
-      set_presence: query.set_presence,
-      filter: query.filter,
-    }),
-  );
+  router.authed('GET', '/sync', async ({ requester, query }) => {
+    const { since, timeout, full_state: fullState, set_presence: setPresence, filter } = parseQuery(SyncQuery, query);
+    return clientState.sync.sync(requester, { since, timeoutMs: timeout, fullState, setPresence, filter });
+  });
 }

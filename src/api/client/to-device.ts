@@ -1,10 +1,15 @@
+import { z } from 'zod';
 import type { Router } from '../../http/router.js';
+import { parseBody } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
-import { objectBody } from '../../validate.js';
+import { JsonObject, UserId } from './client-state-schemas.js';
+
+/** user ID -> device ID (or '*') -> message content. */
+const SendToDevice = z.object({ messages: z.record(UserId, z.record(z.string(), JsonObject)) });
 
 export function toDeviceRoutes(router: Router, { clientState }: Services): void {
   router.authed('PUT', '/sendToDevice/:eventType/:txnId', async ({ requester, params, body }) => {
-    await clientState.toDevice.send(requester, params.eventType!, params.txnId!, objectBody(body));
+    await clientState.toDevice.send(requester, params.eventType!, params.txnId!, parseBody(SendToDevice, body).messages);
     return {};
   });
 }

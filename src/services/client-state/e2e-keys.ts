@@ -1,4 +1,4 @@
-import { MatrixError, badJson, invalidParam, missingParam } from '../../errors.js';
+import { MatrixError, invalidParam, missingParam } from '../../errors.js';
 import type { OneTimeKey } from '../../storage/e2e-keys.js';
 import type { Store } from '../../storage/index.js';
 import { dictionary, isObject, type JsonObject } from '../../validate.js';
@@ -7,32 +7,55 @@ import { uiaParams, type UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
 import type { StreamWriter } from './stream-writer.js';
 import { tokenPosition } from './sync-token.js';
-import { isUserId, serverNameOf } from '../user-ids.js';
+import { serverNameOf } from '../user-ids.js';
 
-const CROSS_SIGNING_TYPES = { master_key: 'master', self_signing_key: 'self_signing', user_signing_key: 'user_signing' } as const;
+export const CROSS_SIGNING_TYPES = { master_key: 'master', self_signing_key: 'self_signing', user_signing_key: 'user_signing' } as const;
 const KEY_ID = /^([^:]+):(.+)$/;
+
+/** user ID -> key ID -> signature. */
+export type Signatures = Record<string, Record<string, string>>;
+
+/** A device's keys as its device uploads them (signed JSON: stored as sent, less `unsigned`). */
+export interface DeviceKeysInput {
+  user_id: string;
+  device_id: string;
+  algorithms: string[];
+  keys: Record<string, string>;
+  signatures: Signatures;
+  [field: string]: unknown;
+}
+
+/** "algorithm:key_id" -> a key string or a signed key object. */
+export type KeyMap = Record<string, string | { key: string; signatures?: Signatures; [field: string]: unknown }>;
+
+export interface KeysUpload {
+  device_keys?: DeviceKeysInput;
+  one_time_keys?: KeyMap;
+  fallback_keys?: KeyMap;
+}
+
+/** A cross-signing key (signed JSON, stored as sent). */
+export interface CrossSigningKey {
+  user_id: string;
+  usage: string[];
+  keys: Record<string, string>;
+  signatures?: Signatures;
+  [field: string]: unknown;
+}
+
+/** POST /keys/device_signing/upload; `auth` is for the UIA that replacing keys needs. */
+// A type, not an interface: it is also the UIA's record of the request's parameters (a JSON object).
+export type CrossSigningUpload = { [field in keyof typeof CROSS_SIGNING_TYPES]?: CrossSigningKey } & { auth?: unknown };
 
 function isStringMap(value: unknown): value is Record<string, string> {
   return isObject(value) && Object.values(value).every((v) => typeof v === 'string');
 }
 
-function checkSignatures(value: unknown, name: string): void {
-  if (value === undefined) return;
-  if (!isObject(value) || !Object.values(value).every(isStringMap)) throw badJson(`'${name}.signatures' must map user IDs to key IDs to signatures`);
-}
-
-/** The keys of a one_time_keys or fallback_keys map: "algorithm:key_id" -> key string or signed key object. */
-function checkKeyMap(value: unknown, name: string): OneTimeKey[] {
-  if (value === undefined || value === null) return [];
-  if (!isObject(value)) throw badJson(`'${name}' must be an object`);
-  return Object.entries(value).map(([id, key]) => {
-    const match = KEY_ID.exec(id);
-    if (!match) throw invalidParam(`'${name}' key IDs must look like algorithm:key_id (got ${id})`);
-    if (typeof key !== 'string') {
-      if (!isObject(key) || typeof key.key !== 'string') throw badJson(`'${name}.${id}' must be a string or an object with a string 'key'`);
-      checkSignatures(key.signatures, `${name}.${id}`);
-    }
-    return { algorithm: match[1]!, key_id: match[2]!, key_json: JSON.stringify(key) };
+/** The rows of a one_time_keys or fallback_keys map; the key IDs were checked at the edge. */
+function keyRows(map: KeyMap = {}): OneTimeKey[] {
+  return Object.entries(map).map(([id, key]) => {
+    const [, algorithm, keyId] = KEY_ID.exec(id)!;
+    return { algorithm: algorithm!, key_id: keyId!, key_json: JSON.stringify(key) };
   });
 }
 
@@ -59,23 +82,16 @@ export class E2eKeyService {
     return { signed_curve25519: 0, ...counts };
   }
 
-  async upload(requester: Requester, body: JsonObject): Promise<{ one_time_key_counts: Record<string, number> }> {
+  async upload(requester: Requester, input: KeysUpload): Promise<{ one_time_key_counts: Record<string, number> }> {
     const { userId, deviceId } = requester;
     let deviceKeys: string | undefined;
-    if (body.device_keys !== undefined && body.device_keys !== null) {
-      const dk = body.device_keys;
-      if (!isObject(dk)) throw badJson("'device_keys' must be an object");
-      for (const field of ['user_id', 'device_id'] as const) if (typeof dk[field] !== 'string') throw missingParam(`device_keys.${field}`);
-      if (!Array.isArray(dk.algorithms) || dk.algorithms.some((a) => typeof a !== 'string')) throw badJson("'device_keys.algorithms' must be an array of strings");
-      if (!isStringMap(dk.keys)) throw badJson("'device_keys.keys' must map key IDs to keys");
-      if (!isObject(dk.signatures)) throw missingParam('device_keys.signatures');
-      checkSignatures(dk.signatures, 'device_keys');
-      if (dk.user_id !== userId || dk.device_id !== deviceId) throw invalidParam("'device_keys' must be for the device making the request");
-      const { unsigned: _unsigned, ...signed } = dk;
+    if (input.device_keys !== undefined) {
+      const { unsigned: _unsigned, ...signed } = input.device_keys;
+      if (signed.user_id !== userId || signed.device_id !== deviceId) throw invalidParam("'device_keys' must be for the device making the request");
       deviceKeys = JSON.stringify(signed);
     }
-    const oneTimeKeys = checkKeyMap(body.one_time_keys, 'one_time_keys');
-    const fallbackKeys = checkKeyMap(body.fallback_keys, 'fallback_keys');
+    const oneTimeKeys = keyRows(input.one_time_keys);
+    const fallbackKeys = keyRows(input.fallback_keys);
 
     await this.writer.write(async (tx) => {
       const keys = tx.repos.keys;
@@ -93,10 +109,8 @@ export class E2eKeyService {
     return { one_time_key_counts: await this.counts(userId, deviceId) };
   }
 
-  async query(requester: Requester, body: JsonObject): Promise<JsonObject> {
-    const wanted = body.device_keys;
-    if (wanted === undefined || wanted === null) throw missingParam('device_keys');
-    if (!isObject(wanted)) throw badJson("'device_keys' must be an object");
+  /** `wanted` maps user ID -> device IDs (none: all of the user's devices). */
+  async query(requester: Requester, wanted: Record<string, string[]>): Promise<JsonObject> {
     const repo = this.store.clientState.keys;
     const deviceKeys = dictionary<unknown>();
     const masterKeys = dictionary<unknown>();
@@ -104,8 +118,6 @@ export class E2eKeyService {
     const userSigningKeys = dictionary<unknown>();
     const failures = dictionary<unknown>();
     for (const [userId, devices] of Object.entries(wanted)) {
-      if (!isUserId(userId)) throw invalidParam(`Not a user ID: ${userId}`);
-      if (!Array.isArray(devices) || devices.some((d) => typeof d !== 'string')) throw badJson(`'device_keys.${userId}' must be an array of device IDs`);
       if (!this.isLocal(userId)) {
         failures[serverNameOf(userId)] = { errcode: 'M_UNAVAILABLE', error: 'This server does not federate' };
         continue;
@@ -121,7 +133,7 @@ export class E2eKeyService {
         return key;
       };
       const devicesOut = dictionary<unknown>();
-      for (const row of await repo.listDeviceKeys(userId, devices as string[])) {
+      for (const row of await repo.listDeviceKeys(userId, devices)) {
         const key = withSignatures(row.key_json, row.device_id);
         // Always present, as Synapse sends it and sytest expects; the spec makes it optional.
         key.unsigned = row.display_name !== null ? { device_display_name: row.display_name } : {};
@@ -136,18 +148,12 @@ export class E2eKeyService {
     return { device_keys: deviceKeys, master_keys: masterKeys, self_signing_keys: selfSigningKeys, user_signing_keys: userSigningKeys, failures };
   }
 
-  async claim(body: JsonObject): Promise<JsonObject> {
-    const wanted = body.one_time_keys;
-    if (wanted === undefined || wanted === null) throw missingParam('one_time_keys');
-    if (!isObject(wanted)) throw badJson("'one_time_keys' must be an object");
-    for (const [userId, devices] of Object.entries(wanted)) {
-      if (!isUserId(userId)) throw invalidParam(`Not a user ID: ${userId}`);
-      if (!isStringMap(devices)) throw badJson(`'one_time_keys.${userId}' must map device IDs to algorithms`);
-    }
+  /** `wanted` maps user ID -> device ID -> algorithm. */
+  async claim(wanted: Record<string, Record<string, string>>): Promise<JsonObject> {
     const claimed = dictionary<unknown>();
     const failures = dictionary<unknown>();
     const repo = this.store.clientState.keys;
-    for (const [userId, devices] of Object.entries(wanted as Record<string, Record<string, string>>)) {
+    for (const [userId, devices] of Object.entries(wanted)) {
       if (!this.isLocal(userId)) {
         failures[serverNameOf(userId)] = { errcode: 'M_UNAVAILABLE', error: 'This server does not federate' };
         continue;
@@ -162,9 +168,7 @@ export class E2eKeyService {
     return { one_time_keys: claimed, failures };
   }
 
-  async changes(userId: string, from: string | undefined, to: string | undefined): Promise<{ changed: string[]; left: string[] }> {
-    if (from === undefined) throw missingParam('from');
-    if (to === undefined) throw missingParam('to');
+  async changes(userId: string, from: string, to: string): Promise<{ changed: string[]; left: string[] }> {
     const streams = this.store.clientState.streams;
     const after = await tokenPosition(from, userId, streams);
     const upto = await tokenPosition(to, userId, streams);
@@ -173,17 +177,13 @@ export class E2eKeyService {
     return { changed, left: [] };
   }
 
-  async uploadCrossSigning(requester: Requester, body: JsonObject, ip: string): Promise<void> {
+  async uploadCrossSigning(requester: Requester, body: CrossSigningUpload, ip: string): Promise<void> {
     const userId = requester.userId;
-    const uploaded: [string, JsonObject][] = [];
+    const uploaded: [string, CrossSigningKey][] = [];
     for (const [field, type] of Object.entries(CROSS_SIGNING_TYPES)) {
-      const key = body[field];
-      if (key === undefined || key === null) continue;
-      if (!isObject(key)) throw badJson(`'${field}' must be an object`);
+      const key = body[field as keyof typeof CROSS_SIGNING_TYPES];
+      if (key === undefined) continue;
       if (key.user_id !== userId) throw invalidParam(`'${field}.user_id' must be your user ID`);
-      if (!Array.isArray(key.usage) || !key.usage.includes(type)) throw invalidParam(`'${field}.usage' must include ${type}`);
-      if (!isStringMap(key.keys) || Object.keys(key.keys).length !== 1) throw invalidParam(`'${field}.keys' must hold exactly one key`);
-      checkSignatures(key.signatures, field);
       uploaded.push([type, key]);
     }
     const existing = await this.store.clientState.keys.crossSigningKeys(userId);
@@ -192,7 +192,7 @@ export class E2eKeyService {
     for (const [type, key] of uploaded) {
       if (type === 'master') continue;
       const masterKey = publicKeyOf(master!);
-      const signature = (key.signatures as Record<string, Record<string, string>> | undefined)?.[userId]?.[`ed25519:${masterKey}`];
+      const signature = key.signatures?.[userId]?.[`ed25519:${masterKey}`];
       if (signature === undefined || !verifyEd25519(key, masterKey, signature)) {
         throw new MatrixError(400, 'M_INVALID_SIGNATURE', `The ${type} key must be signed by the master key`);
       }
@@ -221,7 +221,8 @@ export class E2eKeyService {
    * master key. Each signature is checked against the signer's key; the signed object must be the
    * key the server holds.
    */
-  async uploadSignatures(requester: Requester, body: JsonObject): Promise<{ failures: JsonObject }> {
+  /** `signed` maps user ID -> key ID (a device ID or a cross-signing public key) -> the signed key object. */
+  async uploadSignatures(requester: Requester, keysByUser: Record<string, Record<string, JsonObject>>): Promise<{ failures: JsonObject }> {
     const signer = requester.userId;
     const failures = dictionary<JsonObject>();
     const fail = (userId: string, keyId: string, errcode: string, error: string) => {
@@ -238,9 +239,7 @@ export class E2eKeyService {
       const device = await repo.getDeviceKeys(signer, match[1]!);
       return device ? ((JSON.parse(device) as { keys?: Record<string, string> }).keys?.[keyId] ?? undefined) : undefined;
     };
-    for (const [userId, objects] of Object.entries(body)) {
-      if (!isObject(objects)) throw badJson(`'${userId}' must map key IDs to signed objects`);
-      if (!isUserId(userId)) throw invalidParam(`Not a user ID: ${userId}`);
+    for (const [userId, objects] of Object.entries(keysByUser)) {
       const cross = this.isLocal(userId) ? parsedKeys(await repo.crossSigningKeys(userId)) : {};
       for (const [keyId, signed] of Object.entries(objects)) {
         let stored: JsonObject | undefined;

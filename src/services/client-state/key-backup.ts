@@ -1,27 +1,30 @@
-import { MatrixError, badJson, invalidParam, missingParam, notFound } from '../../errors.js';
+import { MatrixError, invalidParam, notFound } from '../../errors.js';
 import type { BackupKeyRow, BackupVersionRow } from '../../storage/key-backup.js';
 import type { Store } from '../../storage/index.js';
-import { dictionary, isObject, type JsonObject } from '../../validate.js';
+import { dictionary, type JsonObject } from '../../validate.js';
 import { isRoomId } from '../user-ids.js';
 
-export const BACKUP_ALGORITHMS = ['m.megolm_backup.v1.curve25519-aes-sha2'];
+export const BACKUP_ALGORITHMS = ['m.megolm_backup.v1.curve25519-aes-sha2'] as const;
 
-interface SessionData {
+/** The spec's KeyBackupData: one session's key, encrypted by the client (session_data is opaque). */
+export interface KeyBackupData {
   first_message_index: number;
   forwarded_count: number;
   is_verified: boolean;
   session_data: JsonObject;
 }
 
-function checkSession(value: unknown, where: string): SessionData {
-  if (!isObject(value)) throw badJson(`'${where}' must be an object`);
-  for (const field of ['first_message_index', 'forwarded_count'] as const) {
-    if (value[field] === undefined) throw missingParam(`${where}.${field}`);
-    if (typeof value[field] !== 'number' || !Number.isSafeInteger(value[field]) || (value[field] as number) < 0) throw badJson(`'${where}.${field}' must be a non-negative integer`);
-  }
-  if (typeof value.is_verified !== 'boolean') throw value.is_verified === undefined ? missingParam(`${where}.is_verified`) : badJson(`'${where}.is_verified' must be a boolean`);
-  if (!isObject(value.session_data)) throw value.session_data === undefined ? missingParam(`${where}.session_data`) : badJson(`'${where}.session_data' must be an object`);
-  return value as unknown as SessionData;
+/** The spec's RoomKeyBackup: a room's session keys by session ID. */
+export interface RoomKeyBackup {
+  sessions: Record<string, KeyBackupData>;
+}
+
+/** A backup version's algorithm and public part, as created or updated. */
+export interface BackupVersionInput {
+  algorithm: string;
+  auth_data: JsonObject;
+  /** On an update: when given, must be the version in the path. */
+  version?: string;
 }
 
 /** Megolm session IDs are 43 characters of base64; the spec sets no grammar, so only a bound. */
@@ -37,17 +40,15 @@ function checkSessionId(sessionId: string): string {
   return sessionId;
 }
 
-function checkSessions(value: unknown, where: string): Record<string, SessionData> {
-  if (!isObject(value)) throw value === undefined ? missingParam(`${where}.sessions`) : badJson(`'${where}' must be an object`);
-  const sessions = value.sessions;
-  if (sessions === undefined) throw missingParam(`${where}.sessions`);
-  if (!isObject(sessions)) throw badJson(`'${where}.sessions' must be an object`);
-  for (const [id, s] of Object.entries(sessions)) checkSession(s, `${where}.sessions.${checkSessionId(id)}`);
-  return sessions as Record<string, SessionData>;
+/** A room's sessions keyed by checked session IDs, in a map without a prototype. */
+function checkedSessions(sessions: Record<string, KeyBackupData>): Record<string, KeyBackupData> {
+  const out = dictionary<KeyBackupData>();
+  for (const [sessionId, data] of Object.entries(sessions)) out[checkSessionId(sessionId)] = data;
+  return out;
 }
 
 /** The spec's rule for which of two backed-up copies of a session key to keep. */
-function better(fresh: SessionData, old: BackupKeyRow): boolean {
+function better(fresh: KeyBackupData, old: BackupKeyRow): boolean {
   if (fresh.is_verified !== (old.is_verified === 1)) return fresh.is_verified;
   if (fresh.first_message_index !== old.first_message_index) return fresh.first_message_index < old.first_message_index;
   return fresh.forwarded_count < old.forwarded_count;
@@ -68,17 +69,8 @@ export class KeyBackupService {
     return version !== undefined && /^\d{1,15}$/.test(version) ? Number(version) : undefined;
   }
 
-  private checkAlgorithm(body: JsonObject): { algorithm: string; authData: string } {
-    if (body.algorithm === undefined) throw missingParam('algorithm');
-    if (typeof body.algorithm !== 'string' || !BACKUP_ALGORITHMS.includes(body.algorithm)) throw invalidParam(`Unsupported backup algorithm`);
-    if (body.auth_data === undefined) throw missingParam('auth_data');
-    if (!isObject(body.auth_data)) throw badJson("'auth_data' must be an object");
-    return { algorithm: body.algorithm, authData: JSON.stringify(body.auth_data) };
-  }
-
-  async create(userId: string, body: JsonObject): Promise<{ version: string }> {
-    const { algorithm, authData } = this.checkAlgorithm(body);
-    const version = await this.store.clientState.keyBackup.create(userId, algorithm, authData);
+  async create(userId: string, input: BackupVersionInput): Promise<{ version: string }> {
+    const version = await this.store.clientState.keyBackup.create(userId, input.algorithm, JSON.stringify(input.auth_data));
     return { version: String(version) };
   }
 
@@ -104,15 +96,15 @@ export class KeyBackupService {
     return this.info(userId, row);
   }
 
-  async updateVersion(userId: string, versionParam: string, body: JsonObject): Promise<void> {
-    const { algorithm, authData } = this.checkAlgorithm(body);
+  async updateVersion(userId: string, versionParam: string, input: BackupVersionInput): Promise<void> {
+    const { algorithm } = input;
     const version = this.parseVersion(versionParam);
     const repo = this.store.clientState.keyBackup;
     const row = version === undefined ? undefined : await repo.get(userId, version);
     if (!row) throw notFound('Unknown backup version');
-    if (body.version !== undefined && body.version !== versionParam) throw invalidParam('The version in the body does not match the version in the path');
+    if (input.version !== undefined && input.version !== versionParam) throw invalidParam('The version in the body does not match the version in the path');
     if (algorithm !== row.algorithm) throw invalidParam('Algorithm does not match');
-    await repo.setAuthData(userId, row.version, authData);
+    await repo.setAuthData(userId, row.version, JSON.stringify(input.auth_data));
   }
 
   async deleteVersion(userId: string, versionParam: string): Promise<void> {
@@ -122,8 +114,7 @@ export class KeyBackupService {
   }
 
   /** The backup a key request names: it must exist, and writes must go to the current one. */
-  private async target(userId: string, versionParam: string | undefined, forWrite: boolean, store: Store = this.store): Promise<BackupVersionRow> {
-    if (versionParam === undefined) throw missingParam('version');
+  private async target(userId: string, versionParam: string, forWrite: boolean, store: Store = this.store): Promise<BackupVersionRow> {
     const version = this.parseVersion(versionParam);
     const repo = store.clientState.keyBackup;
     if (forWrite) {
@@ -140,7 +131,7 @@ export class KeyBackupService {
   }
 
   /** Stores keys: `rooms` maps room ID -> session ID -> key data. */
-  async putKeys(userId: string, versionParam: string | undefined, rooms: Record<string, Record<string, SessionData>>) {
+  private async putKeys(userId: string, versionParam: string, rooms: Record<string, Record<string, KeyBackupData>>) {
     return this.store.transaction(async (tx) => {
       const backup = await this.target(userId, versionParam, true, tx);
       const repo = tx.clientState.keyBackup;
@@ -171,23 +162,21 @@ export class KeyBackupService {
     });
   }
 
-  putAll(userId: string, version: string | undefined, body: JsonObject) {
-    if (body.rooms === undefined) throw missingParam('rooms');
-    if (!isObject(body.rooms)) throw badJson("'rooms' must be an object");
-    const rooms = dictionary<Record<string, SessionData>>();
-    for (const [roomId, room] of Object.entries(body.rooms)) rooms[checkRoomId(roomId)] = checkSessions(room, `rooms.${roomId}`);
-    return this.putKeys(userId, version, rooms);
+  putAll(userId: string, version: string, rooms: Record<string, RoomKeyBackup>) {
+    const out = dictionary<Record<string, KeyBackupData>>();
+    for (const [roomId, room] of Object.entries(rooms)) out[checkRoomId(roomId)] = checkedSessions(room.sessions);
+    return this.putKeys(userId, version, out);
   }
 
-  putRoom(userId: string, version: string | undefined, roomId: string, body: JsonObject) {
-    return this.putKeys(userId, version, { [checkRoomId(roomId)]: checkSessions(body, 'body') });
+  putRoom(userId: string, version: string, roomId: string, room: RoomKeyBackup) {
+    return this.putKeys(userId, version, { [checkRoomId(roomId)]: checkedSessions(room.sessions) });
   }
 
-  putSession(userId: string, version: string | undefined, roomId: string, sessionId: string, body: JsonObject) {
-    return this.putKeys(userId, version, { [checkRoomId(roomId)]: { [checkSessionId(sessionId)]: checkSession(body, 'body') } });
+  putSession(userId: string, version: string, roomId: string, sessionId: string, data: KeyBackupData) {
+    return this.putKeys(userId, version, { [checkRoomId(roomId)]: { [checkSessionId(sessionId)]: data } });
   }
 
-  async getKeys(userId: string, versionParam: string | undefined, roomId?: string, sessionId?: string): Promise<JsonObject> {
+  async getKeys(userId: string, versionParam: string, roomId?: string, sessionId?: string): Promise<JsonObject> {
     const backup = await this.target(userId, versionParam, false);
     const rows = await this.store.clientState.keyBackup.keys(userId, backup.version, roomId, sessionId);
     if (sessionId !== undefined) {
@@ -201,7 +190,7 @@ export class KeyBackupService {
     return { rooms };
   }
 
-  async deleteKeys(userId: string, versionParam: string | undefined, roomId?: string, sessionId?: string) {
+  async deleteKeys(userId: string, versionParam: string, roomId?: string, sessionId?: string) {
     return this.store.transaction(async (tx) => {
       const backup = await this.target(userId, versionParam, false, tx);
       const repo = tx.clientState.keyBackup;

@@ -1,5 +1,5 @@
 import type { Clock } from '../../clock.js';
-import { badJson, forbidden, invalidParam, missingParam } from '../../errors.js';
+import { forbidden } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import type { PresenceRow } from '../../storage/presence.js';
 import type { JsonObject } from '../../validate.js';
@@ -13,12 +13,11 @@ const ACTIVE_MS = 5 * 60_000;
 /** A syncing client refreshes its presence at most this often. */
 const TOUCH_INTERVAL_MS = 60_000;
 
-export function checkPresenceState(value: unknown, name: string): PresenceState {
-  if (value === undefined || value === null) throw missingParam(name);
-  if (typeof value !== 'string' || !(PRESENCE_STATES as readonly string[]).includes(value)) {
-    throw invalidParam(`'${name}' must be one of ${PRESENCE_STATES.join(', ')}`);
-  }
-  return value as PresenceState;
+/** A PUT /presence/{userId}/status request. */
+export interface PresenceUpdate {
+  presence: PresenceState;
+  /** Absent (or null) clears the status message. */
+  status_msg?: string;
 }
 
 /** Each user's own presence state and status message. */
@@ -31,14 +30,11 @@ export class PresenceService {
     private readonly clock: Clock,
   ) {}
 
-  async set(requesterId: string, userId: string, body: JsonObject): Promise<void> {
+  async set(requesterId: string, userId: string, update: PresenceUpdate): Promise<void> {
     if (requesterId !== userId) throw forbidden('You cannot set the presence state of another user.');
-    const state = checkPresenceState(body.presence, 'presence');
-    const msg = body.status_msg;
-    if (msg !== undefined && msg !== null && typeof msg !== 'string') throw badJson("'status_msg' must be a string");
-    if (typeof msg === 'string' && msg.length > 1024) throw invalidParam("'status_msg' is too long");
+    const state = update.presence;
     const now = this.clock.now();
-    await this.write(userId, state, (msg as string | null | undefined) ?? null, now);
+    await this.write(userId, state, update.status_msg ?? null, now);
     this.lastTouch.set(userId, { state, at: now });
   }
 

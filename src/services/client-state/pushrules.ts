@@ -1,19 +1,26 @@
-import { MatrixError, badJson, invalidParam, missingParam, notFound, unrecognized } from '../../errors.js';
+import { MatrixError, invalidParam, missingParam, notFound, unrecognized } from '../../errors.js';
 import type { PushRuleRow } from '../../storage/pushrules.js';
 import type { Store } from '../../storage/index.js';
-import { isObject, type JsonObject } from '../../validate.js';
+import type { JsonObject } from '../../validate.js';
 import { DEFAULT_CONTENT, DEFAULT_OVERRIDE, DEFAULT_UNDERRIDE, MASTER_RULE, personalise, type PushKind, type PushRule } from './push-defaults.js';
 import type { StreamWriter } from './stream-writer.js';
 
 export const PUSH_KINDS: readonly PushKind[] = ['override', 'content', 'room', 'sender', 'underride'];
 export type Ruleset = Record<PushKind, PushRule[]>;
 
-/**
- * Actions that the spec retired. "Clients and homeservers MUST ignore these actions, for instance,
- * by stripping them": accepted and stored as sent (so they read back as set, as in Synapse), and to
- * be ignored when rules are evaluated.
- */
-const HISTORICAL_ACTIONS = new Set(['dont_notify', 'coalesce']);
+/** A push rule as a client sets it (PUT /pushrules/global/{kind}/{ruleId}): checked at the edge. */
+export interface PushRuleInput {
+  actions: unknown[];
+  conditions?: JsonObject[];
+  /** Required for content rules. */
+  pattern?: string;
+}
+
+/** Where a new or moved rule goes among the user's rules of its kind. */
+export interface RulePosition {
+  before?: string;
+  after?: string;
+}
 
 function checkKind(kind: string): PushKind {
   if (!(PUSH_KINDS as readonly string[]).includes(kind)) throw new MatrixError(400, 'M_UNRECOGNIZED', `Unknown push rule kind: ${kind}`);
@@ -21,41 +28,9 @@ function checkKind(kind: string): PushKind {
 }
 
 /** The kind and rule ID of a rule's path; an empty rule ID is a malformed path, as a missing one is. */
-function checkRulePath(kind: string, ruleId: string): PushKind {
+export function checkRulePath(kind: string, ruleId: string): PushKind {
   if (ruleId === '') throw unrecognized(400, 'Missing push rule ID');
   return checkKind(kind);
-}
-
-function checkActions(value: unknown): unknown[] {
-  if (value === undefined || value === null) throw missingParam('actions');
-  if (!Array.isArray(value)) throw badJson("'actions' must be an array");
-  for (const action of value) {
-    if (typeof action === 'string') {
-      if (action !== 'notify' && !HISTORICAL_ACTIONS.has(action)) throw invalidParam(`Unknown action: ${action}`);
-    } else if (!isObject(action) || typeof action.set_tweak !== 'string') {
-      throw invalidParam('Each action must be a string or an object with a set_tweak');
-    }
-  }
-  return value;
-}
-
-function checkConditions(value: unknown): JsonObject[] {
-  if (value === undefined || value === null) return [];
-  if (!Array.isArray(value)) throw badJson("'conditions' must be an array");
-  for (const c of value) {
-    if (!isObject(c) || typeof c.kind !== 'string') {
-      throw badJson("Each condition must be an object with a string 'kind'");
-    }
-    for (const key of ['key', 'pattern', 'is'] as const) {
-      const v = (c as JsonObject)[key];
-      if (v !== undefined && typeof v !== 'string') throw badJson(`A condition's '${key}' must be a string`);
-    }
-    const v = (c as JsonObject).value;
-    if (v !== undefined && v !== null && !['string', 'number', 'boolean'].includes(typeof v)) {
-      throw badJson("A condition's 'value' must be a string, integer, boolean or null");
-    }
-  }
-  return value as JsonObject[];
 }
 
 function userRuleView(row: PushRuleRow): PushRule {
@@ -108,21 +83,20 @@ export class PushRuleService {
     return rule;
   }
 
-  async putRule(userId: string, kindParam: string, ruleId: string, body: JsonObject, before?: string, after?: string): Promise<void> {
+  async putRule(userId: string, kindParam: string, ruleId: string, input: PushRuleInput, { before, after }: RulePosition = {}): Promise<void> {
     const kind = checkRulePath(kindParam, ruleId);
     if (ruleId.startsWith('.')) throw invalidParam("Rule IDs starting with '.' are reserved for server-default rules");
     if (/[/\\]/.test(ruleId)) throw invalidParam('Rule IDs may not contain slashes or backslashes');
     // A room or sender rule's ID names the room or user it applies to; the spec does not say to refuse
     // other IDs, and Synapse takes any (such a rule matches nothing).
-    const actions = checkActions(body.actions);
+    const actions = input.actions;
     let pattern: string | null = null;
     let conditions: string | null = null;
     if (kind === 'content') {
-      if (body.pattern === undefined || body.pattern === null) throw missingParam('pattern');
-      if (typeof body.pattern !== 'string') throw badJson("'pattern' must be a string");
-      pattern = body.pattern;
+      if (input.pattern === undefined) throw missingParam('pattern');
+      pattern = input.pattern;
     }
-    if (kind === 'override' || kind === 'underride') conditions = JSON.stringify(checkConditions(body.conditions));
+    if (kind === 'override' || kind === 'underride') conditions = JSON.stringify(input.conditions ?? []);
 
     await this.change(userId, async (store) => {
       const rows = (await store.clientState.pushRules.list(userId)).filter((r) => r.kind === kind);
@@ -165,8 +139,8 @@ export class PushRuleService {
     await this.setAttribute(userId, kind, ruleId, { enabled: enabled ? 1 : 0 });
   }
 
-  async setActions(userId: string, kind: string, ruleId: string, actions: unknown): Promise<void> {
-    await this.setAttribute(userId, kind, ruleId, { actions: JSON.stringify(checkActions(actions)) });
+  async setActions(userId: string, kind: string, ruleId: string, actions: unknown[]): Promise<void> {
+    await this.setAttribute(userId, kind, ruleId, { actions: JSON.stringify(actions) });
   }
 
   private async setAttribute(userId: string, kindParam: string, ruleId: string, change: { enabled?: number; actions?: string }): Promise<void> {

@@ -6,20 +6,20 @@ import type { Requester } from '../sessions.js';
 import type { E2eKeyService } from './e2e-keys.js';
 import { applyEventFilter, type Filter, type FilterService } from './filters.js';
 import type { Notifier } from './notifier.js';
-import { checkPresenceState, type PresenceService } from './presence.js';
+import type { PresenceService, PresenceState } from './presence.js';
 import type { PushRuleService } from './pushrules.js';
 import { encodeSyncToken, tokenPosition } from './sync-token.js';
 
 /** To-device messages per response; the rest follow in the next sync. */
 const TO_DEVICE_LIMIT = 100;
-/** The longest a sync may wait, whatever timeout the client asks for. */
-const MAX_TIMEOUT_MS = 10 * 60_000;
 
-export interface SyncQuery {
+/** A parsed /sync query: a since token (still unchecked), the wait, and the filter as given. */
+export interface SyncRequest {
   since?: string;
-  timeout?: string;
-  full_state?: string;
-  set_presence?: string;
+  timeoutMs: number;
+  fullState: boolean;
+  setPresence: PresenceState;
+  /** A stored filter's ID, or inline filter JSON. */
   filter?: string;
 }
 
@@ -42,21 +42,14 @@ export class SyncService {
     private readonly presence: PresenceService,
   ) {}
 
-  async sync(requester: Requester, query: SyncQuery): Promise<JsonObject> {
+  async sync(requester: Requester, request: SyncRequest): Promise<JsonObject> {
     let since: number | undefined;
-    if (query.since !== undefined && query.since !== '') {
-      since = await tokenPosition(query.since, requester.userId, this.store.clientState.streams);
+    if (request.since !== undefined) {
+      since = await tokenPosition(request.since, requester.userId, this.store.clientState.streams);
       if (since === undefined) throw invalidParam('Invalid since token');
     }
-    let timeout = 0;
-    if (query.timeout !== undefined && query.timeout !== '') {
-      if (!/^\d{1,12}$/.test(query.timeout)) throw invalidParam("'timeout' must be a non-negative integer");
-      timeout = Math.min(Number(query.timeout), MAX_TIMEOUT_MS);
-    }
-    if (query.full_state !== undefined && query.full_state !== 'true' && query.full_state !== 'false') throw invalidParam("'full_state' must be true or false");
-    const fullState = query.full_state === 'true';
-    const setPresence = query.set_presence === undefined ? 'online' : checkPresenceState(query.set_presence, 'set_presence');
-    const filter = await this.filters.resolve(requester.userId, query.filter);
+    const { fullState, setPresence, timeoutMs: timeout } = request;
+    const filter = await this.filters.resolve(requester.userId, request.filter);
     await this.presence.touch(requester.userId, setPresence);
 
     // Messages up to `since` were delivered: the client has them. Once per request, not per wake-up.

@@ -1,9 +1,9 @@
 import type { Clock } from '../../clock.js';
-import { badJson, invalidParam, missingParam } from '../../errors.js';
+import { invalidParam } from '../../errors.js';
 import type { Requester } from '../sessions.js';
-import { isObject, type JsonObject } from '../../validate.js';
+import type { JsonObject } from '../../validate.js';
 import type { StreamWriter } from './stream-writer.js';
-import { isUserId, serverNameOf } from '../user-ids.js';
+import { serverNameOf } from '../user-ids.js';
 
 /** How long a sendToDevice transaction ID is remembered. */
 const TXN_LIFETIME_MS = 24 * 3_600_000;
@@ -16,16 +16,10 @@ export class ToDeviceService {
     private readonly serverName: string,
   ) {}
 
-  async send(requester: Requester, eventType: string, txnId: string, body: JsonObject): Promise<void> {
+  /** `messages` maps user ID -> device ID (or '*' for all of them) -> content. */
+  async send(requester: Requester, eventType: string, txnId: string, messages: Record<string, Record<string, JsonObject>>): Promise<void> {
     if (eventType === '' || eventType.length > 255) throw invalidParam('Invalid event type');
     if (txnId === '' || txnId.length > 255) throw invalidParam('Invalid transaction ID');
-    const messages = body.messages;
-    if (messages === undefined || messages === null) throw missingParam('messages');
-    if (!isObject(messages)) throw badJson("'messages' must be an object");
-    for (const [userId, devices] of Object.entries(messages)) {
-      if (!isUserId(userId)) throw invalidParam(`Not a user ID: ${userId}`);
-      if (!isObject(devices) || !Object.values(devices).every(isObject)) throw badJson(`'messages.${userId}' must map device IDs to message contents`);
-    }
     // Messages for other servers would need federation; they are dropped, as for an unreachable server.
     const recipients = Object.keys(messages)
       .filter((userId) => serverNameOf(userId) === this.serverName)
@@ -34,7 +28,7 @@ export class ToDeviceService {
     await this.writer.write(async (tx) => {
       if (!(await tx.repos.toDevice.claimTxn(requester.userId, requester.deviceId, txnId, now))) return;
       for (const userId of recipients) {
-        const devices = messages[userId] as Record<string, JsonObject>;
+        const devices = messages[userId]!;
         // The position first: it locks the stream, which deleting a device locks too, so a message
         // is never left behind for a device deleted meanwhile.
         const pos = await tx.position(userId);
