@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { MatrixError } from '../src/errors.js';
-import { optional, parseBody, parseQuery, refuseWith } from '../src/http/parse.js';
+import { dict, optional, parseBody, parseQuery, refuseWith } from '../src/http/parse.js';
 
 const schema = z.object({
   name: z.string().max(5),
@@ -66,5 +66,19 @@ describe('typed request input', () => {
     assert.equal(refusal(() => parseQuery(query, { dir: 'x' })).errcode, 'M_INVALID_PARAM');
     assert.equal(refusal(() => parseQuery(query, { dir: 'b', limit: 'ten' })).errcode, 'M_INVALID_PARAM');
     assert.equal(refusal(() => parseQuery(query, {})).errcode, 'M_MISSING_PARAM');
+  });
+
+  it('checks every key of a map, "__proto__" included, and returns a map without a prototype', () => {
+    const rooms = z.object({ rooms: dict(z.string().regex(/^!/), z.object({ n: z.number() })) });
+    const anyKey = z.object({ rooms: dict(z.string(), z.object({ n: z.number() })) });
+    const parsed = parseBody(anyKey, JSON.parse('{"rooms":{"__proto__":{"n":1},"!a":{"n":2}}}'));
+    assert.deepEqual(Object.keys(parsed.rooms), ['__proto__', '!a']);
+    assert.equal(Object.getPrototypeOf(parsed.rooms), null);
+    assert.deepEqual(parsed.rooms['__proto__'], { n: 1 });
+    assert.equal(refusal(() => parseBody(rooms, JSON.parse('{"rooms":{"__proto__":{"n":1}}}'))).error.startsWith("'rooms.__proto__'"), true);
+    assert.deepEqual(refusal(() => parseBody(anyKey, JSON.parse('{"rooms":{"__proto__":{"n":"x"}}}'))).error, "'rooms.__proto__.n' must be a number");
+    assert.equal(refusal(() => parseBody(anyKey, { rooms: { '!a': {} } })).errcode, 'M_MISSING_PARAM');
+    assert.equal(refusal(() => parseBody(anyKey, { rooms: 5 })).errcode, 'M_BAD_JSON');
+    assert.equal(refusal(() => parseBody(anyKey, {})).errcode, 'M_MISSING_PARAM');
   });
 });

@@ -77,3 +77,32 @@ function wrongType(field: string, expected: string, where: 'body' | 'query'): Ma
 export function refuseWith(error: () => MatrixError): { params: { matrix: () => MatrixError } } {
   return { params: { matrix: error } };
 }
+
+/**
+ * A JSON object used as a map (user ID -> ..., room ID -> ...): every key and value checked, the
+ * result a map without a prototype. zod's own record skips a "__proto__" key, unchecked and
+ * dropped; a client may send one, and it must be refused or kept like any other key.
+ */
+export function dict<K extends z.ZodType<string, string>, V extends z.ZodType>(key: K, value: V): z.ZodType<Record<z.output<K>, z.output<V>>> {
+  return z.unknown().transform((input, ctx) => {
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+      ctx.issues.push({ code: 'invalid_type', expected: 'object', input });
+      return z.NEVER;
+    }
+    const out = Object.create(null) as Record<string, unknown>;
+    for (const name of Object.keys(input)) {
+      const checkedKey = key.safeParse(name);
+      if (!checkedKey.success) {
+        for (const issue of checkedKey.error.issues) ctx.issues.push({ ...issue, path: [name], input: name } as never);
+        continue;
+      }
+      const checkedValue = value.safeParse((input as Record<string, unknown>)[name]);
+      if (!checkedValue.success) {
+        for (const issue of checkedValue.error.issues) ctx.issues.push({ ...issue, path: [name, ...issue.path] } as never);
+        continue;
+      }
+      out[checkedKey.data] = checkedValue.data;
+    }
+    return out as Record<z.output<K>, z.output<V>>;
+  }) as unknown as z.ZodType<Record<z.output<K>, z.output<V>>>;
+}

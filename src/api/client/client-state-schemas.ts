@@ -1,3 +1,4 @@
+import { dict } from '../../http/parse.js';
 import { z } from 'zod';
 import { isUserId } from '../../services/user-ids.js';
 
@@ -14,7 +15,7 @@ export const KeyId = z.string().regex(/^[^:]+:.+$/, 'must look like algorithm:ke
 
 
 /** user ID -> key ID -> signature. */
-export const Signatures = z.record(z.string(), z.record(z.string(), z.string()));
+export const Signatures = dict(z.string(), dict(z.string(), z.string()));
 
 /**
  * Checks `schema` but passes on the value exactly as sent. Signed JSON is stored and compared as
@@ -31,7 +32,7 @@ export function asSent<T extends z.ZodType>(schema: T): z.ZodType<z.output<T>, z
  * Any JSON object, kept as sent (account data, message contents, opaque key data): a rebuilt copy
  * would reorder nothing here but would drop a "__proto__" key.
  */
-export const JsonObject = asSent(z.record(z.string(), z.unknown()));
+export const JsonObject = asSent(dict(z.string(), z.unknown()));
 
 /** A signed JSON object with these fields, other fields kept, all as sent. */
 export function signedObject<S extends z.core.$ZodLooseShape>(shape: S) {

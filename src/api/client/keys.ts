@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CLIENT_AND_UNSTABLE_PREFIXES, type Router } from '../../http/router.js';
-import { optional, parseBody, parseQuery } from '../../http/parse.js';
+import { dict, optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
 import { CROSS_SIGNING_TYPES } from '../../services/client-state/e2e-keys.js';
 import { DeviceId, JsonObject, KeyId, Signatures, UserId, signedObject } from './client-state-schemas.js';
@@ -12,14 +12,14 @@ const DeviceKeys = signedObject({
   user_id: z.string(),
   device_id: z.string(),
   algorithms: z.array(z.string()),
-  keys: z.record(z.string(), z.string()),
+  keys: dict(z.string(), z.string()),
   signatures: Signatures,
 });
-const KeyMap = z.record(KeyId, z.union([z.string(), signedObject({ key: z.string() })]));
+const KeyMap = dict(KeyId, z.union([z.string(), signedObject({ key: z.string() })]));
 const KeysUpload = z.object({ device_keys: optional(DeviceKeys), one_time_keys: optional(KeyMap), fallback_keys: optional(KeyMap) });
 
-const KeysQuery = z.object({ device_keys: z.record(UserId, z.array(DeviceId)), timeout: Timeout });
-const KeysClaim = z.object({ one_time_keys: z.record(UserId, z.record(z.string(), z.string())), timeout: Timeout });
+const KeysQuery = z.object({ device_keys: dict(UserId, z.array(DeviceId)), timeout: Timeout });
+const KeysClaim = z.object({ one_time_keys: dict(UserId, dict(z.string(), z.string())), timeout: Timeout });
 const KeyChanges = z.object({ from: z.string(), to: z.string() });
 
 function crossSigningKey(usage: string) {
@@ -27,7 +27,7 @@ function crossSigningKey(usage: string) {
     signedObject({
       user_id: z.string(),
       usage: z.array(z.string()).refine((usages) => usages.includes(usage), `must include ${usage}`),
-      keys: z.record(z.string(), z.string()).refine((keys) => Object.keys(keys).length === 1, 'must hold exactly one key'),
+      keys: dict(z.string(), z.string()).refine((keys) => Object.keys(keys).length === 1, 'must hold exactly one key'),
     }),
   );
 }
@@ -39,7 +39,7 @@ const CrossSigningUpload = z.object({
 });
 
 /** user ID -> key ID -> the signed key object. */
-const SignaturesUpload = z.record(UserId, z.record(z.string(), JsonObject));
+const SignaturesUpload = dict(UserId, dict(z.string(), JsonObject));
 
 export function keyRoutes(router: Router, { clientState }: Services): void {
   const keys = clientState.keys;

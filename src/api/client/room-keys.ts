@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Router } from '../../http/router.js';
-import { optional, parseBody, parseQuery } from '../../http/parse.js';
+import { dict, optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
 import { BACKUP_ALGORITHMS } from '../../services/client-state/key-backup.js';
 import { JsonObject } from './client-state-schemas.js';
@@ -10,8 +10,8 @@ const UpdateVersion = CreateVersion.extend({ version: optional(z.string()) });
 
 const Count = z.number().int().min(0);
 const KeyBackupData = z.object({ first_message_index: Count, forwarded_count: Count, is_verified: z.boolean(), session_data: JsonObject });
-const RoomKeyBackup = z.object({ sessions: z.record(z.string(), KeyBackupData) });
-const PutAll = z.object({ rooms: z.record(z.string(), RoomKeyBackup) });
+const RoomKeyBackup = z.object({ sessions: dict(z.string(), KeyBackupData) });
+const PutAll = z.object({ rooms: dict(z.string(), RoomKeyBackup) });
 /** Every key request names the backup version it is for. */
 const VersionQuery = z.object({ version: z.string() });
 

@@ -1,11 +1,11 @@
 import { z } from 'zod';
 import type { Router } from '../../http/router.js';
-import { parseBody } from '../../http/parse.js';
+import { dict, parseBody } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
 import { JsonObject, UserId } from './client-state-schemas.js';
 
 /** user ID -> device ID (or '*') -> message content. */
-const SendToDevice = z.object({ messages: z.record(UserId, z.record(z.string(), JsonObject)) });
+const SendToDevice = z.object({ messages: dict(UserId, dict(z.string(), JsonObject)) });
 
 export function toDeviceRoutes(router: Router, { clientState }: Services): void {
   router.authed('PUT', '/sendToDevice/:eventType/:txnId', async ({ requester, params, body }) => {
