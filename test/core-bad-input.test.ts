@@ -109,7 +109,7 @@ const ENDPOINTS: Record<string, Endpoint> = {
       { name: 'no identifier', body: { type: 'm.login.password', password: PW }, status: 400, errcode: 'M_MISSING_PARAM' },
       { name: 'an identifier without type', body: { type: 'm.login.password', identifier: { user: 'victim' }, password: PW }, status: 400, errcode: 'M_MISSING_PARAM' },
       { name: 'an identifier without user', body: { type: 'm.login.password', identifier: { type: 'm.id.user' }, password: PW }, status: 400, errcode: 'M_MISSING_PARAM' },
-      { name: 'type of the wrong type', body: { type: 5, user: 'victim', password: PW }, status: 400, errcode: 'M_UNKNOWN' },
+      { name: 'type of the wrong type', body: { type: 5, user: 'victim', password: PW }, status: 400, errcode: 'M_BAD_JSON' },
       { name: 'a huge login type', body: { type: HUGE, user: 'victim', password: PW }, status: 400, errcode: 'M_UNKNOWN' },
       { name: 'a huge identifier type', body: { type: 'm.login.password', identifier: { type: HUGE }, password: PW }, status: 400, errcode: 'M_UNKNOWN' },
       { name: 'a huge 3PID medium', body: { type: 'm.login.password', identifier: { type: 'm.id.thirdparty', medium: HUGE, address: 'a@b.c' }, password: PW }, status: 403, errcode: 'M_FORBIDDEN' },

@@ -103,7 +103,7 @@ for (const engine of ENGINES) {
         [{ client_secret: clientSecret(), country: 'DE' }, 'M_MISSING_PARAM'],
         [{ client_secret: clientSecret(), country: 'DE', phone_number: 15123456789 }, 'M_BAD_JSON'],
         [{ client_secret: 'bad secret!', country: 'DE', phone_number: '01512 3456789' }, 'M_INVALID_PARAM'],
-        [{ client_secret: clientSecret(), country: 'DE', phone_number: '01512 3456789', send_attempt: 'one' }, 'M_INVALID_PARAM'],
+        [{ client_secret: clientSecret(), country: 'DE', phone_number: '01512 3456789', send_attempt: 'one' }, 'M_BAD_JSON'],
         [{ client_secret: clientSecret(), country: 'DE', phone_number: '01512 3456789', next_link: 'javascript:alert(1)' }, 'M_INVALID_PARAM'],
         [{ client_secret: clientSecret(), country: 'DE', phone_number: '01512 3456789', id_server: 'id.example.org' }, 'M_INVALID_PARAM'],
       ] as const) {

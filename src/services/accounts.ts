@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
 import type { PasswordHasher } from '../crypto/passwords.js';
-import { MatrixError, forbidden, invalidParam, notFound } from '../errors.js';
+import { MatrixError, forbidden, notFound } from '../errors.js';
 import type { Store } from '../storage/index.js';
 import type { UserThreepidRow } from '../storage/threepids.js';
 import type { IssuedSession, SessionService } from './sessions.js';
@@ -198,13 +198,9 @@ export class AccountService {
     return profile;
   }
 
+  /** Sets a profile field; its length and form were checked at the edge (common-schemas' Displayname, AvatarUrl). */
   async setProfileField(requesterId: string, userId: string, field: 'displayname' | 'avatar_url', value: string | null): Promise<void> {
     if (requesterId !== userId) throw forbidden("You may only change your own profile");
-    const max = field === 'displayname' ? MAX_DISPLAYNAME_LENGTH : MAX_AVATAR_URL_LENGTH;
-    if (value !== null && value.length > max) throw invalidParam(`${field} is longer than ${max} characters`);
-    if (field === 'avatar_url' && value !== null && value !== '' && !/^mxc:\/\/[^/]+\/[^/]+$/.test(value)) {
-      throw invalidParam('avatar_url must be an mxc:// URI');
-    }
     await this.store.users.setProfileField(userId, field, value === '' ? null : value);
   }
 }

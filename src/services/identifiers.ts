@@ -1,6 +1,6 @@
 import { hashToken } from '../crypto/tokens.js';
-import { isObject } from '../validate.js';
-import { MatrixError, badJson, forbidden, missingParam } from '../errors.js';
+import { forbidden } from '../errors.js';
+import type { LoginIdentifier } from '../http/common-schemas.js';
 import type { Store } from '../storage/index.js';
 import type { AccountService } from './accounts.js';
 import { canonicaliseAddress, canonicaliseMsisdn } from './threepid/address.js';
@@ -20,49 +20,27 @@ function unknownThreepidKey(medium: string, address: string): string {
   return `3pid:${medium}:${hashToken(`${medium}:${address}`)}`;
 }
 
-function str(dict: Record<string, unknown>, key: string, where: string): string {
-  const value = dict[key];
-  if (value === undefined) throw missingParam(`${where}${key}`);
-  if (typeof value !== 'string') throw badJson(`'${where}${key}' must be a string`);
-  return value;
-}
-
 /**
- * Reads `identifier` (m.id.user, m.id.thirdparty, m.id.phone) or the legacy top-level `user`,
- * `medium` and `address` fields, as both POST /login and the m.login.password stage accept them.
+ * Who an identifier (m.id.user, m.id.thirdparty, m.id.phone) names, as both POST /login and the
+ * m.login.password stage read it.
  */
-export async function resolveIdentifier(dict: Record<string, unknown>, accounts: AccountService, store: Store): Promise<Identified> {
-  let identifier = dict.identifier as Record<string, unknown> | undefined;
-  if (identifier !== undefined && !isObject(identifier)) {
-    throw badJson("'identifier' must be an object");
-  }
-  if (!identifier) {
-    if (dict.user !== undefined) identifier = { type: 'm.id.user', user: dict.user };
-    else if (dict.medium !== undefined || dict.address !== undefined) {
-      identifier = { type: 'm.id.thirdparty', medium: dict.medium, address: dict.address };
-    } else throw missingParam('identifier');
-  }
-  const type = identifier.type;
-  if (type === 'm.id.user') {
-    const user = str(identifier, 'user', 'identifier.').trim();
+export async function resolveIdentifier(identifier: LoginIdentifier, accounts: AccountService, store: Store): Promise<Identified> {
+  if (identifier.type === 'm.id.user') {
+    const user = identifier.user.trim();
     const userId = user.startsWith('@') ? user.toLowerCase() : accounts.userId(user.toLowerCase());
     if (!accounts.isLocal(userId)) return { kind: 'nobody', limitKey: `remote:${hashToken(userId)}` };
     return { kind: 'user', userId };
   }
-  if (type === 'm.id.thirdparty' || type === 'm.id.phone') {
-    let medium: string;
-    let address: string;
-    if (type === 'm.id.phone') {
-      medium = 'msisdn';
-      address = canonicaliseMsisdn(str(identifier, 'country', 'identifier.'), str(identifier, 'phone', 'identifier.')).msisdn;
-    } else {
-      medium = str(identifier, 'medium', 'identifier.');
-      if (medium !== 'email' && medium !== 'msisdn') throw forbidden('Unknown medium');
-      address = canonicaliseAddress(medium, str(identifier, 'address', 'identifier.'));
-    }
-    const userId = await store.threepids.findUser(medium, address);
-    return userId ? { kind: 'user', userId } : { kind: 'nobody', limitKey: unknownThreepidKey(medium, address) };
+  let medium: string;
+  let address: string;
+  if (identifier.type === 'm.id.phone') {
+    medium = 'msisdn';
+    address = canonicaliseMsisdn(identifier.country, identifier.phone).msisdn;
+  } else {
+    medium = identifier.medium;
+    if (medium !== 'email' && medium !== 'msisdn') throw forbidden('Unknown medium');
+    address = canonicaliseAddress(medium, identifier.address);
   }
-  if (typeof type !== 'string') throw missingParam('identifier.type');
-  throw new MatrixError(400, 'M_UNKNOWN', `Unknown identifier type: ${type.slice(0, 100)}`);
+  const userId = await store.threepids.findUser(medium, address);
+  return userId ? { kind: 'user', userId } : { kind: 'nobody', limitKey: unknownThreepidKey(medium, address) };
 }

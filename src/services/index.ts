@@ -78,7 +78,7 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
   if (registrationProblem) throw new ConfigError(registrationProblem);
   const registrationFlows = (): string[][] => threepidRegistrationFlows(config, { ...(threepid.email.enabled ? { email: EMAIL_STAGE } : {}), ...msisdn.registrationStages() });
   const registration = new RegistrationService(config, accounts, sessions, uia, limiter, registrationFlows);
-  const passwordReset = new PasswordResetService(store, uia, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
+  const passwordReset = new PasswordResetService(store, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
 
   const delivery = createDelivery(config, store);
   const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, outbox: delivery.outbox, templates: delivery.templates, publicBaseUrl: publicBaseUrlOf(config) });

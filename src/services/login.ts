@@ -1,16 +1,24 @@
 import type { Config } from '../config/index.js';
-import { MatrixError, badJson, forbidden, missingParam } from '../errors.js';
-import { optionalString } from '../validate.js';
+import { MatrixError, forbidden } from '../errors.js';
+import { identifierOf, type IdentifierFieldValues } from '../http/common-schemas.js';
 import type { Store } from '../storage/index.js';
 import type { AccountService } from './accounts.js';
 import { resolveIdentifier } from './identifiers.js';
 import { addressBucket, type RateLimiter } from './ratelimiter.js';
 import type { IssuedSession, SessionService } from './sessions.js';
 
-export interface LoginArgs {
-  body: Record<string, unknown>;
+/** POST /login with m.login.password, as parsed at the edge. */
+export interface LoginRequest {
+  /** Who logs in: `identifier` or its legacy forms. */
+  who: IdentifierFieldValues;
+  password: string;
+  deviceId?: string | undefined;
+  displayName?: string | undefined;
+  refresh: boolean;
   ip: string;
 }
+
+export const unknownLoginType = () => new MatrixError(400, 'M_UNKNOWN', 'Unknown login type');
 
 const invalidLogin = () => forbidden('Invalid username or password');
 
@@ -28,23 +36,13 @@ export class LoginService {
     return this.accounts.passwordsEnabled() ? [{ type: 'm.login.password' }] : [];
   }
 
-  async login({ body, ip }: LoginArgs): Promise<{ user_id: string; home_server: string } & IssuedSession> {
-    const type = body.type;
-    if (type === undefined) throw missingParam('type');
-    if (type !== 'm.login.password' || !this.accounts.passwordsEnabled()) {
-      throw new MatrixError(400, 'M_UNKNOWN', 'Unknown login type');
-    }
-    const password = body.password;
-    if (password === undefined) throw missingParam('password');
-    if (typeof password !== 'string') throw badJson("'password' must be a string");
-    const deviceId = optionalString(body, 'device_id', 512);
-    const displayName = optionalString(body, 'initial_device_display_name', 512);
-    const refresh = body.refresh_token;
-    if (refresh !== undefined && typeof refresh !== 'boolean') throw badJson("'refresh_token' must be a boolean");
+  async login({ who: fields, password, deviceId, displayName, refresh, ip }: LoginRequest): Promise<{ user_id: string; home_server: string } & IssuedSession> {
+    if (!this.accounts.passwordsEnabled()) throw unknownLoginType();
+    const identifier = identifierOf(fields);
 
     const rc = this.config.rc_login;
     await this.limiter.take(`login:ip:${addressBucket(ip)}`, rc.address);
-    const who = await resolveIdentifier(body, this.accounts, this.store);
+    const who = await resolveIdentifier(identifier, this.accounts, this.store);
     const accountKey = who.kind === 'user' ? who.userId : who.limitKey;
     await this.limiter.take(`login:account:${accountKey}`, rc.account);
     await this.limiter.check(`login:failed:${accountKey}`, rc.failed_attempts);
@@ -58,7 +56,7 @@ export class LoginService {
       if (deactivated) throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
       throw invalidLogin();
     }
-    const session = await this.sessions.openSession({ userId: who.userId, deviceId, displayName, refresh: refresh === true, ip });
+    const session = await this.sessions.openSession({ userId: who.userId, deviceId, displayName, refresh, ip });
     return { user_id: who.userId, home_server: this.config.server_name, ...session };
   }
 }

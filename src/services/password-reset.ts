@@ -1,7 +1,6 @@
 import { MatrixError } from '../errors.js';
 import type { Store } from '../storage/index.js';
-import type { NewThreepid } from './accounts.js';
-import type { UiaOutcome, UiaRequest, UiaService } from './uia.js';
+import { validatedThreepids, type StageResult } from './uia.js';
 
 /** Builds the UIA flows that prove ownership of an account without a password (e.g. by email). */
 export type ResetFlows = () => string[][];
@@ -13,23 +12,19 @@ export type ResetFlows = () => string[][];
 export class PasswordResetService {
   constructor(
     private readonly store: Store,
-    private readonly uia: UiaService,
     readonly flows: ResetFlows,
   ) {}
 
-  /** The UIA round of a reset; `req` carries the request's parameters and password hasher. */
-  async authenticate(req: Omit<UiaRequest, 'operation' | 'flows'>): Promise<{ outcome: UiaOutcome; flows: string[][] }> {
+  /** The UIA flows of a reset; none configured means a reset is impossible, so an access token is missing. */
+  offeredFlows(): string[][] {
     const flows = this.flows();
     if (flows.length === 0) throw new MatrixError(401, 'M_MISSING_TOKEN', 'Missing access token');
-    const outcome = await this.uia.authenticate({ ...req, operation: 'POST /account/password (reset)', flows });
-    return { outcome, flows };
+    return flows;
   }
 
-  /** The account whose 3PID the completed session proved. */
-  async account(outcome: UiaOutcome): Promise<string> {
-    for (const result of Object.values(outcome.results)) {
-      const threepid = result.threepid as NewThreepid | undefined;
-      if (!threepid) continue;
+  /** The account whose 3PID the completed stages proved. */
+  async account(results: Record<string, StageResult>): Promise<string> {
+    for (const threepid of validatedThreepids(results)) {
       const userId = await this.store.threepids.findUser(threepid.medium, threepid.address);
       if (userId) return userId;
     }

@@ -4,11 +4,21 @@ import type { Config } from '../config/index.js';
 import { constantTimeEqual, randomToken } from '../crypto/tokens.js';
 import { MatrixError, forbidden } from '../errors.js';
 import type { UiaSessionsRepo } from '../storage/uia.js';
-import { optionalString, requireString, type JsonObject } from '../validate.js';
 import type { AccountService, RegisterResult } from './accounts.js';
 
 const NONCE_LIFETIME_MS = 60_000;
 const NONCE_OPERATION = 'shared-secret-registration-nonce';
+
+/** POST /_synapse/admin/v1/register, as parsed at the edge. */
+export interface SharedSecretRequest {
+  nonce: string;
+  username: string;
+  password: string;
+  mac: string;
+  displayname?: string | undefined;
+  user_type?: string | undefined;
+  admin?: boolean | undefined;
+}
 
 /**
  * Synapse's shared-secret registration (/_synapse/admin/v1/register), so that admin tools such as
@@ -37,15 +47,10 @@ export class SharedSecretRegistration {
     return nonce;
   }
 
-  async register(body: JsonObject, ip: string): Promise<RegisterResult & { home_server: string }> {
+  async register(req: SharedSecretRequest, ip: string): Promise<RegisterResult & { home_server: string }> {
     const secret = this.secret();
-    const nonce = requireString(body, 'nonce', 256);
-    const username = requireString(body, 'username', 512);
-    const password = requireString(body, 'password', 512);
-    const mac = requireString(body, 'mac', 256);
-    const displayName = optionalString(body, 'displayname', 256);
-    const userType = optionalString(body, 'user_type', 64);
-    const admin = body.admin === true;
+    const { nonce, username, password, mac, displayname: displayName, user_type: userType } = req;
+    const admin = req.admin === true;
 
     const row = await this.nonces.get(nonce);
     if (!row || row.operation !== NONCE_OPERATION || row.expires_ts < this.clock.now() || !(await this.nonces.delete(nonce))) {

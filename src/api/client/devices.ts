@@ -1,12 +1,13 @@
+import { z } from 'zod';
+import { AuthDict, DeviceId } from '../../http/common-schemas.js';
+import { optional, parseBody } from '../../http/parse.js';
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
-import { uiaParams } from '../../services/uia.js';
-import { z } from 'zod';
-import { optional, parseBody } from '../../http/parse.js';
-import { objectBody } from '../../validate.js';
+import { Operation, unreadParams, type AuthDict as Auth, type UiaOperation } from '../../services/uia.js';
 
 const DeviceUpdate = z.object({ display_name: optional(z.string().max(512)) });
-const DeleteDevices = z.object({ devices: z.array(z.string().max(512)).max(1000) });
+const DeleteDevice = z.object({ auth: optional(AuthDict) });
+const DeleteDevices = z.object({ devices: z.array(DeviceId).max(1000), auth: optional(AuthDict) });
 
 export function deviceRoutes(router: Router, { sessions, uia }: Services): void {
   router.authed('GET', '/devices', async ({ requester }) => ({ devices: await sessions.listDevices(requester.userId) }));
@@ -20,24 +21,26 @@ export function deviceRoutes(router: Router, { sessions, uia }: Services): void 
     return {};
   });
 
-  const deleteBehindUia = async (ctx: Parameters<Parameters<Router['authed']>[2]>[0], operation: string, deviceIds: string[]) => {
-    const body = objectBody(ctx.body);
+  const deleteBehindUia = async (ctx: Parameters<Parameters<Router['authed']>[2]>[0], auth: Auth | undefined, operation: UiaOperation, deviceIds: string[]) => {
     const userId = ctx.requester.userId;
-    return uia.perform({ auth: body.auth, operation, userId, flows: [['m.login.password']], ip: ctx.ip, params: uiaParams(body) }, async () => {
-      await sessions.deleteDevices(userId, deviceIds);
-      return {};
+    return uia.perform({ auth, operation, userId, flows: [['m.login.password']], ip: ctx.ip, params: unreadParams(ctx.body) }, {
+      run: async () => {
+        await sessions.deleteDevices(userId, deviceIds);
+        return {};
+      },
     });
   };
 
   router.authed('DELETE', '/devices/:deviceId', async (ctx) => {
     const deviceId = ctx.params.deviceId!;
+    const { auth } = parseBody(DeleteDevice, ctx.body);
     await sessions.getDevice(ctx.requester.userId, deviceId);
-    return deleteBehindUia(ctx, `DELETE /devices/${deviceId}`, [deviceId]);
+    return deleteBehindUia(ctx, auth, Operation.deleteDevice(deviceId), [deviceId]);
   });
 
   router.authed('POST', '/delete_devices', async (ctx) => {
     // Required in every request, as in Synapse, so the list is never a remembered one.
-    const { devices: deviceIds } = parseBody(DeleteDevices, ctx.body);
-    return deleteBehindUia(ctx, 'POST /delete_devices', deviceIds);
+    const { devices: deviceIds, auth } = parseBody(DeleteDevices, ctx.body);
+    return deleteBehindUia(ctx, auth, Operation.deleteDevices, deviceIds);
   });
 }

@@ -1,15 +1,15 @@
+import { z } from 'zod';
 import { MatrixError } from '../../errors.js';
+import { AvatarUrl, Displayname } from '../../http/common-schemas.js';
+import { parseBody } from '../../http/parse.js';
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
-import { objectBody, type JsonObject } from '../../validate.js';
 
-function fieldValue(body: JsonObject, field: string): string | null {
-  const value = body[field];
-  if (value === undefined) throw new MatrixError(400, 'M_MISSING_PARAM', `Missing parameter: ${field}`);
-  if (value === null) return null;
-  if (typeof value !== 'string') throw new MatrixError(400, 'M_BAD_JSON', `'${field}' must be a string`);
-  return value;
-}
+/** Each field's PUT body: the field itself, required; null clears it. */
+const FieldBodies = {
+  displayname: z.object({ displayname: Displayname.nullable() }).transform((body) => body.displayname),
+  avatar_url: z.object({ avatar_url: AvatarUrl.nullable() }).transform((body) => body.avatar_url),
+};
 
 export function profileRoutes(router: Router, { accounts }: Services): void {
   router.public('GET', '/profile/:userId', async ({ params }) => accounts.getProfile(params.userId!));
@@ -21,7 +21,7 @@ export function profileRoutes(router: Router, { accounts }: Services): void {
       return { [field]: profile[field] };
     });
     router.authed('PUT', `/profile/:userId/${field}`, async ({ params, body, requester }) => {
-      await accounts.setProfileField(requester.userId, params.userId!, field, fieldValue(objectBody(body), field));
+      await accounts.setProfileField(requester.userId, params.userId!, field, parseBody(FieldBodies[field], body));
       return {};
     });
   }

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+import { ClientSecret, Sid } from '../../http/common-schemas.js';
 import { FormBody } from '../../http/form.js';
 import { RedirectReply } from '../../http/reply.js';
 import type { RequestContext, Router } from '../../http/router.js';
@@ -6,21 +8,20 @@ import type { LinkParams } from '../../services/threepid/email.js';
 import { THREEPID_FLOWS } from '../../services/threepid/sessions.js';
 import { emailLinkPath } from '../../services/threepid/urls.js';
 import { page } from './render.js';
-import { CLIENT_SECRET } from '../../services/threepid/policy.js';
 
 const PREFIX = '/_synapse/client';
 /** One wording for every failure, so a page reveals nothing about why a link does not work. */
 const FAILURE_REASON = 'This link has expired, has already been used, or is not valid.';
 
-/** The link's parameters: from the posted form, else the query string; undefined if malformed. */
+/** A mailed link's parameters; the link token has the client secret's alphabet. */
+const Link = z.object({ sid: Sid, client_secret: ClientSecret, token: ClientSecret });
+
+/** The link's parameters: from the posted form, else the query string; undefined if malformed (the page says no more). */
 function linkParams(ctx: RequestContext): LinkParams | undefined {
   const form = ctx.body instanceof FormBody ? ctx.body : undefined;
   const read = (name: string) => form?.get(name) ?? ctx.query[name];
-  const sid = read('sid');
-  const clientSecret = read('client_secret');
-  const token = read('token');
-  if (!sid || !clientSecret || !token || !CLIENT_SECRET.test(sid) || !CLIENT_SECRET.test(clientSecret) || !CLIENT_SECRET.test(token)) return undefined;
-  return { sid, client_secret: clientSecret, token };
+  const parsed = Link.safeParse({ sid: read('sid'), client_secret: read('client_secret'), token: read('token') });
+  return parsed.success ? parsed.data : undefined;
 }
 
 /**

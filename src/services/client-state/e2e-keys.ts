@@ -3,7 +3,9 @@ import type { OneTimeKey } from '../../storage/e2e-keys.js';
 import type { Store } from '../../storage/index.js';
 import { dictionary, isObject, type JsonObject } from '../../validate.js';
 import type { Requester } from '../sessions.js';
-import { uiaParams, type UiaService } from '../uia.js';
+import { WithAuth } from '../../http/common-schemas.js';
+import { parseBody } from '../../http/parse.js';
+import { Operation, unreadParams, type UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
 import type { StreamWriter } from './stream-writer.js';
 import { tokenPosition } from './sync-token.js';
@@ -199,21 +201,26 @@ export class E2eKeyService {
     }
     const replaces = uploaded.some(([type, key]) => existing[type] !== undefined && existing[type] !== JSON.stringify(key));
     // The first upload needs no re-authentication (spec v1.11); replacing keys does.
-    let completedSession: string | undefined;
-    if (replaces) {
-      const outcome = await this.uia.authenticate({ auth: body.auth, operation: 'POST /keys/device_signing/upload', userId, flows: [['m.login.password']], ip, params: uiaParams(body) });
-      // A retry of the same upload: it was stored when the session completed.
-      if (outcome.replay) return;
-      if (!(await this.uia.finish(outcome.sessionId))) throw this.uia.completedAnswer({ flows: [['m.login.password']] }, outcome);
-      completedSession = outcome.sessionId;
-    }
     const changed = uploaded.filter(([type, key]) => existing[type] !== JSON.stringify(key));
-    if (changed.length === 0) return;
-    await this.writer.write(async (tx) => {
-      for (const [type, key] of changed) await tx.repos.keys.setCrossSigningKey(userId, type, JSON.stringify(key));
-      await tx.repos.keys.addDeviceListChange(userId, await tx.position(userId), userId);
-    });
-    if (completedSession !== undefined) await this.uia.record(completedSession, {});
+    const write = async () => {
+      if (changed.length === 0) return;
+      await this.writer.write(async (tx) => {
+        for (const [type, key] of changed) await tx.repos.keys.setCrossSigningKey(userId, type, JSON.stringify(key));
+        await tx.repos.keys.addDeviceListChange(userId, await tx.position(userId), userId);
+      });
+    };
+    if (!replaces) return write();
+    // A retry of the same upload gets the recorded answer: it was stored when the session completed.
+    const { auth } = parseBody(WithAuth, body);
+    await this.uia.perform(
+      { auth, operation: Operation.uploadCrossSigningKeys, userId, flows: [['m.login.password']], ip, params: unreadParams(body) },
+      {
+        run: async () => {
+          await write();
+          return {};
+        },
+      },
+    );
   }
 
   /**

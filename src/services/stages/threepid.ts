@@ -1,15 +1,15 @@
 import { MatrixError, forbidden } from '../../errors.js';
-import { requireObject } from '../../validate.js';
+import { ThreepidAuth } from '../../http/common-schemas.js';
+import { parseBody } from '../../http/parse.js';
 import type { Medium } from '../threepid/address.js';
-import { parseClientSecret, parseSid } from '../threepid/policy.js';
-import type { ThreepidFlow, ThreepidSessionService } from '../threepid/sessions.js';
-import type { StageContext, StageResult, UiaStage } from '../uia.js';
+import type { ThreepidFlow, ThreepidSessionService, ValidatedThreepid } from '../threepid/sessions.js';
+import { Operation, type AuthDict, type StageContext, type UiaOperation, type UiaStage } from '../uia.js';
 
 /** Which validation flow may serve which UIA operation. */
-const FLOW_OF_OPERATION: Record<string, ThreepidFlow> = {
-  'POST /register': 'registration',
-  'POST /account/password (reset)': 'password_reset',
-};
+const FLOW_OF_OPERATION = new Map<UiaOperation, ThreepidFlow>([
+  [Operation.register, 'registration'],
+  [Operation.resetPassword, 'password_reset'],
+]);
 
 /**
  * m.login.email.identity (and, with medium msisdn, m.login.msisdn): `threepid_creds` name a
@@ -23,13 +23,11 @@ export class ThreepidStage implements UiaStage {
     private readonly sessions: ThreepidSessionService,
   ) {}
 
-  async check(auth: Record<string, unknown>, ctx: StageContext): Promise<StageResult> {
-    const dict = requireObject(auth.threepid_creds ?? auth.threepidCreds, 'threepid_creds');
-    const sid = parseSid(dict);
-    const clientSecret = parseClientSecret(dict);
-    const flow = FLOW_OF_OPERATION[ctx.operation];
+  async check(auth: AuthDict, ctx: StageContext): Promise<{ threepid: ValidatedThreepid }> {
+    const creds = parseBody(ThreepidAuth, auth);
+    const flow = FLOW_OF_OPERATION.get(ctx.operation);
     if (!flow) throw forbidden(`${this.type} cannot authorise this operation`);
-    const threepid = await this.sessions.consume({ sid, clientSecret, medium: this.medium, flow, consumer: ctx.sessionId });
+    const threepid = await this.sessions.consume({ sid: creds.sid, clientSecret: creds.client_secret, medium: this.medium, flow, consumer: ctx.sessionId });
     if (threepid === 'pending') throw new MatrixError(401, 'M_UNAUTHORIZED', 'The address has not been validated yet');
     return { threepid };
   }

@@ -3,10 +3,8 @@ import type { Config } from '../../config/index.js';
 import { isEmailConfigured } from '../../config/sections/email.js';
 import type { EmailTemplateName, Outbox } from '../../delivery/types.js';
 import type { Store } from '../../storage/index.js';
-import { requireString, type JsonObject } from '../../validate.js';
 import { addressBucket, type RateLimiter } from '../ratelimiter.js';
-import { canonicaliseEmail } from './address.js';
-import { ensureFlowOpen, ensureThreepidAllowed, isNextLinkHostAllowed, ownerRefusal, parseTokenRequest, unsupportedMedium } from './policy.js';
+import { allowedNextLink, ensureFlowOpen, ensureThreepidAllowed, isNextLinkHostAllowed, ownerRefusal, unsupportedMedium, type TokenRequest } from './policy.js';
 import { LinkRejected, type ThreepidFlow, type ThreepidSessionService } from './sessions.js';
 import { absolute, emailLinkPath, submitTokenPath } from './urls.js';
 
@@ -30,6 +28,12 @@ export interface MailRenderer {
 export interface RequestContext {
   ip: string;
   acceptLanguage?: string;
+}
+
+/** POST .../email/requestToken, as parsed at the edge. */
+export interface EmailTokenRequest extends TokenRequest {
+  /** In the spec's canonical form. */
+  email: string;
 }
 
 /** The link's query: which session, its client secret, and the link token. */
@@ -61,12 +65,12 @@ export class EmailValidationService {
     return this.deps.config.email?.validation_token_lifetime ?? 3_600_000;
   }
 
-  async requestToken(flow: ThreepidFlow, body: JsonObject, ctx: RequestContext): Promise<{ sid: string; submit_url: string }> {
+  async requestToken(flow: ThreepidFlow, req: EmailTokenRequest, ctx: RequestContext): Promise<{ sid: string; submit_url: string }> {
     const { config, store, limiter, sessions, outbox, publicBaseUrl } = this.deps;
-    const params = parseTokenRequest(body, config);
-    const address = canonicaliseEmail(requireString(body, 'email', 512));
+    const nextLink = allowedNextLink(config, req.next_link);
+    const address = req.email;
     ensureFlowOpen(config, flow, this.deps.passwordsEnabled(), 'email addresses');
-    if (!this.enabled) throw unsupportedMedium(config, 'email', params.idServer);
+    if (!this.enabled) throw unsupportedMedium(config, 'email', req.id_server);
     ensureThreepidAllowed(config, 'email', address);
     await limiter.takeAll([`3pid:ip:${addressBucket(ctx.ip)}`, `3pid:address:email:${address}`], config.rc_3pid_validation);
 
@@ -81,15 +85,15 @@ export class EmailValidationService {
       medium: 'email',
       address,
       flow,
-      clientSecret: params.clientSecret,
-      sendAttempt: params.sendAttempt,
-      nextLink: params.nextLink,
+      clientSecret: req.client_secret,
+      sendAttempt: req.send_attempt,
+      nextLink,
       withLink: true,
       tokenLifetimeMs: this.tokenLifetimeMs,
       deliver: async (work, d) => {
         const link = new URL(absolute(publicBaseUrl, emailLinkPath(flow)));
         link.searchParams.set('token', d.linkToken!);
-        link.searchParams.set('client_secret', params.clientSecret);
+        link.searchParams.set('client_secret', req.client_secret);
         link.searchParams.set('sid', d.sid);
         if (template === null) {
           // Nothing is sent, but the mail is rendered all the same so the answer takes as long.

@@ -5,12 +5,11 @@ import { smsChannel } from '../../delivery/sms/channel.js';
 import type { SmsTemplateName } from '../../delivery/types.js';
 import { MatrixError } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
-import { requireString, type JsonObject } from '../../validate.js';
 import { addressBucket, type RateLimiter } from '../ratelimiter.js';
 import { ThreepidStage } from '../stages/threepid.js';
 import type { UiaService } from '../uia.js';
-import { canonicaliseMsisdn } from './address.js';
-import { ensureFlowOpen, ensureThreepidAllowed, ownerRefusal, parseTokenRequest, unsupportedMedium } from './policy.js';
+import type { ParsedMsisdn } from './address.js';
+import { allowedNextLink, ensureFlowOpen, ensureThreepidAllowed, ownerRefusal, unsupportedMedium, type TokenRequest } from './policy.js';
 import { SmsLimits } from './sms-limits.js';
 import { DEFAULT_SESSION_OPTIONS, ThreepidSessionService, type ThreepidFlow } from './sessions.js';
 import { absolute, submitTokenPath } from './urls.js';
@@ -24,6 +23,12 @@ export interface MsisdnTokenResponse {
   msisdn: string;
   /** The number in international format, for display. */
   intl_fmt: string;
+}
+
+/** POST .../msisdn/requestToken, as parsed at the edge. */
+export interface MsisdnTokenRequest extends TokenRequest {
+  /** The number, read in the country the client gave. */
+  msisdn: ParsedMsisdn;
 }
 
 export interface MsisdnDeps {
@@ -73,14 +78,13 @@ export class MsisdnValidationService {
     return this.enabled ? { msisdn: MSISDN_STAGE } : {};
   }
 
-  async requestToken(flow: ThreepidFlow, body: JsonObject, ctx: { ip: string }): Promise<MsisdnTokenResponse> {
+  async requestToken(flow: ThreepidFlow, req: MsisdnTokenRequest, ctx: { ip: string }): Promise<MsisdnTokenResponse> {
     const { config, store, limiter, delivery, publicBaseUrl } = this.deps;
-    const params = parseTokenRequest(body, config);
-    const country = requireString(body, 'country', 8);
-    const number = canonicaliseMsisdn(country, requireString(body, 'phone_number', 64));
+    const nextLink = allowedNextLink(config, req.next_link);
+    const number = req.msisdn;
     ensureFlowOpen(config, flow, this.deps.passwordsEnabled(), 'phone numbers');
     const limits = this.limits;
-    if (!limits) throw unsupportedMedium(config, 'msisdn', params.idServer);
+    if (!limits) throw unsupportedMedium(config, 'msisdn', req.id_server);
     if (flow === 'password_reset' && !this.resetEnabled) {
       throw new MatrixError(400, 'M_THREEPID_MEDIUM_NOT_SUPPORTED', 'Password reset by phone number is disabled on this server');
     }
@@ -100,9 +104,9 @@ export class MsisdnValidationService {
       medium: 'msisdn',
       address: number.msisdn,
       flow,
-      clientSecret: params.clientSecret,
-      sendAttempt: params.sendAttempt,
-      nextLink: params.nextLink,
+      clientSecret: req.client_secret,
+      sendAttempt: req.send_attempt,
+      nextLink,
       withLink: false,
       tokenLifetimeMs: config.sms!.validation_token_lifetime,
       deliver: async (work, d) => {

@@ -1,58 +1,24 @@
 import type { Config } from '../../config/index.js';
 import { isThreepidAllowed } from '../../config/sections/threepid.js';
 import { MatrixError, forbidden, invalidParam } from '../../errors.js';
-import { optionalString, requireString, type JsonObject } from '../../validate.js';
 import { trustedIdServerUrl } from './identity-server.js';
 import type { ThreepidFlow } from './sessions.js';
 
-/** The spec's grammar for client_secret; sids and link tokens use the same alphabet. */
-export const CLIENT_SECRET = /^[0-9a-zA-Z.=_-]{1,255}$/;
-
-/** The parameters every requestToken endpoint shares (both media). */
-export interface TokenRequestParams {
-  clientSecret: string;
-  sendAttempt: number;
-  nextLink: string | null;
-  idServer: string | undefined;
+/** The parameters every requestToken endpoint shares (both media), as parsed at the edge. */
+export interface TokenRequest {
+  client_secret: string;
+  send_attempt: number;
+  /** An absolute http(s) URL (checked at the edge); its host is checked here, against the config. */
+  next_link?: URL | undefined;
+  id_server?: string | undefined;
+  id_access_token?: string | undefined;
 }
 
-export function parseClientSecret(body: JsonObject, key = 'client_secret'): string {
-  const secret = requireString(body, key, 255);
-  if (!CLIENT_SECRET.test(secret)) throw invalidParam(`Invalid ${key}`);
-  return secret;
-}
-
-export function parseSid(body: JsonObject, key = 'sid'): string {
-  const sid = requireString(body, key, 255);
-  if (!CLIENT_SECRET.test(sid)) throw invalidParam(`Invalid ${key}`);
-  return sid;
-}
-
-export function parseTokenRequest(body: JsonObject, config: Config): TokenRequestParams {
-  const clientSecret = parseClientSecret(body);
-  const attempt = body.send_attempt;
-  if (attempt === undefined || attempt === null) throw new MatrixError(400, 'M_MISSING_PARAM', 'Missing parameter: send_attempt');
-  if (typeof attempt !== 'number' || !Number.isSafeInteger(attempt) || attempt < 0) throw invalidParam("'send_attempt' must be a non-negative integer");
-  const rawNextLink = optionalString(body, 'next_link', 2048);
-  const idServer = optionalString(body, 'id_server', 512);
-  const idAccessToken = optionalString(body, 'id_access_token', 2048);
-  if (idServer !== undefined && idAccessToken === undefined) throw invalidParam('id_access_token is required when id_server is given');
-  const nextLink = rawNextLink === undefined || rawNextLink === '' ? null : checkNextLink(config, rawNextLink);
-  return { clientSecret, sendAttempt: attempt, nextLink, idServer };
-}
-
-/** A next_link must be an absolute http(s) URL and, with next_link_domain_whitelist, on a listed host. */
-export function checkNextLink(config: Config, link: string): string {
-  let url: URL;
-  try {
-    url = new URL(link);
-  } catch {
-    throw invalidParam('next_link is not a valid URL');
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalidParam('next_link must be an http or https URL');
-  if (url.username !== '' || url.password !== '') throw invalidParam('next_link must not carry credentials');
-  if (!isNextLinkHostAllowed(config, url)) throw invalidParam("next_link is not on this server's list of allowed hosts");
-  return url.href;
+/** The next_link to keep: with next_link_domain_whitelist, only one on a listed host. */
+export function allowedNextLink(config: Config, link: URL | undefined): string | null {
+  if (link === undefined) return null;
+  if (!isNextLinkHostAllowed(config, link)) throw invalidParam("next_link is not on this server's list of allowed hosts");
+  return link.href;
 }
 
 export function isNextLinkHostAllowed(config: Config, url: URL): boolean {
