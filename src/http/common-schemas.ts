@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { MatrixError, missingParam } from '../errors.js';
 import { MAX_AVATAR_URL_LENGTH, MAX_DISPLAYNAME_LENGTH } from '../services/accounts.js';
 import { canonicaliseAddress, canonicaliseEmail, canonicaliseMsisdn, type ParsedMsisdn } from '../services/threepid/address.js';
-import { optional, refuseWith } from './parse.js';
+import { dict, optional, refuseWith } from './parse.js';
+import { isUserId } from '../services/user-ids.js';
 
 /**
  * The zod pieces that several endpoints' schemas share, so that one field is read one way
@@ -164,3 +165,49 @@ export const ThreepidAuth = z
   .object({ threepid_creds: optional(ThreepidCreds), threepidCreds: optional(ThreepidCreds) })
   .refine((value) => value.threepid_creds ?? value.threepidCreds, refuseWith(() => missingParam('threepid_creds')))
   .transform((value) => (value.threepid_creds ?? value.threepidCreds)!);
+
+// Client-state pieces (sync, keys, key backup, to-device, push rules, presence, account data).
+
+export const UserId = z.string().refine(isUserId, 'must be a user ID');
+export const RoomId = z.string().regex(/^![^:]+:.+$/, 'must be a room ID');
+/** `algorithm:key_id`, as in one-time key maps. */
+export const KeyId = z.string().regex(/^[^:]+:.+$/, 'must look like algorithm:key_id');
+
+
+/** user ID -> key ID -> signature. */
+export const Signatures = dict(z.string(), dict(z.string(), z.string()));
+
+/**
+ * Checks `schema` but passes on the value exactly as sent. Signed JSON is stored and compared as
+ * text, so the key order zod would give its output (the schema's, not the sender's) must not leak in.
+ */
+export function asSent<T extends z.ZodType>(schema: T): z.ZodType<z.output<T>, z.input<T>> {
+  return z.unknown().check((ctx) => {
+    const result = schema.safeParse(ctx.value);
+    if (!result.success) for (const issue of result.error.issues) ctx.issues.push({ ...issue, input: ctx.value } as never);
+  }) as unknown as z.ZodType<z.output<T>, z.input<T>>;
+}
+
+/**
+ * Any JSON object, kept as sent (account data, message contents, opaque key data): a rebuilt copy
+ * would reorder nothing here but would drop a "__proto__" key.
+ */
+export const JsonObject = asSent(dict(z.string(), z.unknown()));
+
+/** A signed JSON object with these fields, other fields kept, all as sent. */
+export function signedObject<S extends z.core.$ZodLooseShape>(shape: S) {
+  return asSent(z.looseObject({ signatures: Signatures.optional() }).extend(shape));
+}
+
+/** A query parameter that is a non-negative integer; empty counts as absent, as `?timeout=` does. */
+export const QueryInteger = z.preprocess(
+  (value) => (value === '' ? undefined : value),
+  z
+    .string()
+    .regex(/^\d{1,12}$/, 'must be a non-negative integer')
+    .transform(Number)
+    .optional(),
+);
+
+/** A query parameter that is `true` or `false`. */
+export const QueryBoolean = z.enum(['true', 'false']).transform((value) => value === 'true');

@@ -1,7 +1,7 @@
 import type { Router } from '../../http/router.js';
 import { parseBody } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
-import { JsonObject } from './client-state-schemas.js';
+import { JsonObject } from '../../http/common-schemas.js';
 
 /** Account data content is any JSON object, stored as sent. */
 const AccountDataContent = JsonObject;

@@ -3,7 +3,7 @@ import { CLIENT_AND_UNSTABLE_PREFIXES, type Router } from '../../http/router.js'
 import { dict, optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
 import { CROSS_SIGNING_TYPES } from '../../services/client-state/e2e-keys.js';
-import { DeviceId, JsonObject, KeyId, Signatures, UserId, signedObject } from './client-state-schemas.js';
+import { DeviceId, JsonObject, KeyId, Signatures, UserId, signedObject } from '../../http/common-schemas.js';
 
 /** The spec's `timeout` (ms to wait for other servers); Myelin does not federate, so it waits for none. */
 const Timeout = optional(z.number().int().min(0));

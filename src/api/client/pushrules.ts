@@ -4,7 +4,7 @@ import type { Router } from '../../http/router.js';
 import { optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
 import { checkRulePath } from '../../services/client-state/pushrules.js';
-import { asSent } from './client-state-schemas.js';
+import { asSent } from '../../http/common-schemas.js';
 
 /**
  * Actions that the spec retired. "Clients and homeservers MUST ignore these actions, for instance,

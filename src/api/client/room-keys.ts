@@ -3,7 +3,7 @@ import type { Router } from '../../http/router.js';
 import { dict, optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
 import { BACKUP_ALGORITHMS } from '../../services/client-state/key-backup.js';
-import { JsonObject } from './client-state-schemas.js';
+import { JsonObject } from '../../http/common-schemas.js';
 
 const CreateVersion = z.object({ algorithm: z.enum(BACKUP_ALGORITHMS), auth_data: JsonObject });
 const UpdateVersion = CreateVersion.extend({ version: optional(z.string()) });

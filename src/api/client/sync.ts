@@ -3,7 +3,7 @@ import type { Router } from '../../http/router.js';
 import { optional, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
 import { PRESENCE_STATES } from '../../services/client-state/presence.js';
-import { QueryBoolean, QueryInteger } from './client-state-schemas.js';
+import { QueryBoolean, QueryInteger } from '../../http/common-schemas.js';
 
 /** The longest a sync may wait, whatever timeout the client asks for. */
 const MAX_TIMEOUT_MS = 10 * 60_000;

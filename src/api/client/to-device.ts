@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Router } from '../../http/router.js';
 import { dict, parseBody } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
-import { JsonObject, UserId } from './client-state-schemas.js';
+import { JsonObject, UserId } from '../../http/common-schemas.js';
 
 /** user ID -> device ID (or '*') -> message content. */
 const SendToDevice = z.object({ messages: dict(UserId, dict(z.string(), JsonObject)) });
