@@ -71,7 +71,7 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
   const accounts = new AccountService(store, clock, config, hasher, sessions);
   const login = new LoginService(store, config, accounts, sessions, limiter);
 
-  uia.register(new PasswordStage(accounts, store));
+  uia.register(new PasswordStage(accounts, store, limiter, config.rc_login.failed_attempts));
   uia.register(new DummyStage());
 
   const registrationProblem = registrationConfigProblem(config, [...(config.email ? (['email'] as const) : []), ...(config.sms ? (['msisdn'] as const) : [])]);

@@ -70,13 +70,13 @@ export function pushRuleRoutes(router: Router, { clientState }: Services): void 
     return {};
   });
 
-  // Any other path under /pushrules (no trailing slash, unknown scope, missing rule ID, unknown
-  // attribute) is a malformed push rule request: 400 M_UNRECOGNIZED, as Synapse answers, not 404/405.
+  // Any other path under /pushrules/ (unknown scope, missing rule ID, unknown attribute, a scope or
+  // kind without its trailing slash) is a malformed push rule request: 400 M_UNRECOGNIZED, as Synapse
+  // answers, not 404/405. Bare /pushrules is no push-rule path at all, so it stays 404 (Synapse too).
   const malformed = async () => {
     throw unrecognized(400, 'Unrecognised push rule request');
   };
   for (const method of ['GET', 'PUT', 'DELETE'] as const) {
-    router.authed(method, '/pushrules', malformed);
     router.authed(method, '/pushrules/*', malformed);
   }
 }

@@ -127,10 +127,11 @@ export class E2eKeyService {
       const signatures = await repo.signaturesOn(userId, requester.userId);
       const withSignatures = (json: string, targetKeyId: string): JsonObject => {
         const key = JSON.parse(json) as JsonObject;
+        const added = signatures.filter((s) => s.target_key_id === targetKeyId);
+        // A key uploaded without signatures is served as uploaded (sytest compares it exactly).
+        if (added.length === 0) return key;
         const sigs = (isObject(key.signatures) ? key.signatures : {}) as Record<string, Record<string, string>>;
-        for (const s of signatures.filter((s) => s.target_key_id === targetKeyId)) {
-          sigs[s.signer_user_id] = { ...sigs[s.signer_user_id], [s.signer_key_id]: s.signature };
-        }
+        for (const s of added) sigs[s.signer_user_id] = { ...sigs[s.signer_user_id], [s.signer_key_id]: s.signature };
         key.signatures = sigs;
         return key;
       };
