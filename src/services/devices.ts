@@ -186,7 +186,7 @@ export class DeviceService {
     return this.store.devices.touch(requester.userId, requester.deviceId, now, ip);
   }
 
-  /** Ends the session of one request: its device and every token of that device. */
+  /** Logs out the device of one request: the device and every token of it. */
   logout(requester: Requester): Promise<void> {
     return this.deleteDevices(requester.userId, [requester.deviceId]);
   }
