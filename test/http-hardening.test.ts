@@ -56,18 +56,18 @@ for (const engine of ENGINES) {
       const users = await userCount();
       const profile = JSON.stringify((await server.api.get(`/v3/profile/${me}`)).body);
       const presence = JSON.stringify((await server.api.get(`/v3/presence/${me}/status`, { token })).body);
-      const signIn = async () => (await server.api.post('/v3/register', { username: 'nul1', password: PW })).body.session as string;
+      const openSession = async () => (await server.api.post('/v3/register', { username: 'nul1', password: PW })).body.session as string;
       const cases: [string, string, string, unknown, string | undefined][] = [
         ['login identifier', 'POST', '/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'har\u0000dy' }, password: PW }, undefined],
         ['login password', 'POST', '/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'hardy' }, password: `${PW}\u0000` }, undefined],
-        ['register session', 'POST', '/v3/register', { username: 'nul1', password: PW, auth: { type: 'm.login.dummy', session: `${await signIn()}\u0000` } }, undefined],
+        ['register session', 'POST', '/v3/register', { username: 'nul1', password: PW, auth: { type: 'm.login.dummy', session: `${await openSession()}\u0000` } }, undefined],
         ['register username', 'POST', '/v3/register', { username: 'nul1\u0000', password: PW }, undefined],
-        ['register device ID', 'POST', '/v3/register', { username: 'nul1', password: PW, device_id: 'D\u0000', auth: { type: 'm.login.dummy', session: await signIn() } }, undefined],
+        ['register device ID', 'POST', '/v3/register', { username: 'nul1', password: PW, device_id: 'D\u0000', auth: { type: 'm.login.dummy', session: await openSession() } }, undefined],
         [
           'register device display name',
           'POST',
           '/v3/register',
-          { username: 'nul1', password: PW, initial_device_display_name: 'a\u0000b', auth: { type: 'm.login.dummy', session: await signIn() } },
+          { username: 'nul1', password: PW, initial_device_display_name: 'a\u0000b', auth: { type: 'm.login.dummy', session: await openSession() } },
           undefined,
         ],
         ['displayname', 'PUT', `/v3/profile/${me}/displayname`, { displayname: 'a\u0000b' }, token],
