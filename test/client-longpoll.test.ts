@@ -22,7 +22,7 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
   it('wakes a sync waiting on one process when account data changes through the other', async () => {
     const alice = await first.api.register('alice');
     const initial = await first.api.get<Sync>('/v3/sync', { token: alice.access_token });
-    const notifier = first.hs.services.clientState.notifier;
+    const notifier = first.hs.services.notifier;
     const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: alice.access_token });
     let answered = false;
     void waiting.then(() => (answered = true));
@@ -87,8 +87,8 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
       signal: controller.signal,
     }).catch(() => undefined);
     const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: carol.access_token });
-    await until(() => first.hs.services.clientState.notifier.waiting === 2, 'both syncs to wait');
-    assert.equal(first.hs.services.clientState.notifier.waiting, 2);
+    await until(() => first.hs.services.notifier.waiting === 2, 'both syncs to wait');
+    assert.equal(first.hs.services.notifier.waiting, 2);
     // One client gives up but keeps its socket; close must not wait for it.
     controller.abort();
     const t = Date.now();

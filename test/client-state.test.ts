@@ -443,7 +443,7 @@ for (const engine of ENGINES) {
       const body = { messages: { [alice.user_id]: { [alice2.device_id]: { p: 1 } } } };
       for (const txn of ['prune-old', 'prune-new']) assert.equal((await server.api.put(`/v3/sendToDevice/org.example.p/${txn}`, body, { token: bob.access_token })).status, 200);
       await db.updateTable('to_device_txns').set({ created_ts: Date.now() - 25 * 3_600_000 }).where('txn_id', '=', 'prune-old').execute();
-      await server.hs.services.clientState.toDevice.prune();
+      await server.hs.services.toDevice.prune();
       const left = await db.selectFrom('to_device_txns').select('txn_id').where('user_id', '=', bob.user_id).where('txn_id', 'in', ['prune-old', 'prune-new']).execute();
       assert.deepEqual(left.map((r) => r.txn_id), ['prune-new']);
     });

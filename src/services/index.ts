@@ -6,17 +6,28 @@ import { createDelivery, type Delivery, type Outbox, type Templates } from '../d
 import type { Db } from '../storage/db.js';
 import { Store } from '../storage/index.js';
 import { AccountService } from './accounts.js';
-import { createClientState, type ClientState } from './client-state/index.js';
+import { AccountDataService } from './account-data.js';
+import { registerDeviceHooks } from './e2ee/index.js';
+import { E2eKeyService } from './e2ee/e2e-keys.js';
+import { KeyBackupService } from './e2ee/key-backup.js';
+import { ToDeviceService } from './e2ee/to-device.js';
+import { PresenceService } from './presence.js';
+import { PushRuleService } from './push-rules/push-rules.js';
+import { FilterService } from './sync/filters.js';
+import { createNotifier } from './sync/index.js';
+import type { Notifier } from './sync/notifier.js';
+import { StreamWriter } from './sync/stream-writer.js';
+import { SyncService } from './sync/sync.js';
 import { LoginService } from './login.js';
 import { PasswordResetService } from './password-reset.js';
 import { RateLimiter } from './ratelimiter.js';
 import { RegistrationService } from './registration.js';
-import { SessionService } from './sessions.js';
+import { DeviceService } from './devices.js';
 import { DummyStage } from './stages/dummy.js';
 import { PasswordStage } from './stages/password.js';
 import { EMAIL_STAGE, createThreepidServices, registrationConfigProblem, registrationFlows as threepidRegistrationFlows, type ThreepidServices } from './threepid/index.js';
 import { UiaService } from './uia.js';
-import { MSISDN_STAGE, createMsisdnValidation, type MsisdnValidationService } from './threepid/msisdn.js';
+import { MSISDN_STAGE } from './threepid/msisdn.js';
 
 /** Every domain service of one homeserver process, wired together. */
 export interface Services {
@@ -25,7 +36,8 @@ export interface Services {
   store: Store;
   limiter: RateLimiter;
   uia: UiaService;
-  sessions: SessionService;
+  /** Devices and their access and refresh tokens. */
+  devices: DeviceService;
   accounts: AccountService;
   login: LoginService;
   registration: RegistrationService;
@@ -36,12 +48,19 @@ export interface Services {
   /** Mail and page templates (renderPage for the pages links open). */
   templates: Templates;
   delivery: Delivery;
-  /** Validation sessions, email verification, and the 3PIDs of accounts. */
+  /** Validation sessions, email and phone number (SMS) verification, and the 3PIDs of accounts. */
   threepid: ThreepidServices;
-  /** Phone number validation by SMS. */
-  msisdn: MsisdnValidationService;
-  /** Sync, account data, push rules, filters, device keys, to-device messages, key backup, presence. */
-  clientState: ClientState;
+  /** Wakes waiting syncs when what they report changes. */
+  notifier: Notifier;
+  sync: SyncService;
+  filters: FilterService;
+  pushRules: PushRuleService;
+  accountData: AccountDataService;
+  /** Device and cross-signing keys, one-time and fallback keys, signatures. */
+  keys: E2eKeyService;
+  toDevice: ToDeviceService;
+  keyBackup: KeyBackupService;
+  presence: PresenceService;
   unstableFeatures: Record<string, boolean>;
   capabilities(): Record<string, unknown>;
   /** Background work (e.g. the outbox worker) to stop on shutdown. */
@@ -64,32 +83,40 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
     argon2: config.password_config.argon2,
     pepper: config.password_config.pepper,
   });
-  const sessions = new SessionService(store, clock, {
+  const devices = new DeviceService(store, clock, {
     refreshableAccessTokenLifetimeMs: config.refreshable_access_token_lifetime,
     refreshTokenLifetimeMs: config.refresh_token_lifetime,
   });
-  const accounts = new AccountService(store, clock, config, hasher, sessions);
-  const login = new LoginService(store, config, accounts, sessions, limiter);
+  const accounts = new AccountService(store, clock, config, hasher, devices);
+  const login = new LoginService(store, config, accounts, devices, limiter);
 
   uia.register(new PasswordStage(accounts, store, limiter, config.rc_login.failed_attempts));
   uia.register(new DummyStage());
 
   const registrationProblem = registrationConfigProblem(config, [...(config.email ? (['email'] as const) : []), ...(config.sms ? (['msisdn'] as const) : [])]);
   if (registrationProblem) throw new ConfigError(registrationProblem);
-  const registrationFlows = (): string[][] => threepidRegistrationFlows(config, { ...(threepid.email.enabled ? { email: EMAIL_STAGE } : {}), ...msisdn.registrationStages() });
-  const registration = new RegistrationService(config, accounts, sessions, uia, limiter, registrationFlows);
-  const passwordReset = new PasswordResetService(store, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
+  const registrationFlows = (): string[][] => threepidRegistrationFlows(config, { ...(threepid.email.enabled ? { email: EMAIL_STAGE } : {}), ...threepid.msisdn.registrationStages() });
+  const registration = new RegistrationService(config, accounts, devices, uia, limiter, registrationFlows);
+  const passwordReset = new PasswordResetService(store, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(threepid.msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
 
   const delivery = createDelivery(config, store);
-  const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, outbox: delivery.outbox, templates: delivery.templates, publicBaseUrl: publicBaseUrlOf(config) });
-  const msisdn = createMsisdnValidation({ config, store, clock, limiter, uia, delivery, publicBaseUrl: publicBaseUrlOf(config), passwordsEnabled: () => accounts.passwordsEnabled() });
+  const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, delivery, publicBaseUrl: publicBaseUrlOf(config) });
+
+  const notifier = createNotifier(config, store);
+  const writer = new StreamWriter(store, notifier);
+  const filters = new FilterService(store);
+  const pushRules = new PushRuleService(store, writer);
+  const keys = new E2eKeyService(store, writer, uia, config.server_name);
+  const presence = new PresenceService(store, writer, clock);
+  registerDeviceHooks(devices, keys, notifier);
+
   const services: Services = {
     config,
     clock,
     store,
     limiter,
     uia,
-    sessions,
+    devices,
     accounts,
     login,
     registration,
@@ -99,8 +126,15 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
     templates: delivery.templates,
     delivery,
     threepid,
-    msisdn,
-    clientState: createClientState(config, store, clock, sessions, uia),
+    notifier,
+    sync: new SyncService(store, notifier, filters, pushRules, keys, presence),
+    filters,
+    pushRules,
+    accountData: new AccountDataService(store, writer, pushRules),
+    keys,
+    toDevice: new ToDeviceService(writer, clock, config.server_name),
+    keyBackup: new KeyBackupService(store),
+    presence,
     unstableFeatures: {},
     capabilities: () => ({
       'm.change_password': { enabled: accounts.passwordsEnabled() },
@@ -111,6 +145,6 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
     }),
     stoppers: [],
   };
-  services.stoppers.push(() => services.clientState.notifier.close());
+  services.stoppers.push(() => notifier.close());
   return services;
 }

@@ -5,7 +5,7 @@ import type { Store } from '../storage/index.js';
 import type { AccountService } from './accounts.js';
 import { resolveIdentifier } from './identifiers.js';
 import { addressBucket, type RateLimiter } from './ratelimiter.js';
-import type { IssuedSession, SessionService } from './sessions.js';
+import type { IssuedTokens, DeviceService } from './devices.js';
 
 /** POST /login with m.login.password, as parsed at the edge. */
 export interface LoginRequest {
@@ -28,7 +28,7 @@ export class LoginService {
     private readonly store: Store,
     private readonly config: Config,
     private readonly accounts: AccountService,
-    private readonly sessions: SessionService,
+    private readonly devices: DeviceService,
     private readonly limiter: RateLimiter,
   ) {}
 
@@ -36,7 +36,7 @@ export class LoginService {
     return this.accounts.passwordsEnabled() ? [{ type: 'm.login.password' }] : [];
   }
 
-  async login({ who: fields, password, deviceId, displayName, refresh, ip }: LoginRequest): Promise<{ user_id: string; home_server: string } & IssuedSession> {
+  async login({ who: fields, password, deviceId, displayName, refresh, ip }: LoginRequest): Promise<{ user_id: string; home_server: string } & IssuedTokens> {
     if (!this.accounts.passwordsEnabled()) throw unknownLoginType();
     const identifier = identifierOf(fields);
 
@@ -56,7 +56,7 @@ export class LoginService {
       if (deactivated) throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
       throw invalidLogin();
     }
-    const session = await this.sessions.openSession({ userId: who.userId, deviceId, displayName, refresh, ip });
-    return { user_id: who.userId, home_server: this.config.server_name, ...session };
+    const issued = await this.devices.signIn({ userId: who.userId, deviceId, displayName, refresh, ip });
+    return { user_id: who.userId, home_server: this.config.server_name, ...issued };
   }
 }

@@ -2,7 +2,7 @@ import type { Config } from '../config/index.js';
 import { MatrixError, forbidden, missingParam } from '../errors.js';
 import type { AccountService, RegisterResult } from './accounts.js';
 import { addressBucket, type RateLimiter } from './ratelimiter.js';
-import type { SessionService } from './sessions.js';
+import type { DeviceService } from './devices.js';
 import { Operation, validatedThreepids, type AuthDict, type UiaParams, type UiaReplay, type UiaRequired, type UiaService } from './uia.js';
 
 /** Builds the UIA flows offered for registration from the current config. */
@@ -35,7 +35,7 @@ export class RegistrationService {
   constructor(
     private readonly config: Config,
     private readonly accounts: AccountService,
-    private readonly sessions: SessionService,
+    private readonly devices: DeviceService,
     private readonly uia: UiaService,
     private readonly limiter: RateLimiter,
     readonly flows: RegistrationFlows,
@@ -108,7 +108,7 @@ export class RegistrationService {
     if (recorded.device_id === undefined) return { user_id: recorded.user_id };
     const check = password !== undefined ? await this.accounts.checkPassword(recorded.user_id, password) : undefined;
     if (!check?.ok || check.deactivated) throw refuse();
-    const issued = await this.sessions.openSession({ userId: recorded.user_id, deviceId: recorded.device_id, refresh, ip });
+    const issued = await this.devices.signIn({ userId: recorded.user_id, deviceId: recorded.device_id, refresh, ip });
     return { user_id: recorded.user_id, ...issued };
   }
 }

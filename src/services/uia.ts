@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import { randomToken } from '../crypto/tokens.js';
 import { MatrixError, forbidden, unknown } from '../errors.js';
 import type { UiaSessionsRepo } from '../storage/uia.js';
-import type { ValidatedThreepid } from './threepid/sessions.js';
+import type { ValidatedThreepid } from './threepid/validation-sessions.js';
 
 /**
  * The operations UIA guards: a closed set, so that the operation a session was opened for and the

@@ -6,8 +6,8 @@ import { JsonObject } from '../../http/common-schemas.js';
 /** Account data content is any JSON object, stored as sent. */
 const AccountDataContent = JsonObject;
 
-export function accountDataRoutes(router: Router, { clientState }: Services): void {
-  const data = clientState.accountData;
+export function accountDataRoutes(router: Router, { accountData }: Services): void {
+  const data = accountData;
   router.authed('PUT', '/user/:userId/account_data/:type', async ({ requester, params, body }) => {
     await data.put(requester.userId, params.userId!, undefined, params.type!, parseBody(AccountDataContent, body));
     return {};

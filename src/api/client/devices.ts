@@ -9,15 +9,15 @@ const DeviceUpdate = z.object({ display_name: optional(z.string().max(512)) });
 const DeleteDevice = z.object({ auth: optional(AuthDict) });
 const DeleteDevices = z.object({ devices: z.array(DeviceId).max(1000), auth: optional(AuthDict) });
 
-export function deviceRoutes(router: Router, { sessions, uia }: Services): void {
-  router.authed('GET', '/devices', async ({ requester }) => ({ devices: await sessions.listDevices(requester.userId) }));
+export function deviceRoutes(router: Router, { devices, uia }: Services): void {
+  router.authed('GET', '/devices', async ({ requester }) => ({ devices: await devices.listDevices(requester.userId) }));
 
-  router.authed('GET', '/devices/:deviceId', async ({ requester, params }) => sessions.getDevice(requester.userId, params.deviceId!));
+  router.authed('GET', '/devices/:deviceId', async ({ requester, params }) => devices.getDevice(requester.userId, params.deviceId!));
 
   router.authed('PUT', '/devices/:deviceId', async ({ requester, params, body }) => {
     const { display_name: displayName } = parseBody(DeviceUpdate, body);
-    if (displayName !== undefined) await sessions.renameDevice(requester.userId, params.deviceId!, displayName);
-    else await sessions.getDevice(requester.userId, params.deviceId!);
+    if (displayName !== undefined) await devices.renameDevice(requester.userId, params.deviceId!, displayName);
+    else await devices.getDevice(requester.userId, params.deviceId!);
     return {};
   });
 
@@ -25,7 +25,7 @@ export function deviceRoutes(router: Router, { sessions, uia }: Services): void 
     const userId = ctx.requester.userId;
     return uia.perform({ auth, operation, userId, flows: [['m.login.password']], ip: ctx.ip, params: unreadParams(ctx.body) }, {
       run: async () => {
-        await sessions.deleteDevices(userId, deviceIds);
+        await devices.deleteDevices(userId, deviceIds);
         return {};
       },
     });
@@ -34,7 +34,7 @@ export function deviceRoutes(router: Router, { sessions, uia }: Services): void 
   router.authed('DELETE', '/devices/:deviceId', async (ctx) => {
     const deviceId = ctx.params.deviceId!;
     const { auth } = parseBody(DeleteDevice, ctx.body);
-    await sessions.getDevice(ctx.requester.userId, deviceId);
+    await devices.getDevice(ctx.requester.userId, deviceId);
     return deleteBehindUia(ctx, auth, Operation.deleteDevice(deviceId), [deviceId]);
   });
 

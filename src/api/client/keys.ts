@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { CLIENT_AND_UNSTABLE_PREFIXES, type Router } from '../../http/router.js';
 import { dict, optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
-import { CROSS_SIGNING_TYPES } from '../../services/client-state/e2e-keys.js';
+import { CROSS_SIGNING_TYPES } from '../../services/e2ee/e2e-keys.js';
 import { DeviceId, JsonObject, KeyId, Signatures, UserId, signedObject } from '../../http/common-schemas.js';
 
 /** The spec's `timeout` (ms to wait for other servers); Myelin does not federate, so it waits for none. */
@@ -41,8 +41,7 @@ const CrossSigningUpload = z.object({
 /** user ID -> key ID -> the signed key object. */
 const SignaturesUpload = dict(UserId, dict(z.string(), JsonObject));
 
-export function keyRoutes(router: Router, { clientState }: Services): void {
-  const keys = clientState.keys;
+export function keyRoutes(router: Router, { keys }: Services): void {
   router.authed('POST', '/keys/upload', async ({ requester, body }) => keys.upload(requester, parseBody(KeysUpload, body)));
   router.authed('POST', '/keys/query', async ({ requester, body }) => keys.query(requester, parseBody(KeysQuery, body).device_keys));
   router.authed('POST', '/keys/claim', async ({ body }) => keys.claim(parseBody(KeysClaim, body).one_time_keys));

@@ -15,7 +15,7 @@ const LoginBody = z.object({
 });
 const RefreshBody = z.object({ refresh_token: z.string().max(1024) });
 
-export function loginRoutes(router: Router, { login, sessions }: Services): void {
+export function loginRoutes(router: Router, { login, devices }: Services): void {
   router.public('GET', '/login', async () => ({ flows: login.flows() }));
   router.public('POST', '/login', async (ctx) => {
     const body = parseBody(LoginBody, ctx.body);
@@ -28,13 +28,13 @@ export function loginRoutes(router: Router, { login, sessions }: Services): void
       ip: ctx.ip,
     });
   });
-  router.public('POST', '/refresh', async (ctx) => sessions.refresh(parseBody(RefreshBody, ctx.body).refresh_token));
+  router.public('POST', '/refresh', async (ctx) => devices.refresh(parseBody(RefreshBody, ctx.body).refresh_token));
   router.authed('POST', '/logout', async (ctx) => {
-    await sessions.logout(ctx.requester);
+    await devices.logout(ctx.requester);
     return {};
   });
   router.authed('POST', '/logout/all', async (ctx) => {
-    await sessions.deleteDevices(ctx.requester.userId);
+    await devices.deleteDevices(ctx.requester.userId);
     return {};
   });
 }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Router } from '../../http/router.js';
 import { dict, optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
-import { BACKUP_ALGORITHMS } from '../../services/client-state/key-backup.js';
+import { BACKUP_ALGORITHMS } from '../../services/e2ee/key-backup.js';
 import { JsonObject } from '../../http/common-schemas.js';
 
 const CreateVersion = z.object({ algorithm: z.enum(BACKUP_ALGORITHMS), auth_data: JsonObject });
@@ -15,8 +15,8 @@ const PutAll = z.object({ rooms: dict(z.string(), RoomKeyBackup) });
 /** Every key request names the backup version it is for. */
 const VersionQuery = z.object({ version: z.string() });
 
-export function roomKeyRoutes(router: Router, { clientState }: Services): void {
-  const backup = clientState.keyBackup;
+export function roomKeyRoutes(router: Router, { keyBackup }: Services): void {
+  const backup = keyBackup;
   router.authed('POST', '/room_keys/version', async ({ requester, body }) => backup.create(requester.userId, parseBody(CreateVersion, body)));
   router.authed('GET', '/room_keys/version', async ({ requester }) => backup.getVersion(requester.userId));
   router.authed('GET', '/room_keys/version/:version', async ({ requester, params }) => backup.getVersion(requester.userId, params.version!));

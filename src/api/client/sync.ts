@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Router } from '../../http/router.js';
 import { optional, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
-import { PRESENCE_STATES } from '../../services/client-state/presence.js';
+import { PRESENCE_STATES } from '../../services/presence.js';
 import { QueryBoolean, QueryInteger } from '../../http/common-schemas.js';
 
 /** The longest a sync may wait, whatever timeout the client asks for. */
@@ -16,9 +16,9 @@ const SyncQuery = z.object({
   filter: optional(z.string()).transform((filter) => (filter === '' ? undefined : filter)),
 });
 
-export function syncRoutes(router: Router, { clientState }: Services): void {
+export function syncRoutes(router: Router, { sync }: Services): void {
   router.authed('GET', '/sync', async ({ requester, query }) => {
     const { since, timeout, full_state: fullState, set_presence: setPresence, filter } = parseQuery(SyncQuery, query);
-    return clientState.sync.sync(requester, { since, timeoutMs: timeout, fullState, setPresence, filter });
+    return sync.sync(requester, { since, timeoutMs: timeout, fullState, setPresence, filter });
   });
 }

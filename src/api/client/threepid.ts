@@ -5,7 +5,7 @@ import { CLIENT_AND_UNSTABLE_PREFIXES, type Router } from '../../http/router.js'
 import { missingParam } from '../../errors.js';
 import type { Services } from '../../services/index.js';
 import type { Medium } from '../../services/threepid/address.js';
-import { THREEPID_FLOWS, type ThreepidFlow } from '../../services/threepid/sessions.js';
+import { THREEPID_FLOWS, type ThreepidFlow } from '../../services/threepid/validation-sessions.js';
 import { submitTokenPath } from '../../services/threepid/urls.js';
 import { uiaParams } from '../../services/uia.js';
 import type { JsonObject } from '../../validate.js';

@@ -7,9 +7,9 @@ import { JsonObject, UserId } from '../../http/common-schemas.js';
 /** user ID -> device ID (or '*') -> message content. */
 const SendToDevice = z.object({ messages: dict(UserId, dict(z.string(), JsonObject)) });
 
-export function toDeviceRoutes(router: Router, { clientState }: Services): void {
+export function toDeviceRoutes(router: Router, { toDevice }: Services): void {
   router.authed('PUT', '/sendToDevice/:eventType/:txnId', async ({ requester, params, body }) => {
-    await clientState.toDevice.send(requester, params.eventType!, params.txnId!, parseBody(SendToDevice, body).messages);
+    await toDevice.send(requester, params.eventType!, params.txnId!, parseBody(SendToDevice, body).messages);
     return {};
   });
 }

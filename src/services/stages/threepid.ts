@@ -2,7 +2,7 @@ import { MatrixError, forbidden } from '../../errors.js';
 import { ThreepidAuth } from '../../http/common-schemas.js';
 import { parseBody } from '../../http/parse.js';
 import type { Medium } from '../threepid/address.js';
-import type { ThreepidFlow, ThreepidSessionService, ValidatedThreepid } from '../threepid/sessions.js';
+import type { ThreepidFlow, ValidationSessionService, ValidatedThreepid } from '../threepid/validation-sessions.js';
 import { Operation, type AuthDict, type StageContext, type UiaOperation, type UiaStage } from '../uia.js';
 
 /** Which validation flow may serve which UIA operation. */
@@ -20,7 +20,7 @@ export class ThreepidStage implements UiaStage {
   constructor(
     readonly type: string,
     private readonly medium: Medium,
-    private readonly sessions: ThreepidSessionService,
+    private readonly sessions: ValidationSessionService,
   ) {}
 
   async check(auth: AuthDict, ctx: StageContext): Promise<{ threepid: ValidatedThreepid }> {

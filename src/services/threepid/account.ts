@@ -5,7 +5,7 @@ import type { Store } from '../../storage/index.js';
 import { Operation, type AuthDict, type UiaOperation, type UiaParams, type UiaService } from '../uia.js';
 import type { Medium } from './address.js';
 import { bindAtIdentityServer, trustedIdServerUrl } from './identity-server.js';
-import type { ThreepidSessionService, ValidatedThreepid } from './sessions.js';
+import type { ValidationSessionService, ValidatedThreepid } from './validation-sessions.js';
 
 export interface ThreepidListing {
   medium: string;
@@ -48,7 +48,7 @@ export class AccountThreepidService {
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly uia: UiaService,
-    private readonly sessions: ThreepidSessionService,
+    private readonly sessions: ValidationSessionService,
   ) {}
 
   async list(userId: string): Promise<ThreepidListing[]> {

@@ -5,7 +5,7 @@ import type { EmailTemplateName, Outbox } from '../../delivery/types.js';
 import type { Store } from '../../storage/index.js';
 import { addressBucket, type RateLimiter } from '../ratelimiter.js';
 import { allowedNextLink, ensureFlowOpen, ensureThreepidAllowed, isNextLinkHostAllowed, ownerRefusal, unsupportedMedium, type TokenRequest } from './policy.js';
-import { LinkRejected, type ThreepidFlow, type ThreepidSessionService } from './sessions.js';
+import { LinkRejected, type ThreepidFlow, type ValidationSessionService } from './validation-sessions.js';
 import { absolute, emailLinkPath, submitTokenPath } from './urls.js';
 
 export interface EmailValidationDeps {
@@ -13,7 +13,7 @@ export interface EmailValidationDeps {
   store: Store;
   clock: Clock;
   limiter: RateLimiter;
-  sessions: ThreepidSessionService;
+  sessions: ValidationSessionService;
   outbox: Outbox;
   /** Renders mails; used to give refused requests the cost of a real one (see requestToken). */
   templates?: MailRenderer;
@@ -25,7 +25,8 @@ export interface MailRenderer {
   renderEmail(name: EmailTemplateName, vars: Record<string, unknown>, acceptLanguage?: string): unknown;
 }
 
-export interface RequestContext {
+/** What the request tells of the client: its IP (for rate limits) and Accept-Language (for the mail). */
+export interface ClientInfo {
   ip: string;
   acceptLanguage?: string;
 }
@@ -52,7 +53,7 @@ const TEMPLATES: Record<ThreepidFlow, EmailTemplateName> = {
 
 /**
  * Email validation as MSC2263 has it: Myelin mails a link (to a confirmation page) and a short code
- * itself. The generic session rules live in ThreepidSessionService; this adds the email policy.
+ * itself. The generic session rules live in ValidationSessionService; this adds the email policy.
  */
 export class EmailValidationService {
   constructor(private readonly deps: EmailValidationDeps) {}
@@ -65,7 +66,7 @@ export class EmailValidationService {
     return this.deps.config.email?.validation_token_lifetime ?? 3_600_000;
   }
 
-  async requestToken(flow: ThreepidFlow, req: EmailTokenRequest, ctx: RequestContext): Promise<{ sid: string; submit_url: string }> {
+  async requestToken(flow: ThreepidFlow, req: EmailTokenRequest, ctx: ClientInfo): Promise<{ sid: string; submit_url: string }> {
     const { config, store, limiter, sessions, outbox, publicBaseUrl } = this.deps;
     const nextLink = allowedNextLink(config, req.next_link);
     const address = req.email;

@@ -1,20 +1,23 @@
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config/index.js';
-import type { Outbox } from '../../delivery/types.js';
+import type { Delivery } from '../../delivery/index.js';
 import type { Store } from '../../storage/index.js';
 import type { AccountService } from '../accounts.js';
 import type { RateLimiter } from '../ratelimiter.js';
 import { ThreepidStage } from '../stages/threepid.js';
 import type { UiaService } from '../uia.js';
 import { AccountThreepidService } from './account.js';
-import { EmailValidationService, type MailRenderer } from './email.js';
-import { DEFAULT_SESSION_OPTIONS, ThreepidSessionService } from './sessions.js';
+import { EmailValidationService } from './email.js';
+import { createMsisdnValidation, type MsisdnValidationService } from './msisdn.js';
+import { DEFAULT_VALIDATION_SESSION_OPTIONS, ValidationSessionService } from './validation-sessions.js';
 
 export const EMAIL_STAGE = 'm.login.email.identity';
 
 export interface ThreepidServices {
-  sessions: ThreepidSessionService;
+  sessions: ValidationSessionService;
   email: EmailValidationService;
+  /** Phone numbers, by SMS. */
+  msisdn: MsisdnValidationService;
   account: AccountThreepidService;
 }
 
@@ -25,22 +28,23 @@ export interface ThreepidDeps {
   limiter: RateLimiter;
   uia: UiaService;
   accounts: AccountService;
-  outbox: Outbox;
-  templates?: MailRenderer;
+  delivery: Delivery;
   publicBaseUrl: string;
 }
 
-/** Wires validation sessions, email validation and account 3PIDs, and registers the email UIA stage. */
+/** Wires validation sessions, email and phone number validation and account 3PIDs, and registers their UIA stages. */
 export function createThreepidServices(deps: ThreepidDeps): ThreepidServices {
-  const sessions = new ThreepidSessionService(deps.store, deps.clock, {
-    ...DEFAULT_SESSION_OPTIONS,
+  const sessions = new ValidationSessionService(deps.store, deps.clock, {
+    ...DEFAULT_VALIDATION_SESSION_OPTIONS,
     codeAttemptsPerAddressPerDay: deps.config.max_code_attempts_per_address_per_day,
     validatedLifetimeMs: deps.config.ui_auth_session_lifetime,
   });
-  const email = new EmailValidationService({ ...deps, sessions, passwordsEnabled: () => deps.accounts.passwordsEnabled() });
+  const passwordsEnabled = () => deps.accounts.passwordsEnabled();
+  const email = new EmailValidationService({ ...deps, sessions, outbox: deps.delivery.outbox, templates: deps.delivery.templates, passwordsEnabled });
   const account = new AccountThreepidService(deps.config, deps.store, deps.clock, deps.uia, sessions);
   if (email.enabled) deps.uia.register(new ThreepidStage(EMAIL_STAGE, 'email', sessions));
-  return { sessions, email, account };
+  const msisdn = createMsisdnValidation({ ...deps, passwordsEnabled });
+  return { sessions, email, msisdn, account };
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Config } from '../../config/index.js';
 import { isThreepidAllowed } from '../../config/sections/threepid.js';
 import { MatrixError, forbidden, invalidParam } from '../../errors.js';
 import { trustedIdServerUrl } from './identity-server.js';
-import type { ThreepidFlow } from './sessions.js';
+import type { ThreepidFlow } from './validation-sessions.js';
 
 /** The parameters every requestToken endpoint shares (both media), as parsed at the edge. */
 export interface TokenRequest {

@@ -3,7 +3,7 @@ import { unrecognized } from '../../errors.js';
 import type { Router } from '../../http/router.js';
 import { optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
-import { checkRulePath } from '../../services/client-state/pushrules.js';
+import { checkRulePath } from '../../services/push-rules/push-rules.js';
 import { asSent } from '../../http/common-schemas.js';
 
 /**
@@ -32,8 +32,8 @@ const RulePosition = z.object({ before: optional(z.string()), after: optional(z.
 const EnabledBody = z.object({ enabled: z.boolean() });
 const ActionsBody = z.object({ actions: Actions });
 
-export function pushRuleRoutes(router: Router, { clientState }: Services): void {
-  const rules = clientState.pushRules;
+export function pushRuleRoutes(router: Router, { pushRules }: Services): void {
+  const rules = pushRules;
   router.authed('GET', '/pushrules/', async ({ requester }) => ({ global: await rules.ruleset(requester.userId) }));
   router.authed('GET', '/pushrules/global/', async ({ requester }) => rules.ruleset(requester.userId));
   // Not in the spec, but Synapse answers it (the kind's rules, as an array) and clients still call it.

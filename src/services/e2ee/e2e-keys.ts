@@ -2,13 +2,13 @@ import { MatrixError, invalidParam, missingParam } from '../../errors.js';
 import type { OneTimeKey } from '../../storage/e2e-keys.js';
 import type { Store } from '../../storage/index.js';
 import { dictionary, isObject, type JsonObject } from '../../validate.js';
-import type { Requester } from '../sessions.js';
+import type { Requester } from '../devices.js';
 import { WithAuth } from '../../http/common-schemas.js';
 import { parseBody } from '../../http/parse.js';
 import { Operation, unreadParams, type UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
-import type { StreamWriter } from './stream-writer.js';
-import { tokenPosition } from './sync-token.js';
+import type { StreamWriter } from '../sync/stream-writer.js';
+import { tokenPosition } from '../sync/sync-token.js';
 import { serverNameOf } from '../user-ids.js';
 
 export const CROSS_SIGNING_TYPES = { master_key: 'master', self_signing_key: 'self_signing', user_signing_key: 'user_signing' } as const;
@@ -80,7 +80,7 @@ export class E2eKeyService {
   }
 
   async counts(userId: string, deviceId: string): Promise<Record<string, number>> {
-    const counts = await this.store.clientState.keys.oneTimeKeyCounts(userId, deviceId);
+    const counts = await this.store.keys.oneTimeKeyCounts(userId, deviceId);
     return { signed_curve25519: 0, ...counts };
   }
 
@@ -96,7 +96,7 @@ export class E2eKeyService {
     const fallbackKeys = keyRows(input.fallback_keys);
 
     await this.writer.write(async (tx) => {
-      const keys = tx.repos.keys;
+      const keys = tx.store.keys;
       if (deviceKeys !== undefined && (await keys.getDeviceKeys(userId, deviceId)) !== deviceKeys) {
         await keys.addDeviceListChange(userId, await tx.position(userId), userId);
         await keys.setDeviceKeys(userId, deviceId, deviceKeys);
@@ -113,7 +113,7 @@ export class E2eKeyService {
 
   /** `wanted` maps user ID -> device IDs (none: all of the user's devices). */
   async query(requester: Requester, wanted: Record<string, string[]>): Promise<JsonObject> {
-    const repo = this.store.clientState.keys;
+    const repo = this.store.keys;
     const deviceKeys = dictionary<unknown>();
     const masterKeys = dictionary<unknown>();
     const selfSigningKeys = dictionary<unknown>();
@@ -155,7 +155,7 @@ export class E2eKeyService {
   async claim(wanted: Record<string, Record<string, string>>): Promise<JsonObject> {
     const claimed = dictionary<unknown>();
     const failures = dictionary<unknown>();
-    const repo = this.store.clientState.keys;
+    const repo = this.store.keys;
     for (const [userId, devices] of Object.entries(wanted)) {
       if (!this.isLocal(userId)) {
         failures[serverNameOf(userId)] = { errcode: 'M_UNAVAILABLE', error: 'This server does not federate' };
@@ -172,11 +172,11 @@ export class E2eKeyService {
   }
 
   async changes(userId: string, from: string, to: string): Promise<{ changed: string[]; left: string[] }> {
-    const streams = this.store.clientState.streams;
+    const streams = this.store.streams;
     const after = await tokenPosition(from, userId, streams);
     const upto = await tokenPosition(to, userId, streams);
     if (after === undefined || upto === undefined) throw invalidParam('Invalid stream token');
-    const changed = upto > after ? await this.store.clientState.keys.deviceListChanges(userId, after, upto) : [];
+    const changed = upto > after ? await this.store.keys.deviceListChanges(userId, after, upto) : [];
     return { changed, left: [] };
   }
 
@@ -189,7 +189,7 @@ export class E2eKeyService {
       if (key.user_id !== userId) throw invalidParam(`'${field}.user_id' must be your user ID`);
       uploaded.push([type, key]);
     }
-    const existing = await this.store.clientState.keys.crossSigningKeys(userId);
+    const existing = await this.store.keys.crossSigningKeys(userId);
     const master = uploaded.find(([type]) => type === 'master')?.[1] ?? (existing.master ? (JSON.parse(existing.master) as JsonObject) : undefined);
     if (uploaded.length > 0 && !master) throw missingParam('master_key');
     for (const [type, key] of uploaded) {
@@ -206,8 +206,8 @@ export class E2eKeyService {
     const write = async () => {
       if (changed.length === 0) return;
       await this.writer.write(async (tx) => {
-        for (const [type, key] of changed) await tx.repos.keys.setCrossSigningKey(userId, type, JSON.stringify(key));
-        await tx.repos.keys.addDeviceListChange(userId, await tx.position(userId), userId);
+        for (const [type, key] of changed) await tx.store.keys.setCrossSigningKey(userId, type, JSON.stringify(key));
+        await tx.store.keys.addDeviceListChange(userId, await tx.position(userId), userId);
       });
     };
     if (!replaces) return write();
@@ -237,7 +237,7 @@ export class E2eKeyService {
       failures[userId] = { ...failures[userId], [keyId]: { errcode, error } };
     };
     const accepted: { target_user_id: string; target_key_id: string; signer_key_id: string; signature: string }[] = [];
-    const repo = this.store.clientState.keys;
+    const repo = this.store.keys;
     const parsedKeys = (map: Record<string, string>) => Object.fromEntries(Object.entries(map).map(([type, json]) => [type, JSON.parse(json) as JsonObject]));
     const signerCross = parsedKeys(await repo.crossSigningKeys(signer));
     const signerKey = async (keyId: string): Promise<string | undefined> => {
@@ -287,10 +287,10 @@ export class E2eKeyService {
         const positions = new Map<string, number>();
         for (const observer of observers) positions.set(observer, await tx.position(observer));
         for (const a of accepted) {
-          await tx.repos.keys.addSignature({ signer_user_id: signer, ...a });
+          await tx.store.keys.addSignature({ signer_user_id: signer, ...a });
           const target = this.isLocal(a.target_user_id) ? a.target_user_id : signer;
-          await tx.repos.keys.addDeviceListChange(target, positions.get(target)!, a.target_user_id);
-          if (target !== signer) await tx.repos.keys.addDeviceListChange(signer, positions.get(signer)!, a.target_user_id);
+          await tx.store.keys.addDeviceListChange(target, positions.get(target)!, a.target_user_id);
+          if (target !== signer) await tx.store.keys.addDeviceListChange(signer, positions.get(signer)!, a.target_user_id);
         }
       });
     }
@@ -299,13 +299,13 @@ export class E2eKeyService {
 
   /** Part of creating a device (in the creating unit of work): the user's device list changed. */
   async onDeviceCreated(work: Store, userId: string, position: number): Promise<void> {
-    await work.clientState.keys.addDeviceListChange(userId, position, userId);
+    await work.keys.addDeviceListChange(userId, position, userId);
   }
 
   /** Part of deleting devices (in the deleting unit of work): their keys go, and the user's device list changed. */
   async onDevicesDeleted(work: Store, userId: string, deviceIds: readonly string[], position: number): Promise<void> {
-    await work.clientState.keys.deleteForDevices(userId, deviceIds);
-    await work.clientState.keys.addDeviceListChange(userId, position, userId);
+    await work.keys.deleteForDevices(userId, deviceIds);
+    await work.keys.addDeviceListChange(userId, position, userId);
   }
 }
 
