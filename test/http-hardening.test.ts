@@ -160,7 +160,7 @@ for (const engine of ENGINES) {
         password: PW,
         initial_device_display_name: REFUSED_NAME,
         auth: { type: 'm.login.dummy', session: first.body.session },
-      });
+      }, { expectServerError: true });
       assert.equal(res.status, 500, JSON.stringify(res.body));
       assert.equal(await userCount(), users, 'no user row was left behind');
       assert.ok(await available('halfway'), 'the username is still free');
@@ -229,7 +229,7 @@ for (const engine of HTTP_ENGINES) {
 
         // A failure while handling a request with the token in its URL: the 'request failed' line.
         await refuseMarkedDevices({ hs });
-        const failed = await api.put(`/v3/devices/DEV?access%5ftoken=${token}`, { display_name: REFUSED_NAME });
+        const failed = await api.put(`/v3/devices/DEV?access%5ftoken=${token}`, { display_name: REFUSED_NAME }, { expectServerError: true });
         assert.equal(failed.status, 500);
 
         const text = lines.join('');
