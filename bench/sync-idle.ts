@@ -46,13 +46,13 @@ async function child(): Promise<void> {
         for (let u = 0; u < message.seed.users; u++) {
           const { user_id } = await hs.services.accounts.register({ localpart: `idle${u}`, guest: false, inhibitLogin: true, refresh: false, ip: '127.0.0.1' });
           for (let d = 0; d < message.seed.devices; d++) {
-            const session = await hs.services.sessions.openSession({ userId: user_id, refresh: false, ip: '127.0.0.1' });
+            const session = await hs.services.devices.signIn({ userId: user_id, refresh: false, ip: '127.0.0.1' });
             tokens.push({ userId: user_id, token: session.access_token });
           }
         }
         process.send!({ tokens });
       } else if ('stats' in message) {
-        process.send!({ stats: { rss: process.memoryUsage().rss, cpu: process.cpuUsage(), waiting: hs.services.clientState.notifier.waiting } satisfies Stats });
+        process.send!({ stats: { rss: process.memoryUsage().rss, cpu: process.cpuUsage(), waiting: hs.services.notifier.waiting } satisfies Stats });
       }
     })().catch((err: unknown) => process.send!({ error: String(err) }));
   });

@@ -41,11 +41,11 @@ export function createLogger(config: Config): Logger {
 export function buildApp(services: Services, logger: Logger, trustProxy: AppOptions['trustProxy']): FastifyInstance {
   const routerRef: { router?: Router } = {};
   const app = createApp({ logger, trustProxy, bodyLimit: services.config.max_request_body_size }, (path) => routerRef.router?.pathExists(path) ?? false);
-  const router = new Router(app, services.sessions, () => services.clock.now());
+  const router = new Router(app, services.devices, () => services.clock.now());
   routerRef.router = router;
   clientRoutes(router, services);
   // Release waiting long-poll syncs first, or close would wait out their timeouts.
-  app.addHook('preClose', async () => services.clientState.notifier.close());
+  app.addHook('preClose', async () => services.notifier.close());
   threepidPageRoutes(router, services);
   const { config, store, accounts, clock } = services;
   sharedSecretRegistrationRoutes(router, new SharedSecretRegistration(config, store.uia, accounts, clock));

@@ -9,7 +9,7 @@ type Claimed = { one_time_keys: Record<string, Record<string, Record<string, { k
 type Queried = { device_keys: Record<string, Record<string, unknown>> };
 const PW = 'pw-teardown-1234';
 
-// Account teardown goes the one way devices go (SessionService.deleteDevices), so every area's
+// Account teardown goes the one way devices go (DeviceService.deleteDevices), so every area's
 // clean-up runs for the devices that end: keys, queued to-device messages, a device-list change.
 for (const engine of ENGINES) {
   // Both engines: teardown is one transaction, rolled back whole when it fails.
@@ -74,7 +74,7 @@ for (const engine of ENGINES) {
       await sendToDevice(b, 'before-deactivation');
       assert.deepEqual(Object.keys((await query(a.user_id)).body.device_keys[a.user_id]!).sort(), [a.device_id, b.device_id].sort());
       assert.equal(await inboxCount(b), 1);
-      const streams = server.hs.services.store.clientState.streams;
+      const streams = server.hs.services.store.streams;
       const before = await streams.head();
 
       const res = await withPassword('/v3/account/deactivate', {}, a.access_token);
@@ -91,7 +91,7 @@ for (const engine of ENGINES) {
       assert.equal(await inboxCount(b), 0, 'the queued to-device message is gone');
       const upto = await streams.head();
       assert.ok(upto > before, 'the deletion advanced the stream');
-      const changed = await server.hs.services.store.clientState.keys.deviceListChanges(a.user_id, before, upto);
+      const changed = await server.hs.services.store.keys.deviceListChanges(a.user_id, before, upto);
       assert.deepEqual(changed, [a.user_id], "the account's device-list change is stored");
     });
 
@@ -120,7 +120,7 @@ for (const engine of ENGINES) {
       const a = await server.api.register('teardown-kept', PW);
       await uploadKeys(a);
       const { store, accounts } = server.hs.services;
-      const before = await store.clientState.streams.head();
+      const before = await store.streams.head();
       // A caller's unit of work that deactivates the account, then fails.
       await assert.rejects(
         store.transaction(async (tx) => {
@@ -132,7 +132,7 @@ for (const engine of ENGINES) {
       );
       assert.equal((await server.api.get('/v3/account/whoami', { token: a.access_token })).status, 200);
       assert.deepEqual(Object.keys((await query(a.user_id)).body.device_keys[a.user_id]!), [a.device_id]);
-      assert.equal(await store.clientState.streams.head(), before);
+      assert.equal(await store.streams.head(), before);
     });
   });
 }

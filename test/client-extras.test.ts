@@ -123,7 +123,7 @@ for (const engine of ENGINES) {
       assert.deepEqual(quiet.body.presence.events, []);
 
       const waiting = sync(`&since=${quiet.body.next_batch}&timeout=20000`);
-      await until(() => server.hs.services.clientState.notifier.waiting === 1, 'the sync to wait');
+      await until(() => server.hs.services.notifier.waiting === 1, 'the sync to wait');
       const t = Date.now();
       assert.equal((await server.api.put(path, { presence: 'online', status_msg: 'back' }, { token: carol.access_token })).status, 200);
       const woke = await waiting;

@@ -22,7 +22,7 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
   it('wakes a sync waiting on one process when account data changes through the other', async () => {
     const alice = await first.api.register('alice');
     const initial = await first.api.get<Sync>('/v3/sync', { token: alice.access_token });
-    const notifier = first.hs.services.clientState.notifier;
+    const notifier = first.hs.services.notifier;
     const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: alice.access_token });
     let answered = false;
     void waiting.then(() => (answered = true));
@@ -42,7 +42,7 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
     const bob2 = await first.api.login('bob');
     const initial = await second.api.get<Sync>('/v3/sync', { token: bob2.access_token });
     const waiting = second.api.get<{ to_device: { events: { type: string }[] } }>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: bob2.access_token });
-    await until(() => second.hs.services.clientState.notifier.waiting === 1, 'the sync to wait');
+    await until(() => second.hs.services.notifier.waiting === 1, 'the sync to wait');
     const sentAt = Date.now();
     await first.api.put('/v3/sendToDevice/org.example.x/t1', { messages: { [bob.user_id]: { [bob2.device_id]: { hi: 1 } } } }, { token: bob.access_token });
     const res = await waiting;
@@ -69,7 +69,7 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
     await until(async () => (await listening()) >= 2, 'both processes to LISTEN again', 5000);
     const initial = await first.api.get<Sync>('/v3/sync', { token: dave.access_token });
     const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: dave.access_token });
-    await until(() => first.hs.services.clientState.notifier.waiting === 1, 'the sync to wait');
+    await until(() => first.hs.services.notifier.waiting === 1, 'the sync to wait');
     const changedAt = Date.now();
     await second.api.put(`/v3/user/${encodeURIComponent(dave.user_id)}/account_data/org.example.again`, { n: 1 }, { token: dave.access_token });
     const res = await waiting;
@@ -86,8 +86,8 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
       signal: controller.signal,
     }).catch(() => undefined);
     const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: carol.access_token });
-    await until(() => first.hs.services.clientState.notifier.waiting === 2, 'both syncs to wait');
-    assert.equal(first.hs.services.clientState.notifier.waiting, 2);
+    await until(() => first.hs.services.notifier.waiting === 2, 'both syncs to wait');
+    assert.equal(first.hs.services.notifier.waiting, 2);
     // One client gives up but keeps its socket; close must not wait for it.
     controller.abort();
     const t = Date.now();

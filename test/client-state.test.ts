@@ -441,7 +441,7 @@ for (const engine of ENGINES) {
       const body = { messages: { [alice.user_id]: { [alice2.device_id]: { p: 1 } } } };
       for (const txn of ['prune-old', 'prune-new']) assert.equal((await server.api.put(`/v3/sendToDevice/org.example.p/${txn}`, body, { token: bob.access_token })).status, 200);
       await db.updateTable('to_device_txns').set({ created_ts: Date.now() - 25 * 3_600_000 }).where('txn_id', '=', 'prune-old').execute();
-      await server.hs.services.clientState.toDevice.prune();
+      await server.hs.services.toDevice.prune();
       const left = await db.selectFrom('to_device_txns').select('txn_id').where('user_id', '=', bob.user_id).where('txn_id', 'in', ['prune-old', 'prune-new']).execute();
       assert.deepEqual(left.map((r) => r.txn_id), ['prune-new']);
     });
@@ -454,7 +454,7 @@ for (const engine of ENGINES) {
       assert.equal(idle.body.next_batch, base.body.next_batch);
       t = Date.now();
       const waiting = sync(alice2.access_token, `?since=${base.body.next_batch}&timeout=20000`);
-      await until(() => server.hs.services.clientState.notifier.waiting === 1, 'the sync to wait');
+      await until(() => server.hs.services.notifier.waiting === 1, 'the sync to wait');
       await server.api.put('/v3/sendToDevice/org.example.wake/w1', { messages: { [alice.user_id]: { [alice2.device_id]: { n: 2 } } } }, { token: bob.access_token });
       const woke = await waiting;
       assert.ok(Date.now() - t < 2000);
@@ -491,7 +491,7 @@ for (const engine of ENGINES) {
       const dave = await server.api.register('dave-devices');
       const start = await sync(dave.access_token);
       const waiting = sync(dave.access_token, `?since=${start.body.next_batch}&timeout=20000`);
-      await until(() => server.hs.services.clientState.notifier.waiting === 1, 'the sync to wait');
+      await until(() => server.hs.services.notifier.waiting === 1, 'the sync to wait');
       const t = Date.now();
       const second = await server.api.login('dave-devices');
       const woke = await waiting;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
-import { Notifier } from '../src/services/client-state/notifier.js';
+import { Notifier } from '../src/services/sync/notifier.js';
 import { openDb, type Db, type PostgresArgs } from '../src/storage/db.js';
 import { StreamChannel } from '../src/storage/stream-channel.js';
 import { freshDatabase, testConfig } from './helpers/server.js';

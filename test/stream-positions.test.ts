@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Notifier } from '../src/services/client-state/notifier.js';
-import { StreamWriter } from '../src/services/client-state/stream-writer.js';
+import { Notifier } from '../src/services/sync/notifier.js';
+import { StreamWriter } from '../src/services/sync/stream-writer.js';
 import { openDb, type Db } from '../src/storage/db.js';
 import { Store } from '../src/storage/index.js';
 import { ENGINES, freshDatabase, testConfig, type Engine } from './helpers/server.js';
@@ -42,17 +42,17 @@ for (const engine of ENGINES) {
         let position = 0;
         for (const user of users) {
           position = await tx.position(user);
-          await tx.repos.accountData.put(user, '', type, '{}', position);
+          await tx.store.accountData.put(user, '', type, '{}', position);
         }
         return position;
       });
 
     it('gives every transaction the next position of one sequence, whichever users it concerns', async () => {
-      const start = await store.clientState.streams.head();
+      const start = await store.streams.head();
       const positions = [];
       for (const users of [['@alice:x'], ['@bob:x'], ['@carol:x'], ['@alice:x'], ['@bob:x', '@carol:x']]) positions.push(await change(users));
       assert.deepEqual(positions, [1, 2, 3, 4, 5].map((n) => start + n));
-      assert.equal(await store.clientState.streams.head(), start + 5);
+      assert.equal(await store.streams.head(), start + 5);
       const rows = await db.kysely.selectFrom('account_data').select(['user_id', 'stream_pos']).orderBy('user_id').execute();
       assert.deepEqual(rows, [
         { user_id: '@alice:x', stream_pos: start + 4 },
@@ -62,11 +62,11 @@ for (const engine of ENGINES) {
     });
 
     it('takes one position per transaction, only when asked, and gives it back on rollback', async () => {
-      const start = await store.clientState.streams.head();
+      const start = await store.streams.head();
       const same = await writer.write(async (tx) => [await tx.position('@a:x'), await tx.position('@b:x'), await tx.position('@a:x')]);
       assert.deepEqual(same, [start + 1, start + 1, start + 1]);
-      await writer.write(async (tx) => tx.repos.accountData.get('@a:x', '', 'none'));
-      assert.equal(await store.clientState.streams.head(), start + 1, 'a transaction that asks for no position takes none');
+      await writer.write(async (tx) => tx.store.accountData.get('@a:x', '', 'none'));
+      assert.equal(await store.streams.head(), start + 1, 'a transaction that asks for no position takes none');
       await assert.rejects(
         writer.write(async (tx) => {
           await tx.position('@a:x');
@@ -74,7 +74,7 @@ for (const engine of ENGINES) {
         }),
         /rolled back/,
       );
-      assert.equal(await store.clientState.streams.head(), start + 1);
+      assert.equal(await store.streams.head(), start + 1);
       assert.equal(await change(['@a:x']), start + 2);
     });
 
@@ -114,13 +114,13 @@ describe('global stream positions under concurrent writers (postgres)', () => {
   });
 
   it('gives 20 concurrent writers for different users 20 distinct consecutive positions', async () => {
-    const start = await store.clientState.streams.head();
+    const start = await store.streams.head();
     const positions = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
         writer.write(async (tx) => {
           await sleep(Math.random() * 20);
           const position = await tx.position(`@writer${i}:x`);
-          await tx.repos.accountData.put(`@writer${i}:x`, '', 'org.example.c', '{}', position);
+          await tx.store.accountData.put(`@writer${i}:x`, '', 'org.example.c', '{}', position);
           await sleep(Math.random() * 20);
           return position;
         }),
@@ -130,7 +130,7 @@ describe('global stream positions under concurrent writers (postgres)', () => {
   });
 
   it('keeps a reader’s head below a position whose transaction has not committed', async () => {
-    const start = await store.clientState.streams.head();
+    const start = await store.streams.head();
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     let taken!: () => void;
@@ -138,7 +138,7 @@ describe('global stream positions under concurrent writers (postgres)', () => {
     const events: string[] = [];
     const held = writer.write(async (tx) => {
       const position = await tx.position('@held:x');
-      await tx.repos.accountData.put('@held:x', '', 'org.example.h', '{}', position);
+      await tx.store.accountData.put('@held:x', '', 'org.example.h', '{}', position);
       taken();
       await gate;
       events.push('held commits');
@@ -152,7 +152,7 @@ describe('global stream positions under concurrent writers (postgres)', () => {
       return position;
     });
     for (let i = 0; i < 5; i++) {
-      assert.equal(await store.clientState.streams.head(), start, 'the head stays below the uncommitted position');
+      assert.equal(await store.streams.head(), start, 'the head stays below the uncommitted position');
       await sleep(40);
     }
     assert.deepEqual(events, []);
@@ -160,25 +160,25 @@ describe('global stream positions under concurrent writers (postgres)', () => {
     assert.equal(await held, start + 1);
     assert.equal(await next, start + 2);
     assert.deepEqual(events, ['held commits', 'next has its position']);
-    assert.equal(await store.clientState.streams.head(), start + 2);
+    assert.equal(await store.streams.head(), start + 2);
   });
 
   it('never shows a reader head P while a change at or below P is uncommitted', async () => {
-    const start = await store.clientState.streams.head();
+    const start = await store.streams.head();
     let done = false;
     const writers = Promise.all(
       Array.from({ length: 20 }, (_, i) =>
         writer.write(async (tx) => {
           await sleep(Math.random() * 10);
           const position = await tx.position(`@order${i}:x`);
-          await tx.repos.accountData.put(`@order${i}:x`, '', 'org.example.order', '{}', position);
+          await tx.store.accountData.put(`@order${i}:x`, '', 'org.example.order', '{}', position);
           await sleep(Math.random() * 10);
         }),
       ),
     ).finally(() => (done = true));
     let reads = 0;
     while (!done) {
-      const head = await store.clientState.streams.head();
+      const head = await store.streams.head();
       const visible = await db.kysely
         .selectFrom('account_data')
         .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -190,6 +190,6 @@ describe('global stream positions under concurrent writers (postgres)', () => {
     }
     await writers;
     assert.ok(reads > 1, `${reads} reads`);
-    assert.equal(await store.clientState.streams.head(), start + 20);
+    assert.equal(await store.streams.head(), start + 20);
   });
 });

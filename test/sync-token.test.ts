@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { encodeSyncToken, parseSyncToken } from '../src/services/client-state/sync-token.js';
+import { encodeSyncToken, parseSyncToken } from '../src/services/sync/sync-token.js';
 import { decodeNotice, encodeNotices } from '../src/storage/stream-channel.js';
 
 describe('sync tokens', () => {

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import FindMyWay from 'find-my-way';
 import { MatrixError, invalidParam } from '../errors.js';
-import type { Requester, SessionService } from '../services/sessions.js';
+import type { Requester, DeviceService } from '../services/devices.js';
 import { hasNul } from './input-checks.js';
 import { HtmlReply, JsonReply, RedirectReply } from './reply.js';
 
@@ -65,7 +65,7 @@ export class Router {
 
   constructor(
     private readonly app: FastifyInstance,
-    private readonly sessions: SessionService,
+    private readonly devices: DeviceService,
     private readonly now: () => number,
   ) {}
 
@@ -109,7 +109,7 @@ export class Router {
           if (auth !== 'none') {
             const token = accessTokenOf(request.headers, ctx.query);
             if (token) {
-              ctx.requester = await this.sessions.authenticate(token);
+              ctx.requester = await this.devices.authenticate(token);
               this.touch(ctx.requester, ctx.ip);
             } else if (auth === 'required' || request.headers.authorization !== undefined) {
               throw MISSING_TOKEN();
@@ -128,7 +128,7 @@ export class Router {
     if (last !== undefined && now - last < 300_000) return;
     if (this.lastTouch.size > 100_000) this.lastTouch.clear();
     this.lastTouch.set(requester.tokenHash, now);
-    this.sessions.touchDevice(requester, now, ip).catch(() => undefined);
+    this.devices.touchDevice(requester, now, ip).catch(() => undefined);
   }
 }
 

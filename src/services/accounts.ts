@@ -4,7 +4,7 @@ import type { PasswordHasher } from '../crypto/passwords.js';
 import { MatrixError, forbidden, invalidParam, notFound } from '../errors.js';
 import type { Store } from '../storage/index.js';
 import type { UserThreepidRow } from '../storage/threepids.js';
-import type { IssuedSession, SessionService } from './sessions.js';
+import type { IssuedTokens, DeviceService } from './devices.js';
 
 const LOCALPART = /^[a-z0-9._=\-/+]+$/;
 const MAX_USER_ID_LENGTH = 255;
@@ -39,7 +39,7 @@ interface NewUser {
   now: number;
 }
 
-export type RegisterResult = { user_id: string } & Partial<IssuedSession>;
+export type RegisterResult = { user_id: string } & Partial<IssuedTokens>;
 
 /** Users: who may exist, their passwords, their profile, and the end of their account. */
 export class AccountService {
@@ -48,12 +48,12 @@ export class AccountService {
     private readonly clock: Clock,
     private readonly config: Config,
     private readonly hasher: PasswordHasher,
-    private readonly sessions: SessionService,
+    private readonly devices: DeviceService,
   ) {}
 
   /** This service working in `work`, a caller's transaction: its writes commit or roll back with the caller's. */
   within(work: Store): AccountService {
-    return work === this.store ? this : new AccountService(work, this.clock, this.config, this.hasher, this.sessions.within(work));
+    return work === this.store ? this : new AccountService(work, this.clock, this.config, this.hasher, this.devices.within(work));
   }
 
   userId(localpart: string): string {
@@ -109,8 +109,8 @@ export class AccountService {
     const newUser: NewUser = { hash, guest: args.guest, threepids: args.threepids ?? [], now };
     const firstSession = async (tx: Store, userId: string): Promise<RegisterResult> => {
       if (args.inhibitLogin) return { user_id: userId };
-      const session = await this.sessions.within(tx).openSession({ userId, deviceId: args.deviceId, displayName: args.displayName, refresh: args.refresh, ip: args.ip });
-      return { user_id: userId, ...session };
+      const issued = await this.devices.within(tx).signIn({ userId, deviceId: args.deviceId, displayName: args.displayName, refresh: args.refresh, ip: args.ip });
+      return { user_id: userId, ...issued };
     };
     if (args.localpart === undefined) return this.createNumericUser(newUser, firstSession);
     const created = await this.createUser(this.userId(args.localpart), newUser, firstSession);
@@ -173,7 +173,7 @@ export class AccountService {
   async changePasswordHash(userId: string, hash: string, logoutDevices: boolean, keepDevice?: string): Promise<void> {
     await this.store.transaction(async (tx) => {
       await tx.users.setPasswordHash(userId, hash);
-      if (logoutDevices) await this.sessions.within(tx).deleteDevices(userId, undefined, keepDevice);
+      if (logoutDevices) await this.devices.within(tx).deleteDevices(userId, undefined, keepDevice);
     });
   }
 
@@ -184,7 +184,7 @@ export class AccountService {
   async deactivate(userId: string): Promise<UserThreepidRow[]> {
     return this.store.transaction(async (tx) => {
       await tx.users.markDeactivated(userId);
-      await this.sessions.within(tx).deleteDevices(userId);
+      await this.devices.within(tx).deleteDevices(userId);
       return tx.threepids.deleteAll(userId);
     });
   }

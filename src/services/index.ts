@@ -6,12 +6,12 @@ import { createDelivery, type Delivery, type Outbox, type Templates } from '../d
 import type { Db } from '../storage/db.js';
 import { Store } from '../storage/index.js';
 import { AccountService } from './accounts.js';
-import { createClientState, type ClientState } from './client-state/index.js';
+import { createClientState, type ClientState } from './e2ee/index.js';
 import { LoginService } from './login.js';
 import { PasswordResetService } from './password-reset.js';
 import { RateLimiter } from './ratelimiter.js';
 import { RegistrationService } from './registration.js';
-import { SessionService } from './sessions.js';
+import { DeviceService } from './devices.js';
 import { DummyStage } from './stages/dummy.js';
 import { PasswordStage } from './stages/password.js';
 import { EMAIL_STAGE, createThreepidServices, registrationConfigProblem, registrationFlows as threepidRegistrationFlows, type ThreepidServices } from './threepid/index.js';
@@ -25,7 +25,7 @@ export interface Services {
   store: Store;
   limiter: RateLimiter;
   uia: UiaService;
-  sessions: SessionService;
+  sessions: DeviceService;
   accounts: AccountService;
   login: LoginService;
   registration: RegistrationService;
@@ -65,7 +65,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     argon2: config.password_config.argon2,
     pepper: config.password_config.pepper,
   });
-  const sessions = new SessionService(store, clock, {
+  const sessions = new DeviceService(store, clock, {
     refreshableAccessTokenLifetimeMs: config.refreshable_access_token_lifetime,
     refreshTokenLifetimeMs: config.refresh_token_lifetime,
   });
@@ -112,6 +112,6 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     }),
     stoppers: [],
   };
-  services.stoppers.push(() => services.clientState.notifier.close());
+  services.stoppers.push(() => services.notifier.close());
   return services;
 }

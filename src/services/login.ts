@@ -5,7 +5,7 @@ import type { Store } from '../storage/index.js';
 import type { AccountService } from './accounts.js';
 import { resolveIdentifier } from './identifiers.js';
 import { addressBucket, type RateLimiter } from './ratelimiter.js';
-import type { IssuedSession, SessionService } from './sessions.js';
+import type { IssuedTokens, DeviceService } from './devices.js';
 
 export interface LoginArgs {
   body: Record<string, unknown>;
@@ -20,7 +20,7 @@ export class LoginService {
     private readonly store: Store,
     private readonly config: Config,
     private readonly accounts: AccountService,
-    private readonly sessions: SessionService,
+    private readonly devices: DeviceService,
     private readonly limiter: RateLimiter,
   ) {}
 
@@ -28,7 +28,7 @@ export class LoginService {
     return this.accounts.passwordsEnabled() ? [{ type: 'm.login.password' }] : [];
   }
 
-  async login({ body, ip }: LoginArgs): Promise<{ user_id: string; home_server: string } & IssuedSession> {
+  async login({ body, ip }: LoginArgs): Promise<{ user_id: string; home_server: string } & IssuedTokens> {
     const type = body.type;
     if (type === undefined) throw missingParam('type');
     if (type !== 'm.login.password' || !this.accounts.passwordsEnabled()) {
@@ -58,7 +58,7 @@ export class LoginService {
       if (deactivated) throw new MatrixError(403, 'M_USER_DEACTIVATED', 'This account has been deactivated');
       throw invalidLogin();
     }
-    const session = await this.sessions.openSession({ userId: who.userId, deviceId, displayName, refresh: refresh === true, ip });
-    return { user_id: who.userId, home_server: this.config.server_name, ...session };
+    const issued = await this.devices.signIn({ userId: who.userId, deviceId, displayName, refresh: refresh === true, ip });
+    return { user_id: who.userId, home_server: this.config.server_name, ...issued };
   }
 }

@@ -10,7 +10,7 @@ export function startMaintenance(services: Services, logger: Logger): () => Prom
       await services.uia.pruneExpired();
       await services.store.rateLimits.prune(services.clock.now());
       await services.threepid.sessions.prune();
-      await services.clientState.toDevice.prune();
+      await services.toDevice.prune();
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'maintenance failed');
     }

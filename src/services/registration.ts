@@ -3,7 +3,7 @@ import { MatrixError, forbidden, missingParam } from '../errors.js';
 import { isObject, optionalBoolean, optionalString, type JsonObject } from '../validate.js';
 import type { AccountService, NewThreepid, RegisterResult } from './accounts.js';
 import { addressBucket, type RateLimiter } from './ratelimiter.js';
-import type { SessionService } from './sessions.js';
+import type { DeviceService } from './devices.js';
 import { uiaParams, type UiaOutcome, type UiaService } from './uia.js';
 
 /** Builds the UIA flows offered for registration from the current config. */
@@ -22,7 +22,7 @@ export class RegistrationService {
   constructor(
     private readonly config: Config,
     private readonly accounts: AccountService,
-    private readonly sessions: SessionService,
+    private readonly devices: DeviceService,
     private readonly uia: UiaService,
     private readonly limiter: RateLimiter,
     readonly flows: RegistrationFlows,
@@ -110,7 +110,7 @@ export class RegistrationService {
     if (recorded.device_id === undefined) return { user_id: recorded.user_id };
     const check = password !== undefined ? await this.accounts.checkPassword(recorded.user_id, password) : undefined;
     if (!check?.ok || check.deactivated) throw this.uia.completedAnswer({ flows }, outcome);
-    const issued = await this.sessions.openSession({ userId: recorded.user_id, deviceId: recorded.device_id, refresh, ip });
+    const issued = await this.devices.signIn({ userId: recorded.user_id, deviceId: recorded.device_id, refresh, ip });
     return { user_id: recorded.user_id, ...issued };
   }
 }

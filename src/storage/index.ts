@@ -1,10 +1,17 @@
 import type { ControlledTransaction, Kysely } from 'kysely';
-import { ClientStateRepos } from './client-state.js';
+import { AccountDataRepo } from './account-data.js';
+import { E2eKeysRepo } from './e2e-keys.js';
+import { FiltersRepo } from './filters.js';
+import { KeyBackupRepo } from './key-backup.js';
+import { PresenceRepo } from './presence.js';
+import { PushRulesRepo } from './push-rules.js';
+import { StreamsRepo } from './streams.js';
+import { ToDeviceRepo } from './to-device.js';
 import type { Db } from './db.js';
 import { DevicesRepo } from './devices.js';
 import { OutboxRepo } from './outbox.js';
 import { RateLimitsRepo } from './ratelimits.js';
-import { ThreepidSessionsRepo } from './threepid-sessions.js';
+import { ValidationSessionsRepo } from './validation-sessions.js';
 import type { Database } from './schema.js';
 import { UserThreepidsRepo } from './threepids.js';
 import { TokensRepo } from './tokens.js';
@@ -27,7 +34,7 @@ interface Work {
 /**
  * Every repository over one connection (or one transaction). `transaction(fn)` runs fn with a Store
  * bound to a transaction; on a Store that is already bound it joins that transaction as a SAVEPOINT,
- * so a service can call another service (`sessions.within(tx)`) inside its own unit of work.
+ * so a service can call another service (`devices.within(tx)`) inside its own unit of work.
  *
  * Explicit rather than ambient: an AsyncLocalStorage would spare passing the bound Store, but on
  * Node 20 it enables a promise hook that costs every await in the process (measured about 50 to
@@ -42,8 +49,15 @@ export class Store {
   readonly threepids: UserThreepidsRepo;
   readonly rateLimits: RateLimitsRepo;
   readonly outbox: OutboxRepo;
-  readonly threepidSessions: ThreepidSessionsRepo;
-  readonly clientState: ClientStateRepos;
+  readonly validationSessions: ValidationSessionsRepo;
+  readonly streams: StreamsRepo;
+  readonly accountData: AccountDataRepo;
+  readonly toDevice: ToDeviceRepo;
+  readonly keys: E2eKeysRepo;
+  readonly filters: FiltersRepo;
+  readonly pushRules: PushRulesRepo;
+  readonly keyBackup: KeyBackupRepo;
+  readonly presence: PresenceRepo;
 
   constructor(
     readonly db: Db,
@@ -60,8 +74,15 @@ export class Store {
     this.threepids = new UserThreepidsRepo(kysely);
     this.rateLimits = new RateLimitsRepo(kysely, db.engine);
     this.outbox = new OutboxRepo(kysely, db.engine);
-    this.threepidSessions = new ThreepidSessionsRepo(kysely);
-    this.clientState = new ClientStateRepos(kysely);
+    this.validationSessions = new ValidationSessionsRepo(kysely);
+    this.streams = new StreamsRepo(kysely);
+    this.accountData = new AccountDataRepo(kysely);
+    this.toDevice = new ToDeviceRepo(kysely);
+    this.keys = new E2eKeysRepo(kysely);
+    this.filters = new FiltersRepo(kysely);
+    this.pushRules = new PushRulesRepo(kysely);
+    this.keyBackup = new KeyBackupRepo(kysely);
+    this.presence = new PresenceRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */

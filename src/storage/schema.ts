@@ -1,6 +1,6 @@
 import type { ClientStateTables } from './client-state-schema.js';
 import type { OutboxTable } from './outbox.js';
-import type { ThreepidValidationSessionsTable } from './threepid-sessions.js';
+import type { ThreepidValidationSessionsTable } from './validation-sessions.js';
 
 
 /** Times are milliseconds since the epoch; flags are 0/1 integers, the same on both engines. */

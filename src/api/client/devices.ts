@@ -8,15 +8,15 @@ import { objectBody } from '../../validate.js';
 const DeviceUpdate = z.object({ display_name: optional(z.string().max(512)) });
 const DeleteDevices = z.object({ devices: z.array(z.string().max(512)).max(1000) });
 
-export function deviceRoutes(router: Router, { sessions, uia }: Services): void {
-  router.authed('GET', '/devices', async ({ requester }) => ({ devices: await sessions.listDevices(requester.userId) }));
+export function deviceRoutes(router: Router, { devices, uia }: Services): void {
+  router.authed('GET', '/devices', async ({ requester }) => ({ devices: await devices.listDevices(requester.userId) }));
 
-  router.authed('GET', '/devices/:deviceId', async ({ requester, params }) => sessions.getDevice(requester.userId, params.deviceId!));
+  router.authed('GET', '/devices/:deviceId', async ({ requester, params }) => devices.getDevice(requester.userId, params.deviceId!));
 
   router.authed('PUT', '/devices/:deviceId', async ({ requester, params, body }) => {
     const { display_name: displayName } = parseBody(DeviceUpdate, body);
-    if (displayName !== undefined) await sessions.renameDevice(requester.userId, params.deviceId!, displayName);
-    else await sessions.getDevice(requester.userId, params.deviceId!);
+    if (displayName !== undefined) await devices.renameDevice(requester.userId, params.deviceId!, displayName);
+    else await devices.getDevice(requester.userId, params.deviceId!);
     return {};
   });
 
@@ -24,14 +24,14 @@ export function deviceRoutes(router: Router, { sessions, uia }: Services): void 
     const body = objectBody(ctx.body);
     const userId = ctx.requester.userId;
     return uia.perform({ auth: body.auth, operation, userId, flows: [['m.login.password']], ip: ctx.ip, params: uiaParams(body) }, async () => {
-      await sessions.deleteDevices(userId, deviceIds);
+      await devices.deleteDevices(userId, deviceIds);
       return {};
     });
   };
 
   router.authed('DELETE', '/devices/:deviceId', async (ctx) => {
     const deviceId = ctx.params.deviceId!;
-    await sessions.getDevice(ctx.requester.userId, deviceId);
+    await devices.getDevice(ctx.requester.userId, deviceId);
     return deleteBehindUia(ctx, `DELETE /devices/${deviceId}`, [deviceId]);
   });
 

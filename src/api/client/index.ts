@@ -13,7 +13,7 @@ import { accountDataRoutes } from './account-data.js';
 import { filterRoutes } from './filter.js';
 import { keyRoutes } from './keys.js';
 import { presenceRoutes } from './presence.js';
-import { pushRuleRoutes } from './pushrules.js';
+import { pushRuleRoutes } from './push-rules.js';
 import { roomKeyRoutes } from './room-keys.js';
 import { syncRoutes } from './sync.js';
 import { thirdPartyRoutes } from './thirdparty.js';

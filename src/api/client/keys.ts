@@ -2,8 +2,7 @@ import { CLIENT_AND_UNSTABLE_PREFIXES, type Router } from '../../http/router.js'
 import type { Services } from '../../services/index.js';
 import { objectBody } from '../../validate.js';
 
-export function keyRoutes(router: Router, { clientState }: Services): void {
-  const keys = clientState.keys;
+export function keyRoutes(router: Router, { keys }: Services): void {
   router.authed('POST', '/keys/upload', async ({ requester, body }) => keys.upload(requester, objectBody(body)));
   router.authed('POST', '/keys/query', async ({ requester, body }) => keys.query(requester, objectBody(body)));
   router.authed('POST', '/keys/claim', async ({ body }) => keys.claim(objectBody(body)));

@@ -2,8 +2,8 @@ import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import { objectBody } from '../../validate.js';
 
-export function roomKeyRoutes(router: Router, { clientState }: Services): void {
-  const backup = clientState.keyBackup;
+export function roomKeyRoutes(router: Router, { keyBackup }: Services): void {
+  const backup = keyBackup;
   router.authed('POST', '/room_keys/version', async ({ requester, body }) => backup.create(requester.userId, objectBody(body)));
   router.authed('GET', '/room_keys/version', async ({ requester }) => backup.getVersion(requester.userId));
   router.authed('GET', '/room_keys/version/:version', async ({ requester, params }) => backup.getVersion(requester.userId, params.version!));

@@ -1,9 +1,9 @@
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 
-export function syncRoutes(router: Router, { clientState }: Services): void {
+export function syncRoutes(router: Router, { sync }: Services): void {
   router.authed('GET', '/sync', async ({ requester, query }) =>
-    clientState.sync.sync(requester, {
+    sync.sync(requester, {
       since: query.since,
       timeout: query.timeout,
       full_state: query.full_state,

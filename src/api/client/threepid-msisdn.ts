@@ -1,6 +1,6 @@
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
-import { THREEPID_FLOWS, type ThreepidFlow } from '../../services/threepid/sessions.js';
+import { THREEPID_FLOWS, type ThreepidFlow } from '../../services/threepid/validation-sessions.js';
 import { submitTokenPath } from '../../services/threepid/urls.js';
 import { objectBody } from '../../validate.js';
 import { submitTokenHandler } from './threepid.js';
@@ -16,7 +16,7 @@ const UNSTABLE = '/_matrix/client/unstable';
 /** The msisdn requestToken endpoints and the submit_url for SMS codes. */
 export function msisdnRoutes(router: Router, services: Services): void {
   for (const flow of THREEPID_FLOWS) {
-    router.public('POST', REQUEST_TOKEN_PATHS[flow], async (ctx) => services.msisdn.requestToken(flow, objectBody(ctx.body), { ip: ctx.ip }));
+    router.public('POST', REQUEST_TOKEN_PATHS[flow], async (ctx) => services.threepid.msisdn.requestToken(flow, objectBody(ctx.body), { ip: ctx.ip }));
     router.public('POST', submitTokenPath(flow, 'msisdn').slice(UNSTABLE.length), submitTokenHandler(services, flow, 'msisdn'), { prefixes: [UNSTABLE] });
   }
 }

@@ -2,7 +2,7 @@ import { CLIENT_AND_UNSTABLE_PREFIXES, type Router } from '../../http/router.js'
 import type { Services } from '../../services/index.js';
 import type { Medium } from '../../services/threepid/address.js';
 import { parseClientSecret, parseSid } from '../../services/threepid/policy.js';
-import { THREEPID_FLOWS, type ThreepidFlow } from '../../services/threepid/sessions.js';
+import { THREEPID_FLOWS, type ThreepidFlow } from '../../services/threepid/validation-sessions.js';
 import { submitTokenPath } from '../../services/threepid/urls.js';
 import { objectBody, requireString } from '../../validate.js';
 import type { Handler } from '../../http/router.js';

@@ -3,7 +3,7 @@ import { RedirectReply } from '../../http/reply.js';
 import type { RequestContext, Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import type { LinkParams } from '../../services/threepid/email.js';
-import { THREEPID_FLOWS } from '../../services/threepid/sessions.js';
+import { THREEPID_FLOWS } from '../../services/threepid/validation-sessions.js';
 import { emailLinkPath } from '../../services/threepid/urls.js';
 import { page } from './render.js';
 import { CLIENT_SECRET } from '../../services/threepid/policy.js';

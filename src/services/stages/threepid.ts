@@ -2,7 +2,7 @@ import { MatrixError, forbidden } from '../../errors.js';
 import { requireObject } from '../../validate.js';
 import type { Medium } from '../threepid/address.js';
 import { parseClientSecret, parseSid } from '../threepid/policy.js';
-import type { ThreepidFlow, ThreepidSessionService } from '../threepid/sessions.js';
+import type { ThreepidFlow, ValidationSessionService } from '../threepid/validation-sessions.js';
 import type { StageContext, StageResult, UiaStage } from '../uia.js';
 
 /** Which validation flow may serve which UIA operation. */
@@ -20,7 +20,7 @@ export class ThreepidStage implements UiaStage {
   constructor(
     readonly type: string,
     private readonly medium: Medium,
-    private readonly sessions: ThreepidSessionService,
+    private readonly sessions: ValidationSessionService,
   ) {}
 
   async check(auth: Record<string, unknown>, ctx: StageContext): Promise<StageResult> {

@@ -7,7 +7,7 @@ import { uiaParams, type UiaService } from '../uia.js';
 import { canonicaliseAddress } from './address.js';
 import { bindAtIdentityServer, trustedIdServerUrl } from './identity-server.js';
 import { parseClientSecret, parseSid } from './policy.js';
-import type { ThreepidSessionService } from './sessions.js';
+import type { ValidationSessionService } from './validation-sessions.js';
 
 export interface ThreepidListing {
   medium: string;
@@ -26,7 +26,7 @@ export class AccountThreepidService {
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly uia: UiaService,
-    private readonly sessions: ThreepidSessionService,
+    private readonly sessions: ValidationSessionService,
   ) {}
 
   async list(userId: string): Promise<ThreepidListing[]> {

@@ -7,7 +7,7 @@ import { requireString, type JsonObject } from '../../validate.js';
 import { addressBucket, type RateLimiter } from '../ratelimiter.js';
 import { canonicaliseEmail } from './address.js';
 import { ensureFlowOpen, ensureThreepidAllowed, isNextLinkHostAllowed, ownerRefusal, parseTokenRequest, unsupportedMedium } from './policy.js';
-import { LinkRejected, type ThreepidFlow, type ThreepidSessionService } from './sessions.js';
+import { LinkRejected, type ThreepidFlow, type ValidationSessionService } from './validation-sessions.js';
 import { absolute, emailLinkPath, submitTokenPath } from './urls.js';
 
 export interface EmailValidationDeps {
@@ -15,7 +15,7 @@ export interface EmailValidationDeps {
   store: Store;
   clock: Clock;
   limiter: RateLimiter;
-  sessions: ThreepidSessionService;
+  sessions: ValidationSessionService;
   outbox: Outbox;
   /** Renders mails; used to give refused requests the cost of a real one (see requestToken). */
   templates?: MailRenderer;
@@ -27,7 +27,8 @@ export interface MailRenderer {
   renderEmail(name: EmailTemplateName, vars: Record<string, unknown>, acceptLanguage?: string): unknown;
 }
 
-export interface RequestContext {
+/** What the request tells of the client: its IP (for rate limits) and Accept-Language (for the mail). */
+export interface ClientInfo {
   ip: string;
   acceptLanguage?: string;
 }
@@ -48,7 +49,7 @@ const TEMPLATES: Record<ThreepidFlow, EmailTemplateName> = {
 
 /**
  * Email validation as MSC2263 has it: Myelin mails a link (to a confirmation page) and a short code
- * itself. The generic session rules live in ThreepidSessionService; this adds the email policy.
+ * itself. The generic session rules live in ValidationSessionService; this adds the email policy.
  */
 export class EmailValidationService {
   constructor(private readonly deps: EmailValidationDeps) {}
@@ -61,7 +62,7 @@ export class EmailValidationService {
     return this.deps.config.email?.validation_token_lifetime ?? 3_600_000;
   }
 
-  async requestToken(flow: ThreepidFlow, body: JsonObject, ctx: RequestContext): Promise<{ sid: string; submit_url: string }> {
+  async requestToken(flow: ThreepidFlow, body: JsonObject, ctx: ClientInfo): Promise<{ sid: string; submit_url: string }> {
     const { config, store, limiter, sessions, outbox, publicBaseUrl } = this.deps;
     const params = parseTokenRequest(body, config);
     const address = canonicaliseEmail(requireString(body, 'email', 512));

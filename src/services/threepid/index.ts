@@ -8,12 +8,12 @@ import { ThreepidStage } from '../stages/threepid.js';
 import type { UiaService } from '../uia.js';
 import { AccountThreepidService } from './account.js';
 import { EmailValidationService, type MailRenderer } from './email.js';
-import { DEFAULT_SESSION_OPTIONS, ThreepidSessionService } from './sessions.js';
+import { DEFAULT_VALIDATION_SESSION_OPTIONS, ValidationSessionService } from './validation-sessions.js';
 
 export const EMAIL_STAGE = 'm.login.email.identity';
 
 export interface ThreepidServices {
-  sessions: ThreepidSessionService;
+  sessions: ValidationSessionService;
   email: EmailValidationService;
   account: AccountThreepidService;
 }
@@ -32,8 +32,8 @@ export interface ThreepidDeps {
 
 /** Wires validation sessions, email validation and account 3PIDs, and registers the email UIA stage. */
 export function createThreepidServices(deps: ThreepidDeps): ThreepidServices {
-  const sessions = new ThreepidSessionService(deps.store, deps.clock, {
-    ...DEFAULT_SESSION_OPTIONS,
+  const sessions = new ValidationSessionService(deps.store, deps.clock, {
+    ...DEFAULT_VALIDATION_SESSION_OPTIONS,
     codeAttemptsPerAddressPerDay: deps.config.max_code_attempts_per_address_per_day,
     validatedLifetimeMs: deps.config.ui_auth_session_lifetime,
   });

@@ -12,7 +12,7 @@ import type { UiaService } from '../uia.js';
 import { canonicaliseMsisdn } from './address.js';
 import { ensureFlowOpen, ensureThreepidAllowed, ownerRefusal, parseTokenRequest, unsupportedMedium } from './policy.js';
 import { SmsLimits } from './sms-limits.js';
-import { DEFAULT_SESSION_OPTIONS, ThreepidSessionService, type ThreepidFlow } from './sessions.js';
+import { DEFAULT_VALIDATION_SESSION_OPTIONS, ValidationSessionService, type ThreepidFlow } from './validation-sessions.js';
 import { absolute, submitTokenPath } from './urls.js';
 
 export const MSISDN_STAGE = 'm.login.msisdn';
@@ -39,22 +39,22 @@ export interface MsisdnDeps {
 
 /**
  * Phone number validation: Myelin sends the code by SMS itself. The generic session rules
- * (idempotent requests, hashed single-use codes, five tries) are ThreepidSessionService's; this adds
+ * (idempotent requests, hashed single-use codes, five tries) are ValidationSessionService's; this adds
  * what SMS needs on top: number parsing, country rules, per-number and global send caps, and
  * password reset only when the admin opted in.
  */
 export class MsisdnValidationService {
   private readonly limits: SmsLimits | undefined;
   /** The same sessions as every medium's, minting codes of sms.code_length digits. */
-  readonly sessions: ThreepidSessionService;
+  readonly sessions: ValidationSessionService;
 
   constructor(private readonly deps: MsisdnDeps) {
     const sms = deps.config.sms;
     this.limits = sms ? new SmsLimits(sms, deps.clock) : undefined;
-    this.sessions = new ThreepidSessionService(deps.store, deps.clock, {
-      ...DEFAULT_SESSION_OPTIONS,
+    this.sessions = new ValidationSessionService(deps.store, deps.clock, {
+      ...DEFAULT_VALIDATION_SESSION_OPTIONS,
       codeAttemptsPerAddressPerDay: deps.config.max_code_attempts_per_address_per_day,
-      codeDigits: sms?.code_length ?? DEFAULT_SESSION_OPTIONS.codeDigits,
+      codeDigits: sms?.code_length ?? DEFAULT_VALIDATION_SESSION_OPTIONS.codeDigits,
       validatedLifetimeMs: deps.config.ui_auth_session_lifetime,
     });
   }

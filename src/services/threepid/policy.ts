@@ -3,7 +3,7 @@ import { isThreepidAllowed } from '../../config/sections/threepid.js';
 import { MatrixError, forbidden, invalidParam } from '../../errors.js';
 import { optionalString, requireString, type JsonObject } from '../../validate.js';
 import { trustedIdServerUrl } from './identity-server.js';
-import type { ThreepidFlow } from './sessions.js';
+import type { ThreepidFlow } from './validation-sessions.js';
 
 /** The spec's grammar for client_secret; sids and link tokens use the same alphabet. */
 export const CLIENT_SECRET = /^[0-9a-zA-Z.=_-]{1,255}$/;

@@ -1,5 +1,5 @@
 import type { Medium } from './address.js';
-import type { ThreepidFlow } from './sessions.js';
+import type { ThreepidFlow } from './validation-sessions.js';
 
 /** Where clients POST a code ({sid, client_secret, token}); the `submit_url` of requestToken. */
 export function submitTokenPath(flow: ThreepidFlow, medium: Medium): string {

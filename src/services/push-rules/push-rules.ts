@@ -1,9 +1,9 @@
 import { MatrixError, badJson, invalidParam, missingParam, notFound, unrecognized } from '../../errors.js';
-import type { PushRuleRow } from '../../storage/pushrules.js';
+import type { PushRuleRow } from '../../storage/push-rules.js';
 import type { Store } from '../../storage/index.js';
 import { isObject, type JsonObject } from '../../validate.js';
 import { DEFAULT_CONTENT, DEFAULT_OVERRIDE, DEFAULT_UNDERRIDE, MASTER_RULE, personalise, type PushKind, type PushRule } from './push-defaults.js';
-import type { StreamWriter } from './stream-writer.js';
+import type { StreamWriter } from '../sync/stream-writer.js';
 
 export const PUSH_KINDS: readonly PushKind[] = ['override', 'content', 'room', 'sender', 'underride'];
 export type Ruleset = Record<PushKind, PushRule[]>;
@@ -73,7 +73,7 @@ export class PushRuleService {
   ) {}
 
   async ruleset(userId: string): Promise<Ruleset> {
-    const repo = this.store.clientState.pushRules;
+    const repo = this.store.pushRules;
     const [rows, overrides] = await Promise.all([repo.list(userId), repo.listOverrides(userId)]);
     const own = (kind: PushKind) => rows.filter((r) => r.kind === kind).map(userRuleView);
     const defaults = (kind: PushKind, rules: PushRule[]) =>
@@ -125,7 +125,7 @@ export class PushRuleService {
     if (kind === 'override' || kind === 'underride') conditions = JSON.stringify(checkConditions(body.conditions));
 
     await this.change(userId, async (store) => {
-      const rows = (await store.clientState.pushRules.list(userId)).filter((r) => r.kind === kind);
+      const rows = (await store.pushRules.list(userId)).filter((r) => r.kind === kind);
       const existing = rows.find((r) => r.rule_id === ruleId);
       const rule = { rule_id: ruleId, conditions, pattern, actions: JSON.stringify(actions), enabled: existing?.enabled ?? 1 };
       let order = rows.map((r) => ({ rule_id: r.rule_id, conditions: r.conditions, pattern: r.pattern, actions: r.actions, enabled: r.enabled }));
@@ -140,7 +140,7 @@ export class PushRuleService {
       } else {
         order.unshift(rule);
       }
-      await store.clientState.pushRules.replaceKind(userId, kind, order);
+      await store.pushRules.replaceKind(userId, kind, order);
     });
   }
 
@@ -151,9 +151,9 @@ export class PushRuleService {
       throw invalidParam('Server-default rules cannot be deleted');
     }
     await this.change(userId, async (store) => {
-      const rows = (await store.clientState.pushRules.list(userId)).filter((r) => r.kind === kind);
+      const rows = (await store.pushRules.list(userId)).filter((r) => r.kind === kind);
       if (!rows.some((r) => r.rule_id === ruleId)) throw notFound('The push rule was not found.');
-      await store.clientState.pushRules.replaceKind(
+      await store.pushRules.replaceKind(
         userId,
         kind,
         rows.filter((r) => r.rule_id !== ruleId),
@@ -174,12 +174,12 @@ export class PushRuleService {
     await this.getRule(userId, kind, ruleId);
     await this.change(userId, async (store) => {
       if (ruleId.startsWith('.')) {
-        await store.clientState.pushRules.setOverride(userId, kind, ruleId, change);
+        await store.pushRules.setOverride(userId, kind, ruleId, change);
         return;
       }
-      const rows = (await store.clientState.pushRules.list(userId)).filter((r) => r.kind === kind);
+      const rows = (await store.pushRules.list(userId)).filter((r) => r.kind === kind);
       if (!rows.some((r) => r.rule_id === ruleId)) throw notFound('The push rule was not found.');
-      await store.clientState.pushRules.replaceKind(
+      await store.pushRules.replaceKind(
         userId,
         kind,
         rows.map((r) => ({ rule_id: r.rule_id, conditions: r.conditions, pattern: r.pattern, actions: r.actions, enabled: r.enabled, ...(r.rule_id === ruleId ? change : {}) })),
@@ -192,7 +192,7 @@ export class PushRuleService {
     await this.writer.write(async (tx) => {
       const pos = await tx.position(userId);
       await fn(tx.store);
-      await tx.repos.accountData.put(userId, '', 'm.push_rules', '{}', pos);
+      await tx.store.accountData.put(userId, '', 'm.push_rules', '{}', pos);
     });
   }
 }

@@ -1,10 +1,8 @@
-import type { ClientStateRepos } from '../../storage/client-state.js';
 import type { Store } from '../../storage/index.js';
 import type { Notifier } from './notifier.js';
 
 export interface StreamTx {
-  repos: ClientStateRepos;
-  /** The whole store, in the same transaction. */
+  /** The store, in this transaction. */
   store: Store;
   /**
    * This transaction's position in the global stream, for a change `userId`'s syncs must see. The
@@ -28,11 +26,10 @@ export class StreamWriter {
       users.clear();
       position = undefined;
       return fn({
-        repos: store.clientState,
         store,
         position: (userId) => {
           users.add(userId);
-          position ??= store.clientState.streams.advance();
+          position ??= store.streams.advance();
           return position;
         },
       });

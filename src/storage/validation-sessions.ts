@@ -33,7 +33,7 @@ export interface ThreepidValidationSessionsTable {
   consumed_by: string | null;
 }
 
-export type ThreepidSessionRow = Selectable<ThreepidValidationSessionsTable>;
+export type ValidationSessionRow = Selectable<ThreepidValidationSessionsTable>;
 
 export interface SessionKey {
   clientSecretHash: string;
@@ -113,24 +113,24 @@ const MINT = new HotQuery(
       .where('consumed_ts', 'is', null),
 );
 
-export class ThreepidSessionsRepo {
+export class ValidationSessionsRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
   /**
    * Creates the session unless one with the same key exists (the unique index settles races).
    * Returns the new row, or undefined when one existed.
    */
-  async insertIfAbsent(row: { sid: string; key: SessionKey; nextLink: string | null; now: number }): Promise<ThreepidSessionRow | undefined> {
+  async insertIfAbsent(row: { sid: string; key: SessionKey; nextLink: string | null; now: number }): Promise<ValidationSessionRow | undefined> {
     const { rows } = await INSERT_IF_ABSENT.execute(this.db, row.sid, row.key.medium, row.key.address, row.key.flow, row.key.clientSecretHash, row.nextLink, row.now);
     return rows[0];
   }
 
-  async findByKey(key: SessionKey): Promise<ThreepidSessionRow | undefined> {
+  async findByKey(key: SessionKey): Promise<ValidationSessionRow | undefined> {
     const { rows } = await FIND_BY_KEY.execute(this.db, key.clientSecretHash, key.medium, key.address, key.flow);
     return rows[0];
   }
 
-  get(sid: string): Promise<ThreepidSessionRow | undefined> {
+  get(sid: string): Promise<ValidationSessionRow | undefined> {
     return this.db.selectFrom('threepid_validation_sessions').selectAll().where('sid', '=', sid).executeTakeFirst();
   }
 

@@ -10,14 +10,14 @@ export interface Requester {
   tokenHash: string;
 }
 
-export interface IssuedSession {
+export interface IssuedTokens {
   access_token: string;
   device_id: string;
   refresh_token?: string;
   expires_in_ms?: number;
 }
 
-export interface SessionOptions {
+export interface TokenLifetimes {
   /** Lifetime of access tokens that come with a refresh token. */
   refreshableAccessTokenLifetimeMs: number;
   refreshTokenLifetimeMs?: number;
@@ -33,7 +33,7 @@ const unknownToken = (softLogout: boolean) =>
  */
 export type DeviceDeletionHook = (work: Store, userId: string, deviceIds: readonly string[]) => Promise<void>;
 
-export interface OpenSessionArgs {
+export interface SignInArgs {
   userId: string;
   deviceId?: string;
   displayName?: string;
@@ -48,11 +48,11 @@ export const ACCESS_TOKEN_PREFIX = 'myt_';
 export const REFRESH_TOKEN_PREFIX = 'myr_';
 
 /** Devices and the access and refresh tokens that belong to them. */
-export class SessionService {
+export class DeviceService {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
-    private readonly options: SessionOptions,
+    private readonly options: TokenLifetimes,
     /** Other areas' clean-up when devices are deleted; every device deletion runs them. */
     readonly deviceDeletionHooks: DeviceDeletionHook[] = [],
     /** Other areas' part in a new device (e.g. its owner's device list changed). */
@@ -60,15 +60,15 @@ export class SessionService {
   ) {}
 
   /** This service working in `work`, a caller's transaction: its writes commit or roll back with the caller's. */
-  within(work: Store): SessionService {
-    return work === this.store ? this : new SessionService(work, this.clock, this.options, this.deviceDeletionHooks, this.deviceCreationHooks);
+  within(work: Store): DeviceService {
+    return work === this.store ? this : new DeviceService(work, this.clock, this.options, this.deviceDeletionHooks, this.deviceCreationHooks);
   }
 
   /**
    * Creates (or reuses) a device and gives it a fresh token; earlier tokens of that device die.
    * Within a caller's unit of work (registration) it commits or rolls back with the caller's writes.
    */
-  openSession(args: OpenSessionArgs): Promise<IssuedSession> {
+  signIn(args: SignInArgs): Promise<IssuedTokens> {
     const deviceId = args.deviceId ?? randomLetters(10);
     const now = this.clock.now();
     return this.store.transaction(async (tx) => {
@@ -81,7 +81,7 @@ export class SessionService {
   }
 
   /** Writes a device's new access token (and refresh token, when asked) in the caller's transaction. */
-  private async writeTokens(tx: Store, userId: string, deviceId: string, refresh: boolean, replaces: string | null = null): Promise<Omit<IssuedSession, 'device_id'>> {
+  private async writeTokens(tx: Store, userId: string, deviceId: string, refresh: boolean, replaces: string | null = null): Promise<Omit<IssuedTokens, 'device_id'>> {
     const now = this.clock.now();
     const accessToken = ACCESS_TOKEN_PREFIX + randomToken(32);
     if (!refresh) {
@@ -140,7 +140,7 @@ export class SessionService {
    * until the new access or refresh token is first used (so a client that lost the answer can retry);
    * the old access token dies at once.
    */
-  async refresh(refreshToken: string): Promise<Omit<IssuedSession, 'device_id'>> {
+  async refresh(refreshToken: string): Promise<Omit<IssuedTokens, 'device_id'>> {
     const oldHash = hashToken(refreshToken);
     const owner = await this.store.tokens.getRefreshToken(oldHash);
     if (!owner) throw unknownToken(false);
@@ -186,7 +186,7 @@ export class SessionService {
     return this.store.devices.touch(requester.userId, requester.deviceId, now, ip);
   }
 
-  /** Ends the session of one request: its device and every token of that device. */
+  /** Logs out the device of one request: the device and every token of it. */
   logout(requester: Requester): Promise<void> {
     return this.deleteDevices(requester.userId, [requester.deviceId]);
   }

@@ -1,8 +1,8 @@
 import type { Clock } from '../../clock.js';
 import { badJson, invalidParam, missingParam } from '../../errors.js';
-import type { Requester } from '../sessions.js';
+import type { Requester } from '../devices.js';
 import { isObject, type JsonObject } from '../../validate.js';
-import type { StreamWriter } from './stream-writer.js';
+import type { StreamWriter } from '../sync/stream-writer.js';
 import { isUserId, serverNameOf } from '../user-ids.js';
 
 /** How long a sendToDevice transaction ID is remembered. */
@@ -32,7 +32,7 @@ export class ToDeviceService {
       .sort();
     const now = this.clock.now();
     await this.writer.write(async (tx) => {
-      if (!(await tx.repos.toDevice.claimTxn(requester.userId, requester.deviceId, txnId, now))) return;
+      if (!(await tx.store.toDevice.claimTxn(requester.userId, requester.deviceId, txnId, now))) return;
       for (const userId of recipients) {
         const devices = messages[userId] as Record<string, JsonObject>;
         // The position first: it locks the stream, which deleting a device locks too, so a message
@@ -51,13 +51,13 @@ export class ToDeviceService {
           content: JSON.stringify(content),
         }));
         if (unique.length === 0) continue;
-        await tx.repos.toDevice.add(unique.map((r) => ({ ...r, stream_pos: pos })));
+        await tx.store.toDevice.add(unique.map((r) => ({ ...r, stream_pos: pos })));
       }
     });
   }
 
   /** Forgets transaction IDs older than a day (run by maintenance). */
   prune(): Promise<void> {
-    return this.writer.write(async (tx) => tx.repos.toDevice.pruneTxns(this.clock.now() - TXN_LIFETIME_MS));
+    return this.writer.write(async (tx) => tx.store.toDevice.pruneTxns(this.clock.now() - TXN_LIFETIME_MS));
   }
 }

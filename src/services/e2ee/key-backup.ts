@@ -64,7 +64,7 @@ export class KeyBackupService {
 
   async create(userId: string, body: JsonObject): Promise<{ version: string }> {
     const { algorithm, authData } = this.checkAlgorithm(body);
-    const version = await this.store.clientState.keyBackup.create(userId, algorithm, authData);
+    const version = await this.store.keyBackup.create(userId, algorithm, authData);
     return { version: String(version) };
   }
 
@@ -72,14 +72,14 @@ export class KeyBackupService {
     return {
       algorithm: row.algorithm,
       auth_data: JSON.parse(row.auth_data) as JsonObject,
-      count: await this.store.clientState.keyBackup.count(userId, row.version),
+      count: await this.store.keyBackup.count(userId, row.version),
       etag: String(row.etag),
       version: String(row.version),
     };
   }
 
   async getVersion(userId: string, versionParam?: string) {
-    const repo = this.store.clientState.keyBackup;
+    const repo = this.store.keyBackup;
     let row: BackupVersionRow | undefined;
     if (versionParam === undefined) row = await repo.current(userId);
     else {
@@ -93,7 +93,7 @@ export class KeyBackupService {
   async updateVersion(userId: string, versionParam: string, body: JsonObject): Promise<void> {
     const { algorithm, authData } = this.checkAlgorithm(body);
     const version = this.parseVersion(versionParam);
-    const repo = this.store.clientState.keyBackup;
+    const repo = this.store.keyBackup;
     const row = version === undefined ? undefined : await repo.get(userId, version);
     if (!row) throw notFound('Unknown backup version');
     if (body.version !== undefined && body.version !== versionParam) throw invalidParam('The version in the body does not match the version in the path');
@@ -103,7 +103,7 @@ export class KeyBackupService {
 
   async deleteVersion(userId: string, versionParam: string): Promise<void> {
     const version = this.parseVersion(versionParam);
-    const deleted = version !== undefined && (await this.store.transaction((tx) => tx.clientState.keyBackup.delete(userId, version)));
+    const deleted = version !== undefined && (await this.store.transaction((tx) => tx.keyBackup.delete(userId, version)));
     if (!deleted) throw notFound('Unknown backup version');
   }
 
@@ -111,7 +111,7 @@ export class KeyBackupService {
   private async target(userId: string, versionParam: string | undefined, forWrite: boolean, store: Store = this.store): Promise<BackupVersionRow> {
     if (versionParam === undefined) throw missingParam('version');
     const version = this.parseVersion(versionParam);
-    const repo = store.clientState.keyBackup;
+    const repo = store.keyBackup;
     if (forWrite) {
       const current = await repo.current(userId);
       if (!current) throw notFound('Unknown backup version');
@@ -129,7 +129,7 @@ export class KeyBackupService {
   async putKeys(userId: string, versionParam: string | undefined, rooms: Record<string, Record<string, SessionData>>) {
     return this.store.transaction(async (tx) => {
       const backup = await this.target(userId, versionParam, true, tx);
-      const repo = tx.clientState.keyBackup;
+      const repo = tx.keyBackup;
       let changed = false;
       for (const [roomId, sessions] of Object.entries(rooms)) {
         const ids = Object.keys(sessions);
@@ -175,7 +175,7 @@ export class KeyBackupService {
 
   async getKeys(userId: string, versionParam: string | undefined, roomId?: string, sessionId?: string): Promise<JsonObject> {
     const backup = await this.target(userId, versionParam, false);
-    const rows = await this.store.clientState.keyBackup.keys(userId, backup.version, roomId, sessionId);
+    const rows = await this.store.keyBackup.keys(userId, backup.version, roomId, sessionId);
     if (sessionId !== undefined) {
       if (rows.length === 0) throw notFound('No room key found');
       return keyView(rows[0]!);
@@ -189,7 +189,7 @@ export class KeyBackupService {
   async deleteKeys(userId: string, versionParam: string | undefined, roomId?: string, sessionId?: string) {
     return this.store.transaction(async (tx) => {
       const backup = await this.target(userId, versionParam, false, tx);
-      const repo = tx.clientState.keyBackup;
+      const repo = tx.keyBackup;
       const deleted = await repo.deleteKeys(userId, backup.version, roomId, sessionId);
       if (deleted > 0) await repo.bumpEtag(userId, backup.version);
       return { etag: String(backup.etag + (deleted > 0 ? 1 : 0)), count: await repo.count(userId, backup.version) };

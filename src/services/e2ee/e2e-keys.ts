@@ -2,11 +2,11 @@ import { MatrixError, badJson, invalidParam, missingParam } from '../../errors.j
 import type { OneTimeKey } from '../../storage/e2e-keys.js';
 import type { Store } from '../../storage/index.js';
 import { isObject, type JsonObject } from '../../validate.js';
-import type { Requester } from '../sessions.js';
+import type { Requester } from '../devices.js';
 import { uiaParams, type UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
-import type { StreamWriter } from './stream-writer.js';
-import { tokenPosition } from './sync-token.js';
+import type { StreamWriter } from '../sync/stream-writer.js';
+import { tokenPosition } from '../sync/sync-token.js';
 import { isUserId, serverNameOf } from '../user-ids.js';
 
 const CROSS_SIGNING_TYPES = { master_key: 'master', self_signing_key: 'self_signing', user_signing_key: 'user_signing' } as const;
@@ -55,7 +55,7 @@ export class E2eKeyService {
   }
 
   async counts(userId: string, deviceId: string): Promise<Record<string, number>> {
-    const counts = await this.store.clientState.keys.oneTimeKeyCounts(userId, deviceId);
+    const counts = await this.store.keys.oneTimeKeyCounts(userId, deviceId);
     return { signed_curve25519: 0, ...counts };
   }
 
@@ -78,7 +78,7 @@ export class E2eKeyService {
     const fallbackKeys = checkKeyMap(body.fallback_keys, 'fallback_keys');
 
     await this.writer.write(async (tx) => {
-      const keys = tx.repos.keys;
+      const keys = tx.store.keys;
       if (deviceKeys !== undefined && (await keys.getDeviceKeys(userId, deviceId)) !== deviceKeys) {
         await keys.addDeviceListChange(userId, await tx.position(userId), userId);
         await keys.setDeviceKeys(userId, deviceId, deviceKeys);
@@ -97,7 +97,7 @@ export class E2eKeyService {
     const wanted = body.device_keys;
     if (wanted === undefined || wanted === null) throw missingParam('device_keys');
     if (!isObject(wanted)) throw badJson("'device_keys' must be an object");
-    const repo = this.store.clientState.keys;
+    const repo = this.store.keys;
     const deviceKeys: JsonObject = {};
     const masterKeys: JsonObject = {};
     const selfSigningKeys: JsonObject = {};
@@ -145,7 +145,7 @@ export class E2eKeyService {
     }
     const claimed: JsonObject = {};
     const failures: JsonObject = {};
-    const repo = this.store.clientState.keys;
+    const repo = this.store.keys;
     for (const [userId, devices] of Object.entries(wanted as Record<string, Record<string, string>>)) {
       if (!this.isLocal(userId)) {
         failures[serverNameOf(userId)] = { errcode: 'M_UNAVAILABLE', error: 'This server does not federate' };
@@ -164,11 +164,11 @@ export class E2eKeyService {
   async changes(userId: string, from: string | undefined, to: string | undefined): Promise<{ changed: string[]; left: string[] }> {
     if (from === undefined) throw missingParam('from');
     if (to === undefined) throw missingParam('to');
-    const streams = this.store.clientState.streams;
+    const streams = this.store.streams;
     const after = await tokenPosition(from, userId, streams);
     const upto = await tokenPosition(to, userId, streams);
     if (after === undefined || upto === undefined) throw invalidParam('Invalid stream token');
-    const changed = upto > after ? await this.store.clientState.keys.deviceListChanges(userId, after, upto) : [];
+    const changed = upto > after ? await this.store.keys.deviceListChanges(userId, after, upto) : [];
     return { changed, left: [] };
   }
 
@@ -185,7 +185,7 @@ export class E2eKeyService {
       checkSignatures(key.signatures, field);
       uploaded.push([type, key]);
     }
-    const existing = await this.store.clientState.keys.crossSigningKeys(userId);
+    const existing = await this.store.keys.crossSigningKeys(userId);
     const master = uploaded.find(([type]) => type === 'master')?.[1] ?? (existing.master ? (JSON.parse(existing.master) as JsonObject) : undefined);
     if (uploaded.length > 0 && !master) throw missingParam('master_key');
     for (const [type, key] of uploaded) {
@@ -209,8 +209,8 @@ export class E2eKeyService {
     const changed = uploaded.filter(([type, key]) => existing[type] !== JSON.stringify(key));
     if (changed.length === 0) return;
     await this.writer.write(async (tx) => {
-      for (const [type, key] of changed) await tx.repos.keys.setCrossSigningKey(userId, type, JSON.stringify(key));
-      await tx.repos.keys.addDeviceListChange(userId, await tx.position(userId), userId);
+      for (const [type, key] of changed) await tx.store.keys.setCrossSigningKey(userId, type, JSON.stringify(key));
+      await tx.store.keys.addDeviceListChange(userId, await tx.position(userId), userId);
     });
     if (completedSession !== undefined) await this.uia.record(completedSession, {});
   }
@@ -227,7 +227,7 @@ export class E2eKeyService {
       failures[userId] = { ...failures[userId], [keyId]: { errcode, error } };
     };
     const accepted: { target_user_id: string; target_key_id: string; signer_key_id: string; signature: string }[] = [];
-    const repo = this.store.clientState.keys;
+    const repo = this.store.keys;
     const parsedKeys = (map: Record<string, string>) => Object.fromEntries(Object.entries(map).map(([type, json]) => [type, JSON.parse(json) as JsonObject]));
     const signerCross = parsedKeys(await repo.crossSigningKeys(signer));
     const signerKey = async (keyId: string): Promise<string | undefined> => {
@@ -279,10 +279,10 @@ export class E2eKeyService {
         const positions = new Map<string, number>();
         for (const observer of observers) positions.set(observer, await tx.position(observer));
         for (const a of accepted) {
-          await tx.repos.keys.addSignature({ signer_user_id: signer, ...a });
+          await tx.store.keys.addSignature({ signer_user_id: signer, ...a });
           const target = this.isLocal(a.target_user_id) ? a.target_user_id : signer;
-          await tx.repos.keys.addDeviceListChange(target, positions.get(target)!, a.target_user_id);
-          if (target !== signer) await tx.repos.keys.addDeviceListChange(signer, positions.get(signer)!, a.target_user_id);
+          await tx.store.keys.addDeviceListChange(target, positions.get(target)!, a.target_user_id);
+          if (target !== signer) await tx.store.keys.addDeviceListChange(signer, positions.get(signer)!, a.target_user_id);
         }
       });
     }
@@ -291,13 +291,13 @@ export class E2eKeyService {
 
   /** Part of creating a device (in the creating unit of work): the user's device list changed. */
   async onDeviceCreated(work: Store, userId: string, position: number): Promise<void> {
-    await work.clientState.keys.addDeviceListChange(userId, position, userId);
+    await work.keys.addDeviceListChange(userId, position, userId);
   }
 
   /** Part of deleting devices (in the deleting unit of work): their keys go, and the user's device list changed. */
   async onDevicesDeleted(work: Store, userId: string, deviceIds: readonly string[], position: number): Promise<void> {
-    await work.clientState.keys.deleteForDevices(userId, deviceIds);
-    await work.clientState.keys.addDeviceListChange(userId, position, userId);
+    await work.keys.deleteForDevices(userId, deviceIds);
+    await work.keys.addDeviceListChange(userId, position, userId);
   }
 }
 

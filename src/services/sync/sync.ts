@@ -2,12 +2,12 @@ import { performance } from 'node:perf_hooks';
 import { invalidParam } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import type { JsonObject } from '../../validate.js';
-import type { Requester } from '../sessions.js';
-import type { E2eKeyService } from './e2e-keys.js';
+import type { Requester } from '../devices.js';
+import type { E2eKeyService } from '../e2ee/e2e-keys.js';
 import { applyEventFilter, type Filter, type FilterService } from './filters.js';
 import type { Notifier } from './notifier.js';
-import { checkPresenceState, type PresenceService } from './presence.js';
-import type { PushRuleService } from './pushrules.js';
+import { checkPresenceState, type PresenceService } from '../presence.js';
+import type { PushRuleService } from '../push-rules/push-rules.js';
 import { encodeSyncToken, tokenPosition } from './sync-token.js';
 
 /** To-device messages per response; the rest follow in the next sync. */
@@ -45,7 +45,7 @@ export class SyncService {
   async sync(requester: Requester, query: SyncQuery): Promise<JsonObject> {
     let since: number | undefined;
     if (query.since !== undefined && query.since !== '') {
-      since = await tokenPosition(query.since, requester.userId, this.store.clientState.streams);
+      since = await tokenPosition(query.since, requester.userId, this.store.streams);
       if (since === undefined) throw invalidParam('Invalid since token');
     }
     let timeout = 0;
@@ -60,7 +60,7 @@ export class SyncService {
     await this.presence.touch(requester.userId, setPresence);
 
     // Messages up to `since` were delivered: the client has them. Once per request, not per wake-up.
-    if (since !== undefined) await this.store.clientState.toDevice.acknowledge(requester.userId, requester.deviceId, since);
+    if (since !== undefined) await this.store.toDevice.acknowledge(requester.userId, requester.deviceId, since);
 
     if (since === undefined || fullState || timeout === 0) return (await this.batch(requester, since, filter, fullState)).body;
     return this.notifier.track(() => this.longPoll(requester, since, filter, timeout));
@@ -84,7 +84,7 @@ export class SyncService {
 
   private async batch(requester: Requester, since: number | undefined, filter: Filter | undefined, fullState: boolean): Promise<Batch> {
     const { userId, deviceId } = requester;
-    const repos = this.store.clientState;
+    const repos = this.store;
     const head = await repos.streams.head();
     const after = Math.min(since ?? 0, head);
 

@@ -84,7 +84,7 @@ export class FilterService {
     parseFilter(body);
     const json = JSON.stringify(body);
     if (json.length > 65536) throw new MatrixError(400, 'M_TOO_LARGE', 'The filter is too large');
-    const repo = this.store.clientState.filters;
+    const repo = this.store.filters;
     const same = await repo.findSame(userId, json);
     if (same !== undefined) return String(same);
     return String(await repo.create(userId, json));
@@ -92,7 +92,7 @@ export class FilterService {
 
   async get(requesterId: string, userId: string, filterId: string): Promise<Record<string, unknown>> {
     if (userId !== requesterId) throw forbidden('Cannot read the filters of other users');
-    const json = /^\d{1,15}$/.test(filterId) ? await this.store.clientState.filters.get(userId, Number(filterId)) : undefined;
+    const json = /^\d{1,15}$/.test(filterId) ? await this.store.filters.get(userId, Number(filterId)) : undefined;
     if (json === undefined) throw notFound('No such filter');
     return JSON.parse(json) as Record<string, unknown>;
   }

@@ -2,7 +2,7 @@ import type { Clock } from '../../clock.js';
 import { constantTimeEqual, hashToken, hmacToken, randomDigits, randomToken } from '../../crypto/tokens.js';
 import { MatrixError, limitExceeded } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
-import type { SessionKey, ThreepidSessionRow } from '../../storage/threepid-sessions.js';
+import type { SessionKey, ValidationSessionRow } from '../../storage/validation-sessions.js';
 import { RateLimiter, perWindow } from '../ratelimiter.js';
 import type { Medium } from './address.js';
 
@@ -19,8 +19,8 @@ export interface ValidatedThreepid {
   validated_ts: number;
 }
 
-/** The fresh secrets of one send, handed to the medium's sender inside the session's unit of work. */
-export interface Delivery {
+/** What one validation message carries (the session and its fresh code and link token), handed to the medium's sender inside the session's unit of work. */
+export interface ValidationMessage {
   sid: string;
   sendAttempt: number;
   /** Present for media that send a link (email). */
@@ -40,10 +40,10 @@ export interface RequestArgs {
   withLink: boolean;
   tokenLifetimeMs: number;
   /** Queues the message in `work`, the unit of work that stores the new secrets (`outbox.within(work)`). */
-  deliver: (work: Store, delivery: Delivery) => Promise<void>;
+  deliver: (work: Store, message: ValidationMessage) => Promise<void>;
 }
 
-export interface SessionOptions {
+export interface ValidationSessionOptions {
   /** Code submissions allowed per session, wrong ones included. */
   maxCodeAttempts: number;
   /** Messages sent per session, whatever the send_attempt. */
@@ -55,7 +55,7 @@ export interface SessionOptions {
   codeAttemptsPerAddressPerDay: number;
 }
 
-export const DEFAULT_SESSION_OPTIONS: Omit<SessionOptions, 'validatedLifetimeMs' | 'codeAttemptsPerAddressPerDay'> = { maxCodeAttempts: 5, maxSends: 10, codeDigits: 6 };
+export const DEFAULT_VALIDATION_SESSION_OPTIONS: Omit<ValidationSessionOptions, 'validatedLifetimeMs' | 'codeAttemptsPerAddressPerDay'> = { maxCodeAttempts: 5, maxSends: 10, codeDigits: 6 };
 
 export const tokenIncorrect = () => new MatrixError(400, 'M_TOKEN_INCORRECT', 'The token is incorrect');
 export const sessionExpired = () => new MatrixError(400, 'M_SESSION_EXPIRED', 'This validation session has expired or has been used up; request a new one');
@@ -67,13 +67,13 @@ export class LinkRejected extends Error {}
  * Validation sessions for any medium: request (idempotent per client secret, address, flow and
  * send_attempt), check a code or a link, and hand a validated session to exactly one operation.
  */
-export class ThreepidSessionService {
+export class ValidationSessionService {
   private readonly limiter: RateLimiter;
 
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
-    private readonly options: SessionOptions,
+    private readonly options: ValidationSessionOptions,
   ) {
     this.limiter = new RateLimiter(store.rateLimits, clock);
   }
@@ -87,7 +87,7 @@ export class ThreepidSessionService {
   }
 
   /** A session that can never validate again: used, or out of code tries. */
-  private finished(row: ThreepidSessionRow): boolean {
+  private finished(row: ValidationSessionRow): boolean {
     return row.consumed_ts !== null || (row.validated_ts === null && row.code_attempts >= this.options.maxCodeAttempts);
   }
 
@@ -104,8 +104,8 @@ export class ThreepidSessionService {
       const code = randomDigits(this.options.codeDigits);
       const expiresTs = now + args.tokenLifetimeMs;
       // One transaction (one commit) for the common case: create the session, mint, queue the message.
-      const outcome = await this.store.transaction(async (tx): Promise<{ row: ThreepidSessionRow; sent: boolean | 'finished' } | undefined> => {
-        const repo = tx.threepidSessions;
+      const outcome = await this.store.transaction(async (tx): Promise<{ row: ValidationSessionRow; sent: boolean | 'finished' } | undefined> => {
+        const repo = tx.validationSessions;
         // Most requests start a session, so try the insert first; a repeat finds the existing row.
         const row = (await repo.insertIfAbsent({ sid: randomToken(18), key, nextLink: args.nextLink, now })) ?? (await repo.findByKey(key));
         if (!row) return undefined;
@@ -124,11 +124,11 @@ export class ThreepidSessionService {
       if (!outcome) continue;
       const { row, sent } = outcome;
       if (sent === 'finished') {
-        await this.store.threepidSessions.retire(row.sid, key.clientSecretHash);
+        await this.store.validationSessions.retire(row.sid, key.clientSecretHash);
         continue;
       }
       if (!sent && args.sendAttempt > row.last_send_attempt) {
-        const after = await this.store.threepidSessions.get(row.sid);
+        const after = await this.store.validationSessions.get(row.sid);
         if (after && after.sends >= this.options.maxSends && args.sendAttempt > after.last_send_attempt && after.validated_ts === null) {
           // The session has had its share of messages; a new session (new client secret) may start later.
           throw limitExceeded(Math.max(1000, (after.token_expires_ts ?? now) - now));
@@ -140,8 +140,8 @@ export class ThreepidSessionService {
   }
 
   /** The session if `clientSecret` is its secret and it belongs to this medium (and flow, when given). */
-  private async owned(sid: string, clientSecret: string, medium: Medium | undefined, flow: ThreepidFlow | undefined): Promise<ThreepidSessionRow | undefined> {
-    const row = await this.store.threepidSessions.get(sid);
+  private async owned(sid: string, clientSecret: string, medium: Medium | undefined, flow: ThreepidFlow | undefined): Promise<ValidationSessionRow | undefined> {
+    const row = await this.store.validationSessions.get(sid);
     if (!row || (medium !== undefined && row.medium !== medium) || (flow !== undefined && row.flow !== flow)) return undefined;
     if (!constantTimeEqual(row.client_secret_hash, hashToken(clientSecret))) return undefined;
     return row;
@@ -159,18 +159,18 @@ export class ThreepidSessionService {
       throw tokenIncorrect();
     }
     if (row.code_hash === null || row.token_expires_ts === null || row.token_expires_ts < now) throw sessionExpired();
-    if (!(await this.store.threepidSessions.reserveCodeAttempt(row.sid, this.options.maxCodeAttempts))) throw sessionExpired();
+    if (!(await this.store.validationSessions.reserveCodeAttempt(row.sid, this.options.maxCodeAttempts))) throw sessionExpired();
     // Five tries per session would be no bound at all for someone who opens session after session
     // for one address; so the address also has a daily budget of tries, across sessions and
     // processes. Both are taken before the code is compared (parallel requests cannot overdraw
     // them), the right code included; a try the address budget refuses still counts in its session.
     await this.limiter.take(`3pid:code:${row.medium}:${row.address}`, perWindow(this.options.codeAttemptsPerAddressPerDay, DAY_MS));
     if (!right) throw tokenIncorrect();
-    if (!(await this.store.threepidSessions.markValidated(row.sid, now, this.options.maxCodeAttempts))) throw sessionExpired();
+    if (!(await this.store.validationSessions.markValidated(row.sid, now, this.options.maxCodeAttempts))) throw sessionExpired();
   }
 
   /** The session a link names, if the link still works; never changes anything. */
-  async checkLink(args: { sid: string; clientSecret: string; token: string; medium: Medium; flow: ThreepidFlow }): Promise<ThreepidSessionRow> {
+  async checkLink(args: { sid: string; clientSecret: string; token: string; medium: Medium; flow: ThreepidFlow }): Promise<ValidationSessionRow> {
     const row = await this.owned(args.sid, args.clientSecret, args.medium, args.flow);
     if (!row || row.link_token_hash === null || !constantTimeEqual(row.link_token_hash, hashToken(args.token))) throw new LinkRejected('unknown link');
     if (row.consumed_ts !== null) throw new LinkRejected('used');
@@ -181,10 +181,10 @@ export class ThreepidSessionService {
   }
 
   /** Validates the session a link names (the POST from the confirmation page). Repeating it is harmless. */
-  async submitLink(args: { sid: string; clientSecret: string; token: string; medium: Medium; flow: ThreepidFlow }): Promise<ThreepidSessionRow> {
+  async submitLink(args: { sid: string; clientSecret: string; token: string; medium: Medium; flow: ThreepidFlow }): Promise<ValidationSessionRow> {
     const row = await this.checkLink(args);
     if (row.validated_ts !== null) return row;
-    if (!(await this.store.threepidSessions.markValidated(row.sid, this.clock.now(), this.options.maxCodeAttempts - 1))) {
+    if (!(await this.store.validationSessions.markValidated(row.sid, this.clock.now(), this.options.maxCodeAttempts - 1))) {
       const again = await this.checkLink(args);
       if (again.validated_ts === null) throw new LinkRejected('lost a race');
       return again;
@@ -208,7 +208,7 @@ export class ThreepidSessionService {
     const failed = () => new MatrixError(403, 'M_THREEPID_AUTH_FAILED', 'No usable validated session for these credentials');
     const row = await this.owned(args.sid, args.clientSecret, args.medium, args.flow);
     if (!row) throw failed();
-    const validated = (r: ThreepidSessionRow): ValidatedThreepid => ({ medium: r.medium as Medium, address: r.address, validated_ts: r.validated_ts! });
+    const validated = (r: ValidationSessionRow): ValidatedThreepid => ({ medium: r.medium as Medium, address: r.address, validated_ts: r.validated_ts! });
     if (row.consumed_ts !== null) {
       if (row.consumed_by === args.consumer && row.validated_ts !== null) return validated(row);
       throw failed();
@@ -219,7 +219,7 @@ export class ThreepidSessionService {
       return 'pending';
     }
     if (row.validated_ts + this.options.validatedLifetimeMs < now) throw failed();
-    if (!(await this.store.threepidSessions.consume(row.sid, now, args.consumer))) throw failed();
+    if (!(await this.store.validationSessions.consume(row.sid, now, args.consumer))) throw failed();
     return validated(row);
   }
 
@@ -228,6 +228,6 @@ export class ThreepidSessionService {
    * lifetime, far less than this; a session still in use so late only makes its client start over.
    */
   async prune(olderThanMs = 7 * 86_400_000): Promise<void> {
-    await this.store.threepidSessions.deleteCreatedBefore(this.clock.now() - olderThanMs);
+    await this.store.validationSessions.deleteCreatedBefore(this.clock.now() - olderThanMs);
   }
 }

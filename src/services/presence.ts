@@ -1,9 +1,9 @@
-import type { Clock } from '../../clock.js';
-import { badJson, forbidden, invalidParam, missingParam } from '../../errors.js';
-import type { Store } from '../../storage/index.js';
-import type { PresenceRow } from '../../storage/presence.js';
-import type { JsonObject } from '../../validate.js';
-import type { StreamWriter } from './stream-writer.js';
+import type { Clock } from '../clock.js';
+import { badJson, forbidden, invalidParam, missingParam } from '../errors.js';
+import type { Store } from '../storage/index.js';
+import type { PresenceRow } from '../storage/presence.js';
+import type { JsonObject } from '../validate.js';
+import type { StreamWriter } from './sync/stream-writer.js';
 
 export const PRESENCE_STATES = ['online', 'offline', 'unavailable'] as const;
 export type PresenceState = (typeof PRESENCE_STATES)[number];
@@ -45,7 +45,7 @@ export class PresenceService {
   async get(requesterId: string, userId: string): Promise<JsonObject> {
     // Presence is shared with users in common rooms; until rooms exist, that is only oneself.
     if (requesterId !== userId) throw forbidden('You are not allowed to see their presence.');
-    const row = await this.store.clientState.presence.get(userId);
+    const row = await this.store.presence.get(userId);
     return row ? this.view(row) : { presence: 'offline' };
   }
 
@@ -54,7 +54,7 @@ export class PresenceService {
    * on an initial sync (`after` undefined) or when it changed in (after, upto].
    */
   async syncEvents(userId: string, after: number | undefined, upto: number): Promise<{ type: string; sender: string; content: JsonObject }[]> {
-    const row = await this.store.clientState.presence.get(userId);
+    const row = await this.store.presence.get(userId);
     if (!row || row.stream_pos > upto || (after !== undefined && row.stream_pos <= after)) return [];
     return [{ type: 'm.presence', sender: userId, content: this.view(row) }];
   }
@@ -83,9 +83,9 @@ export class PresenceService {
    */
   private async write(userId: string, state: PresenceState, statusMsg: string | null | undefined, now: number): Promise<void> {
     await this.writer.write(async (tx) => {
-      const old = await tx.repos.presence.get(userId);
+      const old = await tx.store.presence.get(userId);
       const changed = !old || old.state !== state || (statusMsg !== undefined && old.status_msg !== statusMsg);
-      await tx.repos.presence.set(userId, state, statusMsg, now, changed ? await tx.position(userId) : undefined);
+      await tx.store.presence.set(userId, state, statusMsg, now, changed ? await tx.position(userId) : undefined);
     });
   }
 }

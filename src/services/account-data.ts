@@ -1,8 +1,8 @@
-import { MatrixError, forbidden, invalidParam, notFound } from '../../errors.js';
-import type { Store } from '../../storage/index.js';
-import type { JsonObject } from '../../validate.js';
-import type { PushRuleService } from './pushrules.js';
-import type { StreamWriter } from './stream-writer.js';
+import { MatrixError, forbidden, invalidParam, notFound } from '../errors.js';
+import type { Store } from '../storage/index.js';
+import type { JsonObject } from '../validate.js';
+import type { PushRuleService } from './push-rules/push-rules.js';
+import type { StreamWriter } from './sync/stream-writer.js';
 
 /** Types the server maintains itself; clients change them through their own APIs. */
 const SERVER_GLOBAL_TYPES = new Set(['m.push_rules']);
@@ -35,7 +35,7 @@ export class AccountDataService {
     }
     const json = JSON.stringify(content);
     await this.writer.write(async (tx) => {
-      await tx.repos.accountData.put(userId, roomId ?? '', type, json, await tx.position(userId));
+      await tx.store.accountData.put(userId, roomId ?? '', type, json, await tx.position(userId));
     });
   }
 
@@ -43,7 +43,7 @@ export class AccountDataService {
     this.checkAccess(requesterId, userId, 'get');
     if (roomId !== undefined && !ROOM_ID.test(roomId)) throw invalidParam(`Invalid room ID: ${roomId}`);
     if (roomId === undefined && type === 'm.push_rules') return this.pushRules.accountDataContent(userId);
-    const json = await this.store.clientState.accountData.get(userId, roomId ?? '', type);
+    const json = await this.store.accountData.get(userId, roomId ?? '', type);
     if (json === undefined) throw notFound('Account data not found');
     return JSON.parse(json) as JsonObject;
   }

@@ -3,8 +3,8 @@ import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import { objectBody, optionalBoolean } from '../../validate.js';
 
-export function pushRuleRoutes(router: Router, { clientState }: Services): void {
-  const rules = clientState.pushRules;
+export function pushRuleRoutes(router: Router, { pushRules }: Services): void {
+  const rules = pushRules;
   router.authed('GET', '/pushrules/', async ({ requester }) => ({ global: await rules.ruleset(requester.userId) }));
   router.authed('GET', '/pushrules/global/', async ({ requester }) => rules.ruleset(requester.userId));
   // Not in the spec, but Synapse answers it (the kind's rules, as an array) and clients still call it.
