@@ -24,6 +24,8 @@ export interface Homeserver {
 
 export interface StartOptions {
   clock?: Clock;
+  /** The mail and SMS queue's clock; wall-clock time unless a test steps it. */
+  outboxClock?: Clock;
   logger?: Logger;
 }
 
@@ -54,7 +56,7 @@ export function buildApp(services: Services, logger: Logger, trustProxy: AppOpti
 export async function startHomeserver(config: Config, options: StartOptions = {}): Promise<Homeserver> {
   const logger = options.logger ?? createLogger(config);
   const db = await openDb(config.database);
-  const services = createServices(config, db, options.clock ?? systemClock);
+  const services = createServices(config, db, options.clock ?? systemClock, options.outboxClock);
   services.stoppers.push(services.delivery.start(logger));
   services.stoppers.push(startMaintenance(services, logger));
   const apps: FastifyInstance[] = [];

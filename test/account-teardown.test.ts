@@ -12,6 +12,7 @@ const PW = 'pw-teardown-1234';
 // Account teardown goes the one way devices go (DeviceService.deleteDevices), so every area's
 // clean-up runs for the devices that end: keys, queued to-device messages, a device-list change.
 for (const engine of ENGINES) {
+  // Both engines: teardown is one transaction, rolled back whole when it fails.
   describe(`account teardown through the device-deletion path (${engine})`, () => {
     let server: TestServer;
     let peer: Session;

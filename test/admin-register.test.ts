@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 
 const SECRET = 'a shared secret for the test';
 
@@ -9,7 +9,7 @@ function mac(nonce: string, user: string, password: string, admin: boolean, key 
   return createHmac('sha1', key).update(`${nonce}\x00${user}\x00${password}\x00${admin ? 'admin' : 'notadmin'}`).digest('hex');
 }
 
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`shared-secret registration (${engine})`, () => {
     let server: TestServer;
     before(async () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ENGINES, ManualClock, startTestServer, type TestServer } from './helpers/server.js';
+import { until } from './helpers/until.js';
 
 const session = (index: number, verified = false) => ({
   first_message_index: index,
@@ -11,6 +12,7 @@ const session = (index: number, verified = false) => ({
 });
 
 for (const engine of ENGINES) {
+  // Both engines: key backup versions and etags are computed in SQL.
   describe(`key backup, presence, TURN and third-party lookups (${engine})`, () => {
     let server: TestServer;
     let token: string;
@@ -121,7 +123,7 @@ for (const engine of ENGINES) {
       assert.deepEqual(quiet.body.presence.events, []);
 
       const waiting = sync(`&since=${quiet.body.next_batch}&timeout=20000`);
-      await new Promise((r) => setTimeout(r, 100));
+      await until(() => server.hs.services.notifier.waiting === 1, 'the sync to wait');
       const t = Date.now();
       assert.equal((await server.api.put(path, { presence: 'online', status_msg: 'back' }, { token: carol.access_token })).status, 200);
       const woke = await waiting;

@@ -27,7 +27,6 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
     let answered = false;
     void waiting.then(() => (answered = true));
     await until(() => notifier.waiting === 1, 'the sync to wait');
-    await new Promise((r) => setTimeout(r, 300));
     assert.equal(answered, false, 'the sync really waited');
     const changedAt = Date.now();
     const put = await second.api.put(`/v3/user/${encodeURIComponent(alice.user_id)}/account_data/org.example.shared`, { from: 'second' }, { token: alice.access_token });
@@ -43,7 +42,7 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
     const bob2 = await first.api.login('bob');
     const initial = await second.api.get<Sync>('/v3/sync', { token: bob2.access_token });
     const waiting = second.api.get<{ to_device: { events: { type: string }[] } }>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: bob2.access_token });
-    await new Promise((r) => setTimeout(r, 300));
+    await until(() => second.hs.services.notifier.waiting === 1, 'the sync to wait');
     const sentAt = Date.now();
     await first.api.put('/v3/sendToDevice/org.example.x/t1', { messages: { [bob.user_id]: { [bob2.device_id]: { hi: 1 } } } }, { token: bob.access_token });
     const res = await waiting;
@@ -67,10 +66,10 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
       await c.end();
       return (res.rows[0] as { n: number }).n;
     };
-    for (let i = 0; i < 50 && (await listening()) < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    await until(async () => (await listening()) >= 2, 'both processes to LISTEN again', 5000);
     const initial = await first.api.get<Sync>('/v3/sync', { token: dave.access_token });
     const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: dave.access_token });
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => first.hs.services.notifier.waiting === 1, 'the sync to wait');
     const changedAt = Date.now();
     await second.api.put(`/v3/user/${encodeURIComponent(dave.user_id)}/account_data/org.example.again`, { n: 1 }, { token: dave.access_token });
     const res = await waiting;

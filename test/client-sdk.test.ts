@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
-import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 import { SdkClients } from './helpers/sdk.js';
 
 // matrix-js-sdk 37 arms a timer for each sync request (poll timeout + 80 s, http-api/utils.ts
@@ -40,7 +40,7 @@ const prepared = (client: sdk.MatrixClient) =>
     'the PREPARED sync state',
   );
 
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`matrix-js-sdk syncs against Myelin (${engine})`, () => {
     let server: TestServer;
     const clients = new SdkClients(() => server.url);

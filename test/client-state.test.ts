@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { until } from './helpers/until.js';
 
 type Sync = {
   next_batch: string;
@@ -39,6 +40,7 @@ function ed25519Key(): { pub: string; sign(object: Record<string, unknown>): str
 }
 
 for (const engine of ENGINES) {
+  // Both engines: the stream, filters, push rules, keys and to-device messages are SQL on each engine.
   describe(`sync, account data, filters, push rules, keys and to-device (${engine})`, () => {
     let server: TestServer;
     let alice: { user_id: string; access_token: string; device_id: string };
@@ -456,7 +458,7 @@ for (const engine of ENGINES) {
       assert.equal(idle.body.next_batch, base.body.next_batch);
       t = Date.now();
       const waiting = sync(alice2.access_token, `?since=${base.body.next_batch}&timeout=20000`);
-      await new Promise((r) => setTimeout(r, 100));
+      await until(() => server.hs.services.notifier.waiting === 1, 'the sync to wait');
       await server.api.put('/v3/sendToDevice/org.example.wake/w1', { messages: { [alice.user_id]: { [alice2.device_id]: { n: 2 } } } }, { token: bob.access_token });
       const woke = await waiting;
       assert.ok(Date.now() - t < 2000);
@@ -493,7 +495,7 @@ for (const engine of ENGINES) {
       const dave = await server.api.register('dave-devices');
       const start = await sync(dave.access_token);
       const waiting = sync(dave.access_token, `?since=${start.body.next_batch}&timeout=20000`);
-      await new Promise((r) => setTimeout(r, 100));
+      await until(() => server.hs.services.notifier.waiting === 1, 'the sync to wait');
       const t = Date.now();
       const second = await server.api.login('dave-devices');
       const woke = await waiting;

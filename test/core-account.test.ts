@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ApiResponse } from './helpers/api.js';
-import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { ENGINES, HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { SmtpSink } from './helpers/smtp.js';
 
 type Body = Record<string, unknown>;
 const PW = 'pw-account-1234';
 
 for (const engine of ENGINES) {
+  // Both engines: device and account teardown in transactions.
   describe(`devices, password, deactivation, profile (${engine})`, () => {
     let server: TestServer;
     before(async () => {
@@ -281,7 +283,9 @@ for (const engine of ENGINES) {
       assert.equal(wk.headers.get('access-control-allow-origin'), '*');
     });
   });
+}
 
+for (const engine of HTTP_ENGINES) {
   describe(`password policy and disabled passwords (${engine})`, () => {
     let server: TestServer;
     before(async () => {
@@ -306,6 +310,36 @@ for (const engine of ENGINES) {
       assert.equal(start.status, 400);
       assert.equal(start.body.errcode, 'M_WEAK_PASSWORD');
       await server.api.login('weakling', strong);
+    });
+
+    it('password_config.enabled: false turns off password login, registration, change and reset, and says so', async () => {
+      const before = await server.api.register('passwordless', 'Str0ng!Passw0rd');
+      const smtp = await SmtpSink.create();
+      const off = await startTestServer(engine, { password_config: { enabled: false }, email: smtp.emailConfig() }, { database: server.config.database as unknown as Record<string, unknown> });
+      try {
+        const flows = await off.api.get<{ flows: { type: string }[] }>('/v3/login');
+        assert.equal(flows.status, 200);
+        assert.ok(!flows.body.flows.some((f) => f.type === 'm.login.password'), JSON.stringify(flows.body));
+        const login = await off.api.post('/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'passwordless' }, password: 'Str0ng!Passw0rd' });
+        assert.equal(login.status, 400);
+        assert.equal(login.body.errcode, 'M_UNKNOWN');
+        const register = await off.api.post('/v3/register', { username: 'newcomer', password: 'Str0ng!Passw0rd' });
+        assert.equal(register.status, 403);
+        assert.equal(register.body.errcode, 'M_FORBIDDEN');
+        const change = await off.api.post('/v3/account/password', { new_password: 'An0ther!Passw0rd' }, { token: before.access_token });
+        assert.equal(change.status, 403);
+        assert.equal(change.body.errcode, 'M_FORBIDDEN');
+        const reset = await off.api.post('/v3/account/password/email/requestToken', { client_secret: 'cs', email: 'someone@example.org', send_attempt: 1 });
+        assert.equal(reset.status, 403);
+        assert.equal(reset.body.errcode, 'M_FORBIDDEN');
+        const caps = await off.api.get<{ capabilities: Record<string, { enabled: boolean }> }>('/v3/capabilities', { token: before.access_token });
+        assert.equal(caps.body.capabilities['m.change_password']!.enabled, false);
+        // Sessions made before stay valid; the password itself is unchanged for when passwords come back.
+        assert.equal((await off.api.get('/v3/account/whoami', { token: before.access_token })).status, 200);
+        await server.api.login('passwordless', 'Str0ng!Passw0rd');
+      } finally {
+        await off.close();
+      }
     });
   });
 }

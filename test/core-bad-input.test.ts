@@ -307,6 +307,7 @@ const ENDPOINTS: Record<string, Endpoint> = {
 };
 
 for (const engine of ENGINES) {
+  // Both engines: huge and ill-typed values reach each engine's columns differently; each request must leave both unchanged.
   describe(`bad input (${engine})`, () => {
     let server: TestServer;
     let victim: { access_token: string; device_id: string };

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
-import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 import { rejection, SdkClients } from './helpers/sdk.js';
 
 const PW = 'sdk-password-1';
 const NEW_PW = 'sdk-password-2';
 
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`matrix-js-sdk as a real client (${engine})`, () => {
     let server: TestServer;
     const clients = new SdkClients(() => server.url);

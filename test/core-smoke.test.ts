@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`core smoke (${engine})`, () => {
     let server: TestServer;
     before(async () => {

@@ -3,8 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import type { EmailRequest } from '../src/delivery/types.js';
 import { openDb } from '../src/storage/db.js';
 import { OutboxRepo } from '../src/storage/outbox.js';
-import { ENGINES, freshDatabase, startTestServer, testConfig, type TestServer } from './helpers/server.js';
+import { afterAttempts, outboxRow, outboxSettled, stepOutbox } from './helpers/outbox.js';
+import { ENGINES, ManualClock, freshDatabase, startTestServer, testConfig, type TestServer } from './helpers/server.js';
 import { SmtpSink } from './helpers/smtp.js';
+import { until } from './helpers/until.js';
 
 const HOSTILE_APP = 'Evil <script>alert(1)</script> & Co';
 
@@ -17,6 +19,7 @@ function emailOverrides(smtp: SmtpSink, email: Record<string, unknown> = {}, out
 }
 
 for (const engine of ENGINES) {
+  // Both engines: queueing in the caller's transaction, dedupe keys, claims and retries are SQL on each engine.
   describe(`delivery outbox (${engine})`, () => {
     let smtp: SmtpSink;
     let server: TestServer;
@@ -70,7 +73,7 @@ for (const engine of ENGINES) {
       assert.throws(() => testConfig(1, database, emailOverrides(smtp, { app_name: 'A\r\nBcc: eve@evil.example' })), /email\.app_name/);
       assert.throws(() => testConfig(1, database, emailOverrides(smtp, { subjects: { email_validation: 'x\nBcc: eve@evil.example' } })), /email\.subjects/);
       assert.throws(() => testConfig(1, database, emailOverrides(smtp, { notif_from: 'X <a@b.c>\r\nBcc: eve@evil.example' })), /email\.notif_from/);
-      await new Promise((r) => setTimeout(r, 300));
+      await outboxSettled(server, ['email']);
       assert.equal(smtp.messages.filter((m) => m.envelopeTo.includes('eve@evil.example')).length, 0);
     });
 
@@ -80,7 +83,7 @@ for (const engine of ENGINES) {
       assert.equal(results.filter(Boolean).length, 1);
       assert.equal(await outbox.enqueue(mail('dave@example.org'), { dedupeKey: 'email:sid-dave:2' }), true);
       await smtp.waitFor((x) => x.envelopeTo.includes('dave@example.org') && smtp.to('dave@example.org').length >= 2);
-      await new Promise((r) => setTimeout(r, 300));
+      await outboxSettled(server, ['email']);
       assert.equal(smtp.to('dave@example.org').length, 2);
     });
 
@@ -108,10 +111,7 @@ for (const engine of ENGINES) {
       await outbox.enqueue(mail('frank@example.org'), { dedupeKey: 'email:frank' });
       await smtp.waitFor((x) => x.envelopeTo.includes('frank@example.org'));
       let row = await store.outbox.findByDedupeKey('email:frank');
-      for (let i = 0; i < 250 && row?.sent_ts === null; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-        row = await store.outbox.findByDedupeKey('email:frank');
-      }
+      await until(async () => (row = await store.outbox.findByDedupeKey('email:frank'))?.sent_ts !== null, 'frank\'s mail to be marked sent', 5000);
       assert.ok(row?.sent_ts, 'marked sent');
       assert.equal(row.payload, null);
       assert.equal(row.next_attempt_ts, null);
@@ -135,10 +135,7 @@ for (const engine of ENGINES) {
       try {
         await outbox.enqueue(mail('ghost@example.org'), { dedupeKey: 'email:ghost' });
         let row = await store.outbox.findByDedupeKey('email:ghost');
-        for (let i = 0; i < 250 && !row?.dead_ts; i++) {
-          await new Promise((r) => setTimeout(r, 20));
-          row = await store.outbox.findByDedupeKey('email:ghost');
-        }
+        await until(async () => Boolean((row = await store.outbox.findByDedupeKey('email:ghost'))?.dead_ts), 'the ghost mail to be marked dead', 5000);
         assert.ok(row?.dead_ts, 'marked dead');
         assert.equal(row.payload, null);
         assert.match(row.last_error ?? '', /550/);
@@ -184,21 +181,54 @@ for (const engine of ENGINES) {
   });
 
   describe(`delivery retries (${engine})`, () => {
-    it('delivers a mail queued while the SMTP server is down once it comes up', async () => {
+    it('delivers a mail queued while the SMTP server is down at the next try once it comes up, dated when queued', async () => {
+      const clock = new ManualClock();
       const smtp = await SmtpSink.create();
-      const server = await startTestServer(engine, emailOverrides(smtp));
+      const server = await startTestServer(engine, emailOverrides(smtp), { outboxClock: clock });
       try {
-        const started = Date.now();
-        assert.equal(await server.hs.services.outbox.enqueue(mail('late@example.org')), true);
-        await new Promise((r) => setTimeout(r, 5000));
+        const queuedAt = clock.now();
+        assert.equal(await server.hs.services.outbox.enqueue(mail('late@example.org'), { dedupeKey: 'email:late' }), true);
+        const failed = await afterAttempts(server, 'email:late', 1);
+        assert.ok(failed.last_error && failed.next_attempt_ts! > clock.now(), 'kept for a later try');
         assert.equal(smtp.messages.length, 0);
         await smtp.start();
-        const up = Date.now();
+        stepOutbox(clock, 10 * 60_000, server);
         const m = await smtp.waitFor((x) => x.envelopeTo.includes('late@example.org'), 8000);
         assert.ok(m.text.includes('123456'));
-        assert.ok(Date.now() - up < 6000, `arrived ${Date.now() - up} ms after the server came up`);
         // Fixed when queued: the retries after the outage carry the Date of the request, not of the send.
-        assert.ok(Date.parse(m.header('date') ?? '') <= started + 1000, `Date ${m.header('date')}`);
+        assert.equal(Date.parse(m.header('date') ?? ''), Math.floor(queuedAt / 1000) * 1000, `Date ${m.header('date')}`);
+      } finally {
+        await server.close();
+        await smtp.stop();
+      }
+    });
+
+    it('waits between tries as README says: 1 s, then twice as long each time (less up to 15% jitter), up to max_retry_interval', async () => {
+      const clock = new ManualClock();
+      const smtp = await SmtpSink.started();
+      smtp.refuse(true);
+      const server = await startTestServer(engine, emailOverrides(smtp, {}, { max_retry_interval: '8s' }), { outboxClock: clock });
+      try {
+        await server.hs.services.outbox.enqueue(mail('backoff@example.org'), { dedupeKey: 'email:backoff' });
+        const waits: number[] = [];
+        for (let attempt = 1; attempt <= 6; attempt++) {
+          const row = await afterAttempts(server, 'email:backoff', attempt);
+          assert.equal(row.attempts, attempt);
+          assert.match(row.last_error ?? '', /421/);
+          const wait = row.next_attempt_ts! - clock.now();
+          waits.push(wait);
+          // Not due a moment before its time, due at it.
+          assert.equal(await server.hs.services.store.outbox.nextDueTs(['email']), row.next_attempt_ts);
+          stepOutbox(clock, wait, server);
+        }
+        const expected = [1000, 2000, 4000, 8000, 8000, 8000];
+        waits.forEach((wait, i) => assert.ok(wait >= expected[i]! * 0.85 && wait <= expected[i]!, `wait ${i + 1}: ${wait} ms, expected ${expected[i]! * 0.85}..${expected[i]}`));
+        smtp.refuse(false);
+        await smtp.waitFor((x) => x.envelopeTo.includes('backoff@example.org'));
+        await outboxSettled(server, ['email']);
+        const sent = await outboxRow(server, 'email:backoff');
+        assert.equal(sent?.attempts, 7);
+        assert.ok(sent?.sent_ts);
       } finally {
         await server.close();
         await smtp.stop();
@@ -214,10 +244,9 @@ for (const engine of ENGINES) {
         await good.hs.services.outbox.enqueue(mail('auth@example.org'));
         await smtp.waitFor((x) => x.envelopeTo.includes('auth@example.org'));
         assert.ok(smtp.logins.some((l) => l.user === 'myelin' && l.ok));
-        for (let i = 0; i < 250 && !smtp.logins.some((l) => !l.ok); i++) await new Promise((r) => setTimeout(r, 20));
-        assert.ok(smtp.logins.some((l) => !l.ok), 'the wrong password was tried');
-        const row = await bad.hs.services.store.outbox.findByDedupeKey('auth:bad');
-        assert.ok(row?.next_attempt_ts && row.payload && row.dead_ts === null, 'kept for a retry');
+        await until(() => smtp.logins.some((l) => !l.ok), 'a login with the wrong password', 5000);
+        const row = await afterAttempts(bad, 'auth:bad', 1);
+        assert.ok(row.next_attempt_ts && row.payload && row.dead_ts === null, 'kept for a retry');
         assert.equal(smtp.to('badauth@example.org').length, 0);
       } finally {
         await good.close();
@@ -227,20 +256,22 @@ for (const engine of ENGINES) {
     });
 
     it('marks a message dead after max_attempts temporary failures', async () => {
+      const clock = new ManualClock();
       const smtp = await SmtpSink.started();
       smtp.refuse(true);
-      const server = await startTestServer(engine, emailOverrides(smtp, {}, { max_attempts: 2 }));
+      const server = await startTestServer(engine, emailOverrides(smtp, {}, { max_attempts: 2 }), { outboxClock: clock });
       try {
-        const { store, outbox } = server.hs.services;
+        const { outbox } = server.hs.services;
         await outbox.enqueue(mail('never@example.org'), { dedupeKey: 'email:never' });
-        let row = await store.outbox.findByDedupeKey('email:never');
-        for (let i = 0; i < 200 && !row?.dead_ts; i++) {
-          await new Promise((r) => setTimeout(r, 25));
-          row = await store.outbox.findByDedupeKey('email:never');
-        }
-        assert.ok(row?.dead_ts, 'marked dead');
+        const first = await afterAttempts(server, 'email:never', 1);
+        assert.equal(first.dead_ts, null, 'one failure is not the end');
+        stepOutbox(clock, 60_000, server);
+        let row = await afterAttempts(server, 'email:never', 2);
+        await until(async () => Boolean((row = (await outboxRow(server, 'email:never'))!).dead_ts), 'the message to be marked dead');
+        assert.ok(row.dead_ts, 'marked dead');
         assert.equal(row.attempts, 2);
         assert.equal(row.payload, null);
+        assert.equal(row.next_attempt_ts, null, 'never tried again');
         assert.match(row.last_error ?? '', /421/);
       } finally {
         await server.close();
@@ -249,15 +280,18 @@ for (const engine of ENGINES) {
     });
 
     it('delivers mail queued before a restart, from the new process', async () => {
+      const clock = new ManualClock();
       const smtp = await SmtpSink.create();
-      const server = await startTestServer(engine, emailOverrides(smtp));
+      const server = await startTestServer(engine, emailOverrides(smtp), { outboxClock: clock });
       try {
         for (let i = 0; i < 3; i++) await server.hs.services.outbox.enqueue(mail(`restart${i}@example.org`));
+        assert.equal(await server.hs.services.store.outbox.countPending(), 3);
         await server.hs.close();
         await smtp.start();
-        await new Promise((r) => setTimeout(r, 300));
         assert.equal(smtp.messages.length, 0, 'nothing is sent while no Myelin runs');
         await server.restart();
+        // Past any retry wait or lease the old process left.
+        stepOutbox(clock, 10 * 60_000, server);
         await smtp.waitForCount(3, 8000);
         assert.deepEqual(smtp.messages.map((m) => m.envelopeTo[0]).sort(), ['restart0@example.org', 'restart1@example.org', 'restart2@example.org']);
       } finally {
@@ -267,19 +301,21 @@ for (const engine of ENGINES) {
     });
 
     it('sends each message exactly once with two homeservers on one database', async () => {
+      const clock = new ManualClock();
       const smtp = await SmtpSink.create();
-      const a = await startTestServer(engine, emailOverrides(smtp));
-      const b = await startTestServer(engine, emailOverrides(smtp), { database: a.config.database as unknown as Record<string, unknown> });
+      const a = await startTestServer(engine, emailOverrides(smtp), { outboxClock: clock });
+      const b = await startTestServer(engine, emailOverrides(smtp), { outboxClock: clock, database: a.config.database as unknown as Record<string, unknown> });
       try {
         // Queued while SMTP is down, so that both workers race for every retry.
         await Promise.all(
           Array.from({ length: 30 }, (_, i) => (i % 2 === 0 ? a : b).hs.services.outbox.enqueue(mail(`batch${i}@example.org`), { dedupeKey: `batch:${i}` })),
         );
-        await new Promise((r) => setTimeout(r, 300));
+        for (let i = 0; i < 30; i++) await afterAttempts(a, `batch:${i}`, 1);
         await smtp.start();
+        stepOutbox(clock, 10 * 60_000, a, b);
         await smtp.waitForCount(30, 10_000);
-        // Time for any duplicate to show up.
-        await new Promise((r) => setTimeout(r, 1000));
+        // Once nothing is pending or in flight, and no lease can end (the clock stands still), nothing more is sent.
+        await outboxSettled(a, ['email']);
         assert.equal(smtp.messages.length, 30);
         assert.equal(new Set(smtp.messages.map((m) => m.envelopeTo[0])).size, 30);
         assert.equal(new Set(smtp.messages.map((m) => m.header('message-id'))).size, 30);

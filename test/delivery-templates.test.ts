@@ -8,8 +8,9 @@ import { parseAcceptLanguage } from '../src/delivery/templates.js';
 import type { EmailRequest } from '../src/delivery/types.js';
 import { startHomeserver } from '../src/homeserver.js';
 import { capturedLog } from './helpers/log.js';
-import { ENGINES, freePort, freshDatabase, startTestServer, testConfig, type TestServer } from './helpers/server.js';
+import { HTTP_ENGINES, freePort, freshDatabase, startTestServer, testConfig, type TestServer } from './helpers/server.js';
 import { SmtpSink } from './helpers/smtp.js';
+import { until } from './helpers/until.js';
 
 const LINK = 'https://hs.example/_matrix/client/v3/validate?token=s3cr3tlinktoken';
 const CODE = '482913';
@@ -96,7 +97,7 @@ describe('page templates', () => {
   });
 });
 
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`mail templates through the outbox (${engine})`, () => {
     let smtp: SmtpSink;
     let server: TestServer;
@@ -172,7 +173,7 @@ for (const engine of ENGINES) {
       try {
         await withLog(smtp.emailConfig({ transport: 'log' }), 'info', async (hs, lines) => {
           await hs.services.outbox.enqueue(mail('dev@example.org'), { dedupeKey: 'log:1' });
-          for (let i = 0; i < 100 && !lines.some((l) => l.includes('transport: log')); i++) await new Promise((r) => setTimeout(r, 20));
+          await until(() => lines.some((l) => l.includes('transport: log')), 'the mail in the log', 2000).catch(() => undefined);
           const line = lines.find((l) => l.includes('transport: log'));
           assert.ok(line, 'the mail is logged');
           const entry = JSON.parse(line) as { level: number; mail: { to: string; text: string } };
@@ -180,10 +181,7 @@ for (const engine of ENGINES) {
           assert.equal(entry.mail.to, 'dev@example.org');
           assert.ok(entry.mail.text.includes(LINK) && entry.mail.text.includes(CODE));
           let row = await hs.services.store.outbox.findByDedupeKey('log:1');
-          for (let i = 0; i < 50 && !row?.sent_ts; i++) {
-            await new Promise((r) => setTimeout(r, 20));
-            row = await hs.services.store.outbox.findByDedupeKey('log:1');
-          }
+          await until(async () => Boolean((row = await hs.services.store.outbox.findByDedupeKey('log:1'))?.sent_ts), 'the logged mail to be marked sent', 1000);
           assert.ok(row?.sent_ts);
         });
         assert.equal(smtp.messages.length, 0);
@@ -202,7 +200,7 @@ for (const engine of ENGINES) {
           await smtp.waitFor((x) => x.envelopeTo.includes('ok@example.org'));
           // The sink has the mail a moment before the sender hears its 250 and logs the send.
           const logged = (what: string) => lines.some((l) => l.includes(what));
-          for (let i = 0; i < 250 && !(logged('giving up') && logged('message sent')); i++) await new Promise((r) => setTimeout(r, 20));
+          await until(() => logged('giving up') && logged('message sent'), 'both outcomes in the log', 5000).catch(() => undefined);
           assert.ok(lines.some((l) => l.includes('message sent')));
           assert.ok(lines.some((l) => l.includes('giving up')));
           const all = lines.join('');

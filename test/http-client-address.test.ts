@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError, parseConfig } from '../src/config/load.js';
-import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 
 const PW = 'client-address-pw-1';
 /** Two requests per client address, then 429 (GET /register/available is limited per IP). */
 const TWO = { per_second: 0.001, burst_count: 2 };
 
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`client addresses behind a proxy: x_forwarded with the default trusted_proxies (loopback) (${engine})`, () => {
     let server: TestServer;
     before(async () => {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 
 const PW = 'pw-display-1234';
 
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`registration gives the localpart as display name (${engine})`, () => {
     let server: TestServer;
     before(async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ENGINES, ManualClock, startTestServer, type TestServer } from './helpers/server.js';
+import { outboxSettled } from './helpers/outbox.js';
+import { ENGINES, HTTP_ENGINES, ManualClock, startTestServer, type TestServer } from './helpers/server.js';
 import { clientSecret, nextSms, smsCode, startSmsEnv, type SmsEnv } from './helpers/sms.js';
 
 type Body = Record<string, unknown>;
@@ -9,9 +10,7 @@ const ADD = '/v3/account/3pid/msisdn/requestToken';
 const SUBMIT = '/_matrix/client/unstable/registration/msisdn/submit_token';
 const PW = 'sms-abuse-password-1';
 
-const settle = () => new Promise((r) => setTimeout(r, 300));
-
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`phone number validation rules (${engine})`, () => {
     let env: SmsEnv;
     let clock: ManualClock;
@@ -76,7 +75,7 @@ for (const engine of ENGINES) {
         assert.equal(a.submit_url, `${env.server.url}${SUBMIT}`);
       }
       await nextSms(env.twilio, '+4915124444555', skip);
-      await settle();
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.messages.slice(skip).length, 1);
       // The SMS carries a code of sms.code_length digits.
       assert.match(env.twilio.messages[skip]!.body, /^\d{8} is your Matrix verification code\.$/);
@@ -111,7 +110,7 @@ for (const engine of ENGINES) {
         assert.equal(res.status, 400, JSON.stringify(body));
         assert.equal(res.body.errcode, errcode, `${JSON.stringify(body)}: ${JSON.stringify(res.body)}`);
       }
-      await settle();
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.hits, hits);
     });
 
@@ -133,7 +132,7 @@ for (const engine of ENGINES) {
           assert.equal(res.body.errcode, 'M_THREEPID_DENIED', why);
         }
       }
-      await settle();
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.hits, hits);
     });
 
@@ -153,7 +152,7 @@ for (const engine of ENGINES) {
       assert.equal(fresh.status, 429);
       assert.equal(fresh.body.errcode, 'M_LIMIT_EXCEEDED');
       await requestCode('DE', '01515 5557777', '+4915155557777');
-      await settle();
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.messages.slice(skip).filter((m) => m.to === e164).length, 0);
       // A day later the number gets messages again, on the same session.
       clock.advance(86_400_000);
@@ -261,7 +260,7 @@ for (const engine of ENGINES) {
       for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(new Set(results.map((r) => r.body.sid)).size, 1);
       await nextSms(env.twilio, '+12125550147', skip);
-      await settle();
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.hits, hits + 1);
       assert.equal(env.twilio.messages.slice(skip).length, 1);
     });
@@ -294,7 +293,7 @@ for (const engine of ENGINES) {
           assert.equal(res.body.errcode, 'M_THREEPID_DENIED', `${why} at ${path}`);
         }
       }
-      await settle();
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.hits, hits);
     });
 
@@ -313,7 +312,10 @@ for (const engine of ENGINES) {
     });
 
   });
+}
 
+for (const engine of ENGINES) {
+  // Both engines: code tries counted in the database across sessions.
   describe(`wrong SMS codes per number across sessions (${engine})`, () => {
     let env: SmsEnv;
     before(async () => {
@@ -346,6 +348,7 @@ for (const engine of ENGINES) {
     });
   });
 
+  // Both engines: a cap shared by two processes.
   describe(`global SMS cap shared by two processes (${engine})`, () => {
     let env: SmsEnv;
     let second: TestServer;
@@ -371,12 +374,14 @@ for (const engine of ENGINES) {
         assert.equal(over.status, 429);
         assert.equal(over.body.errcode, 'M_LIMIT_EXCEEDED');
       }
-      await settle();
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.messages.length, 4);
       assert.deepEqual(env.twilio.messages.map((m) => m.to).sort(), ['+4915130000001', '+4915130000002', '+4915130000003', '+4915130000004']);
     });
   });
+}
 
+for (const engine of HTTP_ENGINES) {
   describe(`rc_3pid_validation on phone numbers (${engine})`, () => {
     let env: SmsEnv;
     before(async () => {
@@ -394,11 +399,14 @@ for (const engine of ENGINES) {
       assert.equal(over.status, 429);
       assert.equal(over.body.errcode, 'M_LIMIT_EXCEEDED');
       assert.ok((over.body.retry_after_ms as number) > 0);
-      await settle();
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.hits, 2);
     });
   });
+}
 
+for (const engine of ENGINES) {
+  // Both engines: the SMS caps are taken in a transaction with the session.
   describe(`SMS caps and login limits with request_token_inhibit_3pid_errors (${engine})`, () => {
     const RESET = '/v3/account/password/msisdn/requestToken';
     const BOUND = { country: 'DE', phone: '01517 7770001', e164: '+4915177770001' };
@@ -479,7 +487,9 @@ for (const engine of ENGINES) {
       assert.deepEqual(await statuses({ type: 'm.id.thirdparty', medium: 'msisdn', address: '4915177772004' }), known);
     });
   });
+}
 
+for (const engine of HTTP_ENGINES) {
   describe(`phone numbers when SMS is not configured (${engine})`, () => {
     let server: TestServer;
     before(async () => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
-import { ENGINES } from './helpers/server.js';
+import { outboxSettled } from './helpers/outbox.js';
+import { HTTP_ENGINES } from './helpers/server.js';
 import { SmtpSink } from './helpers/smtp.js';
 import { clientSecret, nextSms, smsCode, startSmsEnv, type SmsEnv } from './helpers/sms.js';
 import { rejection, SdkClients } from './helpers/sdk.js';
@@ -12,7 +13,7 @@ const MSISDN_STAGE = 'm.login.msisdn';
 
 type UiaBody = { session: string; flows: { stages: string[] }[]; completed?: string[] };
 
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`phone number flows end to end with matrix-js-sdk (${engine})`, () => {
     let env: SmsEnv;
     const clients = new SdkClients(() => env.server.url);
@@ -192,7 +193,7 @@ for (const engine of ENGINES) {
       const unknown = await rejection(() => client().requestPasswordMsisdnToken('DE', '0151 99998888', clientSecret(), 1, 'https://app.example.org/'));
       assert.equal(unknown.httpStatus, 400);
       assert.equal(unknown.errcode, 'M_THREEPID_NOT_FOUND');
-      await new Promise((r) => setTimeout(r, 200));
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.messages.slice(skip).length, 0);
     });
   });
@@ -245,7 +246,7 @@ for (const engine of ENGINES) {
         assert.equal(res.status, 200, path);
         assert.equal(typeof res.body.sid, 'string');
       }
-      await new Promise((r) => setTimeout(r, 300));
+      await outboxSettled(env.server, ['sms']);
       assert.equal(env.twilio.hits, hits);
     });
   });

@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as sdk from 'matrix-js-sdk';
-import { ENGINES } from './helpers/server.js';
+import { HTTP_ENGINES } from './helpers/server.js';
 import { codeOf, followLink, linkOf, secret, startEmailEnv, type EmailEnv } from './helpers/threepid-email.js';
 import { rejection, SdkClients } from './helpers/sdk.js';
+import { until } from './helpers/until.js';
 
 const PW = 'email-flow-password-1';
 const NEW_PW = 'email-flow-password-2';
 const EMAIL_STAGE = 'm.login.email.identity';
 
-for (const engine of ENGINES) {
+for (const engine of HTTP_ENGINES) {
   describe(`email validation flows end to end with matrix-js-sdk (${engine})`, () => {
     let env: EmailEnv;
     const clients = new SdkClients(() => env.server.url);
@@ -51,10 +52,10 @@ for (const engine of ENGINES) {
       assert.equal(page.headers.get('referrer-policy'), 'no-referrer');
       let result: sdk.RegisterResponse | undefined;
       void done.then((r) => (result = r));
-      for (let i = 0; i < 50 && !result; i++) {
+      await until(async () => {
         await ia.poll();
-        await new Promise((r) => setTimeout(r, 20));
-      }
+        return result !== undefined;
+      }, 'the interactive auth to finish', 1000).catch(() => undefined);
       const reg = await done;
       assert.equal(reg.user_id, '@emailreg:test.local');
       const me = client({ accessToken: reg.access_token, userId: reg.user_id });

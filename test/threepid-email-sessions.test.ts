@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { outboxSettled } from './helpers/outbox.js';
 import { ENGINES, ManualClock, startTestServer } from './helpers/server.js';
 import { codeOf, followLink, formOf, linkOf, openLink, secret, startEmailEnv, type EmailEnv } from './helpers/threepid-email.js';
 import { until } from './helpers/until.js';
@@ -10,6 +11,7 @@ const RESET_SUBMIT = '/_matrix/client/unstable/password_reset/email/submit_token
 const REG_SUBMIT = '/_matrix/client/unstable/registration/email/submit_token';
 
 for (const engine of ENGINES) {
+  // Both engines: sessions raced by concurrent requests and by two processes on one database.
   describe(`email validation sessions (${engine})`, () => {
     let env: EmailEnv;
     const clock = new ManualClock();
@@ -50,10 +52,10 @@ for (const engine of ENGINES) {
       return api().post('/v3/account/password', { new_password: newPassword, auth: { type: EMAIL_STAGE, session, threepid_creds: { sid, client_secret: cs } } });
     }
 
-    /** Restarts Myelin; the pause lets the client notice its old keep-alive sockets were closed. */
+    /** Restarts Myelin, and waits until it answers (a request on a keep-alive socket of the old process fails). */
     async function restart() {
       await env.server.restart();
-      await new Promise((r) => setTimeout(r, 100));
+      await until(() => fetch(`${env.server.url}/_matrix/client/versions`).then((r) => r.ok, () => false), 'the restarted server to answer');
     }
 
     before(async () => {
@@ -209,7 +211,7 @@ for (const engine of ENGINES) {
       assert.equal(same.body.sid, s1.sid);
       const lower = await api().post<{ sid: string }>('/v3/account/password/email/requestToken', { client_secret: s1.cs, email: 'RESEND@example.org', send_attempt: 0 });
       assert.equal(lower.body.sid, s1.sid);
-      await new Promise((r) => setTimeout(r, 300));
+      await outboxSettled(env.server, ['email']);
       assert.equal(env.smtp.to('resend@example.org').length, count);
       const s2 = await reset('resend@example.org', s1.cs, 2);
       assert.equal(s2.sid, s1.sid);
@@ -229,7 +231,7 @@ for (const engine of ENGINES) {
       assert.ok(answers.every((a) => a.status === 200));
       assert.equal(new Set(answers.map((a) => a.body.sid)).size, 1);
       await env.smtp.waitFor((m) => m.envelopeTo.includes('race@example.org') && env.smtp.to('race@example.org').length > count);
-      await new Promise((r) => setTimeout(r, 500));
+      await outboxSettled(env.server, ['email']);
       assert.equal(env.smtp.to('race@example.org').length, count + 1);
     });
 
@@ -246,9 +248,8 @@ for (const engine of ENGINES) {
         );
         assert.ok(answers.every((a) => a.status === 200));
         assert.equal(new Set(answers.map((a) => a.body.sid)).size, 1);
-        const deadline = Date.now() + 10_000;
-        while (env.smtp.to('tworace@example.org').length <= count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-        await new Promise((r) => setTimeout(r, 500));
+        await until(() => env.smtp.to('tworace@example.org').length > count, 'the mail');
+        await outboxSettled(env.server, ['email']);
         assert.equal(env.smtp.to('tworace@example.org').length, count + 1);
         // The code works at either process.
         const mail = env.smtp.to('tworace@example.org').at(-1)!;
@@ -271,7 +272,7 @@ for (const engine of ENGINES) {
       assert.equal(over.body.errcode, 'M_LIMIT_EXCEEDED');
       assert.ok((over.body.retry_after_ms as number) > 0);
       await until(() => env.smtp.to('cap@example.org').length >= count + 10, 'the mails of the ten sessions');
-      await new Promise((r) => setTimeout(r, 300));
+      await outboxSettled(env.server, ['email']);
       assert.equal(env.smtp.to('cap@example.org').length, count + 10);
     });
 
@@ -297,8 +298,7 @@ for (const engine of ENGINES) {
       for (let i = 0; i < 2; i++) {
         const cs = secret();
         const req = await api().post<{ sid: string }>('/v3/register/email/requestToken', { client_secret: cs, email: address, send_attempt: 1 });
-        const deadline = Date.now() + 10_000;
-        while (env.smtp.to(address).length <= i && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        await until(() => env.smtp.to(address).length > i, `mail ${i + 1}`);
         const mail = env.smtp.to(address).at(-1)!;
         assert.equal((await api().post(REG_SUBMIT, { sid: req.body.sid, client_secret: cs, token: codeOf(mail) })).status, 200);
         sessions.push({ sid: req.body.sid, cs, username: `racer${i}` });
@@ -347,6 +347,7 @@ for (const engine of ENGINES) {
     });
   });
 
+  // Both engines: code tries counted in the database across sessions.
   describe(`wrong codes per address across sessions (${engine})`, () => {
     let env: EmailEnv;
     const clock = new ManualClock();

@@ -6,6 +6,7 @@ type Body = Record<string, unknown>;
 const PW = 'pw-memory-1234';
 
 for (const engine of ENGINES) {
+  // Both engines: the remembered request and the completed result are stored and read back.
   describe(`UIA sessions remember the request and answer retries (${engine})`, () => {
     let server: TestServer;
     before(async () => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
 import { DEFAULT_ADD_THREEPID_SUBJECT, DEFAULT_SUBJECTS, isEmailConfigured, substitute } from '../config/sections/email.js';
 import type { Store } from '../storage/index.js';
@@ -53,8 +54,11 @@ function addThreepidSubject(subjects: { email_validation: string; add_threepid?:
   return subjects.email_validation !== DEFAULT_SUBJECTS.email_validation ? subjects.email_validation : DEFAULT_ADD_THREEPID_SUBJECT;
 }
 
-/** The outbox, its worker and the templates; the 'email' channel when email is configured. */
-export function createDelivery(config: Config, store: Store, workerOptions: Partial<WorkerOptions> = {}): Delivery {
+/**
+ * The outbox, its worker and the templates; the 'email' channel when email is configured. `clock`
+ * times the queue (when a message is due, each retry's wait).
+ */
+export function createDelivery(config: Config, store: Store, workerOptions: Partial<WorkerOptions> = {}, clock: Clock = systemClock): Delivery {
   const templates = createTemplates(config);
   // Only a process with a channel queues or sends anything; only then must it have a key.
   const seal = isEmailConfigured(config) || config.sms !== undefined ? PayloadSeal.forConfig(config) : PayloadSeal.fromSecret(randomBytes(32));
@@ -64,8 +68,8 @@ export function createDelivery(config: Config, store: Store, workerOptions: Part
     maxRetryIntervalMs: config.outbox.max_retry_interval,
     retentionMs: config.outbox.retention,
     ...workerOptions,
-  });
-  const outbox = new DeliveryOutbox(store, seal, () => worker.poke());
+  }, clock);
+  const outbox = new DeliveryOutbox(store, seal, () => worker.poke(), clock);
   const channels = new Map<string, DeliveryChannel>();
   const delivery: Delivery = {
     outbox,
@@ -81,6 +85,6 @@ export function createDelivery(config: Config, store: Store, workerOptions: Part
       return worker.start(logger, providers);
     },
   };
-  if (isEmailConfigured(config)) delivery.addChannel('email', emailChannel(config.email, templates));
+  if (isEmailConfigured(config)) delivery.addChannel('email', emailChannel(config.email, templates, undefined, clock));
   return delivery;
 }

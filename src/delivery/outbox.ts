@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.js';
 import type { Store } from '../storage/index.js';
 import type { ChannelRenderer } from './channels.js';
 import type { PayloadSeal } from './payload-seal.js';
@@ -12,12 +13,14 @@ export class DeliveryOutbox implements Outbox {
     private readonly seal: PayloadSeal,
     /** Called once a queued message is committed, to have the worker look at once. */
     private readonly onQueued: () => void,
+    /** The worker's clock: a message is due from when it is queued. */
+    private readonly clock: Clock,
     private readonly renderers = new Map<string, ChannelRenderer>(),
   ) {}
 
   /** This outbox queueing in `work`, a caller's transaction: the message exists exactly when the caller's rows do. */
   within(work: Store): DeliveryOutbox {
-    return work === this.store ? this : new DeliveryOutbox(work, this.seal, this.onQueued, this.renderers);
+    return work === this.store ? this : new DeliveryOutbox(work, this.seal, this.onQueued, this.clock, this.renderers);
   }
 
   addChannel(channel: string, render: ChannelRenderer): void {
@@ -34,7 +37,7 @@ export class DeliveryOutbox implements Outbox {
     if (!render) throw new Error(`delivery channel '${request.channel}' is not configured`);
     const id = randomUUID();
     const payload = this.seal.seal(id, JSON.stringify(render(request)));
-    const queued = await this.store.outbox.insert({ id, channel: request.channel, dedupeKey: options.dedupeKey, payload, now: Date.now() });
+    const queued = await this.store.outbox.insert({ id, channel: request.channel, dedupeKey: options.dedupeKey, payload, now: this.clock.now() });
     if (queued) this.store.afterCommit(this.onQueued);
     return queued;
   }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import type { ClaimedMessage, OutboxRepo } from '../storage/outbox.js';
 import { PermanentDeliveryError, type ChannelProvider } from './channels.js';
 import type { PayloadSeal } from './payload-seal.js';
@@ -40,8 +41,9 @@ function describeError(err: unknown): string {
  * Sends what the outbox holds. It runs when poked (right after a message is queued in this process),
  * when the next retry is due, and every poll interval (for messages queued by other processes).
  * It claims only the channels it has a provider for, so processes with different channels
- * configured can share one database. Messages run on wall-clock time: a test's manual clock must
- * not stall delivery.
+ * configured can share one database. Due times are read from the outbox's own clock: wall-clock
+ * time, unless a test injects one to step through retries (the homeserver's clock, which tests move
+ * to expire sessions, must not stall delivery or end a lease mid-send).
  */
 export class OutboxWorker {
   private readonly providers = new Map<string, ChannelProvider>();
@@ -57,6 +59,7 @@ export class OutboxWorker {
     private readonly repo: OutboxRepo,
     private readonly seal: PayloadSeal,
     options: Partial<WorkerOptions> = {},
+    private readonly clock: Clock = systemClock,
   ) {
     this.options = { ...DEFAULT_WORKER_OPTIONS, ...options };
   }
@@ -113,7 +116,7 @@ export class OutboxWorker {
         const room = batch - inflight.size;
         let claimed: ClaimedMessage[];
         try {
-          claimed = await this.repo.claimDue(Date.now(), this.options.leaseMs, room, [...this.providers.keys()]);
+          claimed = await this.repo.claimDue(this.clock.now(), this.options.leaseMs, room, [...this.providers.keys()]);
         } catch (err) {
           this.logger?.warn({ err: describeError(err) }, 'outbox: cannot read the queue');
           break;
@@ -136,7 +139,7 @@ export class OutboxWorker {
     let delay = this.options.pollIntervalMs;
     try {
       const next = await this.repo.nextDueTs([...this.providers.keys()]);
-      if (next !== undefined) delay = Math.min(delay, next - Date.now());
+      if (next !== undefined) delay = Math.min(delay, next - this.clock.now());
     } catch {
       // The database is unreachable: try again after the poll interval.
     }
@@ -176,7 +179,7 @@ export class OutboxWorker {
       return;
     }
     try {
-      const ours = await this.repo.markSent(message, Date.now());
+      const ours = await this.repo.markSent(message, this.clock.now());
       if (ours) this.logger?.info({ ...log, ...where }, 'outbox: message sent');
       else this.logger?.warn({ ...log, ...where }, 'outbox: message sent after its lease ended; it may be sent twice');
     } catch (err) {
@@ -188,11 +191,11 @@ export class OutboxWorker {
   private async fail(message: ClaimedMessage, log: Record<string, unknown>, error: string, permanent: boolean): Promise<void> {
     try {
       if (permanent || message.attempts >= this.options.maxAttempts) {
-        await this.repo.markDead(message, Date.now(), error);
+        await this.repo.markDead(message, this.clock.now(), error);
         this.logger?.error({ ...log, error }, 'outbox: giving up on message');
       } else {
         const delay = this.retryDelay(message.attempts);
-        await this.repo.markRetry(message, Date.now() + delay, error);
+        await this.repo.markRetry(message, this.clock.now() + delay, error);
         this.logger?.warn({ ...log, error, retry_in_ms: delay }, 'outbox: sending failed, will retry');
       }
     } catch (err) {
@@ -201,7 +204,7 @@ export class OutboxWorker {
   }
 
   private async pruneSometimes(): Promise<void> {
-    const now = Date.now();
+    const now = this.clock.now();
     if (now - this.lastPrune < PRUNE_EVERY_MS) return;
     this.lastPrune = now;
     try {

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
 import { ConfigError } from '../config/load.js';
 import { PasswordHasher } from '../crypto/passwords.js';
@@ -73,7 +73,8 @@ export function publicBaseUrlOf(config: Config): string {
   return `http://${config.server_name.includes(':') ? config.server_name : `${config.server_name}:${listener.port}`}/`;
 }
 
-export function createServices(config: Config, db: Db, clock: Clock): Services {
+/** `outboxClock` times the mail and SMS queue, apart from `clock` (see delivery/worker.ts). */
+export function createServices(config: Config, db: Db, clock: Clock, outboxClock: Clock = systemClock): Services {
   const store = new Store(db);
   const limiter = new RateLimiter(store.rateLimits, clock);
   const uia = new UiaService(store.uia, clock, config.ui_auth_session_lifetime);
@@ -99,7 +100,7 @@ export function createServices(config: Config, db: Db, clock: Clock): Services {
   const registration = new RegistrationService(config, accounts, devices, uia, limiter, registrationFlows);
   const passwordReset = new PasswordResetService(store, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(threepid.msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
 
-  const delivery = createDelivery(config, store);
+  const delivery = createDelivery(config, store, {}, outboxClock);
   const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, delivery, publicBaseUrl: publicBaseUrlOf(config) });
 
   const notifier = createNotifier(config, store);

@@ -70,6 +70,8 @@ abstract class TestHttpServer {
   private failureStatus = 500;
   /** Requests received, including refused and failed ones. */
   hits = 0;
+  /** The body of each request received, in order, including refused and failed ones. */
+  readonly bodies: string[] = [];
 
   protected abstract handle(req: IncomingMessage, res: ServerResponse, raw: string): void;
 
@@ -92,6 +94,7 @@ abstract class TestHttpServer {
       readBody(req)
         .then((raw) => {
           this.hits++;
+          this.bodies.push(raw);
           if (this.failuresLeft !== 0) {
             if (this.failuresLeft > 0) this.failuresLeft--;
             json(res, this.failureStatus, { code: 20500, message: 'Internal Server Error', status: this.failureStatus });

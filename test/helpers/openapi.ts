@@ -36,7 +36,8 @@ interface Operation {
   method: string;
   regex: RegExp;
   template: string;
-  responses: Map<string, ValidateFunction>;
+  /** Validators by status, compiled on first use: most of the spec's schemas are never needed in one test file. */
+  responses: Map<string, () => ValidateFunction>;
 }
 
 const MATRIX_FORMATS: Record<string, RegExp> = {
@@ -82,44 +83,110 @@ async function load(): Promise<Operation[]> {
     const basePath = doc.servers?.[0]?.variables?.basePath?.default ?? '';
     for (const [path, methods] of Object.entries(doc.paths ?? {})) {
       const template = basePath + path;
-      const regex = new RegExp('^' + template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+') + '$');
+      const regex = templateRegex(template);
       for (const [method, op] of Object.entries(methods)) {
-        const responses = new Map<string, ValidateFunction>();
+        const responses = new Map<string, () => ValidateFunction>();
         for (const [status, response] of Object.entries(op.responses ?? {})) {
           const schema = response.content?.['application/json']?.schema;
-          if (schema) responses.set(status, ajv.compile(schema));
+          if (schema) responses.set(status, lazily(ajv, schema));
         }
         operations.push({ method: method.toUpperCase(), regex, template, responses });
       }
     }
   }
-  return operations;
+  return [...(await localOperations(ajv)), ...operations];
 }
 
-/** The spec's path for a request path: r0 is served as v3. */
-function specPath(path: string): string {
-  return path.split('?')[0]!.replace(/^\/_matrix\/client\/r0\//, '/_matrix/client/v3/');
+function templateRegex(template: string): RegExp {
+  return new RegExp('^' + template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+') + '$');
+}
+
+function lazily(ajv: Ajv2020, schema: object): () => ValidateFunction {
+  let compiled: ValidateFunction | undefined;
+  return () => (compiled ??= ajv.compile(schema));
+}
+
+function operation(ajv: Ajv2020, method: string, template: string, responses: Record<string, object>): Operation {
+  return { method, regex: templateRegex(template), template, responses: new Map(Object.entries(responses).map(([status, schema]) => [status, lazily(ajv, schema)])) };
+}
+
+/**
+ * Routes Myelin serves that the client-server spec lacks, with the shapes their own documentation
+ * gives. They come first, so that a route here is never taken for a spec route it resembles.
+ */
+async function localOperations(ajv: Ajv2020): Promise<Operation[]> {
+  // The spec's requestToken response: submit_url takes the identity service API's
+  // POST /validate/{email,msisdn}/submitToken parameters, whose answer is {success}.
+  const submitted = { type: 'object', properties: { success: { type: 'boolean' } }, required: ['success'] };
+  // Synapse's shared-secret registration (docs/admin_api/register_api.md): GET gives a nonce, POST the new session.
+  const nonce = { type: 'object', properties: { nonce: { type: 'string', minLength: 1 } }, required: ['nonce'] };
+  const registered = {
+    type: 'object',
+    properties: { user_id: { type: 'string', format: 'mx-user-id' }, access_token: { type: 'string' }, device_id: { type: 'string' }, home_server: { type: 'string' } },
+    required: ['user_id', 'access_token', 'device_id', 'home_server'],
+  };
+  // Synapse answers GET /pushrules/global/{kind}/ with that kind's list of rules.
+  const pushRule = await $RefParser.dereference(join(SPEC_DIR, 'definitions/push_rule.yaml'), { parse: { yaml: { order: 1, canParse: /\.ya?ml$/i, parse: (file: { data: Buffer | string }) => parseYaml(file.data.toString(), { strict: false }) } } });
+  const ops: Operation[] = [];
+  for (const flow of ['registration', 'password_reset', 'add_threepid']) {
+    for (const medium of ['email', 'msisdn']) ops.push(operation(ajv, 'POST', `/_matrix/client/unstable/${flow}/${medium}/submit_token`, { 200: submitted }));
+    // The mailed link's pages are HTML; a JSON answer there can only be an error.
+    for (const method of ['GET', 'POST']) ops.push(operation(ajv, method, `/_synapse/client/${flow}/email/submit_token`, {}));
+  }
+  ops.push(operation(ajv, 'GET', '/_synapse/admin/v1/register', { 200: nonce }));
+  ops.push(operation(ajv, 'POST', '/_synapse/admin/v1/register', { 200: registered }));
+  ops.push(operation(ajv, 'GET', '/_matrix/client/v3/pushrules/global/{kind}/', { 200: { type: 'array', items: pushRule } }));
+  return ops;
+}
+
+/**
+ * The spec's paths for a request path: r0 is served as v3, and the few stable endpoints Myelin also
+ * serves under /unstable (as Synapse does) are the v3 ones.
+ */
+function specPaths(path: string): string[] {
+  const p = path.split('?')[0]!.replace(/^\/_matrix\/client\/r0\//, '/_matrix/client/v3/');
+  return p.startsWith('/_matrix/client/unstable/') ? [p, p.replace('/unstable/', '/v3/')] : [p];
+}
+
+/** The standard error body: an errcode, and an error message when there is one. */
+function isMatrixError(body: unknown): boolean {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return false;
+  const { errcode, error } = body as { errcode?: unknown; error?: unknown };
+  return typeof errcode === 'string' && errcode !== '' && (error === undefined || typeof error === 'string');
 }
 
 export class SchemaError extends Error {}
 
 /**
- * Checks a response body against the spec. Returns the template it matched, or undefined when the
- * spec has no such endpoint or no schema for that status (e.g. a 404 for an unknown path).
+ * Checks a response body against the spec, or against the local schema of a route the spec lacks.
+ * Returns the template it matched, or undefined for an error answer on an unknown path (e.g. a 404
+ * for a path nobody serves). A 5xx fails, unless the test provokes one on purpose (`serverError`), and
+ * then its body must still be a Matrix error.
  */
-export async function validateResponse(method: string, path: string, status: number, body: unknown): Promise<string | undefined> {
+export async function validateResponse(method: string, path: string, status: number, body: unknown, expect: { serverError?: boolean } = {}): Promise<string | undefined> {
   loaded ??= load();
   const operations = await loaded;
-  const p = specPath(path);
-  const matches = operations.filter((o) => o.method === method && o.regex.test(p));
-  // Prefer the most specific template: fewest parameters.
-  matches.sort((a, b) => (a.template.match(/\{/g)?.length ?? 0) - (b.template.match(/\{/g)?.length ?? 0));
-  const op = matches[0];
-  if (!op) return undefined;
-  const validate = op.responses.get(String(status)) ?? op.responses.get(`${String(status)[0]}XX`);
+  const body300 = JSON.stringify(body).slice(0, 300);
+  if (status >= 500) {
+    if (expect.serverError && isMatrixError(body)) return undefined;
+    throw new SchemaError(`${method} ${path}: server error ${status} (body ${body300})`);
+  }
+  let op: Operation | undefined;
+  for (const p of specPaths(path)) {
+    const matches = operations.filter((o) => o.method === method && o.regex.test(p));
+    // Prefer the most specific template: fewest parameters.
+    matches.sort((a, b) => (a.template.match(/\{/g)?.length ?? 0) - (b.template.match(/\{/g)?.length ?? 0));
+    op = matches[0];
+    if (op) break;
+  }
+  if (!op) {
+    if (status >= 400 && isMatrixError(body)) return undefined;
+    throw new SchemaError(`${method} ${path} ${status}: neither the spec nor test/helpers/openapi.ts has a schema for this route (body ${body300})`);
+  }
+  const validate = (op.responses.get(String(status)) ?? op.responses.get(`${String(status)[0]}XX`))?.();
   if (!validate) {
-    if (status >= 400 && body && typeof body === 'object' && 'errcode' in body) return op.template;
-    throw new SchemaError(`${method} ${op.template}: the spec defines no ${status} response (body ${JSON.stringify(body).slice(0, 300)})`);
+    if (status >= 400 && isMatrixError(body)) return op.template;
+    throw new SchemaError(`${method} ${op.template}: the spec defines no ${status} response (body ${body300})`);
   }
   if (!validate(body)) {
     throw new SchemaError(

@@ -10,8 +10,16 @@ import { startHomeserver, type Homeserver } from '../../src/homeserver.js';
 import { Api } from './api.js';
 
 export type Engine = 'sqlite' | 'postgres';
-/** Every test that touches storage runs on both engines. */
+/**
+ * Storage suites, and HTTP suites where the engine can matter (engine-specific SQL, concurrency,
+ * several processes on one database, transactions, migrations), run on both engines.
+ */
 export const ENGINES: readonly Engine[] = ['sqlite', 'postgres'];
+/**
+ * HTTP suites whose assertions cannot depend on the engine run on SQLite only;
+ * MYELIN_TEST_ALL_ENGINES=1 runs them on both as well.
+ */
+export const HTTP_ENGINES: readonly Engine[] = process.env.MYELIN_TEST_ALL_ENGINES === '1' ? ENGINES : ['sqlite'];
 
 export const PG = { host: '127.0.0.1', port: 5432, user: 'postgres' };
 
@@ -84,6 +92,8 @@ export interface TestServer {
 
 export interface TestServerOptions {
   clock?: Clock;
+  /** Times the outbox (due messages, retry waits), apart from `clock`. */
+  outboxClock?: Clock;
   /** Start a second process-like homeserver on an existing database instead of a fresh one. */
   database?: Record<string, unknown>;
   /** Extra keys for the one listener (e.g. x_forwarded). */
@@ -95,7 +105,8 @@ export async function startTestServer(engine: Engine, overrides: Record<string, 
   const fresh = options.database ? { database: options.database, drop: async () => undefined } : await freshDatabase(engine);
   const port = await freePort();
   const config = testConfig(port, fresh.database, overrides, options.listener);
-  let hs = await startHomeserver(config, { clock: options.clock });
+  const start = { clock: options.clock, outboxClock: options.outboxClock };
+  let hs = await startHomeserver(config, start);
   const url = `http://127.0.0.1:${port}`;
   const server: TestServer = {
     engine,
@@ -105,7 +116,7 @@ export async function startTestServer(engine: Engine, overrides: Record<string, 
     hs,
     async restart() {
       await hs.close();
-      hs = await startHomeserver(config, { clock: options.clock });
+      hs = await startHomeserver(config, start);
       server.hs = hs;
     },
     async close() {
