@@ -77,7 +77,8 @@ describe('typed request input', () => {
     assert.deepEqual(parsed.rooms['__proto__'], { n: 1 });
     assert.equal(refusal(() => parseBody(rooms, JSON.parse('{"rooms":{"__proto__":{"n":1}}}'))).error.startsWith("'rooms.__proto__'"), true);
     assert.deepEqual(refusal(() => parseBody(anyKey, JSON.parse('{"rooms":{"__proto__":{"n":"x"}}}'))).error, "'rooms.__proto__.n' must be a number");
-    assert.equal(refusal(() => parseBody(anyKey, { rooms: { '!a': {} } })).errcode, 'M_MISSING_PARAM');
+    // Missing inside a nested object: the object is malformed (the spec's M_BAD_JSON, "missing required keys").
+    assert.deepEqual(refusal(() => parseBody(anyKey, { rooms: { '!a': {} } })), { errcode: 'M_BAD_JSON', error: 'Missing field: rooms.!a.n', status: 400 });
     assert.equal(refusal(() => parseBody(anyKey, { rooms: 5 })).errcode, 'M_BAD_JSON');
     assert.equal(refusal(() => parseBody(anyKey, {})).errcode, 'M_MISSING_PARAM');
   });

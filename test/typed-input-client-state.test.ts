@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 /**
- * Client-state requests are parsed at the edge: a bad field gets M_MISSING_PARAM, M_BAD_JSON or
+ * Client-state requests are parsed at the edge: a bad field gets M_MISSING_PARAM (a top-level field), M_BAD_JSON or
  * M_INVALID_PARAM naming it, and no field of the wrong JSON type makes any route answer 5xx.
  * Input parsing touches no storage, so SQLite is enough here.
  */
@@ -70,10 +70,10 @@ describe('typed input at the edge: client state (sqlite)', () => {
   it('keys/upload names the missing, mistyped and invalid field', async () => {
     const deviceKeys = { user_id: me, device_id: device, algorithms: ['m.olm.v1.curve25519-aes-sha2'], keys: { [`ed25519:${device}`]: 'e' }, signatures: { [me]: { [`ed25519:${device}`]: 's' } } };
     const { keys: _keys, ...withoutKeys } = deviceKeys;
-    await refused('POST', '/v3/keys/upload', { device_keys: withoutKeys }, 'M_MISSING_PARAM', 'device_keys.keys');
+    await refused('POST', '/v3/keys/upload', { device_keys: withoutKeys }, 'M_BAD_JSON', 'device_keys.keys');
     await refused('POST', '/v3/keys/upload', { device_keys: { ...deviceKeys, user_id: 5 } }, 'M_BAD_JSON', 'device_keys.user_id');
     await refused('POST', '/v3/keys/upload', { one_time_keys: { 'signed_curve25519:A': 5 } }, 'M_BAD_JSON', 'one_time_keys.signed_curve25519:A');
-    await refused('POST', '/v3/keys/upload', { one_time_keys: { 'signed_curve25519:A': { signatures: {} } } }, 'M_MISSING_PARAM', 'one_time_keys.signed_curve25519:A.key');
+    await refused('POST', '/v3/keys/upload', { one_time_keys: { 'signed_curve25519:A': { signatures: {} } } }, 'M_BAD_JSON', 'one_time_keys.signed_curve25519:A.key');
     await refused('POST', '/v3/keys/upload', { fallback_keys: { nocolon: 'x' } }, 'M_INVALID_PARAM', 'fallback_keys.nocolon');
     // Signed objects are stored as sent: other fields kept, in the sender's order.
     const signed = { signatures: { [me]: { 'ed25519:X': 's' } }, key: 'one', fallback: true };
@@ -114,8 +114,8 @@ describe('typed input at the edge: client state (sqlite)', () => {
   it('push rules name the missing, mistyped and invalid field, in the body and the query', async () => {
     const rule = '/v3/pushrules/global/override/typed';
     await refused('PUT', rule, {}, 'M_MISSING_PARAM', 'actions');
-    await refused('PUT', rule, { actions: ['notify'], conditions: [{ key: 'type' }] }, 'M_MISSING_PARAM', 'conditions.0.kind');
-    await refused('PUT', rule, { actions: [{ value: 1 }] }, 'M_MISSING_PARAM', 'actions.0.set_tweak');
+    await refused('PUT', rule, { actions: ['notify'], conditions: [{ key: 'type' }] }, 'M_BAD_JSON', 'conditions.0.kind');
+    await refused('PUT', rule, { actions: [{ value: 1 }] }, 'M_BAD_JSON', 'actions.0.set_tweak');
     await refused('PUT', rule, { actions: ['notify', 5] }, 'M_BAD_JSON', 'actions.1');
     await refused('PUT', rule, { actions: ['notify'], conditions: [{ kind: 'event_match', value: {} }] }, 'M_BAD_JSON', 'conditions.0.value');
     await refused('PUT', rule, { actions: ['bogus'] }, 'M_INVALID_PARAM', 'actions.0');

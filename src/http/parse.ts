@@ -44,7 +44,9 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 function errorFor(issue: z.core.$ZodIssue, input: unknown, where: 'body' | 'query'): MatrixError {
   const field = issue.path.map(String).join('.') || '(body)';
   if (issue.code === 'custom' && typeof issue.params?.matrix === 'function') return (issue.params.matrix as () => MatrixError)();
-  if (valueAt(input, issue.path) === undefined) return missingParam(field);
+  // A missing top-level field is M_MISSING_PARAM; one missing inside a nested object makes that
+  // object malformed, M_BAD_JSON ("missing required keys", in the spec's words), as Synapse answers.
+  if (valueAt(input, issue.path) === undefined) return where === 'query' || issue.path.length <= 1 ? missingParam(field) : badJson(`Missing field: ${field}`);
   if (issue.code === 'invalid_union' && issue.errors.length > 0) {
     // A value that got inside one alternative (an object with a bad field) answers with that one's
     // problem, then one of the right type but a wrong value; one that matched none of the types is a
