@@ -4,8 +4,9 @@ import { MatrixError, badJson, invalidParam, missingParam } from '../errors.js';
 /**
  * Typed request input at the edge: each route parses its body and query with one zod schema, so
  * services receive typed values and a bad field gets the same answer everywhere:
- * absent where required -> M_MISSING_PARAM, wrong JSON type -> M_BAD_JSON, right type but a value
- * out of range, too long or not one of the allowed ones -> M_INVALID_PARAM; each names the field.
+ * absent where required -> M_MISSING_PARAM (M_BAD_JSON inside a nested object), wrong JSON type ->
+ * M_BAD_JSON, right type but a value out of range, too long or not one of the allowed ones ->
+ * M_INVALID_PARAM; each names the field.
  * (Query parameters are strings, so a wrong one is M_INVALID_PARAM rather than M_BAD_JSON.)
  */
 
