@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { startChild } from '../../bench/children.js';
 import { Api } from './api.js';
-import { freePort, freshDatabase, type Engine } from './server.js';
+import { freePort, freshDatabase, rawTestConfig, type Engine } from './server.js';
 
 /**
  * A seeded fuzzer for a running Myelin: malformed requests over every route it registered, while a
@@ -404,20 +404,13 @@ export function describeRequest(req: FuzzRequest): string {
 /** Raw config for a fuzzed server: cheap password hashing, rate limits out of the way, loopback only. */
 export function fuzzConfig(port: number, database: Record<string, unknown>): Record<string, unknown> {
   const generous = { per_second: 100_000, burst_count: 100_000 };
-  return {
-    server_name: 'test.local',
-    public_baseurl: `http://127.0.0.1:${port}/`,
-    listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
-    database,
+  return rawTestConfig(port, database, {
     log_level: process.env.FUZZ_LOG_LEVEL ?? 'error',
-    enable_registration: true,
-    enable_registration_without_verification: true,
-    password_config: { argon2: { memory_cost: 1024, time_cost: 1, parallelism: 1 } },
     rc_login: { address: generous, account: generous, failed_attempts: generous },
     rc_registration: generous,
     rc_registration_availability: generous,
     rc_3pid_validation: generous,
-  };
+  });
 }
 
 export interface EngineRun {

@@ -59,8 +59,13 @@ export async function freshDatabase(engine: Engine): Promise<{ database: Record<
 
 /** Config for tests: cheap password hashing, generous rate limits, open registration. */
 export function testConfig(port: number, database: Record<string, unknown>, overrides: Record<string, unknown> = {}, listener: Record<string, unknown> = {}): Config {
+  return parseConfig(rawTestConfig(port, database, overrides, listener)).config;
+}
+
+/** testConfig before parsing, as a config file would hold it (for a server in another process). */
+export function rawTestConfig(port: number, database: Record<string, unknown>, overrides: Record<string, unknown> = {}, listener: Record<string, unknown> = {}): Record<string, unknown> {
   const generous = { per_second: 1000, burst_count: 1000 };
-  const raw: Record<string, unknown> = {
+  return {
     server_name: 'test.local',
     public_baseurl: `http://127.0.0.1:${port}/`,
     listeners: [{ port, bind_addresses: ['127.0.0.1'], ...listener }],
@@ -76,7 +81,6 @@ export function testConfig(port: number, database: Record<string, unknown>, over
     ...(database.name === 'psycopg2' ? { macaroon_secret_key: 'test-outbox-secret' } : {}),
     ...overrides,
   };
-  return parseConfig(raw).config;
 }
 
 export interface TestServer {
