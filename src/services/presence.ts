@@ -22,7 +22,7 @@ export interface PresenceUpdate {
 
 /** Each user's own presence state and status message. */
 export class PresenceService {
-  private readonly lastTouch = new Map<string, { state: string; at: number }>();
+  private readonly lastTouch = new Map<string, { state: string; at: number; written: Promise<void> }>();
 
   constructor(
     private readonly store: Store,
@@ -35,7 +35,7 @@ export class PresenceService {
     const state = update.presence;
     const now = this.clock.now();
     await this.write(userId, state, update.status_msg ?? null, now);
-    this.lastTouch.set(userId, { state, at: now });
+    this.lastTouch.set(userId, { state, at: now, written: Promise.resolve() });
   }
 
   async get(requesterId: string, userId: string): Promise<JsonObject> {
@@ -67,10 +67,13 @@ export class PresenceService {
     if (state === 'offline') return;
     const now = this.clock.now();
     const last = this.lastTouch.get(userId);
-    if (last && last.state === state && now - last.at < TOUCH_INTERVAL_MS) return;
+    // Another sync of this user may be writing the same presence right now: wait for it, so that this
+    // sync's answer (and its next_batch) already holds the change, as the writing sync's does.
+    if (last && last.state === state && now - last.at < TOUCH_INTERVAL_MS) return last.written;
     if (this.lastTouch.size > 100_000) this.lastTouch.clear();
-    this.lastTouch.set(userId, { state, at: now });
-    await this.write(userId, state, undefined, now);
+    const written = this.write(userId, state, undefined, now);
+    this.lastTouch.set(userId, { state, at: now, written: written.catch(() => undefined) });
+    await written;
   }
 
   /**
