@@ -15,6 +15,8 @@ export interface Row {
   non2xx: number;
   errors: number;
   note?: string;
+  /** The one-minute load average at the start and end of each round's run. */
+  loadPerRound: { before: number; after: number }[];
 }
 
 export const median = (xs: number[]): number => {

@@ -14,7 +14,8 @@
  * too: unlike requests/s, it hardly depends on what else the machine is running.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { checkoutOf, commitOf, fsyncCost, load } from './conditions.js';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -76,17 +77,22 @@ interface Run {
   result: autocannon.Result;
   /** CPU time the server process used during the run, in microseconds. */
   cpuMicros: number;
+  /** The machine's load averages when the run started and when it ended. */
+  loadBefore: number[];
+  loadAfter: number[];
 }
 
 async function runCase(c: Case, duration: number): Promise<Run> {
   const request: autocannon.Request = { method: c.method, path: c.path, headers: c.headers, body: c.body };
   if (c.setupRequest) request.setupRequest = c.setupRequest;
   await c.before?.();
+  const loadBefore = load();
   const before = await c.server.cpuMicros();
   const result = await autocannon({ url: c.server.url, connections: CONNECTIONS, duration, requests: [request], timeout: 30, overallRate: c.overallRate });
   const cpuMicros = (await c.server.cpuMicros()) - before;
+  const loadAfter = load();
   await c.after?.(result);
-  return { result, cpuMicros };
+  return { result, cpuMicros, loadBefore, loadAfter };
 }
 
 /** Median figures per case over the rounds; ratios are against the bare server's medians. */
@@ -111,6 +117,7 @@ function summarise(cases: Case[], runs: Map<Case, Run[]>, bare: Case): Row[] {
       non2xx: rs.reduce((n, r) => n + r.result.non2xx, 0),
       errors: rs.reduce((n, r) => n + r.result.errors, 0),
       note: c.note,
+      loadPerRound: rs.map((r) => ({ before: r.loadBefore[0]!, after: r.loadAfter[0]! })),
     };
   });
 }
@@ -214,7 +221,9 @@ async function main(): Promise<void> {
     (12 * (ROUNDS * DURATION + WARMUP) + 600) * 1000,
   );
   bound.unref();
-  const loadBefore = loadavg();
+  const loadBefore = load();
+  // Measured before anything starts, on the disk the SQLite databases live on.
+  const fsync = fsyncCost(dir);
   try {
     const bare = await startChild('bare-server.ts', {}, join(dir, 'bare.log'));
     children.push(bare);
@@ -275,8 +284,10 @@ async function main(): Promise<void> {
       connections: CONNECTIONS,
       database: DATABASE === 'postgres' ? 'PostgreSQL at 127.0.0.1:5432 (a fresh database per Myelin)' : 'SQLite (WAL, synchronous=NORMAL)',
       log_level: `${flags['log-level']} (to a file)`,
-      load_average_before: loadBefore.map((l) => Number(l.toFixed(2))),
-      load_average_after: loadavg().map((l) => Number(l.toFixed(2))),
+      load_average_before: loadBefore,
+      load_average_after: load(),
+      fsync_4k: fsync,
+      code: { this_checkout: commitOf(import.meta.dirname), ...(flags.compare ? { compared: { src: flags.compare, ...commitOf(checkoutOf(flags.compare)) } } : {}) },
     };
     console.log(formatTable(rows));
     for (const m of mail) {
@@ -298,6 +309,11 @@ async function main(): Promise<void> {
     console.log(
       `${DURATION}s x ${ROUNDS} rounds per case, ${CONNECTIONS} connections; load average before ${settings.load_average_before.join(' ')}, ` +
         `after ${settings.load_average_after.join(' ')}.`,
+    );
+    const code = settings.code.this_checkout;
+    console.log(
+      `Disk: a 4 KiB write + fsync takes ${fsync.median_ms} ms (median of ${fsync.samples}, worst ${fsync.max_ms} ms). ` +
+        `Code: ${code ? `${code.commit.slice(0, 12)}${code.dirty ? ' with uncommitted changes' : ''}` : 'not a git checkout'}.`,
     );
     if (!flags['no-save']) {
       const out = join(import.meta.dirname, 'results');
