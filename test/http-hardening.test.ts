@@ -203,71 +203,68 @@ for (const engine of ENGINES) {
 
 for (const engine of HTTP_ENGINES) {
   describe(`access tokens stay out of the logs however the parameter is spelled (${engine})`, () => {
+    // One homeserver whose log lines the tests read.
+    const { logger, lines } = capturedLog('info');
+    let fresh: Awaited<ReturnType<typeof freshDatabase>>;
+    let port: number;
+    let hs: Homeserver;
+    let api: Api;
+    before(async () => {
+      fresh = await freshDatabase(engine);
+      port = await freePort();
+      hs = await startHomeserver(testConfig(port, fresh.database), { logger });
+      api = new Api(`http://127.0.0.1:${port}`);
+    });
+    after(async () => {
+      await hs.close();
+      await fresh.drop();
+    });
+
     it('redacts decoded parameter names in the access log and the error log', async () => {
-      const { logger, lines } = capturedLog('info');
-      const fresh = await freshDatabase(engine);
-      const port = await freePort();
-      const hs = await startHomeserver(testConfig(port, fresh.database), { logger });
-      try {
-        const api = new Api(`http://127.0.0.1:${port}`);
-        const { access_token: token } = await api.register('logged', PW, { device_id: 'DEV' });
-        const whoami = (query: string) => fetch(`${api.baseUrl}/_matrix/client/v3/account/whoami?${query}`).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+      const { access_token: token } = await api.register('logged', PW, { device_id: 'DEV' });
+      const whoami = (query: string) => fetch(`${api.baseUrl}/_matrix/client/v3/account/whoami?${query}`).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
 
-        // Fastify decodes parameter names, so each of these spellings authenticates as access_token.
-        for (const name of ['access%5ftoken', 'access%5Ftoken', '%61ccess_token', 'access_%74oken']) {
-          const res = await whoami(`${name}=${token}`);
-          assert.equal(res.status, 200, name);
-          assert.equal(res.body.user_id, '@logged:test.local', name);
-        }
-        // Spellings the server does not read as access_token are refused, and still redacted.
-        for (const query of [`ACCESS_TOKEN=${token}`, `Access%5FToken=${token}`, `access_token+=${token}`]) {
-          assert.equal((await whoami(query)).status, 401, query);
-        }
-        // '+', '%' and '=' inside values do not end the redaction early.
-        const secrets = ['HEADONE+TAILONE', 'HEADTWO%2BTAILTWO', 'HEADTHREE=TAILTHREE', 'HEADFOUR%25TAILFOUR'];
-        await whoami(`client_secret=${secrets[0]}&client%5Fsecret=${secrets[1]}&%73id=${secrets[2]}&token=${secrets[3]}&access_token=${token}`);
+      // Fastify decodes parameter names, so each of these spellings authenticates as access_token.
+      for (const name of ['access%5ftoken', 'access%5Ftoken', '%61ccess_token', 'access_%74oken']) {
+        const res = await whoami(`${name}=${token}`);
+        assert.equal(res.status, 200, name);
+        assert.equal(res.body.user_id, '@logged:test.local', name);
+      }
+      // Spellings the server does not read as access_token are refused, and still redacted.
+      for (const query of [`ACCESS_TOKEN=${token}`, `Access%5FToken=${token}`, `access_token+=${token}`]) {
+        assert.equal((await whoami(query)).status, 401, query);
+      }
+      // '+', '%' and '=' inside values do not end the redaction early.
+      const secrets = ['HEADONE+TAILONE', 'HEADTWO%2BTAILTWO', 'HEADTHREE=TAILTHREE', 'HEADFOUR%25TAILFOUR'];
+      await whoami(`client_secret=${secrets[0]}&client%5Fsecret=${secrets[1]}&%73id=${secrets[2]}&token=${secrets[3]}&access_token=${token}`);
 
-        // A failure while handling a request with the token in its URL: the 'request failed' line.
-        await refuseMarkedDevices({ hs });
-        const failed = await api.put(`/v3/devices/DEV?access%5ftoken=${token}`, { display_name: REFUSED_NAME }, { expectServerError: true });
-        assert.equal(failed.status, 500);
+      // A failure while handling a request with the token in its URL: the 'request failed' line.
+      await refuseMarkedDevices({ hs });
+      const failed = await api.put(`/v3/devices/DEV?access%5ftoken=${token}`, { display_name: REFUSED_NAME }, { expectServerError: true });
+      assert.equal(failed.status, 500);
 
-        const text = lines.join('');
-        assert.ok(lines.some((l) => l.includes('"request failed"')), 'the failure was logged');
-        assert.ok(text.includes('access%5ftoken=<redacted>'), 'the URLs were logged, redacted');
-        assert.ok(!text.includes(token), 'the access token reached the logs');
-        for (const part of ['HEADONE', 'TAILONE', 'HEADTWO', 'TAILTWO', 'HEADTHREE', 'TAILTHREE', 'HEADFOUR', 'TAILFOUR']) {
-          assert.ok(!text.includes(part), `a secret reached the logs: ${part}`);
-        }
-      } finally {
-        await hs.close();
-        await fresh.drop();
+      const text = lines.join('');
+      assert.ok(lines.some((l) => l.includes('"request failed"')), 'the failure was logged');
+      assert.ok(text.includes('access%5ftoken=<redacted>'), 'the URLs were logged, redacted');
+      assert.ok(!text.includes(token), 'the access token reached the logs');
+      for (const part of ['HEADONE', 'TAILONE', 'HEADTWO', 'TAILTWO', 'HEADTHREE', 'TAILTHREE', 'HEADFOUR', 'TAILFOUR']) {
+        assert.ok(!text.includes(part), `a secret reached the logs: ${part}`);
       }
     });
 
     it('redacts a query that starts at "#", where the router splits it', async () => {
-      const { logger, lines } = capturedLog('info');
-      const fresh = await freshDatabase(engine);
-      const port = await freePort();
-      const hs = await startHomeserver(testConfig(port, fresh.database), { logger });
-      try {
-        const api = new Api(`http://127.0.0.1:${port}`);
-        const { access_token: token } = await api.register('hashed', PW);
-        // fetch would drop a fragment; a raw request sends the '#' as a client may.
-        const status = await new Promise<number>((resolve, reject) => {
-          const req = request({ host: '127.0.0.1', port, path: `/_matrix/client/v3/account/whoami#access%5ftoken=${token}` }, (res) => {
-            res.resume();
-            resolve(res.statusCode ?? 0);
-          });
-          req.on('error', reject);
-          req.end();
+      const { access_token: token } = await api.register('hashed', PW);
+      // fetch would drop a fragment; a raw request sends the '#' as a client may.
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: `/_matrix/client/v3/account/whoami#access%5ftoken=${token}` }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
         });
-        assert.ok(status === 200 || status === 401, String(status));
-        assert.ok(!lines.join('').includes(token), 'the access token reached the logs');
-      } finally {
-        await hs.close();
-        await fresh.drop();
-      }
+        req.on('error', reject);
+        req.end();
+      });
+      assert.ok(status === 200 || status === 401, String(status));
+      assert.ok(!lines.join('').includes(token), 'the access token reached the logs');
     });
   });
 }
