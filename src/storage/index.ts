@@ -17,6 +17,8 @@ import { UserThreepidsRepo } from './threepids.js';
 import { TokensRepo } from './tokens.js';
 import { UiaSessionsRepo } from './uia.js';
 import { UsersRepo } from './users.js';
+import { EventsRepo } from './events.js';
+import { RoomsRepo } from './rooms.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -58,6 +60,8 @@ export class Store {
   readonly pushRules: PushRulesRepo;
   readonly keyBackup: KeyBackupRepo;
   readonly presence: PresenceRepo;
+  readonly rooms: RoomsRepo;
+  readonly events: EventsRepo;
 
   constructor(
     readonly db: Db,
@@ -83,6 +87,8 @@ export class Store {
     this.pushRules = new PushRulesRepo(kysely);
     this.keyBackup = new KeyBackupRepo(kysely);
     this.presence = new PresenceRepo(kysely);
+    this.rooms = new RoomsRepo(kysely, db.engine);
+    this.events = new EventsRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */

@@ -1,4 +1,5 @@
 import type { ClientStateTables } from './client-state-schema.js';
+import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
 import type { ThreepidValidationSessionsTable } from './validation-sessions.js';
 
@@ -76,7 +77,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables {
+export interface Database extends ClientStateTables, RoomTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

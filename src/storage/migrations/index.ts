@@ -7,6 +7,7 @@ import * as refreshRotation from './0006_refresh_rotation.js';
 import * as uiaMemory from './0007_uia_memory.js';
 import * as presenceStream from './0008_presence_stream.js';
 import * as globalStream from './0009_global_stream.js';
+import * as rooms from './0010_rooms.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '0007_uia_memory': uiaMemory,
   '0008_presence_stream': presenceStream,
   '0009_global_stream': globalStream,
+  '0010_rooms': rooms,
 };

@@ -1,0 +1,255 @@
+import type { Clock } from '../../clock.js';
+import { forbidden, MatrixError, notFound } from '../../errors.js';
+import type { EventRow } from '../../storage/events.js';
+import type { Store } from '../../storage/index.js';
+import { MAX_STATE_HOPS, type RoomRow } from '../../storage/rooms.js';
+import type { JsonObject } from '../../validate.js';
+import type { Notifier } from '../sync/notifier.js';
+import { AuthError, authEventsSelection, authorize } from './auth-rules.js';
+import type { EventSigner } from './event-signer.js';
+import { stateKeyOf, type Pdu, type RoomVersionId, type StateKey, type StoredEvent } from './pdu.js';
+
+/** The spec's limit on a whole PDU, in bytes of its canonical JSON. */
+export const MAX_PDU_BYTES = 65_536;
+
+/** What a client (or the server for it) asks to add to a room. */
+export interface EventDraft {
+  type: string;
+  content: JsonObject;
+  state_key?: string;
+  /** For m.room.redaction: the event redacted (placed in content or at the top level as the version wants). */
+  redacts?: string;
+}
+
+/** The history visibility when a room has none set. */
+export const DEFAULT_HISTORY_VISIBILITY = 'shared';
+
+export function eventFromRow(row: Pick<EventRow, 'event_id' | 'pdu'>): StoredEvent {
+  return { ...(JSON.parse(row.pdu) as Pdu), event_id: row.event_id };
+}
+
+/**
+ * One room's events being written in one transaction, with the room's row locked: each `append`
+ * builds the next event on the room's single forward extremity, authorises it against the current
+ * state, hashes and signs it, and stores it with the state after it.
+ */
+export class RoomWrite {
+  private readonly stateCache = new Map<StateKey, StoredEvent | null>();
+  private depth: number;
+  private stateGroup: number;
+  private hops: number | undefined;
+  private lastPos: number;
+  private extremity: string | undefined;
+  private historyVisibility: string | undefined;
+  /** Users whose syncs must hear of this write besides the room's members: the targets of member events. */
+  readonly touchedUsers = new Set<string>();
+  readonly events: StoredEvent[] = [];
+
+  constructor(
+    readonly store: Store,
+    readonly room: RoomRow,
+    private readonly signer: EventSigner,
+    private readonly clock: Clock,
+    extremities: string[],
+  ) {
+    this.depth = Number(room.depth);
+    this.stateGroup = Number(room.state_group);
+    this.lastPos = Number(room.last_pos);
+    this.extremity = extremities[0];
+  }
+
+  get roomId(): string {
+    return this.room.room_id;
+  }
+
+  get version(): RoomVersionId {
+    return this.room.room_version as RoomVersionId;
+  }
+
+  /** The room's current state event at (type, stateKey), as of the events appended so far. */
+  async state(type: string, stateKey = ''): Promise<StoredEvent | undefined> {
+    await this.loadState([stateKeyOf(type, stateKey)]);
+    return this.stateCache.get(stateKeyOf(type, stateKey)) ?? undefined;
+  }
+
+  private async loadState(keys: StateKey[]): Promise<void> {
+    const missing = keys.filter((k) => !this.stateCache.has(k));
+    if (missing.length === 0) return;
+    const rows = await this.store.rooms.currentStateIds(
+      this.roomId,
+      missing.map((k) => {
+        const at = k.indexOf('\u0000');
+        return [k.slice(0, at), k.slice(at + 1)] as const;
+      }),
+    );
+    const events = new Map((await this.store.events.getMany(rows.map((r) => r.event_id))).map((row) => [row.event_id, eventFromRow(row)]));
+    for (const key of missing) this.stateCache.set(key, null);
+    for (const row of rows) this.stateCache.set(stateKeyOf(row.type, row.state_key), events.get(row.event_id) ?? null);
+  }
+
+  /** Builds, authorises, signs and stores the next event. Throws M_FORBIDDEN (changing nothing) when the auth rules refuse it. */
+  async append(sender: string, draft: EventDraft): Promise<StoredEvent> {
+    const selection = authEventsSelection(draft.type, sender, draft.content, draft.state_key);
+    await this.loadState(selection);
+    const authState = new Map<StateKey, StoredEvent>();
+    for (const key of selection) {
+      const event = this.stateCache.get(key);
+      if (event) authState.set(key, event);
+    }
+    const unsignedPdu: Pdu = {
+      type: draft.type,
+      room_id: this.roomId,
+      sender,
+      content: draft.content,
+      ...(draft.state_key !== undefined ? { state_key: draft.state_key } : {}),
+      origin_server_ts: this.clock.now(),
+      depth: this.depth + 1,
+      prev_events: this.extremity ? [this.extremity] : [],
+      auth_events: [...authState.values()].map((e) => e.event_id),
+      hashes: { sha256: '' },
+      signatures: {},
+    };
+    if (draft.redacts !== undefined) {
+      if (this.version === '10') unsignedPdu.redacts = draft.redacts;
+      else unsignedPdu.content = { ...draft.content, redacts: draft.redacts };
+    }
+    try {
+      authorize(unsignedPdu, authState, this.version);
+    } catch (err) {
+      if (err instanceof AuthError) throw forbidden(err.message);
+      throw err;
+    }
+    const { pdu, eventId, json } = this.signer.finish(unsignedPdu, this.version);
+    if (Buffer.byteLength(json) > MAX_PDU_BYTES) throw new MatrixError(413, 'M_TOO_LARGE', 'Event is too large');
+    const event: StoredEvent = { ...pdu, event_id: eventId };
+
+    if (this.historyVisibility === undefined) {
+      const hv = await this.state('m.room.history_visibility');
+      this.historyVisibility = typeof hv?.content.history_visibility === 'string' ? hv.content.history_visibility : DEFAULT_HISTORY_VISIBILITY;
+    }
+    const visibilityBefore = this.historyVisibility;
+
+    // The global stream position last: from here to the commit, other writers wait (see StreamsRepo).
+    const pos = await this.store.streams.advance();
+    let replaces: string | null = null;
+    if (draft.state_key !== undefined) {
+      const key = stateKeyOf(draft.type, draft.state_key);
+      replaces = (await this.state(draft.type, draft.state_key))?.event_id ?? null;
+      await this.newStateGroup(pos, draft.type, draft.state_key, eventId);
+      await this.store.rooms.setCurrentState(this.roomId, draft.type, draft.state_key, eventId);
+      this.stateCache.set(key, event);
+      if (draft.type === 'm.room.history_visibility') {
+        const value = draft.content.history_visibility;
+        this.historyVisibility = typeof value === 'string' ? value : DEFAULT_HISTORY_VISIBILITY;
+      }
+    }
+    const membership = draft.type === 'm.room.member' && typeof draft.content.membership === 'string' ? draft.content.membership : null;
+    await this.store.events.insert(
+      {
+        event_id: eventId,
+        room_id: this.roomId,
+        stream_pos: pos,
+        depth: pdu.depth,
+        type: pdu.type,
+        state_key: pdu.state_key ?? null,
+        sender,
+        origin_server_ts: pdu.origin_server_ts,
+        pdu: json,
+        state_group: this.stateGroup,
+        replaces_state: replaces,
+        membership,
+        history_visibility: visibilityBefore,
+      },
+      pdu.prev_events,
+      pdu.auth_events,
+    );
+    if (membership !== null && draft.state_key !== undefined) {
+      const str = (v: unknown) => (typeof v === 'string' ? v : null);
+      await this.store.rooms.setMember({
+        room_id: this.roomId,
+        user_id: draft.state_key,
+        membership,
+        event_id: eventId,
+        stream_pos: pos,
+        sender,
+        displayname: str(draft.content.displayname),
+        avatar_url: str(draft.content.avatar_url),
+      });
+      this.touchedUsers.add(draft.state_key);
+    }
+    if (draft.type === 'm.room.redaction' && draft.redacts !== undefined) await this.store.events.markRedacted(draft.redacts, eventId);
+    this.depth = pdu.depth;
+    this.lastPos = pos;
+    this.extremity = eventId;
+    this.events.push(event);
+    return event;
+  }
+
+  private async newStateGroup(id: number, type: string, stateKey: string, eventId: string): Promise<void> {
+    const previous = this.stateGroup;
+    if (this.hops === undefined) this.hops = previous === 0 ? 0 : ((await this.store.rooms.stateGroupHops(previous)) ?? 0);
+    if (previous === 0 || this.hops + 1 >= MAX_STATE_HOPS) {
+      // A full copy: the current state with this event in it.
+      const current = previous === 0 ? [] : await this.store.rooms.currentStateIds(this.roomId);
+      const entries = current.filter((e) => !(e.type === type && e.state_key === stateKey));
+      entries.push({ type, state_key: stateKey, event_id: eventId });
+      await this.store.rooms.addStateGroup(id, this.roomId, null, 0, entries);
+      this.hops = 0;
+    } else {
+      await this.store.rooms.addStateGroup(id, this.roomId, previous, this.hops + 1, [{ type, state_key: stateKey, event_id: eventId }]);
+      this.hops += 1;
+    }
+    this.stateGroup = id;
+  }
+
+  /** Writes the room's new head (depth, latest position, state) and forward extremity. */
+  async finish(): Promise<void> {
+    if (this.events.length === 0) return;
+    await this.store.rooms.advance(this.roomId, { depth: this.depth, lastPos: this.lastPos, stateGroup: this.stateGroup });
+    await this.store.events.setForwardExtremity(this.roomId, this.extremity!);
+  }
+
+  get position(): number {
+    return this.lastPos;
+  }
+}
+
+/** Writes events into rooms, one room at a time in one transaction each, and wakes the syncs concerned once committed. */
+export class EventCreator {
+  constructor(
+    private readonly store: Store,
+    private readonly notifier: Notifier,
+    private readonly signer: EventSigner,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Runs `fn` with the room locked; M_NOT_FOUND when there is no such room. */
+  write<T>(roomId: string, fn: (room: RoomWrite) => Promise<T>): Promise<T> {
+    return this.run(async (store) => {
+      const room = await store.rooms.lock(roomId);
+      if (!room) throw notFound('Unknown room');
+      return room;
+    }, fn);
+  }
+
+  /** Creates the room's row, then runs `fn` to write its first events. */
+  create<T>(room: { roomId: string; version: RoomVersionId; creator: string }, fn: (room: RoomWrite) => Promise<T>): Promise<T> {
+    return this.run(async (store) => {
+      await store.rooms.create({ room_id: room.roomId, room_version: room.version, creator: room.creator, created_ts: this.clock.now() });
+      return (await store.rooms.get(room.roomId))!;
+    }, fn);
+  }
+
+  private async run<T>(open: (store: Store) => Promise<RoomRow>, fn: (room: RoomWrite) => Promise<T>): Promise<T> {
+    let write: RoomWrite | undefined;
+    const result = await this.store.transaction(async (store) => {
+      const row = await open(store);
+      write = new RoomWrite(store, row, this.signer, this.clock, await store.events.forwardExtremities(row.room_id));
+      const value = await fn(write);
+      await write.finish();
+      return value;
+    });
+    if (write && write.events.length > 0) this.notifier.notify({ position: write.position, rooms: [write.roomId], users: write.touchedUsers });
+    return result;
+  }
+}

@@ -1,0 +1,263 @@
+import type { Clock } from '../../clock.js';
+import type { Config } from '../../config/index.js';
+import { randomLetters } from '../../crypto/tokens.js';
+import { forbidden, MatrixError, notFound } from '../../errors.js';
+import type { Store } from '../../storage/index.js';
+import { txnKeyOf } from '../../storage/events.js';
+import type { JsonObject } from '../../validate.js';
+import type { Requester } from '../devices.js';
+import type { RateLimiter } from '../ratelimiter.js';
+import { canRedact } from './auth-rules.js';
+import { checkCanonicalNumbers } from './canonical-json.js';
+import type { EventCreator, EventDraft, RoomWrite } from './event-creator.js';
+import { isSupportedRoomVersion, type RoomVersionId } from './pdu.js';
+import { initialPowerLevels, PRESETS, type Preset } from './power-levels.js';
+
+export interface CreateRoomRequest {
+  visibility?: 'public' | 'private';
+  room_alias_name?: string;
+  name?: string;
+  topic?: string;
+  invite?: string[];
+  room_version?: string;
+  creation_content?: JsonObject;
+  initial_state?: { type: string; state_key?: string; content: JsonObject }[];
+  preset?: Preset;
+  is_direct?: boolean;
+  power_level_content_override?: JsonObject;
+}
+
+export const unsupportedRoomVersion = (version: string) => new MatrixError(400, 'M_UNSUPPORTED_ROOM_VERSION', `Room version ${version} is not supported by this server`);
+
+/** The longest `type` or `state_key` the spec allows, in bytes. */
+const MAX_KEY_BYTES = 255;
+
+/** Room creation, membership, messages, state and redactions: every write a client asks of a room. */
+export class RoomService {
+  constructor(
+    private readonly store: Store,
+    private readonly creator: EventCreator,
+    private readonly clock: Clock,
+    private readonly config: Config,
+    private readonly limiter: RateLimiter,
+  ) {}
+
+  private get serverName(): string {
+    return this.config.server_name;
+  }
+
+  isLocalUser(userId: string): boolean {
+    return userId.endsWith(`:${this.serverName}`);
+  }
+
+  /** The room a room ID or alias names; M_NOT_FOUND for an unknown alias. */
+  async resolveRoom(roomIdOrAlias: string): Promise<string> {
+    if (!roomIdOrAlias.startsWith('#')) return roomIdOrAlias;
+    const roomId = await this.store.rooms.aliasRoom(roomIdOrAlias);
+    if (!roomId) throw notFound('Room alias not found');
+    return roomId;
+  }
+
+  async createRoom(userId: string, request: CreateRoomRequest): Promise<{ room_id: string; room_alias?: string }> {
+    const version = request.room_version ?? this.config.default_room_version;
+    if (!isSupportedRoomVersion(version)) throw unsupportedRoomVersion(version);
+    const preset: Preset = request.preset ?? (request.visibility === 'public' ? 'public_chat' : 'private_chat');
+    const invitees = [...new Set(request.invite ?? [])].filter((id) => id !== userId);
+    let alias: string | undefined;
+    if (request.room_alias_name !== undefined) {
+      alias = `#${request.room_alias_name}:${this.serverName}`;
+      if (/[:\s]/.test(request.room_alias_name) || Buffer.byteLength(alias) > 255) throw new MatrixError(400, 'M_INVALID_PARAM', 'Invalid room alias name');
+      if (await this.store.rooms.aliasRoom(alias)) throw new MatrixError(400, 'M_ROOM_IN_USE', 'Room alias already taken');
+    }
+    checkCanonicalNumbers(request.creation_content ?? {}, 'creation_content');
+    checkCanonicalNumbers(request.power_level_content_override ?? {}, 'power_level_content_override');
+    for (const event of request.initial_state ?? []) checkCanonicalNumbers(event.content, 'initial_state');
+
+    const roomId = `!${randomLetters(18)}:${this.serverName}`;
+    const profile = await this.profileContent(userId);
+    const initialState = new Map<string, EventDraft>();
+    for (const event of request.initial_state ?? []) initialState.set(`${event.type}\u0000${event.state_key ?? ''}`, { type: event.type, state_key: event.state_key ?? '', content: event.content });
+    const takeInitial = (type: string): EventDraft | undefined => {
+      const key = `${type}\u0000`;
+      const draft = initialState.get(key);
+      initialState.delete(key);
+      return draft;
+    };
+
+    await this.creator.create({ roomId, version, creator: userId }, async (room) => {
+      const createContent: JsonObject = { ...(request.creation_content ?? {}), room_version: version };
+      if (version === '10') createContent.creator = userId;
+      else delete createContent.creator;
+      await room.append(userId, { type: 'm.room.create', state_key: '', content: createContent });
+      await room.append(userId, { type: 'm.room.member', state_key: userId, content: { membership: 'join', ...profile } });
+      const plFromInitial = takeInitial('m.room.power_levels');
+      const powerLevels = plFromInitial
+        ? { ...plFromInitial.content, ...(request.power_level_content_override ?? {}) }
+        : initialPowerLevels({ creator: userId, preset, invitees, override: request.power_level_content_override });
+      await room.append(userId, { type: 'm.room.power_levels', state_key: '', content: powerLevels });
+      if (alias) {
+        if (!(await room.store.rooms.addAlias(alias, roomId, userId, this.clock.now()))) throw new MatrixError(400, 'M_ROOM_IN_USE', 'Room alias already taken');
+        await room.append(userId, { type: 'm.room.canonical_alias', state_key: '', content: { alias } });
+      }
+      const presetState = PRESETS[preset];
+      for (const [type, content] of [
+        ['m.room.join_rules', { join_rule: presetState.join_rule }],
+        ['m.room.history_visibility', { history_visibility: presetState.history_visibility }],
+        ['m.room.guest_access', { guest_access: presetState.guest_access }],
+      ] as const) {
+        await room.append(userId, takeInitial(type) ?? { type, state_key: '', content });
+      }
+      for (const draft of initialState.values()) await room.append(userId, draft);
+      if (request.name !== undefined) await room.append(userId, { type: 'm.room.name', state_key: '', content: { name: request.name } });
+      if (request.topic !== undefined) await room.append(userId, { type: 'm.room.topic', state_key: '', content: { topic: request.topic } });
+      for (const invitee of invitees) {
+        await room.append(userId, { type: 'm.room.member', state_key: invitee, content: { membership: 'invite', ...(request.is_direct ? { is_direct: true } : {}) } });
+      }
+      if (request.visibility === 'public') await room.store.rooms.setPublic(roomId, true);
+    });
+    return alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
+  }
+
+  private async profileContent(userId: string): Promise<JsonObject> {
+    const user = this.isLocalUser(userId) ? await this.store.users.get(userId) : undefined;
+    const content: JsonObject = {};
+    if (user?.displayname) content.displayname = user.displayname;
+    if (user?.avatar_url) content.avatar_url = user.avatar_url;
+    return content;
+  }
+
+  async join(userId: string, roomIdOrAlias: string, reason?: string): Promise<string> {
+    const roomId = await this.resolveRoom(roomIdOrAlias);
+    const profile = await this.profileContent(userId);
+    await this.creator.write(roomId, (room) => room.append(userId, { type: 'm.room.member', state_key: userId, content: { membership: 'join', ...profile, ...withReason(reason) } }));
+    return roomId;
+  }
+
+  async invite(sender: string, roomId: string, target: string, reason?: string): Promise<void> {
+    if (this.isLocalUser(target) && !(await this.store.users.get(target))) throw notFound('Unknown user');
+    await this.creator.write(roomId, async (room) => {
+      await this.requireJoined(room, sender);
+      await room.append(sender, { type: 'm.room.member', state_key: target, content: { membership: 'invite', ...(await this.profileContent(target)), ...withReason(reason) } });
+    });
+  }
+
+  /** Leave, kick (target is someone else), reject an invite, or unban (with `fromBan`). */
+  async leave(sender: string, roomId: string, target: string, reason?: string, fromBan = false): Promise<void> {
+    await this.creator.write(roomId, async (room) => {
+      const current = (await room.state('m.room.member', target))?.content.membership;
+      if (fromBan && current !== 'ban') throw forbidden('The user is not banned');
+      if (!fromBan && target !== sender && current !== 'join' && current !== 'invite' && current !== 'knock') throw forbidden('The user is not in the room');
+      if (target === sender && current !== 'join' && current !== 'invite' && current !== 'knock') {
+        if (current === undefined && !(await room.store.rooms.member(roomId, sender))) throw forbidden('You are not in the room');
+        if (current === 'leave' || current === 'ban') return;
+      }
+      await room.append(sender, { type: 'm.room.member', state_key: target, content: { membership: 'leave', ...withReason(reason) } });
+    });
+  }
+
+  async ban(sender: string, roomId: string, target: string, reason?: string): Promise<void> {
+    await this.creator.write(roomId, (room) => room.append(sender, { type: 'm.room.member', state_key: target, content: { membership: 'ban', ...withReason(reason) } }));
+  }
+
+  async forget(userId: string, roomId: string): Promise<void> {
+    const member = await this.store.rooms.member(roomId, userId);
+    if (member && (member.membership === 'join' || member.membership === 'invite')) throw new MatrixError(400, 'M_UNKNOWN', 'You must leave the room before forgetting it');
+    if (member) await this.store.rooms.forget(roomId, userId);
+  }
+
+  /** A message-like event; idempotent per device and transaction ID. */
+  async send(requester: Requester, roomId: string, type: string, content: JsonObject, txnId: string): Promise<string> {
+    checkEventType(type);
+    checkCanonicalNumbers(content, 'content');
+    return this.withTxn(requester, roomId, `send ${roomId} ${type}`, txnId, async (room) => {
+      await this.requireJoined(room, requester.userId);
+      return (await room.append(requester.userId, { type, content })).event_id;
+    });
+  }
+
+  async redact(requester: Requester, roomId: string, eventId: string, reason: string | undefined, txnId: string): Promise<string> {
+    return this.withTxn(requester, roomId, `redact ${roomId} ${eventId}`, txnId, async (room) => {
+      await this.requireJoined(room, requester.userId);
+      const target = await room.store.events.get(eventId);
+      if (!target || target.room_id !== roomId) throw notFound('Event not found');
+      const state = new Map();
+      for (const [type, key] of [['m.room.create', ''], ['m.room.power_levels', '']] as const) {
+        const event = await room.state(type, key);
+        if (event) state.set(`${type}\u0000${key}`, event);
+      }
+      if (!canRedact(requester.userId, target.sender, state, room.version)) throw forbidden('You may not redact this event');
+      return (await room.append(requester.userId, { type: 'm.room.redaction', content: withReason(reason), redacts: eventId })).event_id;
+    });
+  }
+
+  /** Sets a state event; the same content from the same sender again answers the existing event. */
+  async setState(requester: Requester, roomId: string, type: string, stateKey: string, content: JsonObject): Promise<string> {
+    checkEventType(type);
+    if (Buffer.byteLength(stateKey) > MAX_KEY_BYTES) throw new MatrixError(400, 'M_TOO_LARGE', 'state_key is too long');
+    checkCanonicalNumbers(content, 'content');
+    if (type === 'm.room.canonical_alias') await this.checkCanonicalAlias(roomId, content);
+    await this.limiter.take(`message:${requester.userId}`, this.config.rc_message);
+    return this.creator.write(roomId, async (room) => {
+      const existing = await room.state(type, stateKey);
+      if (existing && existing.sender === requester.userId && JSON.stringify(existing.content) === JSON.stringify(content)) return existing.event_id;
+      if (type === 'm.room.member') {
+        const membership = content.membership;
+        if (membership === 'join' && stateKey !== requester.userId) throw forbidden('You may only join as yourself');
+        if (membership === 'join' || membership === 'invite') Object.assign(content, { ...(await this.profileContent(stateKey)), ...content });
+      } else {
+        await this.requireJoined(room, requester.userId);
+      }
+      return (await room.append(requester.userId, { type, state_key: stateKey, content })).event_id;
+    });
+  }
+
+  private async checkCanonicalAlias(roomId: string, content: JsonObject): Promise<void> {
+    const aliases: unknown[] = [];
+    if (content.alias !== undefined) aliases.push(content.alias);
+    if (content.alt_aliases !== undefined) {
+      if (!Array.isArray(content.alt_aliases)) throw new MatrixError(400, 'M_INVALID_PARAM', 'alt_aliases must be a list');
+      aliases.push(...(content.alt_aliases as unknown[]));
+    }
+    for (const alias of aliases) {
+      if (typeof alias !== 'string' || !/^#[^:]+:.+$/.test(alias)) throw new MatrixError(400, 'M_INVALID_PARAM', 'Invalid alias');
+      if (!alias.endsWith(`:${this.serverName}`)) continue;
+      if ((await this.store.rooms.aliasRoom(alias)) !== roomId) throw new MatrixError(400, 'M_BAD_ALIAS', `${alias} does not point to this room`);
+    }
+  }
+
+  private async requireJoined(room: RoomWrite, userId: string): Promise<void> {
+    const membership = (await room.state('m.room.member', userId))?.content.membership;
+    if (membership !== 'join') throw forbidden(`${userId} is not in the room`);
+  }
+
+  private async withTxn(requester: Requester, roomId: string, purpose: string, txnId: string, fn: (room: RoomWrite) => Promise<string>): Promise<string> {
+    const key = txnKeyOf(purpose, txnId);
+    const done = await this.store.events.txnEvent(requester.userId, requester.deviceId, key);
+    if (done) return done;
+    await this.limiter.take(`message:${requester.userId}`, this.config.rc_message);
+    return this.creator.write(roomId, async (room) => {
+      const raced = await room.store.events.txnEvent(requester.userId, requester.deviceId, key);
+      if (raced) return raced;
+      const eventId = await fn(room);
+      await room.store.events.recordTxn(requester.userId, requester.deviceId, key, eventId, this.clock.now());
+      return eventId;
+    });
+  }
+
+  /** Leaves every room the user is joined to or invited to (deactivation). */
+  async leaveAll(userId: string): Promise<void> {
+    for (const member of await this.store.rooms.roomsOf(userId, ['join', 'invite', 'knock'])) {
+      await this.creator.write(member.room_id, (room) => room.append(userId, { type: 'm.room.member', state_key: userId, content: { membership: 'leave' } })).catch(() => undefined);
+    }
+  }
+}
+
+function withReason(reason: string | undefined): JsonObject {
+  return reason === undefined ? {} : { reason };
+}
+
+function checkEventType(type: string): void {
+  if (type.length === 0 || Buffer.byteLength(type) > MAX_KEY_BYTES) throw new MatrixError(400, 'M_TOO_LARGE', 'Event type must be 1 to 255 bytes');
+}
+
+export type { RoomVersionId };

@@ -1,0 +1,144 @@
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { EventsTable } from './rooms-schema.js';
+import type { Database } from './schema.js';
+
+export type EventRow = Selectable<EventsTable>;
+
+/** A stored event as the room layer writes it. */
+export type NewEventRow = Omit<EventsTable, 'redacted_by' | 'outlier' | 'soft_failed' | 'rejection_reason'>;
+
+/** Rows per IN (...) list: well under SQLite's limit on bound variables. */
+const CHUNK = 500;
+
+/** Events of every room: the PDUs, their DAG edges, and the timeline orders sync and /messages read. */
+export class EventsRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async insert(row: NewEventRow, prevEvents: readonly string[], authEvents: readonly string[]): Promise<void> {
+    await this.db.insertInto('events').values({ ...row, outlier: 0, soft_failed: 0 }).execute();
+    if (prevEvents.length > 0) await this.db.insertInto('event_edges').values(prevEvents.map((prev) => ({ event_id: row.event_id, prev_event_id: prev }))).execute();
+    if (authEvents.length > 0) await this.db.insertInto('event_auth').values(authEvents.map((auth) => ({ event_id: row.event_id, auth_id: auth }))).execute();
+  }
+
+  get(eventId: string): Promise<EventRow | undefined> {
+    return this.db.selectFrom('events').selectAll().where('event_id', '=', eventId).executeTakeFirst();
+  }
+
+  /** The events with these IDs (those that exist), in no particular order. */
+  async getMany(eventIds: readonly string[]): Promise<EventRow[]> {
+    const unique = [...new Set(eventIds)];
+    const rows: EventRow[] = [];
+    for (let i = 0; i < unique.length; i += CHUNK) {
+      rows.push(...(await this.db.selectFrom('events').selectAll().where('event_id', 'in', unique.slice(i, i + CHUNK)).execute()));
+    }
+    return rows;
+  }
+
+  async markRedacted(eventId: string, redactionId: string): Promise<void> {
+    await this.db.updateTable('events').set({ redacted_by: redactionId }).where('event_id', '=', eventId).where('redacted_by', 'is', null).execute();
+  }
+
+  /**
+   * A room's events in stream order within (after, upto], newest first, at most `limit`: the end of
+   * a sync timeline.
+   */
+  latest(roomId: string, after: number, upto: number, limit: number): Promise<EventRow[]> {
+    return this.db
+      .selectFrom('events')
+      .selectAll()
+      .where('room_id', '=', roomId)
+      .where('stream_pos', '>', after)
+      .where('stream_pos', '<=', upto)
+      .orderBy('stream_pos', 'desc')
+      .limit(limit)
+      .execute();
+  }
+
+  /**
+   * A page of a room's history in topological order from a point (depth, stream position), going
+   * backwards (events before it, newest first) or forwards (after it, oldest first).
+   */
+  page(roomId: string, from: { depth: number; pos: number }, dir: 'b' | 'f', limit: number, to?: { depth: number; pos: number }): Promise<EventRow[]> {
+    let query = this.db.selectFrom('events').selectAll().where('room_id', '=', roomId);
+    if (dir === 'b') {
+      query = query.where(sql<boolean>`(depth < ${from.depth} OR (depth = ${from.depth} AND stream_pos <= ${from.pos}))`);
+      if (to) query = query.where(sql<boolean>`(depth > ${to.depth} OR (depth = ${to.depth} AND stream_pos > ${to.pos}))`);
+      query = query.orderBy('depth', 'desc').orderBy('stream_pos', 'desc');
+    } else {
+      query = query.where(sql<boolean>`(depth > ${from.depth} OR (depth = ${from.depth} AND stream_pos > ${from.pos}))`);
+      if (to) query = query.where(sql<boolean>`(depth < ${to.depth} OR (depth = ${to.depth} AND stream_pos <= ${to.pos}))`);
+      query = query.orderBy('depth', 'asc').orderBy('stream_pos', 'asc');
+    }
+    return query.limit(limit).execute();
+  }
+
+  /** The (depth, position) of a room's latest event at or before stream position `pos`; undefined before the room began. */
+  async pointAt(roomId: string, pos: number): Promise<{ depth: number; pos: number } | undefined> {
+    const row = await this.db
+      .selectFrom('events')
+      .select(['depth', 'stream_pos'])
+      .where('room_id', '=', roomId)
+      .where('stream_pos', '<=', pos)
+      .orderBy('stream_pos', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? { depth: Number(row.depth), pos: Number(row.stream_pos) } : undefined;
+  }
+
+  /** A user's member events in a room, oldest first: what their membership was at any point. */
+  membershipHistory(roomId: string, userId: string): Promise<Pick<EventRow, 'stream_pos' | 'membership'>[]> {
+    return this.db
+      .selectFrom('events')
+      .select(['stream_pos', 'membership'])
+      .where('room_id', '=', roomId)
+      .where('type', '=', 'm.room.member')
+      .where('state_key', '=', userId)
+      .orderBy('stream_pos')
+      .execute();
+  }
+
+  async forwardExtremities(roomId: string): Promise<string[]> {
+    const rows = await this.db.selectFrom('forward_extremities').select('event_id').where('room_id', '=', roomId).execute();
+    return rows.map((r) => r.event_id);
+  }
+
+  /** The room's forward extremities become `eventId` alone (events are created one at a time per room). */
+  async setForwardExtremity(roomId: string, eventId: string): Promise<void> {
+    await this.db.deleteFrom('forward_extremities').where('room_id', '=', roomId).execute();
+    await this.db.insertInto('forward_extremities').values({ room_id: roomId, event_id: eventId }).execute();
+  }
+
+  /** The event a device's earlier transaction produced. */
+  async txnEvent(userId: string, deviceId: string, txnKey: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom('event_txns').select('event_id').where('user_id', '=', userId).where('device_id', '=', deviceId).where('txn_key', '=', txnKey).executeTakeFirst();
+    return row?.event_id;
+  }
+
+  async recordTxn(userId: string, deviceId: string, txnKey: string, eventId: string, now: number): Promise<void> {
+    await this.db.insertInto('event_txns').values({ user_id: userId, device_id: deviceId, txn_key: txnKey, event_id: eventId, created_ts: now }).execute();
+  }
+
+  /** Which of these events a device sent, with the transaction ID it sent them under. */
+  async txnIdsOf(userId: string, deviceId: string, eventIds: readonly string[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    if (eventIds.length === 0) return found;
+    const rows = await this.db
+      .selectFrom('event_txns')
+      .select(['event_id', 'txn_key'])
+      .where('user_id', '=', userId)
+      .where('device_id', '=', deviceId)
+      .where('event_id', 'in', [...new Set(eventIds)].slice(0, CHUNK))
+      .execute();
+    for (const row of rows) found.set(row.event_id, txnIdOfKey(row.txn_key));
+    return found;
+  }
+}
+
+/** A transaction key: what the transaction was for (room and endpoint), a NUL, then the client's transaction ID. */
+export function txnKeyOf(purpose: string, txnId: string): string {
+  return `${purpose}\u0000${txnId}`;
+}
+
+function txnIdOfKey(key: string): string {
+  return key.slice(key.indexOf('\u0000') + 1);
+}

@@ -1,0 +1,199 @@
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Engine } from './db.js';
+import type { RoomMembersTable, RoomsTable } from './rooms-schema.js';
+import type { Database } from './schema.js';
+
+export type RoomRow = Selectable<RoomsTable>;
+export type MemberRow = Selectable<RoomMembersTable>;
+
+/** A full copy of the state is written after this many deltas, so that reading a snapshot stays bounded. */
+export const MAX_STATE_HOPS = 100;
+
+/** Rooms, their current state and memberships, state snapshots, and aliases. */
+export class RoomsRepo {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly engine: Engine,
+  ) {}
+
+  async create(row: Pick<RoomsTable, 'room_id' | 'room_version' | 'creator' | 'created_ts'>): Promise<void> {
+    await this.db.insertInto('rooms').values({ ...row, is_public: 0, state_group: 0, depth: 0, last_pos: 0 }).execute();
+  }
+
+  get(roomId: string): Promise<RoomRow | undefined> {
+    return this.db.selectFrom('rooms').selectAll().where('room_id', '=', roomId).executeTakeFirst();
+  }
+
+  /**
+   * The room's row, locked until the transaction ends: events of one room are created one at a time,
+   * across processes, so the room's DAG stays a single chain. SQLite runs one writer at a time anyway.
+   */
+  lock(roomId: string): Promise<RoomRow | undefined> {
+    let query = this.db.selectFrom('rooms').selectAll().where('room_id', '=', roomId);
+    if (this.engine === 'postgres') query = query.forUpdate();
+    return query.executeTakeFirst();
+  }
+
+  async advance(roomId: string, update: { depth: number; lastPos: number; stateGroup: number }): Promise<void> {
+    await this.db.updateTable('rooms').set({ depth: update.depth, last_pos: update.lastPos, state_group: update.stateGroup }).where('room_id', '=', roomId).execute();
+  }
+
+  async setPublic(roomId: string, isPublic: boolean): Promise<void> {
+    await this.db.updateTable('rooms').set({ is_public: isPublic ? 1 : 0 }).where('room_id', '=', roomId).execute();
+  }
+
+  /** Event IDs of the room's current state, for the (type, state_key) pairs asked (all when `keys` is undefined). */
+  async currentStateIds(roomId: string, keys?: readonly (readonly [string, string])[]): Promise<{ type: string; state_key: string; event_id: string }[]> {
+    let query = this.db.selectFrom('current_state').select(['type', 'state_key', 'event_id']).where('room_id', '=', roomId);
+    if (keys) {
+      if (keys.length === 0) return [];
+      query = query.where((eb) => eb.or(keys.map(([type, stateKey]) => eb.and([eb('type', '=', type), eb('state_key', '=', stateKey)]))));
+    }
+    return query.execute();
+  }
+
+  async currentStateOfType(roomId: string, type: string): Promise<{ state_key: string; event_id: string }[]> {
+    return this.db.selectFrom('current_state').select(['state_key', 'event_id']).where('room_id', '=', roomId).where('type', '=', type).execute();
+  }
+
+  async setCurrentState(roomId: string, type: string, stateKey: string, eventId: string): Promise<void> {
+    await this.db
+      .insertInto('current_state')
+      .values({ room_id: roomId, type, state_key: stateKey, event_id: eventId })
+      .onConflict((oc) => oc.columns(['room_id', 'type', 'state_key']).doUpdateSet({ event_id: eventId }))
+      .execute();
+  }
+
+  /** Records a new state snapshot: a delta on `prevGroup`, or (prevGroup null) a full copy. */
+  async addStateGroup(id: number, roomId: string, prevGroup: number | null, hops: number, entries: { type: string; state_key: string; event_id: string }[]): Promise<void> {
+    await this.db.insertInto('state_groups').values({ id, room_id: roomId, prev_group: prevGroup, hops }).execute();
+    for (let i = 0; i < entries.length; i += 300) {
+      await this.db
+        .insertInto('state_group_entries')
+        .values(entries.slice(i, i + 300).map((e) => ({ state_group: id, ...e })))
+        .execute();
+    }
+  }
+
+  async stateGroupHops(id: number): Promise<number | undefined> {
+    const row = await this.db.selectFrom('state_groups').select('hops').where('id', '=', id).executeTakeFirst();
+    return row ? Number(row.hops) : undefined;
+  }
+
+  /**
+   * The state snapshot `group` as (type, state_key) -> event ID, optionally only some types: the
+   * deltas down its chain of groups in one query, later groups winning (group IDs grow along a chain).
+   */
+  async stateAt(group: number, types?: readonly string[]): Promise<Map<string, { type: string; state_key: string; event_id: string }>> {
+    const typeFilter = types ? (types.length === 0 ? sql`AND 1 = 0` : sql`AND e.type IN (${sql.join(types)})`) : sql``;
+    const { rows } = await sql<{ state_group: number; type: string; state_key: string; event_id: string }>`
+      WITH RECURSIVE chain(id, prev_group) AS (
+        SELECT id, prev_group FROM state_groups WHERE id = ${group}
+        UNION ALL
+        SELECT g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
+      )
+      SELECT e.state_group, e.type, e.state_key, e.event_id FROM state_group_entries e JOIN chain c ON e.state_group = c.id
+      WHERE 1 = 1 ${typeFilter}
+      ORDER BY e.state_group ASC`.execute(this.db);
+    const state = new Map<string, { type: string; state_key: string; event_id: string }>();
+    for (const row of rows) state.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });
+    return state;
+  }
+
+  async setMember(row: Omit<RoomMembersTable, 'forgotten'>): Promise<void> {
+    await this.db
+      .insertInto('room_members')
+      .values({ ...row, forgotten: 0 })
+      .onConflict((oc) =>
+        oc.columns(['room_id', 'user_id']).doUpdateSet({
+          membership: row.membership,
+          event_id: row.event_id,
+          stream_pos: row.stream_pos,
+          sender: row.sender,
+          displayname: row.displayname,
+          avatar_url: row.avatar_url,
+          forgotten: 0,
+        }),
+      )
+      .execute();
+  }
+
+  member(roomId: string, userId: string): Promise<MemberRow | undefined> {
+    return this.db.selectFrom('room_members').selectAll().where('room_id', '=', roomId).where('user_id', '=', userId).executeTakeFirst();
+  }
+
+  /** The room's members with these memberships (all when undefined). */
+  members(roomId: string, memberships?: readonly string[]): Promise<MemberRow[]> {
+    let query = this.db.selectFrom('room_members').selectAll().where('room_id', '=', roomId);
+    if (memberships) query = query.where('membership', 'in', memberships);
+    return query.orderBy('stream_pos').execute();
+  }
+
+  /** The user's rooms with these memberships, forgotten ones left out. */
+  roomsOf(userId: string, memberships: readonly string[]): Promise<MemberRow[]> {
+    return this.db.selectFrom('room_members').selectAll().where('user_id', '=', userId).where('membership', 'in', memberships).where('forgotten', '=', 0).execute();
+  }
+
+  /** Membership changes of the user in (after, upto]. */
+  membershipChanges(userId: string, after: number, upto: number): Promise<MemberRow[]> {
+    return this.db.selectFrom('room_members').selectAll().where('user_id', '=', userId).where('stream_pos', '>', after).where('stream_pos', '<=', upto).execute();
+  }
+
+  async forget(roomId: string, userId: string): Promise<void> {
+    await this.db.updateTable('room_members').set({ forgotten: 1 }).where('room_id', '=', roomId).where('user_id', '=', userId).execute();
+  }
+
+  /** Of these rooms, those with an event after `after`, with their latest position. */
+  async changedSince(roomIds: readonly string[], after: number): Promise<Map<string, number>> {
+    const changed = new Map<string, number>();
+    for (let i = 0; i < roomIds.length; i += 500) {
+      const rows = await this.db.selectFrom('rooms').select(['room_id', 'last_pos']).where('room_id', 'in', roomIds.slice(i, i + 500)).where('last_pos', '>', after).execute();
+      for (const row of rows) changed.set(row.room_id, Number(row.last_pos));
+    }
+    return changed;
+  }
+
+  /** Users who share a room (joined) with `userId`, the user included. */
+  async roomMates(userId: string, roomIds?: readonly string[]): Promise<string[]> {
+    let query = this.db
+      .selectFrom('room_members as other')
+      .innerJoin('room_members as mine', 'mine.room_id', 'other.room_id')
+      .select('other.user_id')
+      .distinct()
+      .where('mine.user_id', '=', userId)
+      .where('mine.membership', '=', 'join')
+      .where('other.membership', '=', 'join');
+    if (roomIds) query = query.where('mine.room_id', 'in', roomIds.length > 0 ? roomIds : ['']);
+    const rows = await query.execute();
+    return rows.map((r) => r.user_id);
+  }
+
+  async aliasRoom(alias: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom('room_aliases').select('room_id').where('alias', '=', alias).executeTakeFirst();
+    return row?.room_id;
+  }
+
+  async aliasCreator(alias: string): Promise<{ room_id: string; creator: string } | undefined> {
+    return this.db.selectFrom('room_aliases').select(['room_id', 'creator']).where('alias', '=', alias).executeTakeFirst();
+  }
+
+  /** False when the alias is taken. */
+  async addAlias(alias: string, roomId: string, creator: string, now: number): Promise<boolean> {
+    const row = await this.db
+      .insertInto('room_aliases')
+      .values({ alias, room_id: roomId, creator, created_ts: now })
+      .onConflict((oc) => oc.column('alias').doNothing())
+      .returning('alias')
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  async deleteAlias(alias: string): Promise<void> {
+    await this.db.deleteFrom('room_aliases').where('alias', '=', alias).execute();
+  }
+
+  async aliasesOf(roomId: string): Promise<string[]> {
+    const rows = await this.db.selectFrom('room_aliases').select('alias').where('room_id', '=', roomId).orderBy('alias').execute();
+    return rows.map((r) => r.alias);
+  }
+}
