@@ -123,6 +123,8 @@ export const coreConfigSchema = z.object({
   rc_registration: rateLimit(0.17, 3),
   /** Myelin: limit on GET /register/available per IP (Synapse hard-codes one). */
   rc_registration_availability: rateLimit(1, 20),
+  /** Messages and state events a user may send. */
+  rc_message: rateLimit(0.2, 10),
 
   /** Myelin: largest accepted request body, in bytes. */
   max_request_body_size: z.number().int().positive().default(1024 * 1024),

@@ -15,6 +15,7 @@ import { keyRoutes } from './keys.js';
 import { presenceRoutes } from './presence.js';
 import { pushRuleRoutes } from './push-rules.js';
 import { roomKeyRoutes } from './room-keys.js';
+import { aliasRoutes, roomRoutes } from './rooms.js';
 import { syncRoutes } from './sync.js';
 import { thirdPartyRoutes } from './thirdparty.js';
 import { toDeviceRoutes } from './to-device.js';
@@ -37,6 +38,8 @@ export function clientRoutes(router: Router, services: Services): void {
   presenceRoutes(router, services);
   pushRuleRoutes(router, services);
   roomKeyRoutes(router, services);
+  roomRoutes(router, services);
+  aliasRoutes(router, services);
   syncRoutes(router, services);
   thirdPartyRoutes(router, services);
   toDeviceRoutes(router, services);

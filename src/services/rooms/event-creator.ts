@@ -115,7 +115,7 @@ export class RoomWrite {
     }
     try {
       authorize(unsignedPdu, authState, this.version);
-    } catch (err) {
+    } catch (err: unknown) {
       if (err instanceof AuthError) throw forbidden(err.message);
       throw err;
     }
@@ -223,11 +223,14 @@ export class EventCreator {
     private readonly clock: Clock,
   ) {}
 
-  /** Runs `fn` with the room locked; M_NOT_FOUND when there is no such room. */
-  write<T>(roomId: string, fn: (room: RoomWrite) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` with the room locked. An unknown room is M_NOT_FOUND for a join, and for anything else
+   * M_FORBIDDEN, the same answer as a room the user is not in.
+   */
+  write<T>(roomId: string, fn: (room: RoomWrite) => Promise<T>, unknownRoom: 'not-found' | 'forbidden' = 'forbidden'): Promise<T> {
     return this.run(async (store) => {
       const room = await store.rooms.lock(roomId);
-      if (!room) throw notFound('Unknown room');
+      if (!room) throw unknownRoom === 'not-found' ? notFound('Unknown room') : forbidden('You are not in this room');
       return room;
     }, fn);
   }

@@ -7,11 +7,11 @@ import { txnKeyOf } from '../../storage/events.js';
 import type { JsonObject } from '../../validate.js';
 import type { Requester } from '../devices.js';
 import type { RateLimiter } from '../ratelimiter.js';
-import { canRedact } from './auth-rules.js';
+import { canRedact, powerLevelOf, requiredPowerLevel } from './auth-rules.js';
 import { checkCanonicalNumbers } from './canonical-json.js';
 import type { EventCreator, EventDraft, RoomWrite } from './event-creator.js';
 import { isSupportedRoomVersion, type RoomVersionId } from './pdu.js';
-import { initialPowerLevels, PRESETS, type Preset } from './power-levels.js';
+import { initialPowerLevels, PRESETS, type RoomPreset as Preset } from './power-levels.js';
 
 export interface CreateRoomRequest {
   visibility?: 'public' | 'private';
@@ -101,9 +101,9 @@ export class RoomService {
       }
       const presetState = PRESETS[preset];
       for (const [type, content] of [
-        ['m.room.join_rules', { join_rule: presetState.join_rule }],
-        ['m.room.history_visibility', { history_visibility: presetState.history_visibility }],
-        ['m.room.guest_access', { guest_access: presetState.guest_access }],
+        ['m.room.join_rules', { join_rule: presetState.joinRule }],
+        ['m.room.history_visibility', { history_visibility: presetState.historyVisibility }],
+        ['m.room.guest_access', { guest_access: presetState.guestAccess }],
       ] as const) {
         await room.append(userId, takeInitial(type) ?? { type, state_key: '', content });
       }
@@ -129,7 +129,7 @@ export class RoomService {
   async join(userId: string, roomIdOrAlias: string, reason?: string): Promise<string> {
     const roomId = await this.resolveRoom(roomIdOrAlias);
     const profile = await this.profileContent(userId);
-    await this.creator.write(roomId, (room) => room.append(userId, { type: 'm.room.member', state_key: userId, content: { membership: 'join', ...profile, ...withReason(reason) } }));
+    await this.creator.write(roomId, (room) => room.append(userId, { type: 'm.room.member', state_key: userId, content: { membership: 'join', ...profile, ...withReason(reason) } }), 'not-found');
     return roomId;
   }
 
@@ -242,6 +242,51 @@ export class RoomService {
       await room.store.events.recordTxn(requester.userId, requester.deviceId, key, eventId, this.clock.now());
       return eventId;
     });
+  }
+
+  async aliasLookup(alias: string): Promise<{ room_id: string; servers: string[] }> {
+    const roomId = await this.store.rooms.aliasRoom(alias);
+    if (!roomId) throw notFound(`Room alias ${alias} not found`);
+    return { room_id: roomId, servers: [this.serverName] };
+  }
+
+  async addAlias(userId: string, alias: string, roomId: string): Promise<void> {
+    if (!alias.endsWith(`:${this.serverName}`)) throw new MatrixError(400, 'M_INVALID_PARAM', 'Aliases must be on this server');
+    const member = await this.store.rooms.member(roomId, userId);
+    if (!(await this.store.rooms.get(roomId))) throw notFound('Unknown room');
+    if (member?.membership !== 'join') throw forbidden('You must be in the room to give it an alias');
+    if (!(await this.store.rooms.addAlias(alias, roomId, userId, this.clock.now()))) throw new MatrixError(409, 'M_UNKNOWN', `Room alias ${alias} already exists`);
+  }
+
+  /** Removes an alias: its creator or a room member with the power to set m.room.canonical_alias may. */
+  async deleteAlias(userId: string, alias: string): Promise<void> {
+    const entry = await this.store.rooms.aliasCreator(alias);
+    if (!entry) throw notFound(`Room alias ${alias} not found`);
+    if (entry.creator !== userId) {
+      const allowed = await this.creator.write(entry.room_id, async (room) => {
+        const state = new Map();
+        for (const type of ['m.room.create', 'm.room.power_levels']) {
+          const event = await room.state(type);
+          if (event) state.set(`${type}\u0000`, event);
+        }
+        const membership = (await room.state('m.room.member', userId))?.content.membership;
+        return membership === 'join' && powerLevelOf(userId, state, room.version) >= requiredPowerLevel('m.room.canonical_alias', true, state);
+      });
+      if (!allowed) throw forbidden('You may not remove this alias');
+    }
+    await this.store.rooms.deleteAlias(alias);
+  }
+
+  async aliasesOf(userId: string, roomId: string): Promise<string[]> {
+    const room = await this.store.rooms.get(roomId);
+    if (!room) throw forbidden('You are not in this room');
+    const member = await this.store.rooms.member(roomId, userId);
+    if (member?.membership !== 'join') {
+      const hv = (await this.store.rooms.currentStateIds(roomId, [['m.room.history_visibility', '']]))[0];
+      const visibility = hv ? (await this.store.events.get(hv.event_id))?.pdu : undefined;
+      if (!visibility || !visibility.includes('"world_readable"')) throw forbidden('You are not in this room');
+    }
+    return this.store.rooms.aliasesOf(roomId);
   }
 
   /** Leaves every room the user is joined to or invited to (deactivation). */

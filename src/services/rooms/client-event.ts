@@ -1,0 +1,89 @@
+import type { EventRow } from '../../storage/events.js';
+import type { Store } from '../../storage/index.js';
+import type { JsonObject } from '../../validate.js';
+import type { Pdu } from './pdu.js';
+import { redactEvent } from './redaction.js';
+
+/** An event as clients see it (ClientEvent in the spec): the PDU's client fields and `unsigned`. */
+export interface ClientEvent {
+  event_id: string;
+  type: string;
+  room_id: string;
+  sender: string;
+  content: JsonObject;
+  origin_server_ts: number;
+  state_key?: string;
+  redacts?: string;
+  unsigned: JsonObject;
+}
+
+/** Who is reading: the transaction ID of an event goes only to the device that sent it. */
+export interface Viewer {
+  userId: string;
+  deviceId?: string;
+}
+
+/**
+ * Serves stored events to a viewer: redacted ones redacted (with `redacted_because`), state events
+ * with `prev_content` and `replaces_state`, the sending device's `transaction_id`, and `age`. The
+ * reads it needs for a batch (replaced state, redactions, transaction IDs) are made once per batch.
+ */
+export class ClientEventSerializer {
+  /** Room versions never change; rooms are never deleted while this process runs (a purge would evict). */
+  private readonly versions = new Map<string, string>();
+
+  constructor(private readonly store: Store) {}
+
+  async roomVersion(roomId: string): Promise<string> {
+    let version = this.versions.get(roomId);
+    if (version === undefined) {
+      version = (await this.store.rooms.get(roomId))?.room_version ?? '11';
+      if (this.versions.size > 100_000) this.versions.clear();
+      this.versions.set(roomId, version);
+    }
+    return version;
+  }
+
+  async serialize(rows: readonly EventRow[], viewer: Viewer | undefined, now: number): Promise<ClientEvent[]> {
+    const related = [...rows.flatMap((r) => [r.replaces_state, r.redacted_by]).filter((id): id is string => id !== null)];
+    const relatedRows = new Map((await this.store.events.getMany(related)).map((r) => [r.event_id, r]));
+    const txnIds = viewer?.deviceId ? await this.store.events.txnIdsOf(viewer.userId, viewer.deviceId, rows.filter((r) => r.sender === viewer.userId).map((r) => r.event_id)) : new Map<string, string>();
+    const out: ClientEvent[] = [];
+    for (const row of rows) {
+      const version = await this.roomVersion(row.room_id);
+      const event = toClientEvent(row, version, now);
+      const redaction = row.redacted_by ? relatedRows.get(row.redacted_by) : undefined;
+      if (redaction) event.unsigned.redacted_because = toClientEvent(redaction, version, now);
+      const replaced = row.replaces_state ? relatedRows.get(row.replaces_state) : undefined;
+      if (replaced) {
+        event.unsigned.replaces_state = replaced.event_id;
+        event.unsigned.prev_content = toClientEvent(replaced, version, now).content;
+        event.unsigned.prev_sender = replaced.sender;
+      }
+      const txnId = txnIds.get(row.event_id);
+      if (txnId !== undefined) event.unsigned.transaction_id = txnId;
+      out.push(event);
+    }
+    return out;
+  }
+}
+
+/** One stored event in the client format, redacted if it was; without the fields that need other reads. */
+export function toClientEvent(row: EventRow, version: string, now: number): ClientEvent {
+  let pdu = JSON.parse(row.pdu) as Pdu;
+  if (row.redacted_by) pdu = redactEvent(pdu, version);
+  const event: ClientEvent = {
+    event_id: row.event_id,
+    type: pdu.type,
+    room_id: pdu.room_id,
+    sender: pdu.sender,
+    content: pdu.content,
+    origin_server_ts: pdu.origin_server_ts,
+    unsigned: { age: Math.max(0, now - pdu.origin_server_ts) },
+  };
+  if (pdu.state_key !== undefined) event.state_key = pdu.state_key;
+  // v11 moved `redacts` into content; clients written for earlier versions read it at the top level.
+  const redacts = pdu.redacts ?? (typeof pdu.content.redacts === 'string' ? pdu.content.redacts : undefined);
+  if (pdu.type === 'm.room.redaction' && redacts !== undefined) event.redacts = redacts;
+  return event;
+}
