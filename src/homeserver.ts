@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { sharedSecretRegistrationRoutes } from './api/admin/register.js';
 import { clientRoutes } from './api/client/index.js';
+import { serverKeyRoutes } from './api/key/index.js';
 import { threepidPageRoutes } from './api/pages/threepid.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/index.js';
@@ -44,6 +45,7 @@ export function buildApp(services: Services, logger: Logger, trustProxy: AppOpti
   const router = new Router(app, services.devices, () => services.clock.now());
   routerRef.router = router;
   clientRoutes(router, services);
+  serverKeyRoutes(router, services);
   // Release waiting long-poll syncs first, or close would wait out their timeouts.
   app.addHook('preClose', async () => services.notifier.close());
   threepidPageRoutes(router, services);
@@ -56,7 +58,14 @@ export function buildApp(services: Services, logger: Logger, trustProxy: AppOpti
 export async function startHomeserver(config: Config, options: StartOptions = {}): Promise<Homeserver> {
   const logger = options.logger ?? createLogger(config);
   const db = await openDb(config.database);
-  const services = createServices(config, db, options.clock ?? systemClock, options.outboxClock);
+  let services: Services;
+  try {
+    services = createServices(config, db, options.clock ?? systemClock, options.outboxClock);
+    void services.signingKey; // read (or make) the signing key now: a bad key file is a start-up error
+  } catch (err) {
+    await db.close(); // e.g. a malformed signing key file: a start-up error, not a leaked database
+    throw err;
+  }
   services.stoppers.push(services.delivery.start(logger));
   services.stoppers.push(startMaintenance(services, logger));
   const apps: FastifyInstance[] = [];

@@ -43,6 +43,14 @@ listeners:
 
 ${database}
 
+# The server's Ed25519 signing key, in Synapse's file format (a Synapse key file can be copied
+# here). Made on first start when missing; keep it: it signs this server's events. Every process
+# on one PostgreSQL database must use the same file.
+signing_key_path: "./data/${serverName}.signing.key"
+
+# The room version of new rooms: 10 or 11.
+default_room_version: "11"
+
 log_level: info
 
 # Registration. Open registration needs a verification step (email or phone) unless

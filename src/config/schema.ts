@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isProxyEntry } from '../http/client-address.js';
+import { SUPPORTED_ROOM_VERSIONS } from '../services/rooms/pdu.js';
 import { duration } from './duration.js';
 
 /** Synapse's rate-limit shape: a token bucket refilled at per_second, holding burst_count. */
@@ -125,6 +126,18 @@ export const coreConfigSchema = z.object({
   rc_registration_availability: rateLimit(1, 20),
   /** Messages and state events a user may send. */
   rc_message: rateLimit(0.2, 10),
+
+  /**
+   * The server's Ed25519 signing key, in Synapse's file format (made on first start when missing).
+   * Default: `<server_name>.signing.key` beside the SQLite database, or under ./data with PostgreSQL.
+   */
+  signing_key_path: z.string().min(1).optional(),
+  /** The room version of new rooms (Synapse's key; YAML may write it as a number). */
+  default_room_version: z
+    .union([z.string(), z.number().int()])
+    .transform(String)
+    .pipe(z.enum(SUPPORTED_ROOM_VERSIONS, { error: `must be one of the supported room versions: ${SUPPORTED_ROOM_VERSIONS.join(', ')}` }))
+    .default('11'),
 
   /** Myelin: largest accepted request body, in bytes. */
   max_request_body_size: z.number().int().positive().default(1024 * 1024),

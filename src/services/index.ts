@@ -13,6 +13,8 @@ import { KeyBackupService } from './e2ee/key-backup.js';
 import { ToDeviceService } from './e2ee/to-device.js';
 import { PresenceService } from './presence.js';
 import { PushRuleService } from './push-rules/push-rules.js';
+import { SUPPORTED_ROOM_VERSIONS } from './rooms/pdu.js';
+import { loadSigningKeys, type ServerSigningKey } from './rooms/signing-key.js';
 import { FilterService } from './sync/filters.js';
 import { createNotifier } from './sync/index.js';
 import type { Notifier } from './sync/notifier.js';
@@ -62,6 +64,10 @@ export interface Services {
   keyBackup: KeyBackupService;
   presence: PresenceService;
   unstableFeatures: Record<string, boolean>;
+  /** The key this server signs events and its key answers with (the first of signingKeys; the file is read on first use). */
+  signingKey: ServerSigningKey;
+  /** Every key of the signing key file, all published at /_matrix/key/v2/server. */
+  signingKeys: readonly ServerSigningKey[];
   capabilities(): Record<string, unknown>;
   /** Background work (e.g. the outbox worker) to stop on shutdown. */
   stoppers: (() => Promise<void>)[];
@@ -76,6 +82,9 @@ export function publicBaseUrlOf(config: Config): string {
 /** `outboxClock` times the mail and SMS queue, apart from `clock` (see delivery/worker.ts). */
 export function createServices(config: Config, db: Db, clock: Clock, outboxClock: Clock = systemClock): Services {
   const store = new Store(db);
+  // Read (or made) on first use: startHomeserver asks at start, register-user never does.
+  let signingKeys: ServerSigningKey[] | undefined;
+  const keyring = () => (signingKeys ??= loadSigningKeys(config));
   const limiter = new RateLimiter(store.rateLimits, clock);
   const uia = new UiaService(store.uia, clock, config.ui_auth_session_lifetime);
   const hasher = new PasswordHasher({
@@ -137,12 +146,19 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     keyBackup: new KeyBackupService(store),
     presence,
     unstableFeatures: {},
+    get signingKey() {
+      return keyring()[0]!;
+    },
+    get signingKeys() {
+      return keyring();
+    },
     capabilities: () => ({
       'm.change_password': { enabled: accounts.passwordsEnabled() },
       'm.set_displayname': { enabled: true },
       'm.set_avatar_url': { enabled: true },
       'm.3pid_changes': { enabled: config.enable_3pid_changes },
       'm.get_login_token': { enabled: false },
+      'm.room_versions': { default: config.default_room_version, available: Object.fromEntries(SUPPORTED_ROOM_VERSIONS.map((v) => [v, 'stable'])) },
     }),
     stoppers: [],
   };

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import { randomToken } from '../crypto/tokens.js';
 import { MatrixError, forbidden, unknown } from '../errors.js';
 import type { UiaSessionsRepo } from '../storage/uia.js';
+import { sortedJson } from './rooms/canonical-json.js';
 import type { ValidatedThreepid } from './threepid/validation-sessions.js';
 
 /**
@@ -224,11 +225,11 @@ export class UiaService {
       if (row.completed_ts !== null) {
         // The spec lets a retry of a completed session get the result or a 401 listing the
         // completed stages; either way the operation never runs a second time.
-        const same = canonicalJson(params) === canonicalJson(remembered);
+        const same = sortedJson(params) === sortedJson(remembered);
         if (row.result !== null && same) return { sessionId, results, recorded: JSON.parse(row.result) as JsonObject };
         throw this.completedAnswer(req, { sessionId, results });
       }
-      if (given && canonicalJson(given) !== canonicalJson(remembered)) await this.repo.setParams(sessionId, JSON.stringify(given));
+      if (given && sortedJson(given) !== sortedJson(remembered)) await this.repo.setParams(sessionId, JSON.stringify(given));
       secretHash = row.secret_hash ?? undefined;
     } else {
       sessionId = randomToken(18);
@@ -305,13 +306,6 @@ export class UiaService {
   pruneExpired(): Promise<void> {
     return this.repo.deleteExpired(this.clock.now());
   }
-}
-
-/** JSON with object keys sorted, so that two equal bodies compare equal whatever their key order. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    isObject(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : v,
-  );
 }
 
 /** A request body (already parsed as an object) without `auth` and the named secret fields: what a UIA session remembers. */

@@ -136,6 +136,20 @@ async function localOperations(ajv: Ajv2020): Promise<Operation[]> {
   ops.push(operation(ajv, 'GET', '/_synapse/admin/v1/register', { 200: nonce }));
   ops.push(operation(ajv, 'POST', '/_synapse/admin/v1/register', { 200: registered }));
   ops.push(operation(ajv, 'GET', '/_matrix/client/v3/pushrules/global/{kind}/', { 200: { type: 'array', items: pushRule } }));
+  // The server-server spec's Server Keys (data/api/server-server/definitions/keys.yaml), absent from the shared copy.
+  const b64 = { type: 'string', format: 'mx-unpadded-base64' };
+  const serverKeys = {
+    type: 'object',
+    properties: {
+      server_name: { type: 'string', format: 'mx-server-name' },
+      verify_keys: { type: 'object', additionalProperties: { type: 'object', properties: { key: b64 }, required: ['key'] } },
+      old_verify_keys: { type: 'object', additionalProperties: { type: 'object', properties: { key: b64, expired_ts: { type: 'integer' } }, required: ['key', 'expired_ts'] } },
+      signatures: { type: 'object', additionalProperties: { type: 'object', additionalProperties: b64 } },
+      valid_until_ts: { type: 'integer' },
+    },
+    required: ['server_name', 'verify_keys', 'signatures', 'valid_until_ts'],
+  };
+  for (const path of ['/_matrix/key/v2/server', '/_matrix/key/v2/server/{keyId}']) ops.push(operation(ajv, 'GET', path, { 200: serverKeys }));
   return ops;
 }
 

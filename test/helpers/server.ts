@@ -35,6 +35,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Where the test servers on one PostgreSQL database keep their signing key (the same for all of them). */
+function pgSigningKeyPath(database: Record<string, unknown>): string {
+  return join(tmpdir(), `${String((database.args as { database?: unknown } | undefined)?.database)}.signing.key`);
+}
+
 /** A fresh, empty database for one test server; `drop` removes it. */
 export async function freshDatabase(engine: Engine): Promise<{ database: Record<string, unknown>; drop(): Promise<void> }> {
   if (engine === 'sqlite') {
@@ -53,6 +58,7 @@ export async function freshDatabase(engine: Engine): Promise<{ database: Record<
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await c.end();
+      rmSync(pgSigningKeyPath({ args: { database: name } }), { force: true });
     },
   };
 }
@@ -78,7 +84,8 @@ export function rawTestConfig(port: number, database: Record<string, unknown>, o
     rc_registration: generous,
     rc_registration_availability: generous,
     // PostgreSQL needs it to encrypt queued mail; SQLite tests use the key file made next to the database.
-    ...(database.name === 'psycopg2' ? { macaroon_secret_key: 'test-outbox-secret' } : {}),
+    // The signing key would default to ./data/ with PostgreSQL: kept in the temp directory instead.
+    ...(database.name === 'psycopg2' ? { macaroon_secret_key: 'test-outbox-secret', signing_key_path: pgSigningKeyPath(database) } : {}),
     ...overrides,
   };
 }
