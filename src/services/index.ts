@@ -14,6 +14,10 @@ import { ToDeviceService } from './e2ee/to-device.js';
 import { PresenceService } from './presence.js';
 import { PushRuleService } from './push-rules/push-rules.js';
 import { SUPPORTED_ROOM_VERSIONS } from './rooms/pdu.js';
+import { ClientEventSerializer } from './rooms/client-event.js';
+import { EventCreator } from './rooms/event-creator.js';
+import { serverEventSigner } from './rooms/event-signer.js';
+import { RoomService } from './rooms/rooms.js';
 import { loadSigningKeys, type ServerSigningKey } from './rooms/signing-key.js';
 import { FilterService } from './sync/filters.js';
 import { createNotifier } from './sync/index.js';
@@ -64,6 +68,12 @@ export interface Services {
   keyBackup: KeyBackupService;
   presence: PresenceService;
   unstableFeatures: Record<string, boolean>;
+  /** Writes events into rooms (one room at a time, signed, authorised). */
+  eventCreator: EventCreator;
+  /** Serves stored events in the client format. */
+  eventSerializer: ClientEventSerializer;
+  /** Room creation, membership, messages, state, aliases. */
+  rooms: RoomService;
   /** The key this server signs events and its key answers with (the first of signingKeys; the file is read on first use). */
   signingKey: ServerSigningKey;
   /** Every key of the signing key file, all published at /_matrix/key/v2/server. */
@@ -119,6 +129,13 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const keys = new E2eKeyService(store, writer, uia, config.server_name);
   const presence = new PresenceService(store, writer, clock);
   registerDeviceHooks(devices, keys, notifier);
+  const eventSigner = serverEventSigner(config.server_name, {
+    get keyId() {
+      return keyring()[0]!.keyId;
+    },
+    sign: (data) => keyring()[0]!.sign(data),
+  });
+  const eventCreator = new EventCreator(store, notifier, eventSigner, clock);
 
   const services: Services = {
     config,
@@ -146,6 +163,9 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     keyBackup: new KeyBackupService(store),
     presence,
     unstableFeatures: {},
+    eventCreator,
+    eventSerializer: new ClientEventSerializer(store),
+    rooms: new RoomService(store, eventCreator, clock, config, limiter),
     get signingKey() {
       return keyring()[0]!;
     },

@@ -98,7 +98,9 @@ async function load(): Promise<Operation[]> {
 }
 
 function templateRegex(template: string): RegExp {
-  return new RegExp('^' + template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+') + '$');
+  // A state key may be empty: clients send `/state/{type}/` (and Myelin also serves `/state/{type}`).
+  const escaped = template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\/\{stateKey\}$/, '(?:/[^/]*)?');
+  return new RegExp('^' + escaped.replace(/\{[^}]+\}/g, '[^/]+') + '$');
 }
 
 function lazily(ajv: Ajv2020, schema: object): () => ValidateFunction {

@@ -83,6 +83,7 @@ export function rawTestConfig(port: number, database: Record<string, unknown>, o
     rc_login: { address: generous, account: generous, failed_attempts: generous },
     rc_registration: generous,
     rc_registration_availability: generous,
+    rc_message: generous,
     // PostgreSQL needs it to encrypt queued mail; SQLite tests use the key file made next to the database.
     // The signing key would default to ./data/ with PostgreSQL: kept in the temp directory instead.
     ...(database.name === 'psycopg2' ? { macaroon_secret_key: 'test-outbox-secret', signing_key_path: pgSigningKeyPath(database) } : {}),

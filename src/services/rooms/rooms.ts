@@ -135,9 +135,10 @@ export class RoomService {
 
   async invite(sender: string, roomId: string, target: string, reason?: string): Promise<void> {
     if (this.isLocalUser(target) && !(await this.store.users.get(target))) throw notFound('Unknown user');
+    const profile = await this.profileContent(target);
     await this.creator.write(roomId, async (room) => {
       await this.requireJoined(room, sender);
-      await room.append(sender, { type: 'm.room.member', state_key: target, content: { membership: 'invite', ...(await this.profileContent(target)), ...withReason(reason) } });
+      await room.append(sender, { type: 'm.room.member', state_key: target, content: { membership: 'invite', ...profile, ...withReason(reason) } });
     });
   }
 
@@ -197,13 +198,15 @@ export class RoomService {
     checkCanonicalNumbers(content, 'content');
     if (type === 'm.room.canonical_alias') await this.checkCanonicalAlias(roomId, content);
     await this.limiter.take(`message:${requester.userId}`, this.config.rc_message);
+    // Read outside the room's transaction: on SQLite the root store waits for the one connection.
+    const profile = type === 'm.room.member' && (content.membership === 'join' || content.membership === 'invite') ? await this.profileContent(stateKey) : {};
     return this.creator.write(roomId, async (room) => {
       const existing = await room.state(type, stateKey);
       if (existing && existing.sender === requester.userId && JSON.stringify(existing.content) === JSON.stringify(content)) return existing.event_id;
       if (type === 'm.room.member') {
         const membership = content.membership;
         if (membership === 'join' && stateKey !== requester.userId) throw forbidden('You may only join as yourself');
-        if (membership === 'join' || membership === 'invite') Object.assign(content, { ...(await this.profileContent(stateKey)), ...content });
+        content = { ...profile, ...content };
       } else {
         await this.requireJoined(room, requester.userId);
       }
