@@ -5,6 +5,7 @@ import { HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server
 type Registered = { user_id: string; access_token: string; device_id: string };
 const enc = encodeURIComponent;
 
+
 for (const engine of HTTP_ENGINES) {
   describe(`rooms: creating and writing (${engine})`, () => {
     let server: TestServer;
@@ -194,3 +195,26 @@ for (const engine of HTTP_ENGINES) {
     });
   });
 }
+
+describe('rooms: deactivation', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer('sqlite');
+  });
+  after(() => server.close());
+
+  it('leaves every joined room and rejects pending invites', async () => {
+    const alice = await server.api.register('alice');
+    const dave = await server.api.register('dave', 'a strong passphrase 12');
+    const joined = (await server.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: alice.access_token })).body.room_id;
+    const invited = (await server.api.post<{ room_id: string }>('/v3/createRoom', { invite: [dave.user_id] }, { token: alice.access_token })).body.room_id;
+    await server.api.post(`/v3/join/${enc(joined)}`, {}, { token: dave.access_token });
+    const res = await server.api.post('/v3/account/deactivate', { auth: { type: 'm.login.password', identifier: { type: 'm.id.user', user: dave.user_id }, password: 'a strong passphrase 12' } }, { token: dave.access_token });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    for (const roomId of [joined, invited]) {
+      const member = await server.hs.services.store.rooms.member(roomId, dave.user_id);
+      assert.equal(member?.membership, 'leave', roomId);
+      assert.equal(member?.sender, dave.user_id);
+    }
+  });
+});

@@ -182,11 +182,20 @@ export class AccountService {
    * no 3PIDs, no profile. Devices go the one way devices go, so every area's clean-up runs.
    */
   async deactivate(userId: string): Promise<UserThreepidRow[]> {
-    return this.store.transaction(async (tx) => {
+    const removed = await this.store.transaction(async (tx) => {
       await tx.users.markDeactivated(userId);
       await this.devices.within(tx).deleteDevices(userId);
       return tx.threepids.deleteAll(userId);
     });
+    for (const hook of this.deactivationHooks) await hook(userId);
+    return removed;
+  }
+
+  /** What other areas do once an account is deactivated (e.g. leaving its rooms), in the order registered. */
+  private readonly deactivationHooks: ((userId: string) => Promise<void>)[] = [];
+
+  onDeactivated(hook: (userId: string) => Promise<void>): void {
+    this.deactivationHooks.push(hook);
   }
 
   async getProfile(userId: string): Promise<{ displayname?: string; avatar_url?: string }> {

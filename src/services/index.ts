@@ -136,6 +136,9 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     sign: (data) => keyring()[0]!.sign(data),
   });
   const eventCreator = new EventCreator(store, notifier, eventSigner, clock);
+  const rooms = new RoomService(store, eventCreator, clock, config, limiter);
+  // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
+  accounts.onDeactivated((userId) => rooms.leaveAll(userId));
 
   const services: Services = {
     config,
@@ -165,7 +168,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     unstableFeatures: {},
     eventCreator,
     eventSerializer: new ClientEventSerializer(store),
-    rooms: new RoomService(store, eventCreator, clock, config, limiter),
+    rooms,
     get signingKey() {
       return keyring()[0]!;
     },
