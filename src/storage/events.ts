@@ -134,11 +134,15 @@ export class EventsRepo {
   }
 }
 
-/** A transaction key: what the transaction was for (room and endpoint), a NUL, then the client's transaction ID. */
+/**
+ * A transaction key: what the transaction was for (room and endpoint), then the client's transaction
+ * ID, the first prefixed by its length so that no choice of either can collide with another.
+ */
 export function txnKeyOf(purpose: string, txnId: string): string {
-  return `${purpose}\u0000${txnId}`;
+  return `${purpose.length}:${purpose}${txnId}`;
 }
 
 function txnIdOfKey(key: string): string {
-  return key.slice(key.indexOf('\u0000') + 1);
+  const colon = key.indexOf(':');
+  return key.slice(colon + 1 + Number(key.slice(0, colon)));
 }
