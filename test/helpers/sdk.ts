@@ -44,3 +44,39 @@ export class SdkClients {
     for (const c of this.all) c.stopClient();
   }
 }
+
+// matrix-js-sdk 37 arms a timer for each sync request (poll timeout + 80 s, http-api/utils.ts
+// timeoutSignal) and never clears it, which would keep this test process alive for minutes after
+// stopClient(). Such long timers are unref'd; the SDK's behaviour is otherwise unchanged.
+const originalSetTimeout = globalThis.setTimeout;
+globalThis.setTimeout = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+  const timer = originalSetTimeout(fn, ms, ...args);
+  if ((ms ?? 0) >= 60_000) timer.unref();
+  return timer;
+}) as typeof setTimeout;
+
+/** Resolves with the first emitted value that passes `test`; rejects after `ms`. */
+export function waitFor<T>(subscribe: (handler: (value: T) => void) => () => void, test: (value: T) => boolean, what: string, ms = 10_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      unsubscribe();
+      reject(new Error(`timed out waiting for ${what}`));
+    }, ms);
+    const unsubscribe = subscribe((value) => {
+      if (!test(value)) return;
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(value);
+    });
+  });
+}
+
+export const prepared = (client: sdk.MatrixClient) =>
+  waitFor<sdk.SyncState>(
+    (h) => {
+      client.on(sdk.ClientEvent.Sync, h);
+      return () => client.off(sdk.ClientEvent.Sync, h);
+    },
+    (state) => state === sdk.SyncState.Prepared,
+    'the PREPARED sync state',
+  );
