@@ -181,6 +181,17 @@ export class E2eKeysRepo {
       .execute();
   }
 
+  /** Records, for each observer, that `changedUserId`'s devices or keys changed at `streamPos`. */
+  async addDeviceListChanges(observers: readonly string[], streamPos: number, changedUserId: string): Promise<void> {
+    for (let i = 0; i < observers.length; i += 300) {
+      await this.db
+        .insertInto('device_list_changes')
+        .values(observers.slice(i, i + 300).map((observer) => ({ user_id: observer, stream_pos: streamPos, changed_user_id: changedUserId })))
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+    }
+  }
+
   async deviceListChanges(observer: string, after: number, upto: number): Promise<string[]> {
     const rows = await this.db
       .selectFrom('device_list_changes')

@@ -1,0 +1,197 @@
+import { sql, type Kysely } from 'kysely';
+import type { EventRow } from './events.js';
+import type { MemberRow } from './rooms.js';
+import type { Database } from './schema.js';
+
+/** Rooms per batched statement: each costs a few bound variables, well under SQLite's limit. */
+const ROOM_CHUNK = 100;
+/** Rows per IN (...) list. */
+const CHUNK = 500;
+
+export interface StateEntry {
+  type: string;
+  state_key: string;
+  event_id: string;
+}
+
+/** A state event's key and place, as sync needs it to work out state deltas. */
+export interface StateEventRef extends StateEntry {
+  stream_pos: number;
+  membership: string | null;
+}
+
+/**
+ * Which entries of a state snapshot to read: every non-member entry or none, and the member
+ * entries of every user (`'all'`) or of the users listed.
+ */
+export interface StateSelection {
+  others: boolean;
+  members: 'all' | readonly string[];
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/**
+ * The reads of /sync's rooms section, batched over rooms: one statement for many rooms rather than
+ * one per room wherever the engines allow.
+ */
+export class RoomSyncRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * The user's membership rows a sync looks at: every row when `after` is undefined (an initial
+   * sync), else the rooms the user is joined to and those whose membership changed after `after`.
+   * Forgotten rooms are included; the caller leaves them out.
+   */
+  memberships(userId: string, after: number | undefined): Promise<MemberRow[]> {
+    let query = this.db.selectFrom('room_members').selectAll().where('user_id', '=', userId);
+    if (after !== undefined) query = query.where((eb) => eb.or([eb('membership', '=', 'join'), eb('stream_pos', '>', after)]));
+    return query.execute();
+  }
+
+  /** The IDs of the rooms the user is joined to. */
+  async joinedRoomIds(userId: string): Promise<string[]> {
+    const rows = await this.db.selectFrom('room_members').select('room_id').where('user_id', '=', userId).where('membership', '=', 'join').execute();
+    return rows.map((r) => r.room_id);
+  }
+
+  /**
+   * For each request, the room's events in (after, upto], newest first, at most `limit`: one
+   * statement per chunk of rooms (a UNION ALL of per-room index range scans).
+   */
+  async latestMany(requests: readonly { roomId: string; after: number; upto: number; limit: number }[]): Promise<Map<string, EventRow[]>> {
+    const out = new Map<string, EventRow[]>();
+    for (const chunk of chunks(requests, ROOM_CHUNK)) {
+      const parts = chunk.map(
+        (r) => sql`SELECT * FROM (SELECT * FROM events WHERE room_id = ${r.roomId} AND stream_pos > ${r.after} AND stream_pos <= ${r.upto} ORDER BY stream_pos DESC LIMIT ${r.limit}) AS t`,
+      );
+      const { rows } = await sql<EventRow>`${sql.join(parts, sql` UNION ALL `)}`.execute(this.db);
+      for (const r of chunk) out.set(r.roomId, []);
+      for (const row of rows) out.get(row.room_id)?.push(row);
+      for (const list of out.values()) list.sort((a, b) => Number(b.stream_pos) - Number(a.stream_pos));
+    }
+    return out;
+  }
+
+  /**
+   * The state snapshot `group`, only the entries `select` asks for: the deltas down the group's
+   * chain in one statement, later groups winning (group IDs grow along a chain).
+   */
+  async stateAt(group: number, select: StateSelection): Promise<Map<string, StateEntry>> {
+    const state = new Map<string, StateEntry>();
+    let filter;
+    if (select.members === 'all') filter = select.others ? sql`1 = 1` : sql`e.type = 'm.room.member'`;
+    else {
+      const members = select.members.length > 0 ? sql`(e.type = 'm.room.member' AND e.state_key IN (${sql.join([...select.members])}))` : sql`1 = 0`;
+      filter = select.others ? sql`(e.type <> 'm.room.member' OR ${members})` : members;
+    }
+    if (select.members !== 'all' && select.members.length > CHUNK) {
+      // A long member list: read the members' entries in chunks, the others once.
+      if (select.others) for (const [key, entry] of await this.stateAt(group, { others: true, members: [] })) state.set(key, entry);
+      for (const part of chunks(select.members, CHUNK)) for (const [key, entry] of await this.stateAt(group, { others: false, members: part })) state.set(key, entry);
+      return state;
+    }
+    const { rows } = await sql<{ state_group: number; type: string; state_key: string; event_id: string }>`
+      WITH RECURSIVE chain(id, prev_group) AS (
+        SELECT id, prev_group FROM state_groups WHERE id = ${group}
+        UNION ALL
+        SELECT g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
+      )
+      SELECT e.state_group, e.type, e.state_key, e.event_id FROM state_group_entries e JOIN chain c ON e.state_group = c.id
+      WHERE ${filter}
+      ORDER BY e.state_group ASC`.execute(this.db);
+    for (const row of rows) state.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });
+    return state;
+  }
+
+  /** The room's state events in (after, before), oldest first: what changed in a sync's gap. */
+  async stateEventsBetween(roomId: string, after: number, before: number): Promise<StateEventRef[]> {
+    const rows = await this.db
+      .selectFrom('events')
+      .select(['event_id', 'type', 'state_key', 'stream_pos', 'membership'])
+      .where('room_id', '=', roomId)
+      .where('stream_pos', '>', after)
+      .where('stream_pos', '<', before)
+      .where('state_key', 'is not', null)
+      .orderBy('stream_pos')
+      .execute();
+    return rows.map((r) => ({ event_id: r.event_id, type: r.type, state_key: r.state_key!, stream_pos: Number(r.stream_pos), membership: r.membership }));
+  }
+
+  /** Member events of these rooms in (after, upto], oldest first: whose membership changed. */
+  async memberEventsBetween(roomIds: readonly string[], after: number, upto: number): Promise<{ room_id: string; state_key: string; membership: string | null }[]> {
+    const out: { room_id: string; state_key: string; membership: string | null }[] = [];
+    for (const chunk of chunks(roomIds, CHUNK)) {
+      const rows = await this.db
+        .selectFrom('events')
+        .select(['room_id', 'state_key', 'membership', 'stream_pos'])
+        .where('room_id', 'in', chunk)
+        .where('stream_pos', '>', after)
+        .where('stream_pos', '<=', upto)
+        .where('type', '=', 'm.room.member')
+        .orderBy('stream_pos')
+        .execute();
+      for (const row of rows) out.push({ room_id: row.room_id, state_key: row.state_key!, membership: row.membership });
+    }
+    return out;
+  }
+
+  /** Joined and invited member counts of these rooms. */
+  async memberCounts(roomIds: readonly string[]): Promise<Map<string, { joined: number; invited: number }>> {
+    const out = new Map<string, { joined: number; invited: number }>();
+    for (const id of roomIds) out.set(id, { joined: 0, invited: 0 });
+    for (const chunk of chunks(roomIds, CHUNK)) {
+      const rows = await this.db
+        .selectFrom('room_members')
+        .select(['room_id', 'membership', (eb) => eb.fn.countAll<number>().as('n')])
+        .where('room_id', 'in', chunk)
+        .where('membership', 'in', ['join', 'invite'])
+        .groupBy(['room_id', 'membership'])
+        .execute();
+      for (const row of rows) {
+        const counts = out.get(row.room_id)!;
+        if (row.membership === 'join') counts.joined = Number(row.n);
+        else counts.invited = Number(row.n);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Up to `count` members of each room other than `userId` with one of `memberships`, in stream
+   * order of their membership: the room summary's heroes.
+   */
+  async heroes(roomIds: readonly string[], userId: string, memberships: readonly string[], count: number): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    for (const chunk of chunks(roomIds, CHUNK)) {
+      const { rows } = await sql<{ room_id: string; user_id: string }>`
+        SELECT room_id, user_id FROM (
+          SELECT room_id, user_id, stream_pos, ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY stream_pos, user_id) AS n
+          FROM room_members
+          WHERE room_id IN (${sql.join(chunk)}) AND membership IN (${sql.join([...memberships])}) AND user_id <> ${userId}
+        ) AS ranked
+        WHERE n <= ${count}
+        ORDER BY room_id, stream_pos, user_id`.execute(this.db);
+      for (const row of rows) {
+        let list = out.get(row.room_id);
+        if (!list) out.set(row.room_id, (list = []));
+        list.push(row.user_id);
+      }
+    }
+    return out;
+  }
+
+  /** The joined members of these rooms. */
+  async joinedMembers(roomIds: readonly string[]): Promise<string[]> {
+    const out = new Set<string>();
+    for (const chunk of chunks(roomIds, CHUNK)) {
+      const rows = await this.db.selectFrom('room_members').select('user_id').distinct().where('room_id', 'in', chunk).where('membership', '=', 'join').execute();
+      for (const row of rows) out.add(row.user_id);
+    }
+    return [...out];
+  }
+}
