@@ -24,6 +24,8 @@ import { createNotifier } from './sync/index.js';
 import type { Notifier } from './sync/notifier.js';
 import { StreamWriter } from './sync/stream-writer.js';
 import { SyncService } from './sync/sync.js';
+import { RoomsSync } from './sync/rooms-sync.js';
+import { LazyMembersCache } from './sync/lazy-members.js';
 import { LoginService } from './login.js';
 import { PasswordResetService } from './password-reset.js';
 import { RateLimiter } from './ratelimiter.js';
@@ -136,6 +138,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     sign: (data) => keyring()[0]!.sign(data),
   });
   const eventCreator = new EventCreator(store, notifier, eventSigner, clock);
+  const eventSerializer = new ClientEventSerializer(store);
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
@@ -157,7 +160,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     delivery,
     threepid,
     notifier,
-    sync: new SyncService(store, notifier, filters, pushRules, keys, presence),
+    sync: new SyncService(store, notifier, filters, pushRules, keys, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now())),
     filters,
     pushRules,
     accountData: new AccountDataService(store, writer, pushRules),
@@ -167,7 +170,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     presence,
     unstableFeatures: {},
     eventCreator,
-    eventSerializer: new ClientEventSerializer(store),
+    eventSerializer,
     rooms,
     get signingKey() {
       return keyring()[0]!;

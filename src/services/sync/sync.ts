@@ -9,6 +9,7 @@ import type { Notifier } from './notifier.js';
 import type { PresenceService, PresenceState } from '../presence.js';
 import type { PushRuleService } from '../push-rules/push-rules.js';
 import { encodeSyncToken, tokenPosition } from './sync-token.js';
+import type { RoomsSync } from './rooms-sync.js';
 
 /** To-device messages per response; the rest follow in the next sync. */
 const TO_DEVICE_LIMIT = 100;
@@ -26,11 +27,14 @@ export interface SyncRequest {
 interface Batch {
   body: JsonObject;
   hasNews: boolean;
+  /** The rooms the user is joined to: a long-poll waits on them. */
+  joinedRoomIds: string[];
 }
 
 /**
- * GET /sync until rooms exist: the account's global account data, to-device messages, device-list
- * changes, key counts and the user's own presence. An incremental sync with nothing new waits on the notifier.
+ * GET /sync: rooms (rooms-sync.ts), the account's global account data, to-device messages,
+ * device-list changes, key counts and presence. An incremental sync with nothing new waits on the
+ * notifier, woken by changes for the user or in one of the user's rooms.
  */
 export class SyncService {
   constructor(
@@ -40,6 +44,7 @@ export class SyncService {
     private readonly pushRules: PushRuleService,
     private readonly keys: E2eKeyService,
     private readonly presence: PresenceService,
+    private readonly rooms: RoomsSync,
   ) {}
 
   async sync(requester: Requester, request: SyncRequest): Promise<JsonObject> {
@@ -61,13 +66,16 @@ export class SyncService {
 
   private async longPoll(requester: Requester, since: number, filter: Filter | undefined, timeout: number): Promise<JsonObject> {
     const deadline = performance.now() + timeout;
+    // The rooms to listen to are read before the first subscription; a later join wakes the user anyway.
+    let roomIds = await this.rooms.joinedRoomIds(requester.userId);
     for (;;) {
       // Subscribe before reading, so that a change committed in between still wakes us.
-      const subscription = this.notifier.subscribe(requester.userId);
+      const subscription = this.notifier.subscribe(requester.userId, roomIds);
       try {
         const batch = await this.batch(requester, since, filter, false);
         const remaining = deadline - performance.now();
         if (batch.hasNews || remaining <= 0 || this.notifier.isClosed) return batch.body;
+        roomIds = batch.joinedRoomIds;
         await subscription.wait(remaining);
       } finally {
         subscription.dispose();
@@ -95,19 +103,30 @@ export class SyncService {
       events.push({ type: 'm.push_rules', content: await this.pushRules.accountDataContent(userId) });
     }
     const accountData = applyEventFilter(events, filter?.account_data);
-    const changed = since === undefined ? [] : await repos.keys.deviceListChanges(userId, after, upto);
+    const rooms = await this.rooms.sync({
+      userId,
+      deviceId,
+      after: since === undefined ? undefined : after,
+      upto,
+      fullState,
+      filter,
+      roomAccountData: rows.filter((r) => r.room_id !== ''),
+    });
+    const left = rooms.deviceLists.left;
+    const changed = since === undefined ? [] : [...new Set([...(await repos.keys.deviceListChanges(userId, after, upto)), ...rooms.deviceLists.changed])].filter((u) => !left.includes(u));
     const presence = applyEventFilter(await this.presence.syncEvents(userId, initial ? undefined : after, upto), filter?.presence);
 
     const body: JsonObject = {
       next_batch: encodeSyncToken(upto),
       account_data: { events: accountData },
       to_device: { events: messages.map((m) => ({ sender: m.sender, type: m.type, content: JSON.parse(m.content) as JsonObject })) },
-      device_lists: { changed, left: [] },
+      device_lists: { changed, left },
       device_one_time_keys_count: await this.keys.counts(userId, deviceId),
       device_unused_fallback_key_types: await repos.keys.unusedFallbackKeyTypes(userId, deviceId),
       presence: { events: presence },
-      rooms: { join: {}, invite: {}, leave: {}, knock: {} },
+      rooms: rooms.rooms,
     };
-    return { body, hasNews: accountData.length > 0 || messages.length > 0 || changed.length > 0 || presence.length > 0 };
+    const hasNews = accountData.length > 0 || messages.length > 0 || changed.length > 0 || left.length > 0 || presence.length > 0 || rooms.hasNews;
+    return { body, hasNews, joinedRoomIds: rooms.joinedRoomIds };
   }
 }
