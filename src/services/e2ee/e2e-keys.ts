@@ -7,8 +7,9 @@ import { WithAuth } from '../../http/common-schemas.js';
 import { parseBody } from '../../http/parse.js';
 import { Operation, unreadParams, type UiaService } from '../uia.js';
 import { signedPart, verifyEd25519 } from './signing.js';
-import type { StreamWriter } from '../sync/stream-writer.js';
+import type { StreamTx, StreamWriter } from '../sync/stream-writer.js';
 import { tokenPosition } from '../sync/sync-token.js';
+import { RoomMemberships } from '../sync/room-memberships.js';
 import { serverNameOf } from '../user-ids.js';
 
 export const CROSS_SIGNING_TYPES = { master_key: 'master', self_signing_key: 'self_signing', user_signing_key: 'user_signing' } as const;
@@ -68,12 +69,16 @@ function publicKeyOf(key: JsonObject): string {
 
 /** End-to-end keys: storage and routing only. The server never holds a private key or decrypts. */
 export class E2eKeyService {
+  private readonly memberships: RoomMemberships;
+
   constructor(
     private readonly store: Store,
     private readonly writer: StreamWriter,
     private readonly uia: UiaService,
     private readonly serverName: string,
-  ) {}
+  ) {
+    this.memberships = new RoomMemberships(store);
+  }
 
   private isLocal(userId: string): boolean {
     return serverNameOf(userId) === this.serverName;
@@ -98,7 +103,7 @@ export class E2eKeyService {
     await this.writer.write(async (tx) => {
       const keys = tx.store.keys;
       if (deviceKeys !== undefined && (await keys.getDeviceKeys(userId, deviceId)) !== deviceKeys) {
-        await keys.addDeviceListChange(userId, await tx.position(userId), userId);
+        await this.ownChange(tx, userId);
         await keys.setDeviceKeys(userId, deviceId, deviceKeys);
       }
       for (const old of await keys.existingOneTimeKeys(userId, deviceId, oneTimeKeys)) {
@@ -176,8 +181,12 @@ export class E2eKeyService {
     const after = await tokenPosition(from, userId, streams);
     const upto = await tokenPosition(to, userId, streams);
     if (after === undefined || upto === undefined) throw invalidParam('Invalid stream token');
-    const changed = upto > after ? await this.store.keys.deviceListChanges(userId, after, upto) : [];
-    return { changed, left: [] };
+    if (upto <= after) return { changed: [], left: [] };
+    // As /sync reports them: key changes of the user and room-mates, and whom sharing rooms brought or took.
+    const rooms = await this.memberships.deviceListChanges(userId, after, upto);
+    const left = new Set(rooms.left);
+    const changed = [...new Set([...(await this.store.keys.deviceListChanges(userId, after, upto)), ...rooms.changed])].filter((u) => !left.has(u));
+    return { changed, left: rooms.left };
   }
 
   async uploadCrossSigning(requester: Requester, body: CrossSigningUpload, ip: string): Promise<void> {
@@ -207,7 +216,7 @@ export class E2eKeyService {
       if (changed.length === 0) return;
       await this.writer.write(async (tx) => {
         for (const [type, key] of changed) await tx.store.keys.setCrossSigningKey(userId, type, JSON.stringify(key));
-        await tx.store.keys.addDeviceListChange(userId, await tx.position(userId), userId);
+        await this.ownChange(tx, userId);
       });
     };
     if (!replaces) return write();
@@ -292,20 +301,40 @@ export class E2eKeyService {
           await tx.store.keys.addDeviceListChange(target, positions.get(target)!, a.target_user_id);
           if (target !== signer) await tx.store.keys.addDeviceListChange(signer, positions.get(signer)!, a.target_user_id);
         }
+        // Signatures of the signer's own devices and keys: everyone sharing a room with them re-checks.
+        if (accepted.some((a) => a.target_user_id === signer)) await this.ownChange(tx, signer);
       });
     }
     return { failures };
   }
 
-  /** Part of creating a device (in the creating unit of work): the user's device list changed. */
-  async onDeviceCreated(work: Store, userId: string, position: number): Promise<void> {
-    await work.keys.addDeviceListChange(userId, position, userId);
+  /**
+   * Records that the user's own devices or keys changed at `position`, for the user and for every
+   * user sharing a room with them (their clients track the user's devices), and returns them all:
+   * whose syncs must hear of it. Called after the position is taken, so that every membership
+   * committed before it is seen: a user who joins later learns of the user's devices by the join.
+   */
+  private async recordOwnChange(work: Store, userId: string, position: number): Promise<string[]> {
+    const observers = [...new Set([userId, ...(await work.rooms.roomMates(userId))])];
+    await work.keys.addDeviceListChanges(observers, position, userId);
+    return observers;
   }
 
-  /** Part of deleting devices (in the deleting unit of work): their keys go, and the user's device list changed. */
-  async onDevicesDeleted(work: Store, userId: string, deviceIds: readonly string[], position: number): Promise<void> {
+  /** recordOwnChange in a stream write: every observer's sync is woken after the commit. */
+  private async ownChange(tx: StreamTx, userId: string): Promise<void> {
+    const position = await tx.position(userId);
+    for (const observer of await this.recordOwnChange(tx.store, userId, position)) await tx.position(observer);
+  }
+
+  /** Part of creating a device (in the creating unit of work): the user's device list changed. Returns whom to wake. */
+  async onDeviceCreated(work: Store, userId: string, position: number): Promise<string[]> {
+    return this.recordOwnChange(work, userId, position);
+  }
+
+  /** Part of deleting devices (in the deleting unit of work): their keys go, and the user's device list changed. Returns whom to wake. */
+  async onDevicesDeleted(work: Store, userId: string, deviceIds: readonly string[], position: number): Promise<string[]> {
     await work.keys.deleteForDevices(userId, deviceIds);
-    await work.keys.addDeviceListChange(userId, position, userId);
+    return this.recordOwnChange(work, userId, position);
   }
 }
 

@@ -9,13 +9,13 @@ export function registerDeviceHooks(devices: DeviceService, keys: E2eKeyService,
     // messages for these devices are either committed before this deletes them or never written.
     const position = await work.streams.advance();
     await work.toDevice.deleteForDevices(userId, deviceIds);
-    await keys.onDevicesDeleted(work, userId, deviceIds, position);
-    work.afterCommit(() => notifier.notify({ position, users: [userId] }));
+    const observers = await keys.onDevicesDeleted(work, userId, deviceIds, position);
+    work.afterCommit(() => notifier.notify({ position, users: observers }));
   });
   // As Synapse does, a new device is a device-list change (its keys come later, with their own change).
   devices.deviceCreationHooks.push(async (work, userId) => {
     const position = await work.streams.advance();
-    await keys.onDeviceCreated(work, userId, position);
-    work.afterCommit(() => notifier.notify({ position, users: [userId] }));
+    const observers = await keys.onDeviceCreated(work, userId, position);
+    work.afterCommit(() => notifier.notify({ position, users: observers }));
   });
 }
