@@ -1,0 +1,491 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import SQLite from 'better-sqlite3';
+import { parseRoomToken } from '../src/services/rooms/room-token.js';
+import { HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { until } from './helpers/until.js';
+
+type Registered = { user_id: string; access_token: string; device_id: string };
+type Event = { event_id: string; type: string; sender: string; state_key?: string; content: Record<string, unknown>; room_id?: string; unsigned?: Record<string, unknown> };
+type JoinedRoom = {
+  timeline: { events: Event[]; limited: boolean; prev_batch: string };
+  state: { events: Event[] };
+  account_data: { events: { type: string; content: Record<string, unknown> }[] };
+  ephemeral: { events: unknown[] };
+  summary?: { 'm.heroes'?: string[]; 'm.joined_member_count'?: number; 'm.invited_member_count'?: number };
+  unread_notifications: { highlight_count: number; notification_count: number };
+};
+type Sync = {
+  next_batch: string;
+  account_data: { events: unknown[] };
+  rooms: {
+    join: Record<string, JoinedRoom>;
+    invite: Record<string, { invite_state: { events: Event[] } }>;
+    leave: Record<string, { timeline: { events: Event[]; limited: boolean }; state: { events: Event[] } }>;
+  };
+  device_lists: { changed: string[]; left: string[] };
+};
+
+const enc = encodeURIComponent;
+const keysOf = (events: Event[]) => events.map((e) => `${e.type}|${e.state_key ?? ''}`);
+
+/** Counts the SQL statements this process runs on SQLite (the server runs in the test's process) until `restore`. */
+function countStatements(): { readonly count: number; restore(): void } {
+  const probe = new SQLite(':memory:');
+  const proto = Object.getPrototypeOf(probe.prepare('SELECT 1')) as Record<string, (...args: unknown[]) => unknown>;
+  probe.close();
+  const originals = new Map<string, (...args: unknown[]) => unknown>();
+  const counter = {
+    count: 0,
+    restore: () => {
+      for (const [method, original] of originals) proto[method] = original;
+    },
+  };
+  for (const method of ['all', 'run', 'get', 'iterate']) {
+    const original = proto[method]!;
+    originals.set(method, original);
+    proto[method] = function (this: unknown, ...args: unknown[]) {
+      counter.count++;
+      return original.apply(this, args);
+    };
+  }
+  return counter;
+}
+
+for (const engine of HTTP_ENGINES) {
+  describe(`sync: rooms (${engine})`, () => {
+    let server: TestServer;
+    let alice: Registered;
+    let bob: Registered;
+    let carol: Registered;
+    before(async () => {
+      server = await startTestServer(engine);
+      alice = await server.api.register('alice');
+      bob = await server.api.register('bob');
+      carol = await server.api.register('carol');
+    });
+    after(() => server.close());
+
+    const sync = async (who: Registered, query: Record<string, string | number | object> = {}) => {
+      const params = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : String(v)]));
+      const res = await server.api.get<Sync>(`/v3/sync?${params}`, { token: who.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body;
+    };
+    const createRoom = async (who: Registered, body: Record<string, unknown> = {}) => {
+      const res = await server.api.post<{ room_id: string }>('/v3/createRoom', body, { token: who.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.room_id;
+    };
+    let txn = 0;
+    const send = async (who: Registered, roomId: string, body: string) => {
+      const res = await server.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/t${++txn}`, { msgtype: 'm.text', body }, { token: who.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.event_id;
+    };
+    const join = async (who: Registered, roomId: string) => {
+      const res = await server.api.post(`/v3/rooms/${enc(roomId)}/join`, {}, { token: who.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    };
+    const invite = async (who: Registered, roomId: string, target: Registered) => {
+      const res = await server.api.post(`/v3/rooms/${enc(roomId)}/invite`, { user_id: target.user_id }, { token: who.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    };
+    const leave = async (who: Registered, roomId: string) => {
+      const res = await server.api.post(`/v3/rooms/${enc(roomId)}/leave`, {}, { token: who.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    };
+    const register = (name: string) => server.api.register(name);
+
+    it('gives a created room in an initial sync: its timeline, and with a short timeline the state before it', async () => {
+      const roomId = await createRoom(alice, { name: 'Plans', topic: 'What next' });
+      const first = await sync(alice);
+      const room = first.rooms.join[roomId]!;
+      assert.ok(room, 'the room is in rooms.join');
+      assert.deepEqual(keysOf(room.timeline.events), [
+        'm.room.create|',
+        `m.room.member|${alice.user_id}`,
+        'm.room.power_levels|',
+        'm.room.join_rules|',
+        'm.room.history_visibility|',
+        'm.room.guest_access|',
+        'm.room.name|',
+        'm.room.topic|',
+      ]);
+      assert.equal(room.timeline.limited, false);
+      assert.deepEqual(room.state.events, [], 'the timeline starts at the creation: no state before it');
+      assert.equal(room.timeline.events[0]!.room_id, undefined, 'sync events leave out room_id');
+      assert.deepEqual(room.ephemeral, { events: [] });
+      assert.deepEqual(room.unread_notifications, { highlight_count: 0, notification_count: 0 });
+      assert.deepEqual(room.summary, { 'm.heroes': [], 'm.joined_member_count': 1, 'm.invited_member_count': 0 });
+
+      const short = await sync(alice, { filter: { room: { timeline: { limit: 2 } } } });
+      const limited = short.rooms.join[roomId]!;
+      assert.deepEqual(keysOf(limited.timeline.events), ['m.room.name|', 'm.room.topic|']);
+      assert.equal(limited.timeline.limited, true);
+      assert.deepEqual(keysOf(limited.state.events).sort(), [
+        'm.room.create|',
+        'm.room.guest_access|',
+        'm.room.history_visibility|',
+        'm.room.join_rules|',
+        `m.room.member|${alice.user_id}`,
+        'm.room.power_levels|',
+      ]);
+      // prev_batch is the point just before the timeline's first event: paging back from it gives the event before.
+      const firstEvent = (await server.hs.services.store.events.get(limited.timeline.events[0]!.event_id))!;
+      assert.equal(limited.timeline.prev_batch, `t${firstEvent.depth}-${Number(firstEvent.stream_pos) - 1}`);
+      const point = await parseRoomToken(limited.timeline.prev_batch, roomId, server.hs.services.store.events);
+      const before = await server.hs.services.store.events.page(roomId, point!, 'b', 1);
+      assert.equal(before[0]!.type, 'm.room.guest_access');
+    });
+
+    it('gives only what is new in an incremental sync, limited when more happened than the timeline holds', async () => {
+      const roomId = await createRoom(alice);
+      const otherRoom = await createRoom(alice);
+      const first = await sync(alice);
+      assert.ok(first.rooms.join[otherRoom]);
+      const eventId = await send(alice, roomId, 'hello');
+      const next = await sync(alice, { since: first.next_batch });
+      assert.deepEqual(Object.keys(next.rooms.join), [roomId], 'only the room that changed');
+      const room = next.rooms.join[roomId]!;
+      assert.deepEqual(room.timeline.events.map((e) => e.event_id), [eventId]);
+      assert.equal(room.timeline.events[0]!.unsigned?.transaction_id, `t${txn}`, 'the sending device sees its transaction ID');
+      assert.equal(room.timeline.limited, false);
+      assert.deepEqual(room.state.events, []);
+      assert.equal(room.summary, undefined, 'no member changed: no summary');
+
+      // Nothing new: nothing to say about rooms.
+      const idle = await sync(alice, { since: next.next_batch });
+      assert.deepEqual(idle.rooms.join, {});
+
+      // A state change and then more messages than the timeline limit: the state change comes as state.
+      await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.topic`, { topic: 'gap' }, { token: alice.access_token });
+      for (let i = 0; i < 4; i++) await send(alice, roomId, `m${i}`);
+      const gap = await sync(alice, { since: idle.next_batch, filter: { room: { timeline: { limit: 3 } } } });
+      const gapRoom = gap.rooms.join[roomId]!;
+      assert.equal(gapRoom.timeline.limited, true);
+      assert.deepEqual(gapRoom.timeline.events.map((e) => e.content.body), ['m1', 'm2', 'm3']);
+      assert.deepEqual(keysOf(gapRoom.state.events), ['m.room.topic|']);
+      assert.equal(gapRoom.state.events[0]!.content.topic, 'gap');
+      assert.match(gapRoom.timeline.prev_batch, /^t\d+-\d+$/);
+    });
+
+    it('sends state events a timeline filter leaves out as state, and honours rooms/not_rooms', async () => {
+      const roomId = await createRoom(alice);
+      const hidden = await createRoom(alice);
+      const first = await sync(alice);
+      await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.name`, { name: 'Renamed' }, { token: alice.access_token });
+      await send(alice, roomId, 'after rename');
+      await send(alice, hidden, 'not wanted');
+      const next = await sync(alice, { since: first.next_batch, filter: { room: { not_rooms: [hidden], timeline: { types: ['m.room.message'] } } } });
+      assert.equal(next.rooms.join[hidden], undefined);
+      const room = next.rooms.join[roomId]!;
+      assert.deepEqual(room.timeline.events.map((e) => e.type), ['m.room.message']);
+      assert.deepEqual(keysOf(room.state.events), ['m.room.name|']);
+      const only = await sync(alice, { filter: { room: { rooms: [hidden] } } });
+      assert.deepEqual(Object.keys(only.rooms.join), [hidden]);
+    });
+
+    it('shows an invite with its stripped state, then the room in full once joined', async () => {
+      const dave = await register('dave');
+      const roomId = await createRoom(alice, { name: 'Invited', preset: 'private_chat' });
+      await send(alice, roomId, 'before dave');
+      const start = await sync(dave);
+      await invite(alice, roomId, dave);
+      const invited = await sync(dave, { since: start.next_batch });
+      const inviteState = invited.rooms.invite[roomId]!.invite_state.events;
+      assert.deepEqual(keysOf(inviteState).sort(), ['m.room.create|', 'm.room.join_rules|', `m.room.member|${alice.user_id}`, `m.room.member|${dave.user_id}`, 'm.room.name|']);
+      const own = inviteState.find((e) => e.state_key === dave.user_id)!;
+      assert.equal(own.content.membership, 'invite');
+      assert.equal(own.sender, alice.user_id);
+      assert.deepEqual(invited.rooms.join, {});
+      // Shown once.
+      assert.deepEqual((await sync(dave, { since: invited.next_batch })).rooms.invite, {});
+      // An initial sync shows it too.
+      assert.ok((await sync(dave)).rooms.invite[roomId]);
+
+      await join(dave, roomId);
+      const joined = await sync(dave, { since: invited.next_batch, filter: { room: { timeline: { limit: 2 } } } });
+      assert.deepEqual(joined.rooms.invite, {});
+      const room = joined.rooms.join[roomId]!;
+      assert.deepEqual(room.timeline.events.map((e) => `${e.state_key} ${e.content.membership}`), [`${dave.user_id} invite`, `${dave.user_id} join`]);
+      assert.equal(room.timeline.limited, true);
+      const state = keysOf(room.state.events);
+      for (const key of ['m.room.create|', 'm.room.name|', 'm.room.power_levels|', `m.room.member|${alice.user_id}`]) assert.ok(state.includes(key), `${key} in the state of a newly joined room`);
+      assert.deepEqual(room.summary, { 'm.heroes': [alice.user_id], 'm.joined_member_count': 2, 'm.invited_member_count': 0 });
+    });
+
+    it("keeps history from before a join hidden where history_visibility is 'joined'", async () => {
+      const mallory = await register('mallory');
+      const roomId = await createRoom(alice, { preset: 'public_chat', initial_state: [{ type: 'm.room.history_visibility', state_key: '', content: { history_visibility: 'joined' } }] });
+      await send(alice, roomId, 'before mallory');
+      const start = await sync(mallory);
+      await join(mallory, roomId);
+      await send(alice, roomId, 'after mallory');
+      const next = await sync(mallory, { since: start.next_batch });
+      const events = next.rooms.join[roomId]!.timeline.events;
+      // Events from while the room was still 'shared' (the creation, up to the visibility change itself) are visible.
+      assert.deepEqual(keysOf(events), [
+        'm.room.create|',
+        `m.room.member|${alice.user_id}`,
+        'm.room.power_levels|',
+        'm.room.join_rules|',
+        'm.room.history_visibility|',
+        `m.room.member|${mallory.user_id}`,
+        'm.room.message|',
+      ]);
+      assert.equal(events.at(-1)!.content.body, 'after mallory');
+      const initial = await sync(mallory);
+      assert.ok(!initial.rooms.join[roomId]!.timeline.events.some((e) => e.content.body === 'before mallory'));
+      // A hidden state event still reaches the client's state.
+      assert.ok(!initial.rooms.join[roomId]!.timeline.events.some((e) => e.type === 'm.room.guest_access'));
+      assert.ok(initial.rooms.join[roomId]!.state.events.some((e) => e.type === 'm.room.guest_access'), 'hidden state still comes as state');
+      // A 'shared' room shows it.
+      const shared = await createRoom(alice, { preset: 'public_chat' });
+      await send(alice, shared, 'shared before');
+      await join(mallory, shared);
+      const sharedSync = await sync(mallory, { since: next.next_batch });
+      assert.ok(sharedSync.rooms.join[shared]!.timeline.events.some((e) => e.content.body === 'shared before'));
+    });
+
+    it('gives room account data, and all rooms with their state on full_state', async () => {
+      const roomId = await createRoom(alice);
+      const quiet = await createRoom(alice);
+      const first = await sync(alice);
+      const put = await server.api.put(`/v3/user/${enc(alice.user_id)}/rooms/${enc(roomId)}/account_data/m.tag`, { tags: { 'u.work': {} } }, { token: alice.access_token });
+      assert.equal(put.status, 200);
+      const next = await sync(alice, { since: first.next_batch });
+      assert.deepEqual(Object.keys(next.rooms.join), [roomId]);
+      assert.deepEqual(next.rooms.join[roomId]!.account_data.events, [{ type: 'm.tag', content: { tags: { 'u.work': {} } } }]);
+      assert.deepEqual(next.rooms.join[roomId]!.timeline.events, []);
+      assert.deepEqual(next.account_data, { events: [] }, 'room account data is not global account data');
+      assert.deepEqual((await sync(alice)).rooms.join[roomId]!.account_data.events.map((e) => e.type), ['m.tag']);
+
+      const full = await sync(alice, { since: next.next_batch, full_state: 'true' });
+      for (const id of [roomId, quiet]) {
+        const room = full.rooms.join[id]!;
+        assert.deepEqual(room.timeline.events, [], 'the timeline still starts at since');
+        assert.ok(keysOf(room.state.events).includes('m.room.create|'), 'all state');
+      }
+    });
+
+    it('shows a room left or kicked from once, its timeline ending with the leave', async () => {
+      const erin = await register('erin');
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      await join(erin, roomId);
+      const start = await sync(erin);
+      await send(alice, roomId, 'before leaving');
+      await leave(erin, roomId);
+      await send(alice, roomId, 'after leaving');
+      const left = await sync(erin, { since: start.next_batch });
+      assert.deepEqual(Object.keys(left.rooms.leave), [roomId]);
+      assert.deepEqual(left.rooms.join, {});
+      const events = left.rooms.leave[roomId]!.timeline.events;
+      assert.deepEqual(events.map((e) => e.content.body ?? e.content.membership), ['before leaving', 'leave']);
+      assert.deepEqual((await sync(erin, { since: left.next_batch })).rooms.leave, {}, 'once');
+
+      // Not in an initial sync, unless include_leave; never once forgotten.
+      assert.deepEqual((await sync(erin)).rooms.leave, {});
+      const archived = await sync(erin, { filter: { room: { include_leave: true } } });
+      assert.deepEqual(archived.rooms.leave[roomId]!.timeline.events.at(-1)!.content.membership, 'leave');
+      assert.ok(!archived.rooms.leave[roomId]!.timeline.events.some((e) => e.content.body === 'after leaving'));
+      await server.api.post(`/v3/rooms/${enc(roomId)}/forget`, {}, { token: erin.access_token });
+      assert.deepEqual((await sync(erin, { filter: { room: { include_leave: true } } })).rooms.leave, {});
+
+      // A rejected invite: the user's own member events, and no state of a room never joined.
+      const other = await createRoom(alice, { name: 'Not for erin' });
+      await send(alice, other, 'private talk');
+      const beforeInvite = await sync(erin);
+      await invite(alice, other, erin);
+      await leave(erin, other);
+      const rejected = (await sync(erin, { since: beforeInvite.next_batch })).rooms.leave[other]!;
+      assert.deepEqual(rejected.timeline.events.map((e) => e.content.membership), ['invite', 'leave']);
+      assert.deepEqual(rejected.state.events, []);
+
+      // A kick is a leave too.
+      await join(erin, roomId);
+      const before = await sync(erin);
+      await server.api.post(`/v3/rooms/${enc(roomId)}/kick`, { user_id: erin.user_id, reason: 'testing' }, { token: alice.access_token });
+      const kicked = await sync(erin, { since: before.next_batch });
+      const kick = kicked.rooms.leave[roomId]!.timeline.events.at(-1)!;
+      assert.equal(kick.content.membership, 'leave');
+      assert.equal(kick.sender, alice.user_id);
+    });
+
+    it('wakes a waiting room-mate at once when a message is sent, and not a stranger', async () => {
+      const frank = await register('frank');
+      const grace = await register('grace');
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      await join(frank, roomId);
+      const start = await sync(frank);
+      const strangerStart = await sync(grace);
+      const notifier = server.hs.services.notifier;
+      const waiting = server.api.get<Sync>(`/v3/sync?since=${start.next_batch}&timeout=20000`, { token: frank.access_token });
+      const stranger = server.api.get<Sync>(`/v3/sync?since=${strangerStart.next_batch}&timeout=1500`, { token: grace.access_token });
+      await until(() => notifier.waiting === 2, 'both syncs to wait');
+      const sentAt = Date.now();
+      const eventId = await send(alice, roomId, 'wake up');
+      const res = await waiting;
+      assert.ok(Date.now() - sentAt < 1000, `answered ${Date.now() - sentAt} ms after the send`);
+      assert.deepEqual(res.body.rooms.join[roomId]!.timeline.events.map((e) => e.event_id), [eventId]);
+      const strangerRes = await stranger;
+      assert.deepEqual(strangerRes.body.rooms.join, {});
+      assert.ok(Date.now() - sentAt >= 1000, 'the stranger waited out its timeout');
+
+      // An invite wakes the invitee.
+      const inviteWait = server.api.get<Sync>(`/v3/sync?since=${strangerRes.body.next_batch}&timeout=20000`, { token: grace.access_token });
+      await until(() => notifier.waiting === 1, 'the invitee to wait');
+      const invitedAt = Date.now();
+      await invite(alice, roomId, grace);
+      const invited = await inviteWait;
+      assert.ok(Date.now() - invitedAt < 1000);
+      assert.ok(invited.body.rooms.invite[roomId]);
+    });
+
+    it('gives the summary: heroes in stream order and member counts, again when members change', async () => {
+      const henry = await register('henry');
+      const roomId = await createRoom(alice, { invite: [bob.user_id] });
+      await invite(alice, roomId, henry);
+      await join(bob, roomId);
+      await invite(alice, roomId, carol);
+      const first = await sync(alice);
+      // Bob's join moved him after Henry's invite in stream order.
+      assert.deepEqual(first.rooms.join[roomId]!.summary, { 'm.heroes': [henry.user_id, bob.user_id, carol.user_id], 'm.joined_member_count': 2, 'm.invited_member_count': 2 });
+      await join(henry, roomId);
+      const next = await sync(alice, { since: first.next_batch });
+      assert.deepEqual(next.rooms.join[roomId]!.summary, { 'm.heroes': [bob.user_id, carol.user_id, henry.user_id], 'm.joined_member_count': 3, 'm.invited_member_count': 1 });
+    });
+
+    it('lazy-loads members: only the senders (and heroes, and the user), each once unless asked again', async () => {
+      const lazy = { room: { state: { lazy_load_members: true }, timeline: { limit: 1 } } };
+      const users: Registered[] = [];
+      for (const name of ['l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7']) users.push(await register(name));
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      for (const u of users) await join(u, roomId);
+      const [h1, h2, h3, h4, h5, quiet, talker] = users as [Registered, Registered, Registered, Registered, Registered, Registered, Registered];
+      await send(talker, roomId, 'I talk');
+      const first = await sync(alice, { filter: lazy });
+      const room = first.rooms.join[roomId]!;
+      assert.deepEqual(room.summary!['m.heroes'], [h1.user_id, h2.user_id, h3.user_id, h4.user_id, h5.user_id]);
+      const members = room.state.events.filter((e) => e.type === 'm.room.member').map((e) => e.state_key).sort();
+      assert.deepEqual(members, [alice.user_id, h1.user_id, h2.user_id, h3.user_id, h4.user_id, h5.user_id, talker.user_id].sort());
+      assert.ok(!members.includes(quiet.user_id), 'a member who sent nothing is not loaded');
+      assert.ok(room.state.events.some((e) => e.type === 'm.room.power_levels'), 'other state is all there');
+
+      // Without lazy loading, every member.
+      const all = (await sync(alice, { filter: { room: { timeline: { limit: 1 } } } })).rooms.join[roomId]!;
+      assert.equal(all.state.events.filter((e) => e.type === 'm.room.member').length, 8);
+
+      const lazyAgain = await sync(alice, { filter: lazy });
+      await send(quiet, roomId, 'now I talk');
+      await send(talker, roomId, 'me again');
+      const next = await sync(alice, { since: lazyAgain.next_batch, filter: { room: { state: { lazy_load_members: true }, timeline: { limit: 2 } } } });
+      const nextMembers = next.rooms.join[roomId]!.state.events.filter((e) => e.type === 'm.room.member').map((e) => e.state_key);
+      assert.deepEqual(nextMembers, [quiet.user_id], 'the new sender only: the other was sent before');
+      await send(talker, roomId, 'and again');
+      const redundant = await sync(alice, { since: next.next_batch, filter: { room: { state: { lazy_load_members: true, include_redundant_members: true } } } });
+      assert.deepEqual(redundant.rooms.join[roomId]!.state.events.map((e) => e.state_key), [talker.user_id], 'include_redundant_members sends it again');
+    });
+
+    it('puts new room-mates in device_lists.changed, their key changes too, and in left once no room is shared', async () => {
+      const ivan = await register('ivan');
+      const judy = await register('judy');
+      const roomId = await createRoom(ivan, { preset: 'public_chat', initial_state: [{ type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } }] });
+      const ivanStart = await sync(ivan);
+      const judyStart = await sync(judy);
+      await join(judy, roomId);
+      const ivanNext = await sync(ivan, { since: ivanStart.next_batch });
+      const judyNext = await sync(judy, { since: judyStart.next_batch });
+      assert.ok(ivanNext.device_lists.changed.includes(judy.user_id), 'the joiner is new to the room-mate');
+      assert.ok(judyNext.device_lists.changed.includes(ivan.user_id), 'the members are new to the joiner');
+      const keyChanges = await server.api.get<{ changed: string[]; left: string[] }>(`/v3/keys/changes?from=${ivanStart.next_batch}&to=${ivanNext.next_batch}`, { token: ivan.access_token });
+      assert.ok(keyChanges.body.changed.includes(judy.user_id), '/keys/changes agrees');
+
+      // Judy's new device keys reach Ivan, and wake his waiting sync.
+      const waiting = server.api.get<Sync>(`/v3/sync?since=${ivanNext.next_batch}&timeout=20000`, { token: ivan.access_token });
+      await until(() => server.hs.services.notifier.waiting === 1, 'the sync to wait');
+      const deviceKeys = { user_id: judy.user_id, device_id: judy.device_id, algorithms: ['m.olm.v1.curve25519-aes-sha2'], keys: { [`curve25519:${judy.device_id}`]: 'abc' }, signatures: {} };
+      assert.equal((await server.api.post('/v3/keys/upload', { device_keys: deviceKeys }, { token: judy.access_token })).status, 200);
+      const woken = await waiting;
+      assert.deepEqual(woken.body.device_lists.changed, [judy.user_id]);
+      const query = await server.api.post<{ device_keys: Record<string, Record<string, unknown>> }>('/v3/keys/query', { device_keys: { [judy.user_id]: [] } }, { token: ivan.access_token });
+      assert.ok(query.body.device_keys[judy.user_id]![judy.device_id], 'a room-mate may query the keys');
+
+      await leave(judy, roomId);
+      const ivanLeft = await sync(ivan, { since: woken.body.next_batch });
+      const judyLeft = await sync(judy, { since: judyNext.next_batch });
+      assert.deepEqual(ivanLeft.device_lists.left, [judy.user_id]);
+      assert.deepEqual(judyLeft.device_lists.left, [ivan.user_id]);
+      assert.ok(!ivanLeft.device_lists.changed.includes(judy.user_id));
+      const leftChanges = await server.api.get<{ changed: string[]; left: string[] }>(`/v3/keys/changes?from=${woken.body.next_batch}&to=${ivanLeft.next_batch}`, { token: ivan.access_token });
+      assert.deepEqual(leftChanges.body.left, [judy.user_id]);
+
+      // Key changes of someone no longer sharing a room reach no one else.
+      await server.api.post('/v3/keys/upload', { device_keys: { ...deviceKeys, keys: { [`curve25519:${judy.device_id}`]: 'def' } } }, { token: judy.access_token });
+      const after = await sync(ivan, { since: ivanLeft.next_batch });
+      assert.deepEqual(after.device_lists, { changed: [], left: [] });
+    });
+
+    // Statements are counted in better-sqlite3, so on SQLite.
+    if (engine === 'sqlite') it('reads no unchanged room per sync and nothing while a long-poll waits', async () => {
+      const kate = await register('kate');
+      const rooms: string[] = [];
+      for (let i = 0; i < 3; i++) rooms.push(await createRoom(kate));
+      const counter = countStatements();
+      try {
+        const statementsFor = async (roomCount: number) => {
+          while (rooms.length < roomCount) rooms.push(await createRoom(kate));
+          const start = await sync(kate);
+          await send(kate, rooms[0]!, 'one change');
+          const before = counter.count;
+          const next = await sync(kate, { since: start.next_batch });
+          assert.deepEqual(Object.keys(next.rooms.join), [rooms[0]]);
+          return counter.count - before;
+        };
+        const few = await statementsFor(3);
+        const many = await statementsFor(40);
+        assert.equal(many, few, `an incremental sync ran ${few} statements in 3 rooms and ${many} in 40`);
+
+        const start = await sync(kate);
+        const waiting = server.api.get<Sync>(`/v3/sync?since=${start.next_batch}&timeout=800`, { token: kate.access_token });
+        await until(() => server.hs.services.notifier.waiting === 1, 'the sync to wait');
+        const idleFrom = counter.count;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.equal(counter.count - idleFrom, 0, 'no statement while waiting');
+        assert.equal((await waiting).status, 200);
+      } finally {
+        counter.restore();
+      }
+    });
+  });
+}
+
+describe('sync: rooms across two homeserver processes sharing PostgreSQL', () => {
+  let first: TestServer;
+  let second: TestServer;
+  before(async () => {
+    first = await startTestServer('postgres');
+    second = await startTestServer('postgres', {}, { database: first.config.database as unknown as Record<string, unknown> });
+  });
+  after(async () => {
+    await second.close();
+    await first.close();
+  });
+
+  it('wakes a room-mate waiting on one process when a message is sent through the other', async () => {
+    const alice = await first.api.register('alice');
+    const bob = await second.api.register('bob');
+    const created = await first.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: alice.access_token });
+    const roomId = created.body.room_id;
+    assert.equal((await second.api.post(`/v3/rooms/${enc(roomId)}/join`, {}, { token: bob.access_token })).status, 200);
+    const start = await second.api.get<Sync>('/v3/sync', { token: bob.access_token });
+    assert.ok(start.body.rooms.join[roomId]);
+    const waiting = second.api.get<Sync>(`/v3/sync?since=${start.body.next_batch}&timeout=20000`, { token: bob.access_token });
+    await until(() => second.hs.services.notifier.waiting === 1, 'the sync to wait');
+    const sentAt = Date.now();
+    const sent = await first.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/x1`, { msgtype: 'm.text', body: 'across' }, { token: alice.access_token });
+    const res = await waiting;
+    assert.ok(Date.now() - sentAt < 1000, `answered ${Date.now() - sentAt} ms after the send`);
+    assert.deepEqual(res.body.rooms.join[roomId]!.timeline.events.map((e) => e.event_id), [sent.body.event_id]);
+  });
+});
