@@ -75,6 +75,8 @@ export class RoomService {
 
     const roomId = `!${randomLetters(18)}:${this.serverName}`;
     const profile = await this.profileContent(userId);
+    const inviteeProfiles = new Map<string, JsonObject>();
+    for (const invitee of invitees) inviteeProfiles.set(invitee, await this.profileContent(invitee));
     const initialState = new Map<string, EventDraft>();
     for (const event of request.initial_state ?? []) initialState.set(`${event.type}\u0000${event.state_key ?? ''}`, { type: event.type, state_key: event.state_key ?? '', content: event.content });
     const takeInitial = (type: string): EventDraft | undefined => {
@@ -111,7 +113,7 @@ export class RoomService {
       if (request.name !== undefined) await room.append(userId, { type: 'm.room.name', state_key: '', content: { name: request.name } });
       if (request.topic !== undefined) await room.append(userId, { type: 'm.room.topic', state_key: '', content: { topic: request.topic } });
       for (const invitee of invitees) {
-        await room.append(userId, { type: 'm.room.member', state_key: invitee, content: { membership: 'invite', ...(request.is_direct ? { is_direct: true } : {}) } });
+        await room.append(userId, { type: 'm.room.member', state_key: invitee, content: { membership: 'invite', ...inviteeProfiles.get(invitee), ...(request.is_direct ? { is_direct: true } : {}) } });
       }
       if (request.visibility === 'public') await room.store.rooms.setPublic(roomId, true);
     });
