@@ -16,6 +16,7 @@ import { presenceRoutes } from './presence.js';
 import { pushRuleRoutes } from './push-rules.js';
 import { roomKeyRoutes } from './room-keys.js';
 import { aliasRoutes, roomRoutes } from './rooms.js';
+import { roomReadRoutes } from './room-reads.js';
 import { syncRoutes } from './sync.js';
 import { thirdPartyRoutes } from './thirdparty.js';
 import { toDeviceRoutes } from './to-device.js';
@@ -40,6 +41,7 @@ export function clientRoutes(router: Router, services: Services): void {
   roomKeyRoutes(router, services);
   roomRoutes(router, services);
   aliasRoutes(router, services);
+  roomReadRoutes(router, services);
   syncRoutes(router, services);
   thirdPartyRoutes(router, services);
   toDeviceRoutes(router, services);
