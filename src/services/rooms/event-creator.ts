@@ -138,7 +138,7 @@ export class RoomWrite {
       await this.newStateGroup(pos, draft.type, draft.state_key, eventId);
       await this.store.rooms.setCurrentState(this.roomId, draft.type, draft.state_key, eventId);
       this.stateCache.set(key, event);
-      if (draft.type === 'm.room.history_visibility') {
+      if (draft.type === 'm.room.history_visibility' && draft.state_key === '') {
         const value = draft.content.history_visibility;
         this.historyVisibility = typeof value === 'string' ? value : DEFAULT_HISTORY_VISIBILITY;
       }
