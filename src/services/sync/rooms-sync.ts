@@ -1,9 +1,10 @@
+import { RoomVisibility } from '../rooms/visibility.js';
 import type { AccountDataEntry } from '../../storage/account-data.js';
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
 import type { MemberRow } from '../../storage/rooms.js';
 import { RoomSyncRepo, type StateEntry, type StateEventRef } from '../../storage/rooms-sync.js';
-import { RoomMemberships, type Chain, type MemberChange, type Memberships } from './room-memberships.js';
+import { RoomMemberships, type MemberChange, type Memberships } from './room-memberships.js';
 import { dictionary, isObject, type JsonObject } from '../../validate.js';
 import type { ClientEvent, ClientEventSerializer } from '../rooms/client-event.js';
 import { encodeRoomToken, pointBefore } from '../rooms/room-token.js';
@@ -111,11 +112,6 @@ function eventPredicate(filter: RoomFilter | undefined): ((row: EventRow) => boo
     }
     return true;
   };
-}
-
-function membershipBefore(chain: Chain, at: number): string | undefined {
-  for (const event of chain) if (pos(event) < at) return event.membership ?? undefined;
-  return undefined;
 }
 
 /**
@@ -342,22 +338,11 @@ export class RoomsSync {
     if (!rows.some(restricted)) return () => true;
     const oldest = pos(rows[rows.length - 1]!);
     const chain = (await this.memberships.chains(new Map([[j.roomId, j.row.event_id]]), oldest - 1)).get(j.roomId) ?? [];
-    return (row) => {
-      if (row.type === MEMBER && row.state_key === userId) return true;
-      if (!restricted(row)) return true;
-      const at = pos(row);
-      const membership = membershipBefore(chain, at);
-      if (membership === 'join') return true;
-      const values = [row.history_visibility];
-      if (row.type === 'm.room.history_visibility' && row.state_key === '') values.push(historyVisibilityOf(row));
-      return values.some((v) => {
-        if (v === 'world_readable') return true;
-        if (v === 'invited') return membership === 'invite';
-        if (v === 'joined') return false;
-        // shared (and unknown values): if the user joined at any point after the event.
-        return j.section === 'join' || chain.some((e) => pos(e) > at && pos(e) <= j.cap && e.membership === 'join');
-      });
-    };
+    // The chain reaches back past the oldest row, so the rules see the membership before each row.
+    const rules = new RoomVisibility(userId, chain.filter((e) => pos(e) <= j.cap));
+    // The user's own member events always (as Synapse serves them): a rejected invite or a kick must
+    // reach the client, or the room never leaves its list.
+    return (row) => !restricted(row) || (row.type === MEMBER && row.state_key === userId) || rules.canSee(row);
   }
 
   /** For incremental rooms whose timeline does not reach back to `since`: the state events in the gap. */
