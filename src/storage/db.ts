@@ -5,6 +5,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, type MigrationProvide
 import pg from 'pg';
 import type { Config } from '../config/index.js';
 import { WalCheckpointer, type CheckpointOptions } from './checkpoint.js';
+import { preparedStatementNames } from './compiled.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -66,10 +67,30 @@ export function pgConnectionOptions(args: PostgresArgs): pg.ClientConfig {
   return { user: args.user, password: args.password, database: args.database ?? args.dbname, host: args.host, port: args.port };
 }
 
+type QueryMethod = (...args: unknown[]) => unknown;
+
+/**
+ * Sends the hot queries (compiled.ts) as named prepared statements: parsed and planned once per
+ * connection instead of on every call. Measured on the project's 2-core machine under load (7 to
+ * 10), interleaved rounds: the token lookup took 140-250 µs a round trip named against 190-780 µs
+ * unnamed. Every other query goes as before, as an unnamed statement.
+ */
+function prepareHotQueries(client: pg.PoolClient): void {
+  const target = client as unknown as { query: QueryMethod };
+  target.query = function (this: unknown, ...args: unknown[]) {
+    // Looked up on each call, not bound once: whoever wraps Client.prototype.query later still sees these.
+    const query = (Object.getPrototypeOf(client) as { query: QueryMethod }).query;
+    const [text, values] = args;
+    const name = typeof text === 'string' && args.length <= 2 ? preparedStatementNames.get(text) : undefined;
+    return name === undefined ? query.apply(client, args) : query.call(client, { name, text, values });
+  };
+}
+
 function openPostgres(args: PostgresArgs): Kysely<Database> {
   const pool = new pg.Pool({ ...pgConnectionOptions(args), max: args.cp_max });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  pool.on('connect', prepareHotQueries);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
