@@ -27,6 +27,8 @@ export type CheckpointRequest = { open: number; target: CheckpointTarget } | { c
 export type CheckpointReply = { closed: number } | { failed: number };
 
 const CLOSE_GRACE_MS = 5_000;
+/** How long the thread outlives its last database, for the next one to open (a restart, a test). */
+const LINGER_MS = 5_000;
 
 /** A database that lives in memory (or in a temporary file of its own connection), with no WAL to share. */
 export function isPrivateDatabase(path: string): boolean {
@@ -36,21 +38,21 @@ export function isPrivateDatabase(path: string): boolean {
 /**
  * The process's one checkpoint thread, for every SQLite database it has open: starting a thread
  * under tsx costs about 400 ms of CPU (its loader runs in a thread of its own), too much to pay per
- * database when tests open dozens. It ends when the last database closes.
+ * database when tests open dozens. It ends LINGER_MS after its last database closed, unless
+ * another opens; idle, it holds nothing open, and never holds the process open.
  */
 class CheckpointThread {
   private static current: CheckpointThread | undefined;
   private readonly worker: Worker;
-  private readonly exited: Promise<void>;
   private readonly members = new Map<number, { onLost: () => void; closed?: () => void }>();
   private nextId = 0;
   private gone = false;
+  private linger: NodeJS.Timeout | undefined;
 
   private constructor() {
     this.worker = startModuleThread(import.meta.url, './checkpoint-main', undefined);
     // The homeserver's lifetime is its HTTP listener's; this thread must not hold a process open.
     this.worker.unref();
-    this.exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
     this.worker.on('error', () => undefined);
     this.worker.on('message', (reply: CheckpointReply) => {
       if ('closed' in reply) this.members.get(reply.closed)?.closed?.();
@@ -70,13 +72,15 @@ class CheckpointThread {
 
   static join(target: CheckpointTarget, onLost: () => void): { thread: CheckpointThread; id: number } {
     const thread = (CheckpointThread.current ??= new CheckpointThread());
+    if (thread.linger) clearTimeout(thread.linger);
+    thread.linger = undefined;
     const id = thread.nextId++;
     thread.members.set(id, { onLost });
     thread.worker.postMessage({ open: id, target } satisfies CheckpointRequest);
     return { thread, id };
   }
 
-  /** Closes one database's connection in the thread; the thread ends with its last database. */
+  /** Closes one database's connection in the thread (its last checkpoint, if it was the last connection). */
   async leave(id: number): Promise<void> {
     const member = this.members.get(id);
     if (!member || this.gone) return;
@@ -86,13 +90,17 @@ class CheckpointThread {
     await closed;
     clearTimeout(timer);
     this.members.delete(id);
-    if (this.members.size === 0 && !this.gone) {
-      if (CheckpointThread.current === this) CheckpointThread.current = undefined;
-      const timer = setTimeout(() => void this.worker.terminate(), CLOSE_GRACE_MS);
-      this.worker.postMessage({ exit: true } satisfies CheckpointRequest);
-      await this.exited;
-      clearTimeout(timer);
+    if (this.members.size === 0 && !this.gone && !this.linger) {
+      this.linger = setTimeout(() => this.end(), LINGER_MS);
+      this.linger.unref();
     }
+  }
+
+  private end(): void {
+    this.linger = undefined;
+    if (this.members.size > 0 || this.gone) return;
+    if (CheckpointThread.current === this) CheckpointThread.current = undefined;
+    this.worker.postMessage({ exit: true } satisfies CheckpointRequest);
   }
 }
 
