@@ -36,6 +36,8 @@ interface Entry {
  *   out, deactivation, a reused device ID at login, refresh-token rotation) sends a notice on the
  *   tokens channel in its own transaction, so every process hears it exactly when it commits;
  *   the sending process forgets the user's entries as it commits, every other one when it hears.
+ *   Anything new that deletes tokens or changes what the lookup reads (users.deactivated,
+ *   users.is_guest) must call revoked() in its transaction too.
  * - The request that revoked waits (up to ECHO_WAIT_MS) until its process hears its own notice
  *   back before it is answered: PostgreSQL signals every listening process at the same commit.
  * - An entry read from the database is kept only if no notice (and no loss of the connection)
