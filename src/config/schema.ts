@@ -111,6 +111,14 @@ export const coreConfigSchema = z.object({
   password_config: passwordConfig,
   refreshable_access_token_lifetime: duration.default(5 * 60_000),
   refresh_token_lifetime: duration.optional(),
+  /**
+   * Myelin, PostgreSQL only: how long a process may answer from memory who an access token belongs
+   * to (0: never), and for how many tokens. Revocations reach every process at once regardless
+   * (services/token-cache.ts).
+   */
+  access_token_cache: z
+    .object({ max_age: duration.default(30_000), max_entries: z.number().int().nonnegative().default(10_000) })
+    .prefault({}),
   /** How long an unfinished User-Interactive Auth session lives. */
   ui_auth_session_lifetime: duration.default(24 * 3_600_000),
 

@@ -175,6 +175,7 @@ export class AccountService {
       await tx.users.setPasswordHash(userId, hash);
       if (logoutDevices) await this.devices.within(tx).deleteDevices(userId, undefined, keepDevice);
     });
+    await this.devices.revocationsDelivered();
   }
 
   /**
@@ -187,6 +188,7 @@ export class AccountService {
       await this.devices.within(tx).deleteDevices(userId);
       return tx.threepids.deleteAll(userId);
     });
+    await this.devices.revocationsDelivered();
     for (const hook of this.deactivationHooks) await hook(userId);
     return removed;
   }

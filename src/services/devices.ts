@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js';
 import { hashToken, randomLetters, randomToken } from '../crypto/tokens.js';
 import { MatrixError, notFound } from '../errors.js';
 import type { Store } from '../storage/index.js';
+import type { TokenCache } from './token-cache.js';
 
 export interface Requester {
   userId: string;
@@ -21,6 +22,8 @@ export interface TokenLifetimes {
   /** Lifetime of access tokens that come with a refresh token. */
   refreshableAccessTokenLifetimeMs: number;
   refreshTokenLifetimeMs?: number;
+  /** On PostgreSQL: token owners kept in memory, forgotten in every process when revoked. */
+  tokenCache?: TokenCache;
 }
 
 const unknownToken = (softLogout: boolean) =>
@@ -68,16 +71,38 @@ export class DeviceService {
    * Creates (or reuses) a device and gives it a fresh token; earlier tokens of that device die.
    * Within a caller's unit of work (registration) it commits or rolls back with the caller's writes.
    */
-  signIn(args: SignInArgs): Promise<IssuedTokens> {
+  async signIn(args: SignInArgs): Promise<IssuedTokens> {
     const deviceId = args.deviceId ?? randomLetters(10);
     const now = this.clock.now();
-    return this.store.transaction(async (tx) => {
+    const issued = await this.store.transaction(async (tx) => {
       await tx.tokens.deleteForDevices(args.userId, [deviceId]);
       const isNew = (await tx.devices.get(args.userId, deviceId)) === undefined;
+      // A device ID used again: its earlier tokens just died.
+      if (!isNew) await this.revoked(tx, args.userId);
       await tx.devices.upsert({ user_id: args.userId, device_id: deviceId, display_name: args.displayName ?? null, created_ts: now, ip: args.ip });
       if (isNew) for (const hook of this.deviceCreationHooks) await hook(tx, args.userId, deviceId);
       return { device_id: deviceId, ...(await this.writeTokens(tx, args.userId, deviceId, args.refresh)) };
     });
+    await this.revocationsDelivered();
+    return issued;
+  }
+
+  /** The access-token cache, when there is one (PostgreSQL). */
+  get tokenCache(): TokenCache | undefined {
+    return this.options.tokenCache;
+  }
+
+  /** In the transaction that changes a user's tokens: every process's token cache forgets that user when it commits. */
+  private async revoked(tx: Store, userId: string): Promise<void> {
+    await this.options.tokenCache?.revoked(tx, userId);
+  }
+
+  /**
+   * Waits until the revocations committed so far have reached every process (see token-cache.ts);
+   * whoever commits a transaction that deleted tokens awaits this before answering.
+   */
+  async revocationsDelivered(): Promise<void> {
+    await this.options.tokenCache?.delivered();
   }
 
   /** Writes a device's new access token (and refresh token, when asked) in the caller's transaction. */
@@ -122,17 +147,28 @@ export class DeviceService {
   /** Who an access token belongs to; M_UNKNOWN_TOKEN (soft_logout when merely expired) otherwise. */
   async authenticate(accessToken: string): Promise<Requester> {
     const tokenHash = hashToken(accessToken);
-    const owner = await this.store.tokens.findAccessToken(tokenHash);
+    const cache = this.options.tokenCache;
+    let owner = cache?.get(tokenHash);
+    if (owner === undefined) {
+      const mark = cache?.mark() ?? 0;
+      owner = await this.store.tokens.findAccessToken(tokenHash);
+      // Kept only once nothing is left to do on first use (the replaced refresh token revoked).
+      if (cache && owner && !owner.deactivated && owner.prev_refresh_hash === null) cache.put(tokenHash, owner, mark);
+    }
     if (!owner || owner.deactivated) throw unknownToken(false);
     if (owner.expires_ts !== null && owner.expires_ts <= this.clock.now()) throw unknownToken(true);
     if (owner.prev_refresh_hash !== null && owner.refresh_token_hash !== null) {
-      await this.revokeReplaced(owner.prev_refresh_hash, owner.refresh_token_hash);
+      await this.revokeReplaced(owner.prev_refresh_hash, owner.refresh_token_hash, owner.user_id);
     }
     return { userId: owner.user_id, deviceId: owner.device_id, isGuest: owner.is_guest === 1, tokenHash };
   }
 
-  private revokeReplaced(prevRefreshHash: string, keepRefreshHash: string): Promise<void> {
-    return this.store.transaction((tx) => tx.tokens.revokeReplaced(prevRefreshHash, keepRefreshHash));
+  private async revokeReplaced(prevRefreshHash: string, keepRefreshHash: string, userId: string): Promise<void> {
+    await this.store.transaction(async (tx) => {
+      await tx.tokens.revokeReplaced(prevRefreshHash, keepRefreshHash);
+      await this.revoked(tx, userId);
+    });
+    await this.revocationsDelivered();
   }
 
   /**
@@ -147,9 +183,14 @@ export class DeviceService {
     if (owner.expires_ts !== null && owner.expires_ts <= this.clock.now()) throw unknownToken(true);
     const user = await this.store.users.get(owner.user_id);
     if (!user || user.deactivated) throw unknownToken(false);
-    if (owner.prev_token_hash !== null) await this.revokeReplaced(owner.prev_token_hash, oldHash);
-    const issued = await this.store.transaction((tx) => this.writeTokens(tx, owner.user_id, owner.device_id, true, oldHash));
-    await this.store.tokens.deleteAccessTokensOfRefresh(oldHash);
+    if (owner.prev_token_hash !== null) await this.revokeReplaced(owner.prev_token_hash, oldHash, owner.user_id);
+    const issued = await this.store.transaction(async (tx) => {
+      const issued = await this.writeTokens(tx, owner.user_id, owner.device_id, true, oldHash);
+      await tx.tokens.deleteAccessTokensOfRefresh(oldHash);
+      await this.revoked(tx, owner.user_id);
+      return issued;
+    });
+    await this.revocationsDelivered();
     return issued;
   }
 
@@ -177,9 +218,12 @@ export class DeviceService {
       const existing = (await tx.devices.list(userId)).map((d) => d.device_id);
       const gone = existing.filter((id) => (deviceIds === undefined || deviceIds.includes(id)) && id !== keep);
       await tx.tokens.deleteForDevices(userId, deviceIds, keep);
+      await this.revoked(tx, userId);
       await tx.devices.delete(userId, deviceIds, keep);
       if (gone.length > 0) for (const hook of this.deviceDeletionHooks) await hook(tx, userId, gone);
     });
+    // Inside a caller's transaction nothing has committed yet: the caller awaits this after its commit.
+    await this.revocationsDelivered();
   }
 
   touchDevice(requester: Requester, now: number, ip: string): Promise<void> {

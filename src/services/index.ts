@@ -31,6 +31,7 @@ import { PasswordResetService } from './password-reset.js';
 import { RateLimiter } from './ratelimiter.js';
 import { RegistrationService } from './registration.js';
 import { DeviceService } from './devices.js';
+import { createTokenCache } from './token-cache.js';
 import { DummyStage } from './stages/dummy.js';
 import { PasswordStage } from './stages/password.js';
 import { EMAIL_STAGE, createThreepidServices, registrationConfigProblem, registrationFlows as threepidRegistrationFlows, type ThreepidServices } from './threepid/index.js';
@@ -105,9 +106,11 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     argon2: config.password_config.argon2,
     pepper: config.password_config.pepper,
   });
+  const tokenCache = createTokenCache(config, store);
   const devices = new DeviceService(store, clock, {
     refreshableAccessTokenLifetimeMs: config.refreshable_access_token_lifetime,
     refreshTokenLifetimeMs: config.refresh_token_lifetime,
+    tokenCache,
   });
   const accounts = new AccountService(store, clock, config, hasher, devices);
   const login = new LoginService(store, config, accounts, devices, limiter);
@@ -124,7 +127,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const delivery = createDelivery(config, store, {}, outboxClock);
   const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, delivery, publicBaseUrl: publicBaseUrlOf(config) });
 
-  const notifier = createNotifier(config, store);
+  const notifier = createNotifier(config, store, tokenCache);
   const writer = new StreamWriter(store, notifier);
   const filters = new FilterService(store);
   const pushRules = new PushRuleService(store, writer);

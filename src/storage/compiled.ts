@@ -1,6 +1,12 @@
 import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
 import type { Database } from './schema.js';
 
+/**
+ * The SQL of every hot query, with the name PostgreSQL connections prepare it under (db.ts): a
+ * handful of fixed texts, so each connection holds a bounded set of prepared statements.
+ */
+export const preparedStatementNames = new Map<string, string>();
+
 /** Stands for the n-th argument while a query is built once. */
 class Slot {
   constructor(readonly index: number) {}
@@ -33,6 +39,7 @@ export class HotQuery<A extends unknown[], R> {
       const slots = compiled.parameters.map((p) => (p instanceof Slot ? p.index : -1));
       template = { compiled, slots };
       this.templates.set(dialect, template);
+      if (!preparedStatementNames.has(compiled.sql)) preparedStatementNames.set(compiled.sql, `myelin_hot_${preparedStatementNames.size + 1}`);
     }
     return template;
   }

@@ -4,6 +4,8 @@ import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type MigrationProvider, type SqliteDatabase } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/index.js';
+import { WalCheckpointer, type CheckpointOptions } from './checkpoint.js';
+import { preparedStatementNames } from './compiled.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -18,13 +20,23 @@ export interface Db {
 // BIGINT columns hold millisecond timestamps, well inside JavaScript's safe integer range.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
-function openSqlite(path: string): Kysely<Database> {
+export interface OpenOptions {
+  /** SQLite: when the checkpoint thread runs (tests make it eager). */
+  checkpoint?: CheckpointOptions;
+}
+
+function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Database>; stop: () => Promise<void> } {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const database = new SQLite(path);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma('busy_timeout = 5000');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
+  // Checkpoints run in a thread of their own (storage/checkpoint.ts), never in a request's COMMIT;
+  // should that thread die, this connection checkpoints itself again as SQLite does by default.
+  const checkpointer = WalCheckpointer.start(path, () => database.open && database.pragma('wal_autocheckpoint = 1000'), options.checkpoint);
+  if (checkpointer) database.pragma('wal_autocheckpoint = 0');
+  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
+  return { kysely, stop: async () => checkpointer?.close() };
 }
 
 /**
@@ -55,27 +67,52 @@ export function pgConnectionOptions(args: PostgresArgs): pg.ClientConfig {
   return { user: args.user, password: args.password, database: args.database ?? args.dbname, host: args.host, port: args.port };
 }
 
+type QueryMethod = (...args: unknown[]) => unknown;
+
+/**
+ * Sends the hot queries (compiled.ts) as named prepared statements: parsed and planned once per
+ * connection instead of on every call. Measured on the project's 2-core machine under load (7 to
+ * 10), interleaved rounds: the token lookup took 140-250 µs a round trip named against 190-780 µs
+ * unnamed. Every other query goes as before, as an unnamed statement.
+ */
+function prepareHotQueries(client: pg.PoolClient): void {
+  const target = client as unknown as { query: QueryMethod };
+  target.query = function (this: unknown, ...args: unknown[]) {
+    // Looked up on each call, not bound once: whoever wraps Client.prototype.query later still sees these.
+    const query = (Object.getPrototypeOf(client) as { query: QueryMethod }).query;
+    const [text, values] = args;
+    const name = typeof text === 'string' && args.length <= 2 ? preparedStatementNames.get(text) : undefined;
+    return name === undefined ? query.apply(client, args) : query.call(client, { name, text, values });
+  };
+}
+
 function openPostgres(args: PostgresArgs): Kysely<Database> {
   const pool = new pg.Pool({ ...pgConnectionOptions(args), max: args.cp_max });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  pool.on('connect', prepareHotQueries);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 /** Opens the configured database and brings its schema up to date. */
-export async function openDb(database: Config['database']): Promise<Db> {
+export async function openDb(database: Config['database'], options: OpenOptions = {}): Promise<Db> {
   const engine: Engine = database.name === 'sqlite3' || database.name === 'sqlite' ? 'sqlite' : 'postgres';
-  const kysely = 'host' in database.args ? openPostgres(database.args) : openSqlite(database.args.database);
+  const { kysely, stop } = 'host' in database.args ? { kysely: openPostgres(database.args), stop: async () => undefined } : openSqlite(database.args.database, options);
+  // The checkpoint thread's connection closes last: the final checkpoint runs there, not on this thread.
+  const close = async () => {
+    await kysely.destroy();
+    await stop();
+  };
   const migrator = new Migrator({ db: kysely, provider });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
-    await kysely.destroy();
+    await close();
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
   }
-  return { kysely, engine, close: () => kysely.destroy() };
+  return { kysely, engine, close };
 }
 
 /** True when a write failed because a row with the same unique key already exists. */

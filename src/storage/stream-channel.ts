@@ -4,6 +4,8 @@ import { pgConnectionOptions, type PostgresArgs } from './db.js';
 import type { Database } from './schema.js';
 
 const CHANNEL = 'myelin_stream';
+/** The second channel on the same LISTEN connection: access tokens revoked (see TokenNotice). */
+export const TOKENS_CHANNEL = 'myelin_tokens';
 /** Postgres caps a NOTIFY payload at 8000 bytes. */
 const MAX_PAYLOAD = 7000;
 /** The payload format's version, first on its first line. */
@@ -51,6 +53,39 @@ export function decodeNotice(payload: string): { origin: string; notice: StreamN
 }
 
 /**
+ * On TOKENS_CHANNEL: a user's access tokens changed (revoked, rotated, device deleted, account
+ * deactivated), so every process must forget what it cached of them. `seq` numbers the notices of
+ * one origin, which waits to hear its own notice back; without a user it is only that (a heartbeat).
+ */
+export interface TokenNotice {
+  origin: string;
+  seq: number;
+  userId?: string;
+}
+
+/** "1 <origin> <seq>" on the first line (the format's version first), then the user ID, if any. */
+export function encodeTokenNotice(notice: TokenNotice): string {
+  const header = `${VERSION} ${notice.origin} ${notice.seq}`;
+  return notice.userId === undefined ? header : `${header}\n${notice.userId}`;
+}
+
+/** The notice in a payload, or undefined for a format this process does not know. */
+export function decodeTokenNotice(payload: string): TokenNotice | undefined {
+  const [header, userId, ...rest] = payload.split('\n');
+  const match = /^1 (\S+) (\d{1,15})$/.exec(header ?? '');
+  if (!match || rest.length > 0 || (userId !== undefined && !userId.startsWith('@'))) return undefined;
+  return { origin: match[1]!, seq: Number(match[2]), ...(userId !== undefined ? { userId } : {}) };
+}
+
+/** Who hears TOKENS_CHANNEL: the access-token cache (services/token-cache.ts). */
+export interface TokenNoticeListener {
+  /** Every notice, this process's own included; undefined for a payload it cannot read. */
+  onTokenNotice(notice: TokenNotice | undefined): void;
+  /** True once both channels are listened to; false as soon as the connection is known lost, and on close. */
+  onListening(listening: boolean): void;
+}
+
+/**
  * Carries "the stream moved for these users and rooms" between processes sharing one Postgres
  * database: NOTIFY after a commit, and one dedicated connection per process that LISTENs. A
  * process ignores what it sent itself.
@@ -67,6 +102,8 @@ export class StreamChannel {
     private readonly onNotice: (notice: StreamNotice) => void,
     /** Called after a reconnect, when notifications may have been missed, and for a payload it cannot read. */
     private readonly onGap: () => void,
+    /** Hears revoked access tokens on the same connection, if given. */
+    private readonly tokens?: TokenNoticeListener,
   ) {}
 
   async start(): Promise<void> {
@@ -75,6 +112,7 @@ export class StreamChannel {
     const lost = () => {
       if (this.client !== client) return;
       this.client = undefined;
+      this.tokens?.onListening(false);
       client.end().catch(() => undefined);
       this.scheduleRetry();
     };
@@ -82,6 +120,10 @@ export class StreamChannel {
     client.on('end', lost);
     client.on('notification', (msg) => {
       if (!msg.payload) return;
+      if (msg.channel === TOKENS_CHANNEL) {
+        this.tokens?.onTokenNotice(decodeTokenNotice(msg.payload));
+        return;
+      }
       const decoded = decodeNotice(msg.payload);
       // From a process that speaks another format (during an upgrade): whose stream moved is unknown.
       if (!decoded) this.onGap();
@@ -91,11 +133,13 @@ export class StreamChannel {
     try {
       await client.connect();
       await client.query(`LISTEN ${CHANNEL}`);
+      if (this.tokens) await client.query(`LISTEN ${TOKENS_CHANNEL}`);
     } catch {
       lost();
       return;
     }
     if (this.closed) await this.close();
+    else if (this.client === client) this.tokens?.onListening(true);
   }
 
   private scheduleRetry(): void {
@@ -115,6 +159,7 @@ export class StreamChannel {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.tokens?.onListening(false);
     if (this.retry) clearTimeout(this.retry);
     this.retry = undefined;
     const client = this.client;

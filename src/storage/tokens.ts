@@ -1,6 +1,7 @@
-import type { Insertable, Kysely } from 'kysely';
+import { sql, type Insertable, type Kysely } from 'kysely';
 import { HotQuery } from './compiled.js';
 import type { AccessTokensTable, Database, RefreshTokensTable } from './schema.js';
+import { TOKENS_CHANNEL } from './stream-channel.js';
 
 export interface TokenOwner {
   user_id: string;
@@ -71,6 +72,14 @@ export class TokensRepo {
       .execute();
     await this.db.updateTable('access_tokens').set({ prev_refresh_hash: null }).where('refresh_token_hash', '=', keepRefreshHash).execute();
     await this.db.updateTable('refresh_tokens').set({ prev_token_hash: null }).where('token_hash', '=', keepRefreshHash).execute();
+  }
+
+  /**
+   * PostgreSQL only: a notice on the access-token channel (stream-channel.ts), heard by every
+   * process when this unit of work commits, and not at all if it rolls back.
+   */
+  async notifyTokens(payload: string): Promise<void> {
+    await sql`SELECT pg_notify(${TOKENS_CHANNEL}, ${payload})`.execute(this.db);
   }
 
   async deleteAccessToken(tokenHash: string): Promise<void> {
