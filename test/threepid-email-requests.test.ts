@@ -205,7 +205,7 @@ for (const engine of ENGINES) {
       assert.equal(login.status, 403);
     });
 
-    it('the deprecated POST /account/3pid adds behind the password; bind and unbind need no identity server', async () => {
+    it('the deprecated POST /account/3pid adds behind the password; bind and unbind refuse an untrusted identity server', async () => {
       const a = await account(env);
       const s = await validated(env, 'add_threepid', 'legacy@example.org');
       const raw = (body: unknown) =>
@@ -221,8 +221,11 @@ for (const engine of ENGINES) {
       assert.equal(bind.status, 400);
       assert.equal(bind.body.errcode, 'M_SERVER_NOT_TRUSTED');
       const unbind = await api().post('/v3/account/3pid/unbind', { medium: 'email', address: 'legacy@example.org', id_server: 'untrusted.example' }, { token: a.access_token });
-      assert.equal(unbind.status, 200);
-      assert.equal(unbind.body.id_server_unbind_result, 'no-support');
+      assert.equal(unbind.status, 400);
+      assert.equal(unbind.body.errcode, 'M_SERVER_NOT_TRUSTED');
+      const unknown = await api().post('/v3/account/3pid/unbind', { medium: 'email', address: 'legacy@example.org' }, { token: a.access_token });
+      assert.equal(unknown.status, 200);
+      assert.equal(unknown.body.id_server_unbind_result, 'no-support');
     });
 
     it('the deprecated POST /account/3pid with id_server uses Myelin\'s own validated session; unvalidated is 403', async () => {

@@ -12,9 +12,9 @@ import { Templates } from './templates.js';
 import type { EmailTemplateName } from './types.js';
 import { OutboxWorker, type WorkerOptions } from './worker.js';
 
-export type { Outbox, DeliveryRequest, EmailRequest, SmsRequest, EnqueueOptions } from './types.js';
+export type { Outbox, DeliveryRequest, EmailRequest, SmsRequest, IdentityUnbindRequest, EnqueueOptions } from './types.js';
 export { Templates, type RenderedEmail } from './templates.js';
-export { PermanentDeliveryError, type ChannelProvider, type DeliveryChannel } from './channels.js';
+export { PermanentDeliveryError, maskRecipient, type ChannelProvider, type DeliveryChannel } from './channels.js';
 
 /** Mail templates and pages every process can render. */
 const EMAIL_TEMPLATES: EmailTemplateName[] = ['registration', 'password_reset', 'add_threepid', 'already_in_use'];
@@ -61,7 +61,8 @@ function addThreepidSubject(subjects: { email_validation: string; add_threepid?:
 export function createDelivery(config: Config, store: Store, workerOptions: Partial<WorkerOptions> = {}, clock: Clock = systemClock): Delivery {
   const templates = createTemplates(config);
   // Only a process with a channel queues or sends anything; only then must it have a key.
-  const seal = isEmailConfigured(config) || config.sms !== undefined ? PayloadSeal.forConfig(config) : PayloadSeal.fromSecret(randomBytes(32));
+  const queues = isEmailConfigured(config) || config.sms !== undefined || config.trusted_third_party_id_servers.length > 0;
+  const seal = queues ? PayloadSeal.forConfig(config) : PayloadSeal.fromSecret(randomBytes(32));
   const worker = new OutboxWorker(store.outbox, seal, {
     pollIntervalMs: config.outbox.poll_interval,
     maxAttempts: config.outbox.max_attempts,

@@ -33,7 +33,7 @@ export class PayloadSeal {
       const path = config.database.args.database;
       return PayloadSeal.fromSecret(path === ':memory:' ? randomBytes(32) : keyFile(`${path}.outbox-key`));
     }
-    throw new ConfigError('macaroon_secret_key: required with PostgreSQL when email or sms is configured (the same in every process), to encrypt queued messages');
+    throw new ConfigError('macaroon_secret_key: required with PostgreSQL when email, sms or trusted_third_party_id_servers is configured (the same in every process), to encrypt queued messages');
   }
 
   seal(id: string, plaintext: string): string {

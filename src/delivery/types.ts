@@ -27,7 +27,17 @@ export interface SmsRequest {
   vars: Record<string, unknown>;
 }
 
-export type DeliveryRequest = EmailRequest | SmsRequest;
+/** POST /_matrix/identity/v2/3pid/unbind, signed with the server's key, retried until the identity server answers. */
+export interface IdentityUnbindRequest {
+  channel: 'identity-unbind';
+  /** The identity server's name, as bindings record it (host[:port] of a trusted entry). */
+  id_server: string;
+  mxid: string;
+  medium: string;
+  address: string;
+}
+
+export type DeliveryRequest = EmailRequest | SmsRequest | IdentityUnbindRequest;
 
 export interface EnqueueOptions {
   /** At most one message is ever queued per key (e.g. `email:<sid>:<send_attempt>`). */

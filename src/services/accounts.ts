@@ -41,6 +41,25 @@ interface NewUser {
 
 export type RegisterResult = { user_id: string } & Partial<IssuedTokens>;
 
+/** What deactivation does at identity servers (threepid/identity-unbind.ts), set when the 3PID services are made. */
+export interface DeactivationUnbinder {
+  /**
+   * Before the transaction (calls identity servers, bounded in time), reading through `store` (a
+   * caller's transaction, when deactivation runs in one); throws for an `idServer` that may not be called.
+   */
+  prepareDeactivation(store: Store, userId: string, idServer: string | undefined): Promise<{
+    /** In the transaction, with the 3PIDs it removed: the spec's id_server_unbind_result. */
+    finish(tx: Store, removed: readonly UserThreepidRow[]): Promise<'success' | 'no-support'>;
+  }>;
+}
+
+export interface DeactivationResult {
+  /** The 3PIDs the account had. */
+  threepids: UserThreepidRow[];
+  /** 'success' when every bound address was unbound at its identity server (or there was none). */
+  id_server_unbind_result: 'success' | 'no-support';
+}
+
 /** Users: who may exist, their passwords, their profile, and the end of their account. */
 export class AccountService {
   constructor(
@@ -53,7 +72,17 @@ export class AccountService {
 
   /** This service working in `work`, a caller's transaction: its writes commit or roll back with the caller's. */
   within(work: Store): AccountService {
-    return work === this.store ? this : new AccountService(work, this.clock, this.config, this.hasher, this.devices.within(work));
+    if (work === this.store) return this;
+    const scoped = new AccountService(work, this.clock, this.config, this.hasher, this.devices.within(work));
+    scoped.unbinder = this.unbinder;
+    return scoped;
+  }
+
+  private unbinder: DeactivationUnbinder | undefined;
+
+  /** Deactivation unbinds the account's addresses at identity servers through this. */
+  useDeactivationUnbinder(unbinder: DeactivationUnbinder): void {
+    this.unbinder = unbinder;
   }
 
   userId(localpart: string): string {
@@ -180,17 +209,21 @@ export class AccountService {
 
   /**
    * Ends an account for good: no password, no devices (nor their tokens, keys and queued messages),
-   * no 3PIDs, no profile. Devices go the one way devices go, so every area's clean-up runs.
+   * no 3PIDs, no profile. Devices go the one way devices go, so every area's clean-up runs. Its
+   * addresses are unbound at identity servers (at `idServer` too, when given): first tried at once,
+   * then, for an identity server that did not answer, queued in the outbox with the deactivation.
    */
-  async deactivate(userId: string): Promise<UserThreepidRow[]> {
-    const removed = await this.store.transaction(async (tx) => {
+  async deactivate(userId: string, options: { idServer?: string | undefined } = {}): Promise<DeactivationResult> {
+    const unbinding = await this.unbinder?.prepareDeactivation(this.store, userId, options.idServer);
+    const result = await this.store.transaction(async (tx): Promise<DeactivationResult> => {
       await tx.users.markDeactivated(userId);
       await this.devices.within(tx).deleteDevices(userId);
-      return tx.threepids.deleteAll(userId);
+      const threepids = await tx.threepids.deleteAll(userId);
+      return { threepids, id_server_unbind_result: unbinding ? await unbinding.finish(tx, threepids) : 'success' };
     });
     await this.devices.revocationsDelivered();
     for (const hook of this.deactivationHooks) await hook(userId);
-    return removed;
+    return result;
   }
 
   /** What other areas do once an account is deactivated (e.g. leaving its rooms), in the order registered. */

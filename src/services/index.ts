@@ -125,7 +125,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const passwordReset = new PasswordResetService(store, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(threepid.msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
 
   const delivery = createDelivery(config, store, {}, outboxClock);
-  const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, delivery, publicBaseUrl: publicBaseUrlOf(config) });
+  const threepid = createThreepidServices({ config, store, clock, limiter, uia, accounts, delivery, publicBaseUrl: publicBaseUrlOf(config), signingKey: () => keyring()[0]! });
 
   const notifier = createNotifier(config, store, tokenCache);
   const writer = new StreamWriter(store, notifier);

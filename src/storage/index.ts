@@ -14,6 +14,7 @@ import { RateLimitsRepo } from './ratelimits.js';
 import { ValidationSessionsRepo } from './validation-sessions.js';
 import type { Database } from './schema.js';
 import { UserThreepidsRepo } from './threepids.js';
+import { ThreepidIdServersRepo } from './threepid-id-servers.js';
 import { TokensRepo } from './tokens.js';
 import { UiaSessionsRepo } from './uia.js';
 import { UsersRepo } from './users.js';
@@ -49,6 +50,8 @@ export class Store {
   readonly tokens: TokensRepo;
   readonly uia: UiaSessionsRepo;
   readonly threepids: UserThreepidsRepo;
+  /** Which identity server each address was bound to. */
+  readonly threepidIdServers: ThreepidIdServersRepo;
   readonly rateLimits: RateLimitsRepo;
   readonly outbox: OutboxRepo;
   readonly validationSessions: ValidationSessionsRepo;
@@ -76,6 +79,7 @@ export class Store {
     this.tokens = new TokensRepo(kysely);
     this.uia = new UiaSessionsRepo(kysely);
     this.threepids = new UserThreepidsRepo(kysely);
+    this.threepidIdServers = new ThreepidIdServersRepo(kysely);
     this.rateLimits = new RateLimitsRepo(kysely, db.engine);
     this.outbox = new OutboxRepo(kysely, db.engine);
     this.validationSessions = new ValidationSessionsRepo(kysely);

@@ -1,6 +1,7 @@
 import type { ClientStateTables } from './client-state-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
+import type { UserThreepidIdServerTable } from './threepid-id-servers.js';
 import type { ThreepidValidationSessionsTable } from './validation-sessions.js';
 
 
@@ -84,6 +85,7 @@ export interface Database extends ClientStateTables, RoomTables {
   refresh_tokens: RefreshTokensTable;
   uia_sessions: UiaSessionsTable;
   user_threepids: UserThreepidsTable;
+  user_threepid_id_server: UserThreepidIdServerTable;
   rate_limits: RateLimitsTable;
   outbox: OutboxTable;
   threepid_validation_sessions: ThreepidValidationSessionsTable;

@@ -14,7 +14,7 @@ const readPasswordParams = (raw: JsonObject) => parseBody(PasswordParams, raw);
 
 const DeactivateBody = z.object({ erase: optional(z.boolean()), id_server: optional(z.string().max(512)), auth: optional(AuthDict) });
 
-export function accountRoutes(router: Router, { accounts, uia, passwordReset }: Services): void {
+export function accountRoutes(router: Router, { accounts, uia, passwordReset, threepid }: Services): void {
   router.authed('GET', '/account/whoami', async ({ requester }) => {
     const body: Record<string, unknown> = { user_id: requester.userId, device_id: requester.deviceId };
     if (requester.isGuest) body.is_guest = true;
@@ -62,14 +62,16 @@ export function accountRoutes(router: Router, { accounts, uia, passwordReset }: 
   });
 
   router.authed('POST', '/account/deactivate', async (ctx) => {
-    const { auth } = parseBody(DeactivateBody, ctx.body);
+    const { auth, id_server: idServer } = parseBody(DeactivateBody, ctx.body);
     if (ctx.requester.isGuest) throw new MatrixError(403, 'M_GUEST_ACCESS_FORBIDDEN', 'Guests cannot deactivate an account');
+    // An identity server that may not be called is refused before the password is asked for.
+    if (idServer !== undefined) threepid.identity.requireTrusted(idServer);
     return uia.perform(
       { auth, operation: Operation.deactivate, userId: ctx.requester.userId, flows: [['m.login.password']], ip: ctx.ip, params: unreadParams(ctx.body) },
       {
         run: async () => {
-          await accounts.deactivate(ctx.requester.userId);
-          return { id_server_unbind_result: 'success' };
+          const { id_server_unbind_result } = await accounts.deactivate(ctx.requester.userId, { idServer });
+          return { id_server_unbind_result };
         },
       },
     );

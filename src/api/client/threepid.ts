@@ -67,8 +67,5 @@ export function threepidRoutes(router: Router, services: Services): void {
   router.authed('POST', '/account/3pid/delete', async (ctx) => threepid.account.delete(ctx.requester.userId, parseBody(DeleteBody, ctx.body)));
   // Also under /unstable, where MSC2290 introduced it and clients of that time still call it; Synapse serves it there too.
   router.authed('POST', '/account/3pid/bind', async (ctx) => threepid.account.bind(ctx.requester.userId, parseBody(BindBody, ctx.body)), { prefixes: CLIENT_AND_UNSTABLE_PREFIXES });
-  router.authed('POST', '/account/3pid/unbind', async (ctx) => {
-    parseBody(DeleteBody, ctx.body);
-    return threepid.account.unbind();
-  });
+  router.authed('POST', '/account/3pid/unbind', async (ctx) => threepid.account.unbind(ctx.requester.userId, parseBody(DeleteBody, ctx.body)));
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { duration } from '../duration.js';
 import { rateLimit } from '../schema.js';
 
 const medium = z.enum(['email', 'msisdn']);
@@ -26,10 +27,16 @@ export const threepidSection = {
   /** Hosts a next_link may point at; unset allows any http(s) host, an empty list none. */
   next_link_domain_whitelist: z.array(z.string().min(1)).nullable().optional(),
   /**
-   * Identity servers Myelin may call (for /account/3pid/bind): host names (https) or base URLs.
-   * Myelin verifies addresses itself, so by default none.
+   * Identity servers Myelin may call (to bind and unbind addresses): host names (https) or base
+   * URLs (e.g. http://127.0.0.1:8090 for a local one). Myelin verifies addresses itself, so by
+   * default none.
    */
   trusted_third_party_id_servers: z.array(z.string().min(1)).default([]),
+  /**
+   * Myelin: how long a call to an identity server may take, answer included, before it is given
+   * up (a client's request then fails; an unbind at deactivation is retried through the outbox).
+   */
+  identity_server_timeout: duration.refine((ms) => ms > 0, 'must be more than 0').default(5_000),
   /** requestToken calls, per client IP and per address. */
   rc_3pid_validation: rateLimit(0.003, 5),
   /**

@@ -3,8 +3,9 @@ import type { Config } from '../../config/index.js';
 import { MatrixError, forbidden } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import { Operation, type AuthDict, type UiaOperation, type UiaParams, type UiaService } from '../uia.js';
-import type { Medium } from './address.js';
-import { bindAtIdentityServer, trustedIdServerUrl } from './identity-server.js';
+import { canonicaliseAddress, type Medium } from './address.js';
+import { bindAtIdentityServer } from './identity-server.js';
+import type { IdentityUnbinding, IdServerUnbindResult } from './identity-unbind.js';
 import type { ValidationSessionService, ValidatedThreepid } from './validation-sessions.js';
 
 export interface ThreepidListing {
@@ -33,6 +34,11 @@ export interface ThreepidKey {
   address: string;
 }
 
+/** POST /account/3pid/delete and /unbind: the 3PID, and the identity server to unbind it from. */
+export interface UnbindRequest extends ThreepidKey {
+  id_server?: string | undefined;
+}
+
 export interface BindRequest extends ThreepidCreds {
   id_server: string;
   id_access_token: string;
@@ -49,6 +55,7 @@ export class AccountThreepidService {
     private readonly clock: Clock,
     private readonly uia: UiaService,
     private readonly sessions: ValidationSessionService,
+    private readonly identity: IdentityUnbinding,
   ) {}
 
   async list(userId: string): Promise<ThreepidListing[]> {
@@ -100,26 +107,46 @@ export class AccountThreepidService {
     );
   }
 
-  async delete(userId: string, threepid: ThreepidKey): Promise<{ id_server_unbind_result: 'no-support' }> {
+  /**
+   * POST /account/3pid/delete: unbinds the address at identity servers (see unbind), then removes
+   * it from the account. When an identity server gives no answer the error is the client's and the
+   * address stays, so that deleting it again finishes the unbind.
+   */
+  async delete(userId: string, req: UnbindRequest): Promise<{ id_server_unbind_result: IdServerUnbindResult }> {
     if (!this.config.enable_3pid_changes) throw disabled();
-    await this.store.threepids.delete(userId, threepid.medium, threepid.address);
-    // Myelin never binds at identity servers, so there is nothing to unbind anywhere.
-    return { id_server_unbind_result: 'no-support' };
+    const result = await this.identity.unbind(userId, req, req.id_server);
+    await this.store.threepids.delete(userId, req.medium, req.address);
+    return { id_server_unbind_result: result };
   }
 
   /**
    * POST /account/3pid/bind: asks a trusted identity server to bind the address it validated (its
-   * own session) to this user. Other identity servers are refused, so clients cannot make Myelin
-   * send requests to arbitrary hosts.
+   * own session) to this user, and remembers where the address is bound, to unbind it there later.
+   * Other identity servers are refused, so clients cannot make Myelin send requests to arbitrary hosts.
    */
   async bind(userId: string, req: BindRequest): Promise<Record<string, never>> {
-    const baseUrl = trustedIdServerUrl(this.config, req.id_server);
-    if (!baseUrl) throw new MatrixError(400, 'M_SERVER_NOT_TRUSTED', 'This server does not trust that identity server');
-    await bindAtIdentityServer(baseUrl, req.id_access_token, { sid: req.sid, client_secret: req.client_secret, mxid: userId });
+    const server = this.identity.requireTrusted(req.id_server);
+    const bound = await bindAtIdentityServer(server, req.id_access_token, { sid: req.sid, client_secret: req.client_secret, mxid: userId }, this.config.identity_server_timeout);
+    if (bound.medium !== undefined && bound.address !== undefined && bound.medium.length <= 32 && bound.address.length <= 512) {
+      await this.identity.recordBinding(userId, server, bound.medium, canonicalOr(bound.medium, bound.address));
+    }
     return {};
   }
 
-  async unbind(): Promise<{ id_server_unbind_result: 'no-support' }> {
-    return { id_server_unbind_result: 'no-support' };
+  /**
+   * POST /account/3pid/unbind: at `id_server` when given, else wherever the address was bound
+   * through Myelin; the address stays on the account.
+   */
+  async unbind(userId: string, req: UnbindRequest): Promise<{ id_server_unbind_result: IdServerUnbindResult }> {
+    return { id_server_unbind_result: await this.identity.unbind(userId, req, req.id_server) };
+  }
+}
+
+/** The address in the form the account's 3PIDs are kept in, so that it is found again by it; as given when it has none. */
+function canonicalOr(medium: string, address: string): string {
+  try {
+    return canonicaliseAddress(medium, address);
+  } catch {
+    return address.trim();
   }
 }

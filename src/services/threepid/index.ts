@@ -3,11 +3,13 @@ import type { Config } from '../../config/index.js';
 import type { Delivery } from '../../delivery/index.js';
 import type { Store } from '../../storage/index.js';
 import type { AccountService } from '../accounts.js';
+import type { JsonSigner } from '../rooms/event-hash.js';
 import type { RateLimiter } from '../ratelimiter.js';
 import { ThreepidStage } from '../stages/threepid.js';
 import type { UiaService } from '../uia.js';
 import { AccountThreepidService } from './account.js';
 import { EmailValidationService } from './email.js';
+import { IDENTITY_UNBIND_CHANNEL, IdentityUnbinding } from './identity-unbind.js';
 import { createMsisdnValidation, type MsisdnValidationService } from './msisdn.js';
 import { DEFAULT_VALIDATION_SESSION_OPTIONS, ValidationSessionService } from './validation-sessions.js';
 
@@ -19,6 +21,8 @@ export interface ThreepidServices {
   /** Phone numbers, by SMS. */
   msisdn: MsisdnValidationService;
   account: AccountThreepidService;
+  /** Unbinding addresses at identity servers (also at deactivation, retried through the outbox). */
+  identity: IdentityUnbinding;
 }
 
 export interface ThreepidDeps {
@@ -30,6 +34,8 @@ export interface ThreepidDeps {
   accounts: AccountService;
   delivery: Delivery;
   publicBaseUrl: string;
+  /** The server's signing key, for requests to identity servers (read on first use). */
+  signingKey: () => JsonSigner;
 }
 
 /** Wires validation sessions, email and phone number validation and account 3PIDs, and registers their UIA stages. */
@@ -41,10 +47,13 @@ export function createThreepidServices(deps: ThreepidDeps): ThreepidServices {
   });
   const passwordsEnabled = () => deps.accounts.passwordsEnabled();
   const email = new EmailValidationService({ ...deps, sessions, outbox: deps.delivery.outbox, templates: deps.delivery.templates, passwordsEnabled });
-  const account = new AccountThreepidService(deps.config, deps.store, deps.clock, deps.uia, sessions);
+  const identity = new IdentityUnbinding(deps.config, deps.store, deps.signingKey, deps.delivery.outbox);
+  deps.delivery.addChannel(IDENTITY_UNBIND_CHANNEL, identity.channel());
+  deps.accounts.useDeactivationUnbinder(identity);
+  const account = new AccountThreepidService(deps.config, deps.store, deps.clock, deps.uia, sessions, identity);
   if (email.enabled) deps.uia.register(new ThreepidStage(EMAIL_STAGE, 'email', sessions));
   const msisdn = createMsisdnValidation({ ...deps, passwordsEnabled });
-  return { sessions, email, msisdn, account };
+  return { sessions, email, msisdn, account, identity };
 }
 
 /**

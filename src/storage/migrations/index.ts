@@ -8,6 +8,7 @@ import * as uiaMemory from './0007_uia_memory.js';
 import * as presenceStream from './0008_presence_stream.js';
 import * as globalStream from './0009_global_stream.js';
 import * as rooms from './0010_rooms.js';
+import * as threepidIdServers from './0011_threepid_id_servers.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '0008_presence_stream': presenceStream,
   '0009_global_stream': globalStream,
   '0010_rooms': rooms,
+  '0011_threepid_id_servers': threepidIdServers,
 };
