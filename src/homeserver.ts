@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
+import { adminRoutes } from './api/admin/index.js';
 import { sharedSecretRegistrationRoutes } from './api/admin/register.js';
 import { clientRoutes } from './api/client/index.js';
 import { serverKeyRoutes } from './api/key/index.js';
@@ -51,6 +52,7 @@ export function buildApp(services: Services, logger: Logger, trustProxy: AppOpti
   threepidPageRoutes(router, services);
   const { config, store, accounts, clock } = services;
   sharedSecretRegistrationRoutes(router, new SharedSecretRegistration(config, store.uia, accounts, clock));
+  adminRoutes(router, services);
   return app;
 }
 

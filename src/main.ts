@@ -6,6 +6,7 @@ import { createLogger, startHomeserver } from './homeserver.js';
 import { systemClock } from './clock.js';
 import { createServices } from './services/index.js';
 import { openDb } from './storage/db.js';
+import type { Store } from './storage/index.js';
 
 const USAGE = `Usage: myelin <command> [options]
 
@@ -13,8 +14,9 @@ Commands:
   start [--config FILE]                 Run the homeserver (embedded defaults without --config)
   generate-config --server-name NAME [--output FILE] [--postgres]
                                         Write a commented config with fresh secrets
-  register-user --user NAME --password PW [--config FILE]
-                                        Create an account directly in the database`;
+  register-user --user NAME --password PW [--admin] [--config FILE]
+                                        Create an account directly in the database
+                                        (--admin: a server admin, who may use the admin API)`;
 
 async function start(configPath: string | undefined): Promise<void> {
   const { config, warnings } = loadConfig(configPath);
@@ -34,15 +36,23 @@ async function start(configPath: string | undefined): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
-async function registerUser(configPath: string | undefined, user: string, password: string): Promise<void> {
+async function registerUser(configPath: string | undefined, user: string, password: string, admin: boolean): Promise<void> {
   const { config } = loadConfig(configPath);
   const db = await openDb(config.database);
   let services: ReturnType<typeof createServices> | undefined;
   try {
     services = createServices(config, db, systemClock);
     const localpart = services.accounts.validateLocalpart(user);
-    const result = await services.accounts.register({ localpart, password, guest: false, inhibitLogin: true, refresh: false, ip: '127.0.0.1' });
-    console.log(`Created ${result.user_id}`);
+    const result = await services.accounts.register({
+      localpart,
+      password,
+      guest: false,
+      inhibitLogin: true,
+      refresh: false,
+      ip: '127.0.0.1',
+      ...(admin ? { onCreated: (work: Store, userId: string) => work.adminUsers.setAdmin(userId, true) } : {}),
+    });
+    console.log(`Created ${result.user_id}${admin ? ' (server admin)' : ''}`);
   } finally {
     // Background parts (e.g. a database listener) would keep the process alive.
     for (const stop of services?.stoppers ?? []) await stop();
@@ -62,6 +72,7 @@ async function main(argv: string[]): Promise<void> {
       user: { type: 'string', short: 'u' },
       password: { type: 'string', short: 'p' },
       force: { type: 'boolean' },
+      admin: { type: 'boolean' },
     },
   });
   switch (command) {
@@ -78,7 +89,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'register-user':
       if (!values.user || !values.password) throw new ConfigError('register-user needs --user and --password');
-      return registerUser(values.config, values.user, values.password);
+      return registerUser(values.config, values.user, values.password, values.admin === true);
     default:
       console.log(USAGE);
       process.exitCode = command === undefined || command === 'help' || command === '--help' ? 0 : 2;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { coreConfigSchema } from './schema.js';
+import { adminSection } from './sections/admin.js';
 import { emailSection } from './sections/email.js';
 import { smsConfigSection } from './sections/sms.js';
 import { threepidSection } from './sections/threepid.js';
@@ -14,6 +15,7 @@ export const configSchema = coreConfigSchema.extend({
   ...emailSection,
   ...threepidSection,
   ...voipSection,
+  ...adminSection,
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -29,6 +29,8 @@ export interface RegisterArgs {
   refresh: boolean;
   ip: string;
   threepids?: NewThreepid[];
+  /** More of the new account (e.g. admin, profile), written in its creating transaction. */
+  onCreated?: (work: Store, userId: string) => Promise<void>;
 }
 
 /** What every user row of one registration is created with. */
@@ -37,6 +39,7 @@ interface NewUser {
   guest: boolean;
   threepids: NewThreepid[];
   now: number;
+  onCreated?: ((work: Store, userId: string) => Promise<void>) | undefined;
 }
 
 export type RegisterResult = { user_id: string } & Partial<IssuedTokens>;
@@ -135,7 +138,7 @@ export class AccountService {
   async register(args: RegisterArgs): Promise<RegisterResult> {
     const now = this.clock.now();
     const hash = args.password !== undefined ? await this.hasher.hash(args.password) : (args.passwordHash ?? null);
-    const newUser: NewUser = { hash, guest: args.guest, threepids: args.threepids ?? [], now };
+    const newUser: NewUser = { hash, guest: args.guest, threepids: args.threepids ?? [], now, onCreated: args.onCreated };
     const firstSession = async (tx: Store, userId: string): Promise<RegisterResult> => {
       if (args.inhibitLogin) return { user_id: userId };
       const issued = await this.devices.within(tx).signIn({ userId, deviceId: args.deviceId, displayName: args.displayName, refresh: args.refresh, ip: args.ip });
@@ -161,6 +164,7 @@ export class AccountService {
       const displayname = userId.slice(1, userId.indexOf(':'));
       if (!(await tx.users.create({ user_id: userId, password_hash: user.hash, created_ts: user.now, is_guest: user.guest, displayname }))) return undefined;
       await this.bindThreepids(tx, userId, user.threepids, user.now);
+      await user.onCreated?.(tx, userId);
       return { result: await then(tx, userId) };
     });
   }

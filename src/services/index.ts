@@ -37,6 +37,9 @@ import { PasswordStage } from './stages/password.js';
 import { EMAIL_STAGE, createThreepidServices, registrationConfigProblem, registrationFlows as threepidRegistrationFlows, type ThreepidServices } from './threepid/index.js';
 import { UiaService } from './uia.js';
 import { MSISDN_STAGE } from './threepid/msisdn.js';
+import { AdminServices } from './admin/index.js';
+import { RegistrationTokenService, withRegistrationToken } from './admin/registration-tokens.js';
+import { RegistrationTokenStage } from './stages/registration-token.js';
 
 /** Every domain service of one homeserver process, wired together. */
 export interface Services {
@@ -81,6 +84,8 @@ export interface Services {
   signingKey: ServerSigningKey;
   /** Every key of the signing key file, all published at /_matrix/key/v2/server. */
   signingKeys: readonly ServerSigningKey[];
+  /** The admin API (Synapse's), registration tokens included. */
+  admin: AdminServices;
   capabilities(): Record<string, unknown>;
   /** Background work (e.g. the outbox worker) to stop on shutdown. */
   stoppers: (() => Promise<void>)[];
@@ -120,8 +125,12 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
 
   const registrationProblem = registrationConfigProblem(config, [...(config.email ? (['email'] as const) : []), ...(config.sms ? (['msisdn'] as const) : [])]);
   if (registrationProblem) throw new ConfigError(registrationProblem);
-  const registrationFlows = (): string[][] => threepidRegistrationFlows(config, { ...(threepid.email.enabled ? { email: EMAIL_STAGE } : {}), ...threepid.msisdn.registrationStages() });
+  const registrationFlows = (): string[][] =>
+    withRegistrationToken(config, threepidRegistrationFlows(config, { ...(threepid.email.enabled ? { email: EMAIL_STAGE } : {}), ...threepid.msisdn.registrationStages() }));
   const registration = new RegistrationService(config, accounts, devices, uia, limiter, registrationFlows);
+  const registrationTokens = new RegistrationTokenService(store, clock, config, limiter);
+  uia.register(new RegistrationTokenStage(registrationTokens));
+  registration.onCompleted((work, sessionId) => registrationTokens.complete(work, sessionId));
   const passwordReset = new PasswordResetService(store, () => [...(threepid.email.enabled ? [[EMAIL_STAGE]] : []), ...(threepid.msisdn.resetEnabled ? [[MSISDN_STAGE]] : [])]);
 
   const delivery = createDelivery(config, store, {}, outboxClock);
@@ -145,6 +154,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
+  const admin = new AdminServices(store, clock, config, accounts, devices, rooms, registrationTokens);
 
   const services: Services = {
     config,
@@ -181,6 +191,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     get signingKeys() {
       return keyring();
     },
+    admin,
     capabilities: () => ({
       'm.change_password': { enabled: accounts.passwordsEnabled() },
       'm.set_displayname': { enabled: true },

@@ -3,11 +3,12 @@ import type { Services } from './index.js';
 
 const INTERVAL_MS = 10 * 60_000;
 
-/** Periodically deletes expired UIA and 3PID sessions, idle rate-limit buckets and old to-device transaction IDs. Returns its stopper. */
+/** Periodically deletes expired UIA and 3PID sessions (releasing their registration tokens' pending uses), idle rate-limit buckets and old to-device transaction IDs. Returns its stopper. */
 export function startMaintenance(services: Services, logger: Logger): () => Promise<void> {
   const run = async () => {
     try {
       await services.uia.pruneExpired();
+      await services.admin.registrationTokens.releaseAbandoned();
       await services.store.rateLimits.prune(services.clock.now());
       await services.threepid.sessions.prune();
       await services.toDevice.prune();

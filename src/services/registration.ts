@@ -1,4 +1,5 @@
 import type { Config } from '../config/index.js';
+import type { Store } from '../storage/index.js';
 import { MatrixError, forbidden, missingParam } from '../errors.js';
 import type { AccountService, RegisterResult } from './accounts.js';
 import { addressBucket, type RateLimiter } from './ratelimiter.js';
@@ -30,8 +31,13 @@ export interface RegistrationRequest extends RegistrationParams {
 /** What a completed registration session keeps for a retry: never a token. */
 type RecordedRegistration = { user_id: string; device_id?: string };
 
+/** Another area's part in a registration completing (e.g. a registration token's use), in the creating transaction. */
+export type RegistrationHook = (work: Store, sessionId: string, userId: string) => Promise<void>;
+
 /** POST /register: who may register, with which UIA flows, and under which limits. */
 export class RegistrationService {
+  private readonly completionHooks: RegistrationHook[] = [];
+
   constructor(
     private readonly config: Config,
     private readonly accounts: AccountService,
@@ -40,6 +46,11 @@ export class RegistrationService {
     private readonly limiter: RateLimiter,
     readonly flows: RegistrationFlows,
   ) {}
+
+  /** Runs `hook` in the transaction that creates each account registered through UIA. */
+  onCompleted(hook: RegistrationHook): void {
+    this.completionHooks.push(hook);
+  }
 
   async register(req: RegistrationRequest): Promise<RegisterResult> {
     const { password, ip } = req;
@@ -78,7 +89,7 @@ export class RegistrationService {
           if (finalLocalpart !== undefined && finalLocalpart !== localpart && !this.config.inhibit_user_in_use_error) await this.accounts.ensureAvailable(finalLocalpart);
           if (password === undefined && secretHash === undefined) throw missingParam('password');
         },
-        run: async ({ params, secretHash, results }) => {
+        run: async ({ sessionId, params, secretHash, results }) => {
           await this.limiter.take(`register:ip:${addressBucket(ip)}`, this.config.rc_registration);
           return this.accounts.register({
             localpart: finalLocalpart,
@@ -90,6 +101,9 @@ export class RegistrationService {
             refresh,
             ip,
             threepids: validatedThreepids(results),
+            onCreated: async (work, userId) => {
+              for (const hook of this.completionHooks) await hook(work, sessionId, userId);
+            },
           });
         },
         record: (result): RecordedRegistration => ({ user_id: result.user_id, ...(result.device_id !== undefined ? { device_id: result.device_id } : {}) }),

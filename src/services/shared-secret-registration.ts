@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
 import { constantTimeEqual, randomToken } from '../crypto/tokens.js';
 import { MatrixError, forbidden } from '../errors.js';
+import type { Store } from '../storage/index.js';
 import type { UiaSessionsRepo } from '../storage/uia.js';
 import type { AccountService, RegisterResult } from './accounts.js';
 
@@ -62,7 +63,9 @@ export class SharedSecretRegistration {
     if (!constantTimeEqual(hmac.digest('hex'), mac.toLowerCase())) throw forbidden('HMAC incorrect');
 
     const localpart = this.accounts.validateLocalpart(username);
-    const result = await this.accounts.register({ localpart, password, guest: false, inhibitLogin: false, refresh: false, ip });
+    // The admin flag is written in the transaction that creates the account.
+    const onCreated = admin ? (work: Store, userId: string) => work.adminUsers.setAdmin(userId, true) : undefined;
+    const result = await this.accounts.register({ localpart, password, guest: false, inhibitLogin: false, refresh: false, ip, ...(onCreated ? { onCreated } : {}) });
     if (displayName !== undefined) await this.accounts.setProfileField(result.user_id, result.user_id, 'displayname', displayName);
     return { ...result, home_server: this.config.server_name };
   }

@@ -20,6 +20,9 @@ import { UiaSessionsRepo } from './uia.js';
 import { UsersRepo } from './users.js';
 import { EventsRepo } from './events.js';
 import { RoomsRepo } from './rooms.js';
+import { AdminRoomsRepo } from './admin-rooms.js';
+import { AdminUsersRepo } from './admin-users.js';
+import { RegistrationTokensRepo } from './registration-tokens.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -65,6 +68,9 @@ export class Store {
   readonly presence: PresenceRepo;
   readonly rooms: RoomsRepo;
   readonly events: EventsRepo;
+  readonly adminUsers: AdminUsersRepo;
+  readonly adminRooms: AdminRoomsRepo;
+  readonly registrationTokens: RegistrationTokensRepo;
 
   constructor(
     readonly db: Db,
@@ -93,6 +99,9 @@ export class Store {
     this.presence = new PresenceRepo(kysely);
     this.rooms = new RoomsRepo(kysely, db.engine);
     this.events = new EventsRepo(kysely);
+    this.adminUsers = new AdminUsersRepo(kysely);
+    this.adminRooms = new AdminRoomsRepo(kysely);
+    this.registrationTokens = new RegistrationTokensRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */

@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+import type { AdminTables } from './admin-schema.js';
 import type { ClientStateTables } from './client-state-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
@@ -14,6 +16,9 @@ export interface UsersTable {
   is_guest: number;
   displayname: string | null;
   avatar_url: string | null;
+  /** 1 for a server admin, 1 for an account erased at deactivation (migration 0012). */
+  admin: Generated<number>;
+  erased: Generated<number>;
 }
 
 export interface DevicesTable {
@@ -78,7 +83,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables {
+export interface Database extends ClientStateTables, RoomTables, AdminTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

@@ -5,6 +5,7 @@ import $RefParser from '@apidevtools/json-schema-ref-parser';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
+import { adminOperations } from './admin-openapi.js';
 
 /**
  * Validates response bodies against the Matrix spec's OpenAPI definitions in ../shared/spec.
@@ -155,6 +156,7 @@ async function localOperations(ajv: Ajv2020): Promise<Operation[]> {
     required: ['server_name', 'verify_keys', 'signatures', 'valid_until_ts'],
   };
   for (const path of ['/_matrix/key/v2/server', '/_matrix/key/v2/server/{keyId}']) ops.push(operation(ajv, 'GET', path, { 200: serverKeys }));
+  for (const op of adminOperations()) ops.push(operation(ajv, op.method, op.template, op.responses));
   return ops;
 }
 

@@ -6,6 +6,7 @@ import { deviceRoutes } from './devices.js';
 import { loginRoutes } from './login.js';
 import { profileRoutes } from './profile.js';
 import { registerRoutes } from './register.js';
+import { registrationTokenRoutes } from './registration-token.js';
 import { threepidRoutes } from './threepid.js';
 import { msisdnRoutes } from './threepid-msisdn.js';
 import { versionsRoutes } from './versions.js';
@@ -27,6 +28,7 @@ export function clientRoutes(router: Router, services: Services): void {
   versionsRoutes(router, services);
   capabilitiesRoutes(router, services);
   registerRoutes(router, services);
+  registrationTokenRoutes(router, services);
   loginRoutes(router, services);
   accountRoutes(router, services);
   deviceRoutes(router, services);

@@ -130,6 +130,7 @@ export class RoomService {
 
   async join(userId: string, roomIdOrAlias: string, reason?: string): Promise<string> {
     const roomId = await this.resolveRoom(roomIdOrAlias);
+    if (await this.store.adminRooms.isBlocked(roomId)) throw forbidden('This room has been blocked on this server');
     const profile = await this.profileContent(userId);
     await this.creator.write(roomId, (room) => room.append(userId, { type: 'm.room.member', state_key: userId, content: { membership: 'join', ...profile, ...withReason(reason) } }), 'not-found');
     return roomId;
@@ -199,6 +200,7 @@ export class RoomService {
     if (Buffer.byteLength(stateKey) > MAX_KEY_BYTES) throw new MatrixError(400, 'M_TOO_LARGE', 'state_key is too long');
     checkCanonicalNumbers(content, 'content');
     if (type === 'm.room.canonical_alias') await this.checkCanonicalAlias(roomId, content);
+    if (type === 'm.room.member' && content.membership === 'join' && (await this.store.adminRooms.isBlocked(roomId))) throw forbidden('This room has been blocked on this server');
     await this.limiter.take(`message:${requester.userId}`, this.config.rc_message);
     // Read outside the room's transaction: on SQLite the root store waits for the one connection.
     const profile = type === 'm.room.member' && (content.membership === 'join' || content.membership === 'invite') ? await this.profileContent(stateKey) : {};

@@ -66,7 +66,8 @@ export function registrationFlows(config: Config, stages: Partial<Record<'email'
     return [config.registrations_require_3pid.map((medium) => stages[medium]).filter((s): s is string => s !== undefined)];
   }
   const flows: string[][] = Object.values(stages).map((stage) => [stage]);
-  if (config.enable_registration_without_verification) flows.push(['m.login.dummy']);
+  // A required registration token stands in for verification, as in Synapse (the token stage is added to every flow).
+  if (config.enable_registration_without_verification || config.registration_requires_token) flows.push(['m.login.dummy']);
   return flows;
 }
 
@@ -79,8 +80,8 @@ export function registrationConfigProblem(config: Config, verifiable: readonly (
   if (missing.length > 0) {
     return `registrations_require_3pid names ${missing.join(', ')}, which this server cannot verify (configure ${missing.map((m) => (m === 'email' ? 'email' : 'sms')).join(' and ')})`;
   }
-  if (config.enable_registration && !config.enable_registration_without_verification && verifiable.length === 0) {
-    return 'enable_registration is on but no verification method is configured: configure email (or sms), or set enable_registration_without_verification: true if you really want open registration';
+  if (config.enable_registration && !config.enable_registration_without_verification && !config.registration_requires_token && verifiable.length === 0) {
+    return 'enable_registration is on but no verification method is configured: configure email (or sms), require a registration token (registration_requires_token: true), or set enable_registration_without_verification: true if you really want open registration';
   }
   return undefined;
 }

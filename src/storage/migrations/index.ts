@@ -9,6 +9,7 @@ import * as presenceStream from './0008_presence_stream.js';
 import * as globalStream from './0009_global_stream.js';
 import * as rooms from './0010_rooms.js';
 import * as threepidIdServers from './0011_threepid_id_servers.js';
+import * as admin from './0012_admin.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '0009_global_stream': globalStream,
   '0010_rooms': rooms,
   '0011_threepid_id_servers': threepidIdServers,
+  '0012_admin': admin,
 };
