@@ -57,6 +57,8 @@ log_level: info
 # enable_registration_without_verification is set, which invites spam bots.
 enable_registration: false
 enable_registration_without_verification: false
+# Require a registration token (made with the admin API, e.g. synadm regtok new) to register.
+#registration_requires_token: true
 
 # Lets admins create accounts with \`npm run myelin -- register-user\` and Synapse's shared-secret API.
 registration_shared_secret: "${randomToken(32)}"
