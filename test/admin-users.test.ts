@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { stringify as stringifyYaml } from 'yaml';
 import { ADMIN_SECRET, registerWithSecret } from './helpers/admin.js';
+import { FakeIdentityServer } from './helpers/fake-identity-server.js';
 import { HTTP_ENGINES, ManualClock, freshDatabase, rawTestConfig, startTestServer, type TestServer } from './helpers/server.js';
 
 const V1 = '/_synapse/admin/v1';
@@ -460,6 +461,48 @@ for (const engine of HTTP_ENGINES) {
       const res = await server.api.get<{ server_version: string }>(`${V1}/server_version`);
       assert.equal(res.status, 200);
       assert.match(res.body.server_version, /^\d+\.\d+\.\d+ \(Myelin\)$/);
+    });
+  });
+}
+
+for (const engine of HTTP_ENGINES) {
+  describe(`admin API: 3PIDs taken off an account are unbound at identity servers (${engine})`, () => {
+    let server: TestServer;
+    let fake: FakeIdentityServer;
+    before(async () => {
+      fake = await FakeIdentityServer.start();
+      server = await startTestServer(engine, { registration_shared_secret: ADMIN_SECRET, trusted_third_party_id_servers: [fake.url], identity_server_timeout: '1s' });
+      fake.homeserverUrl = server.url;
+    });
+    after(async () => {
+      await server.close();
+      await fake.stop();
+    });
+
+    it('unbinds a removed address where it was bound; an identity server that does not answer fails the change, which then changes nothing', async () => {
+      const admin = await registerWithSecret(server, 'root', 'root-password-1', true);
+      const user = await server.api.register('quinn');
+      await server.api.put(`${V2}/users/${user.user_id}`, { threepids: [{ medium: 'email', address: 'quinn@example.org' }, { medium: 'email', address: 'quinn2@example.org' }] }, { token: admin.access_token });
+      for (const address of ['quinn@example.org', 'quinn2@example.org']) {
+        const sid = `sid-${address.replace(/[^a-z0-9]/g, '')}`;
+        fake.sessions.set(sid, { medium: 'email', address });
+        const bound = await server.api.post('/v3/account/3pid/bind', { sid, client_secret: 'cs', id_server: fake.name, id_access_token: 'is-token' }, { token: user.access_token });
+        assert.equal(bound.status, 200, JSON.stringify(bound.body));
+      }
+      const addresses = async () => ((await server.api.get<Json>(`${V2}/users/${user.user_id}`, { token: admin.access_token })).body.threepids as Json[]).map((t) => t.address).sort();
+
+      await fake.stop();
+      const down = await server.api.put(`${V2}/users/${user.user_id}`, { displayname: 'Not now', threepids: [{ medium: 'email', address: 'quinn2@example.org' }] }, { token: admin.access_token, expectServerError: true });
+      assert.ok(down.status >= 500, `the unreachable identity server fails the change: ${down.status}`);
+      assert.deepEqual(await addresses(), ['quinn2@example.org', 'quinn@example.org']);
+      assert.equal((await server.api.get<Json>(`${V2}/users/${user.user_id}`, { token: admin.access_token })).body.displayname, 'quinn');
+
+      await fake.start();
+      const res = await server.api.put<Json>(`${V2}/users/${user.user_id}`, { displayname: 'Quinn', threepids: [{ medium: 'email', address: 'quinn2@example.org' }] }, { token: admin.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.displayname, 'Quinn');
+      assert.deepEqual(await addresses(), ['quinn2@example.org']);
+      assert.deepEqual(fake.verified.map((c) => `${c.body.threepid?.address} ${c.body.mxid}`), [`quinn@example.org ${user.user_id}`], 'only the removed address is unbound, with a good signature');
     });
   });
 }

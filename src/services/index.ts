@@ -154,7 +154,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
-  const admin = new AdminServices(store, clock, config, accounts, devices, rooms, registrationTokens);
+  const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
 
   const services: Services = {
     config,

@@ -6,6 +6,7 @@ import type { Store } from '../../storage/index.js';
 import type { AccountService } from '../accounts.js';
 import type { DeviceService, Requester } from '../devices.js';
 import type { RoomService } from '../rooms/rooms.js';
+import type { IdentityUnbinding } from '../threepid/identity-unbind.js';
 import { AdminRoomService } from './rooms.js';
 import type { RegistrationTokenService } from './registration-tokens.js';
 import { AdminUserService } from './users.js';
@@ -34,9 +35,10 @@ export class AdminServices {
     accounts: AccountService,
     devices: DeviceService,
     rooms: RoomService,
+    identity: Pick<IdentityUnbinding, 'unbind'>,
     readonly registrationTokens: RegistrationTokenService,
   ) {
-    this.users = new AdminUserService(store, clock, config, accounts, devices);
+    this.users = new AdminUserService(store, clock, config, accounts, devices, identity);
     this.rooms = new AdminRoomService(store, rooms, clock, config);
   }
 

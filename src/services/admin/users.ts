@@ -8,6 +8,7 @@ import type { UserOrder } from '../../storage/admin-users.js';
 import type { UserRow } from '../../storage/users.js';
 import type { AccountService } from '../accounts.js';
 import { canonicaliseAddress } from '../threepid/address.js';
+import type { IdentityUnbinding } from '../threepid/identity-unbind.js';
 import { isUserId } from '../user-ids.js';
 
 /** GET /_synapse/admin/v2/users, as parsed at the edge. */
@@ -48,6 +49,8 @@ export class AdminUserService {
     private readonly config: Config,
     private readonly accounts: AccountService,
     private readonly devices: DeviceService,
+    /** Unbinds an address at the identity servers it was bound to through Myelin. */
+    private readonly identity: Pick<IdentityUnbinding, 'unbind'>,
   ) {}
 
   /** A user ID the admin API may act on: well formed and of this server (400 otherwise). */
@@ -146,25 +149,37 @@ export class AdminUserService {
     const user = await this.store.users.get(userId);
     if (threepids) await this.checkThreepidsFree(user?.user_id, threepids);
     // Hashed before any transaction: hashing is slow on purpose.
-    const passwordHash = req.password !== undefined ? await this.accounts.hashPassword(req.password) : undefined;
+    const hash = async () => (req.password !== undefined ? this.accounts.hashPassword(req.password) : undefined);
     if (!user) {
-      await this.create(userId, req, passwordHash, threepids);
+      await this.create(userId, req, await hash(), threepids);
       return { created: true, user: await this.details(userId) };
     }
 
     const reactivate = req.deactivated === false && user.deactivated === 1;
     const deactivate = req.deactivated === true && user.deactivated === 0;
-    if (reactivate && passwordHash === undefined && this.accounts.passwordsEnabled()) throw invalidParam('Must provide a password to re-activate an account.');
+    if (reactivate && req.password === undefined && this.accounts.passwordsEnabled()) throw invalidParam('Must provide a password to re-activate an account.');
     if (req.admin === false && user.admin === 1 && userId === requester.userId) throw invalidParam('You may not demote yourself.');
+    // As Synapse does, an address taken off the account is unbound where it was bound; an identity
+    // server that gives no answer fails the request before anything here has changed.
+    if (threepids) {
+      const wanted = new Set(threepids.map(threepidKey));
+      for (const t of await this.store.threepids.list(userId)) if (!wanted.has(threepidKey(t))) await this.identity.unbind(userId, t);
+    }
+    const passwordHash = await hash();
     const now = this.clock.now();
     await this.store.transaction(async (tx) => {
       if (req.displayname !== undefined) await tx.users.setProfileField(userId, 'displayname', req.displayname === '' ? null : req.displayname);
       if (req.avatar_url !== undefined) await tx.users.setProfileField(userId, 'avatar_url', req.avatar_url === '' ? null : req.avatar_url);
       if (threepids) await replaceThreepids(tx, userId, threepids, now);
       if (req.admin !== undefined) await tx.adminUsers.setAdmin(userId, req.admin);
-      if (reactivate) await tx.adminUsers.reactivate(userId);
+      if (reactivate) {
+        await tx.adminUsers.reactivate(userId);
+        // What token lookups read changed (users.deactivated): every process's token cache forgets the user.
+        await this.devices.tokenCache?.revoked(tx, userId);
+      }
       if (passwordHash !== undefined) await this.accounts.within(tx).changePasswordHash(userId, passwordHash, req.logout_devices ?? true);
     });
+    await this.devices.revocationsDelivered();
     if (deactivate) await this.accounts.deactivate(userId);
     return { created: false, user: await this.details(userId) };
   }
@@ -193,9 +208,9 @@ export class AdminUserService {
   /** Deactivates the account the way the user's own deactivation does; `erase` also marks it erased. */
   async deactivate(userId: string, erase: boolean): Promise<{ id_server_unbind_result: string }> {
     await this.existing(userId);
-    await this.accounts.deactivate(userId);
+    const { id_server_unbind_result: unbound } = await this.accounts.deactivate(userId);
     if (erase) await this.store.adminUsers.setErased(userId, true);
-    return { id_server_unbind_result: 'success' };
+    return { id_server_unbind_result: unbound };
   }
 
   async resetPassword(userId: string, newPassword: string, logoutDevices: boolean): Promise<void> {
@@ -293,20 +308,22 @@ export class AdminUserService {
   }
 }
 
+const threepidKey = (t: { medium: string; address: string }) => `${t.medium}\u0000${t.address}`;
+
 function dedupe<T extends { medium: string; address: string }>(threepids: readonly T[]): T[] {
   const seen = new Map<string, T>();
-  for (const t of threepids) seen.set(`${t.medium}\u0000${t.address}`, t);
+  for (const t of threepids) seen.set(threepidKey(t), t);
   return [...seen.values()];
 }
 
 /** The user's 3PIDs become exactly `threepids`: the others are removed, the new ones added as validated now. */
 async function replaceThreepids(tx: Store, userId: string, threepids: readonly { medium: string; address: string }[], now: number): Promise<void> {
-  const wanted = new Set(threepids.map((t) => `${t.medium}\u0000${t.address}`));
+  const wanted = new Set(threepids.map(threepidKey));
   const current = await tx.threepids.list(userId);
-  for (const t of current) if (!wanted.has(`${t.medium}\u0000${t.address}`)) await tx.threepids.delete(userId, t.medium, t.address);
-  const have = new Set(current.map((t) => `${t.medium}\u0000${t.address}`));
+  for (const t of current) if (!wanted.has(threepidKey(t))) await tx.threepids.delete(userId, t.medium, t.address);
+  const have = new Set(current.map(threepidKey));
   for (const t of threepids) {
-    if (have.has(`${t.medium}\u0000${t.address}`)) continue;
+    if (have.has(threepidKey(t))) continue;
     if (!(await tx.threepids.add({ medium: t.medium, address: t.address, user_id: userId, validated_ts: now, added_ts: now }))) {
       throw new MatrixError(400, 'M_THREEPID_IN_USE', `${t.medium} ${t.address} is already in use by another account`);
     }
