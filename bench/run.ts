@@ -9,6 +9,9 @@
  * Everything listens on 127.0.0.1 and the run stops by itself. Results also go to
  * bench/results/<timestamp>.json.
  *
+ * The room cases (`--only roomSend`, bench/rooms-send.ts) send messages with each connection its own
+ * user, into a room per connection or all into one room, rc_message lifted like the other limits.
+ *
  * The machine may be shared (and has few cores), so the cases run in interleaved rounds, each figure
  * is the median over the rounds, and the CPU time each server process spends per request is reported
  * too: unlike requests/s, it hardly depends on what else the machine is running.
@@ -23,6 +26,7 @@ import { freshDatabase } from '../test/helpers/server.js';
 import { startChild, freePort, type ChildHandle } from './children.js';
 import { EMAIL_CASE_NAMES, EmailBench, MAIL_USERS, emailConfig, mailAddress } from './email.js';
 import { formatTable, median, type Row } from './report.js';
+import { ROOM_CASE_NAMES, RoomSendBench } from './rooms-send.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -59,12 +63,14 @@ const SERVER_NAME = 'bench.local';
 export interface Case {
   name: string;
   server: ChildHandle;
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PUT';
   path: string;
   headers?: Record<string, string>;
   body?: string;
   /** Builds each request afresh (e.g. a new client_secret per request). */
   setupRequest?: (req: autocannon.Request) => autocannon.Request;
+  /** Sets up each connection (e.g. its own user and room) when the run opens it. */
+  setupClient?: (client: autocannon.Client) => void;
   /** Untimed work around each run (warm-ups included). */
   before?: () => Promise<void>;
   after?: (result: autocannon.Result) => Promise<void>;
@@ -88,7 +94,7 @@ async function runCase(c: Case, duration: number): Promise<Run> {
   await c.before?.();
   const loadBefore = load();
   const before = await c.server.cpuMicros();
-  const result = await autocannon({ url: c.server.url, connections: CONNECTIONS, duration, requests: [request], timeout: 30, overallRate: c.overallRate });
+  const result = await autocannon({ url: c.server.url, connections: CONNECTIONS, duration, requests: [request], timeout: 30, overallRate: c.overallRate, setupClient: c.setupClient });
   const cpuMicros = (await c.server.cpuMicros()) - before;
   const loadAfter = load();
   await c.after?.(result);
@@ -151,10 +157,11 @@ function myelinConfig(port: number, database: Record<string, unknown>): Record<s
     enable_registration: false,
     rc_login: { address: generous, account: generous, failed_attempts: generous },
     rc_registration: generous,
+    rc_message: generous,
   };
 }
 
-async function startMyelin(dir: string, database: Record<string, unknown>, options: { src?: string; sinkPort?: number }): Promise<ChildHandle> {
+async function startMyelin(dir: string, database: Record<string, unknown>, options: { src?: string; sinkPort?: number; rooms?: boolean }): Promise<ChildHandle> {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const config = { ...myelinConfig(port, database), ...(options.sinkPort ? emailConfig(options.sinkPort) : {}) };
@@ -163,6 +170,7 @@ async function startMyelin(dir: string, database: Record<string, unknown>, optio
   const myelin = await startChild('myelin-server.ts', env, join(dir, 'myelin.log'));
   const users: { localpart: string; password: string; email?: string }[] = [{ localpart: 'bench', password: PASSWORD }];
   if (options.sinkPort) for (let i = 0; i < MAIL_USERS; i++) users.push({ localpart: `bench-mail-${i}`, password: PASSWORD, email: mailAddress(i) });
+  if (options.rooms) users.push(...RoomSendBench.seedUsers(CONNECTIONS, PASSWORD));
   await myelin.request({ seed: users }, 'seeded', 600_000);
   return myelin;
 }
@@ -218,7 +226,7 @@ async function main(): Promise<void> {
       for (const c of children) c.kill();
       process.exit(2);
     },
-    (12 * (ROUNDS * DURATION + WARMUP) + 600) * 1000,
+    (20 * (ROUNDS * DURATION + WARMUP) + 600) * 1000,
   );
   bound.unref();
   const loadBefore = load();
@@ -241,6 +249,8 @@ async function main(): Promise<void> {
     // Email: each Myelin gets a live SMTP sink of its own, in its own process, that receives its mails.
     const wantEmail = !flags['no-email'] && (!ONLY || ONLY.some((o) => EMAIL_CASE_NAMES.some((name) => name.includes(o))));
     const emails: { label: string; bench: EmailBench }[] = [];
+    const wantRooms = !ONLY || ONLY.some((o) => ROOM_CASE_NAMES.some((name) => name.includes(o)));
+    const roomBenches: { label: string; bench: RoomSendBench }[] = [];
     for (const [i, variant] of variants.entries()) {
       const sink = wantEmail ? await startChild('smtp-sink.ts', {}, join(dir, `sink-${i}.log`)) : undefined;
       if (sink) children.push(sink);
@@ -250,9 +260,15 @@ async function main(): Promise<void> {
         databases.push(fresh);
         database = fresh.database;
       }
-      const myelin = await startMyelin(join(dir, `myelin-${i}`), database, { src: variant.src, sinkPort: sink ? Number(new URL(sink.url).port) : undefined });
+      const myelin = await startMyelin(join(dir, `myelin-${i}`), database, { src: variant.src, sinkPort: sink ? Number(new URL(sink.url).port) : undefined, rooms: wantRooms });
       children.push(myelin);
       cases.push(...(await myelinCases(myelin, variant.label)));
+      if (wantRooms) {
+        const bench = new RoomSendBench(myelin, CONNECTIONS, PASSWORD, variant.label);
+        await bench.setUp();
+        cases.push(...bench.cases());
+        roomBenches.push({ label: variant.label, bench });
+      }
       if (sink) {
         const bench = new EmailBench(myelin, sink, Number(flags['mail-rate']), variant.label);
         await bench.check();
@@ -276,6 +292,7 @@ async function main(): Promise<void> {
     }
 
     const rows = summarise(selected, runs, bareCase);
+    const rooms = roomBenches.map(({ label, bench }) => ({ myelin: label.trim() || 'this checkout', sendToSync: bench.probeSummary(ROUNDS), perRun: bench.probeRuns }));
     const m = machine();
     const settings = {
       duration_s: DURATION,
@@ -301,6 +318,13 @@ async function main(): Promise<void> {
       );
       console.log(`submit_url runs validated ${m.submitFreshPerRun.join(' / ')} fresh sessions (the rest repeated a validated one).`);
     }
+    for (const r of rooms) {
+      const text =
+        typeof r.sendToSync === 'string'
+          ? r.sendToSync
+          : r.sendToSync.map((p) => `${p.caseName}: p50 ${p.p50_ms.toFixed(1)} ms, p99 ${p.p99_ms.toFixed(1)} ms (${p.samples} messages)`).join('\n  ');
+      console.log(`\nSend to a room-mate's waiting /sync, in a quiet room beside each run, from ${r.myelin}:\n  ${text}`);
+    }
     console.log(
       `\nMachine: ${m.cpus} cores (${m.cpu_model}), ${m.memory_gb} GB, Node ${m.node}, ${m.platform}. The load generator ` +
         '(autocannon, one process), the bare server, Myelin and the SMTP sink each run in their own process on these same cores, ' +
@@ -319,7 +343,7 @@ async function main(): Promise<void> {
       const out = join(import.meta.dirname, 'results');
       mkdirSync(out, { recursive: true });
       const file = join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-      writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: m, settings, results: rows, mail }, null, 2)}\n`);
+      writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: m, settings, results: rows, mail, rooms }, null, 2)}\n`);
       console.log(`Results written to ${file}`);
     }
   } finally {

@@ -1,0 +1,259 @@
+import { randomBytes } from 'node:crypto';
+import type autocannon from 'autocannon';
+import type { ChildHandle } from './children.js';
+import { median } from './report.js';
+
+/**
+ * The room cases of `npm run bench` (`--only roomSend`, or `--only roomSendOneRoom` for the second):
+ * PUT /rooms/{roomId}/send/m.room.message/{txnId}, each of the run's connections bound to its own
+ * user, with a fresh transaction ID per request,
+ *
+ * - roomSend: every connection in a room of its own (as many rooms as connections): the rooms'
+ *   locks never meet, what is shared is the database (SQLite's one writer, PostgreSQL's pool and
+ *   the global stream position every event takes);
+ * - roomSendOneRoom: every connection into one room, joined by all of them: the room's lock orders
+ *   every event, so events are written one at a time.
+ *
+ * Beside each timed run, a probe measures how long a message takes to reach a room-mate's waiting
+ * /sync (from the send request to the long-poll's answer holding the event), in a quiet room of its
+ * own. Until /sync returns room events it reports itself as pending.
+ */
+
+export const ROOM_CASE_NAMES = ['PUT send, a room per connection (roomSend)', 'PUT send, every connection into one room (roomSendOneRoom)'];
+
+/** What a room case needs from run.ts: a case shape, with a per-connection setup. */
+export interface RoomCase {
+  name: string;
+  server: ChildHandle;
+  method: 'PUT';
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+  setupClient: (client: autocannon.Client) => void;
+  before: () => Promise<void>;
+  after: (result: autocannon.Result) => Promise<void>;
+  note: string;
+}
+
+interface Session {
+  user_id: string;
+  access_token: string;
+}
+
+/** Per timed run (warm-ups included): sends, and send-to-sync latencies of the probe, in ms. */
+export interface ProbeRun {
+  caseName: string;
+  messagesPerSecond: number;
+  samples: number;
+  p50?: number;
+  p99?: number;
+  max?: number;
+}
+
+const enc = encodeURIComponent;
+const ROOM_USER = (i: number) => `bench-room-${i}`;
+
+async function call(base: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${base}/_matrix/client${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+async function ok(base: string, method: string, path: string, body?: unknown, token?: string): Promise<Record<string, unknown>> {
+  const res = await call(base, method, path, body, token);
+  if (res.status !== 200) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.json)}`);
+  return res.json;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export class RoomSendBench {
+  private users: Session[] = [];
+  private ownRooms: string[] = [];
+  private sharedRoom = '';
+  private nextSlot = 0;
+  private runPrefix = '';
+  private probe?: Probe;
+  /** Why the send-to-sync latency is not measured, when it is not. */
+  probePending?: string;
+  readonly probeRuns: ProbeRun[] = [];
+
+  constructor(
+    private readonly myelin: ChildHandle,
+    /** One user (and one room of its own) per connection of a run. */
+    private readonly connections: number,
+    private readonly password: string,
+    /** Appended to case names, to tell Myelins apart (run.ts --compare). */
+    private readonly label = '',
+  ) {}
+
+  /** The localparts to seed the server with (the two probe users after the senders). */
+  static seedUsers(connections: number, password: string): { localpart: string; password: string }[] {
+    return Array.from({ length: connections + 2 }, (_, i) => ({ localpart: ROOM_USER(i), password }));
+  }
+
+  /** Logs the users in, makes the rooms and the shared room, and checks a send by hand. */
+  async setUp(): Promise<void> {
+    const base = this.myelin.url;
+    const login = async (i: number): Promise<Session> => {
+      const json = await ok(base, 'POST', '/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.user', user: ROOM_USER(i) }, password: this.password });
+      return { user_id: json.user_id as string, access_token: json.access_token as string };
+    };
+    // A few at a time: argon2id at the default cost on a small machine.
+    const all: Session[] = [];
+    for (let i = 0; i < this.connections + 2; i += 4) {
+      all.push(...(await Promise.all(Array.from({ length: Math.min(4, this.connections + 2 - i) }, (_, j) => login(i + j)))));
+    }
+    this.users = all.slice(0, this.connections);
+    for (const user of this.users) this.ownRooms.push((await ok(base, 'POST', '/v3/createRoom', { preset: 'private_chat' }, user.access_token)).room_id as string);
+    this.sharedRoom = (await ok(base, 'POST', '/v3/createRoom', { preset: 'public_chat' }, this.users[0]!.access_token)).room_id as string;
+    for (const user of this.users.slice(1)) await ok(base, 'POST', `/v3/join/${enc(this.sharedRoom)}`, {}, user.access_token);
+    const sent = await ok(base, 'PUT', `/v3/rooms/${enc(this.sharedRoom)}/send/m.room.message/check`, { msgtype: 'm.text', body: 'check' }, this.users[1]!.access_token);
+    if (typeof sent.event_id !== 'string') throw new Error(`send answered no event_id: ${JSON.stringify(sent)}`);
+
+    const [sender, mate] = all.slice(this.connections) as [Session, Session];
+    const probeRoom = (await ok(base, 'POST', '/v3/createRoom', { preset: 'public_chat' }, sender.access_token)).room_id as string;
+    await ok(base, 'POST', `/v3/join/${enc(probeRoom)}`, {}, mate.access_token);
+    const probe = new Probe(base, sender, mate, probeRoom);
+    this.probePending = await probe.check();
+    if (this.probePending === undefined) this.probe = probe;
+  }
+
+  private sendCase(name: string, roomOf: (slot: number) => string): RoomCase {
+    const body = JSON.stringify({ msgtype: 'm.text', body: 'Hello from the benchmark, a message of ordinary length.' });
+    const caseName = `${name}${this.label}`;
+    return {
+      name: caseName,
+      server: this.myelin,
+      method: 'PUT',
+      // Replaced per connection by setupClient.
+      path: '/_matrix/client/versions',
+      headers: { 'content-type': 'application/json' },
+      body,
+      setupClient: (client) => {
+        const slot = this.nextSlot++ % this.connections;
+        const user = this.users[slot]!;
+        const path = `/_matrix/client/v3/rooms/${enc(roomOf(slot))}/send/m.room.message/`;
+        const prefix = `${this.runPrefix}.${slot}.`;
+        let n = 0;
+        client.setRequests([
+          {
+            method: 'PUT',
+            path: `${path}${prefix}${n}`,
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${user.access_token}` },
+            body,
+            setupRequest: (req) => ({ ...req, path: `${path}${prefix}${n++}` }),
+          },
+        ]);
+      },
+      before: async () => {
+        this.nextSlot = 0;
+        this.runPrefix = randomBytes(4).toString('hex');
+        this.probe?.start();
+      },
+      after: async (result) => {
+        if (!this.probe) return;
+        const latencies = await this.probe.stop();
+        const sorted = [...latencies].sort((a, b) => a - b);
+        this.probeRuns.push({
+          caseName,
+          messagesPerSecond: Math.round(result.requests.average),
+          samples: sorted.length,
+          ...(sorted.length > 0 ? { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1)! } : {}),
+        });
+      },
+      note: '',
+    };
+  }
+
+  cases(): RoomCase[] {
+    const own = this.sendCase(ROOM_CASE_NAMES[0]!, (slot) => this.ownRooms[slot]!);
+    own.note = `${this.connections} users, each sending into a private room of its own`;
+    const one = this.sendCase(ROOM_CASE_NAMES[1]!, () => this.sharedRoom);
+    one.note = `${this.connections} users, all joined to one public room, all sending into it`;
+    return [own, one];
+  }
+
+  /** Send-to-sync latency per case, the median over its timed runs (warm-ups left out). */
+  probeSummary(timedRunsPerCase: number): { caseName: string; samples: number; p50_ms: number; p99_ms: number }[] | string {
+    if (this.probePending !== undefined) return `pending: ${this.probePending}`;
+    const byCase = new Map<string, ProbeRun[]>();
+    for (const run of this.probeRuns) byCase.set(run.caseName, [...(byCase.get(run.caseName) ?? []), run]);
+    return [...byCase].map(([caseName, runs]) => {
+      const timed = runs.slice(-timedRunsPerCase).filter((r) => r.p50 !== undefined);
+      return { caseName, samples: timed.reduce((n, r) => n + r.samples, 0), p50_ms: median(timed.map((r) => r.p50!)), p99_ms: median(timed.map((r) => r.p99!)) };
+    });
+  }
+}
+
+/**
+ * A message sent by one user, timed until a room-mate's waiting /sync answers with it, over and over
+ * while a run lasts.
+ */
+class Probe {
+  private running?: Promise<number[]>;
+  private stopping = false;
+  private n = 0;
+
+  constructor(
+    private readonly base: string,
+    private readonly sender: Session,
+    private readonly mate: Session,
+    private readonly roomId: string,
+  ) {}
+
+  private async sync(since: string | undefined, timeoutMs: number): Promise<{ next_batch: string; eventIds: string[] }> {
+    const query = since === undefined ? '?timeout=0' : `?since=${enc(since)}&timeout=${timeoutMs}`;
+    const json = await ok(this.base, 'GET', `/v3/sync${query}`, undefined, this.mate.access_token);
+    const rooms = json.rooms as { join?: Record<string, { timeline?: { events?: { event_id: string }[] } }> } | undefined;
+    const events = rooms?.join?.[this.roomId]?.timeline?.events ?? [];
+    return { next_batch: json.next_batch as string, eventIds: events.map((e) => e.event_id) };
+  }
+
+  /** One message through to the waiting sync; its latency in ms, or undefined when the sync never showed it. */
+  private async once(since: string, waitMs: number): Promise<{ latency?: number; next_batch: string }> {
+    const waiting = this.sync(since, waitMs);
+    // Give the long-poll time to reach the server and wait there before the message is sent.
+    await new Promise((r) => setTimeout(r, 50));
+    const start = performance.now();
+    const sent = await ok(this.base, 'PUT', `/v3/rooms/${enc(this.roomId)}/send/m.room.message/probe.${Date.now()}.${this.n++}`, { msgtype: 'm.text', body: 'probe' }, this.sender.access_token);
+    let res = await waiting;
+    // Woken by something else first (e.g. presence): keep syncing until the message comes.
+    while (!res.eventIds.includes(sent.event_id as string)) {
+      if (performance.now() - start > waitMs) return { next_batch: res.next_batch };
+      res = await this.sync(res.next_batch, waitMs);
+    }
+    return { latency: performance.now() - start, next_batch: res.next_batch };
+  }
+
+  /** Undefined when /sync delivers room events to a waiting room-mate; else why the probe cannot run. */
+  async check(): Promise<string | undefined> {
+    const { next_batch } = await this.sync(undefined, 0);
+    const { latency } = await this.once(next_batch, 3000);
+    return latency === undefined ? '/sync did not return the room-mate\'s message (no room events in /sync yet)' : undefined;
+  }
+
+  start(): void {
+    this.stopping = false;
+    this.running = (async () => {
+      const latencies: number[] = [];
+      let { next_batch } = await this.sync(undefined, 0);
+      while (!this.stopping) {
+        const res = await this.once(next_batch, 10_000);
+        next_batch = res.next_batch;
+        if (res.latency !== undefined) latencies.push(res.latency);
+      }
+      return latencies;
+    })();
+  }
+
+  async stop(): Promise<number[]> {
+    this.stopping = true;
+    return (await this.running) ?? [];
+  }
+}
