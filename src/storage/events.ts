@@ -14,10 +14,15 @@ const CHUNK = 500;
 export class EventsRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async insert(row: NewEventRow, prevEvents: readonly string[], authEvents: readonly string[]): Promise<void> {
+  /** The event's row; its DAG edges (prev and auth events) with insertEdges, or here. */
+  async insert(row: NewEventRow, prevEvents: readonly string[] = [], authEvents: readonly string[] = []): Promise<void> {
     await this.db.insertInto('events').values({ ...row, outlier: 0, soft_failed: 0 }).execute();
-    if (prevEvents.length > 0) await this.db.insertInto('event_edges').values(prevEvents.map((prev) => ({ event_id: row.event_id, prev_event_id: prev }))).execute();
-    if (authEvents.length > 0) await this.db.insertInto('event_auth').values(authEvents.map((auth) => ({ event_id: row.event_id, auth_id: auth }))).execute();
+    await this.insertEdges(row.event_id, prevEvents, authEvents);
+  }
+
+  async insertEdges(eventId: string, prevEvents: readonly string[], authEvents: readonly string[]): Promise<void> {
+    if (prevEvents.length > 0) await this.db.insertInto('event_edges').values(prevEvents.map((prev) => ({ event_id: eventId, prev_event_id: prev }))).execute();
+    if (authEvents.length > 0) await this.db.insertInto('event_auth').values(authEvents.map((auth) => ({ event_id: eventId, auth_id: auth }))).execute();
   }
 
   get(eventId: string): Promise<EventRow | undefined> {

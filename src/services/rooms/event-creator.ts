@@ -129,14 +129,23 @@ export class RoomWrite {
     }
     const visibilityBefore = this.historyVisibility;
 
-    // The global stream position last: from here to the commit, other writers wait (see StreamsRepo).
-    const pos = await this.store.streams.advance();
+    // What does not need the stream position is written before it is taken: the room's lock already
+    // keeps these rows to this writer, while from the position to the commit every writer of every
+    // room waits (see StreamsRepo), a wait that on PostgreSQL grows with each round trip left.
+    await this.store.events.insertEdges(eventId, pdu.prev_events, pdu.auth_events);
+    await this.store.events.setForwardExtremity(this.roomId, eventId);
+    if (draft.type === 'm.room.redaction' && draft.redacts !== undefined) await this.store.events.markRedacted(draft.redacts, eventId);
     let replaces: string | null = null;
     if (draft.state_key !== undefined) {
-      const key = stateKeyOf(draft.type, draft.state_key);
       replaces = (await this.state(draft.type, draft.state_key))?.event_id ?? null;
-      await this.newStateGroup(pos, draft.type, draft.state_key, eventId);
+      if (this.hops === undefined) this.hops = this.stateGroup === 0 ? 0 : ((await this.store.rooms.stateGroupHops(this.stateGroup)) ?? 0);
       await this.store.rooms.setCurrentState(this.roomId, draft.type, draft.state_key, eventId);
+    }
+
+    const pos = await this.store.streams.advance();
+    if (draft.state_key !== undefined) {
+      const key = stateKeyOf(draft.type, draft.state_key);
+      await this.newStateGroup(pos, draft.type, draft.state_key, eventId);
       this.stateCache.set(key, event);
       if (draft.type === 'm.room.history_visibility' && draft.state_key === '') {
         const value = draft.content.history_visibility;
@@ -160,8 +169,6 @@ export class RoomWrite {
         membership,
         history_visibility: visibilityBefore,
       },
-      pdu.prev_events,
-      pdu.auth_events,
     );
     if (membership !== null && draft.state_key !== undefined) {
       const str = (v: unknown) => (typeof v === 'string' ? v : null);
@@ -177,7 +184,6 @@ export class RoomWrite {
       });
       this.touchedUsers.add(draft.state_key);
     }
-    if (draft.type === 'm.room.redaction' && draft.redacts !== undefined) await this.store.events.markRedacted(draft.redacts, eventId);
     this.depth = pdu.depth;
     this.lastPos = pos;
     this.extremity = eventId;
@@ -185,9 +191,10 @@ export class RoomWrite {
     return event;
   }
 
+  /** After setCurrentState: a full copy reads the current state, this event already in it. */
   private async newStateGroup(id: number, type: string, stateKey: string, eventId: string): Promise<void> {
     const previous = this.stateGroup;
-    if (this.hops === undefined) this.hops = previous === 0 ? 0 : ((await this.store.rooms.stateGroupHops(previous)) ?? 0);
+    this.hops ??= 0;
     if (previous === 0 || this.hops + 1 >= MAX_STATE_HOPS) {
       // A full copy: the current state with this event in it.
       const current = previous === 0 ? [] : await this.store.rooms.currentStateIds(this.roomId);
@@ -202,11 +209,10 @@ export class RoomWrite {
     this.stateGroup = id;
   }
 
-  /** Writes the room's new head (depth, latest position, state) and forward extremity. */
+  /** Writes the room's new head (depth, latest position, state); each append has set the forward extremity. */
   async finish(): Promise<void> {
     if (this.events.length === 0) return;
     await this.store.rooms.advance(this.roomId, { depth: this.depth, lastPos: this.lastPos, stateGroup: this.stateGroup });
-    await this.store.events.setForwardExtremity(this.roomId, this.extremity!);
   }
 
   get position(): number {
