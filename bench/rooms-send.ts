@@ -40,7 +40,11 @@ interface Session {
   access_token: string;
 }
 
-/** Per timed run (warm-ups included): sends, and send-to-sync latencies of the probe, in ms. */
+/**
+ * Per timed run (warm-ups included): the run's sends, and the probe's latencies in ms, from the send
+ * request to the sync's answer (p50, p99, max) and from the send's own answer to the sync's
+ * (afterAnswerP50: the wake-up and the sync's work, the send's queueing left out).
+ */
 export interface ProbeRun {
   caseName: string;
   messagesPerSecond: number;
@@ -48,6 +52,7 @@ export interface ProbeRun {
   p50?: number;
   p99?: number;
   max?: number;
+  afterAnswerP50?: number;
 }
 
 const enc = encodeURIComponent;
@@ -158,13 +163,14 @@ export class RoomSendBench {
       },
       after: async (result) => {
         if (!this.probe) return;
-        const latencies = await this.probe.stop();
-        const sorted = [...latencies].sort((a, b) => a - b);
+        const samples = await this.probe.stop();
+        const sorted = samples.map((x) => x.total).sort((a, b) => a - b);
+        const afterAnswer = samples.map((x) => x.afterAnswer).sort((a, b) => a - b);
         this.probeRuns.push({
           caseName,
           messagesPerSecond: Math.round(result.requests.average),
           samples: sorted.length,
-          ...(sorted.length > 0 ? { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1)! } : {}),
+          ...(sorted.length > 0 ? { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1)!, afterAnswerP50: percentile(afterAnswer, 50) } : {}),
         });
       },
       note: '',
@@ -180,13 +186,19 @@ export class RoomSendBench {
   }
 
   /** Send-to-sync latency per case, the median over its timed runs (warm-ups left out). */
-  probeSummary(timedRunsPerCase: number): { caseName: string; samples: number; p50_ms: number; p99_ms: number }[] | string {
+  probeSummary(timedRunsPerCase: number): { caseName: string; samples: number; p50_ms: number; p99_ms: number; after_answer_p50_ms: number }[] | string {
     if (this.probePending !== undefined) return `pending: ${this.probePending}`;
     const byCase = new Map<string, ProbeRun[]>();
     for (const run of this.probeRuns) byCase.set(run.caseName, [...(byCase.get(run.caseName) ?? []), run]);
     return [...byCase].map(([caseName, runs]) => {
       const timed = runs.slice(-timedRunsPerCase).filter((r) => r.p50 !== undefined);
-      return { caseName, samples: timed.reduce((n, r) => n + r.samples, 0), p50_ms: median(timed.map((r) => r.p50!)), p99_ms: median(timed.map((r) => r.p99!)) };
+      return {
+        caseName,
+        samples: timed.reduce((n, r) => n + r.samples, 0),
+        p50_ms: median(timed.map((r) => r.p50!)),
+        p99_ms: median(timed.map((r) => r.p99!)),
+        after_answer_p50_ms: median(timed.map((r) => r.afterAnswerP50!)),
+      };
     });
   }
 }
@@ -195,8 +207,15 @@ export class RoomSendBench {
  * A message sent by one user, timed until a room-mate's waiting /sync answers with it, over and over
  * while a run lasts.
  */
+interface ProbeSample {
+  /** From the send request to the sync's answer holding the message. */
+  total: number;
+  /** From the send's answer to the sync's (negative when the sync answered first). */
+  afterAnswer: number;
+}
+
 class Probe {
-  private running?: Promise<number[]>;
+  private running?: Promise<ProbeSample[]>;
   private stopping = false;
   private n = 0;
 
@@ -215,20 +234,22 @@ class Probe {
     return { next_batch: json.next_batch as string, eventIds: events.map((e) => e.event_id) };
   }
 
-  /** One message through to the waiting sync; its latency in ms, or undefined when the sync never showed it. */
-  private async once(since: string, waitMs: number): Promise<{ latency?: number; next_batch: string }> {
+  /** One message through to the waiting sync; its latencies in ms, or undefined when the sync never showed it. */
+  private async once(since: string, waitMs: number): Promise<{ latency?: ProbeSample; next_batch: string }> {
     const waiting = this.sync(since, waitMs);
     // Give the long-poll time to reach the server and wait there before the message is sent.
     await new Promise((r) => setTimeout(r, 50));
     const start = performance.now();
     const sent = await ok(this.base, 'PUT', `/v3/rooms/${enc(this.roomId)}/send/m.room.message/probe.${Date.now()}.${this.n++}`, { msgtype: 'm.text', body: 'probe' }, this.sender.access_token);
+    const answered = performance.now();
     let res = await waiting;
     // Woken by something else first (e.g. presence): keep syncing until the message comes.
     while (!res.eventIds.includes(sent.event_id as string)) {
       if (performance.now() - start > waitMs) return { next_batch: res.next_batch };
       res = await this.sync(res.next_batch, waitMs);
     }
-    return { latency: performance.now() - start, next_batch: res.next_batch };
+    const end = performance.now();
+    return { latency: { total: end - start, afterAnswer: end - answered }, next_batch: res.next_batch };
   }
 
   /** Undefined when /sync delivers room events to a waiting room-mate; else why the probe cannot run. */
@@ -241,7 +262,7 @@ class Probe {
   start(): void {
     this.stopping = false;
     this.running = (async () => {
-      const latencies: number[] = [];
+      const latencies: ProbeSample[] = [];
       let { next_batch } = await this.sync(undefined, 0);
       while (!this.stopping) {
         const res = await this.once(next_batch, 10_000);
@@ -252,7 +273,7 @@ class Probe {
     })();
   }
 
-  async stop(): Promise<number[]> {
+  async stop(): Promise<ProbeSample[]> {
     this.stopping = true;
     return (await this.running) ?? [];
   }
