@@ -49,6 +49,11 @@ function withStatementCache(database: SQLite.Database): SqliteDatabase {
   return {
     close: () => database.close(),
     prepare(sql: string) {
+      // Kysely begins transactions DEFERRED. One that has read, then writes after the checkpoint
+      // thread reset the WAL, fails with SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out.
+      // IMMEDIATE takes the write lock at BEGIN (this is the only connection that writes): the
+      // checkpoint's reset waits for the transaction instead.
+      if (sql === 'begin') sql = 'begin immediate';
       let statement = cache.get(sql);
       if (statement === undefined) {
         statement = database.prepare(sql);
