@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { WriteGate } from '../src/services/rooms/event-creator.js';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 
 /**
@@ -158,5 +159,64 @@ describe('rooms: concurrent writers through two processes on one PostgreSQL data
     assert.equal(new Set(answers.map((a) => a.body.event_id)).size, 1);
     const events = await assertOneChain(first, roomId);
     assert.equal(events.filter((e) => e.pdu.content.body === 'split').length, 1);
+  });
+});
+
+describe('rooms: the write gate in front of the database', () => {
+  /** Runs tasks through the gate, each waiting for its own release; records what runs at once. */
+  function harness(gate: WriteGate) {
+    const running = new Map<string, number>();
+    let total = 0;
+    let maxTotal = 0;
+    const maxPerKey = new Map<string, number>();
+    const started: string[] = [];
+    const releases = new Map<string, () => void>();
+    const task = (key: string, name: string, fail = false) =>
+      gate.run(key, async () => {
+        started.push(name);
+        running.set(key, (running.get(key) ?? 0) + 1);
+        maxPerKey.set(key, Math.max(maxPerKey.get(key) ?? 0, running.get(key)!));
+        maxTotal = Math.max(maxTotal, ++total);
+        await new Promise<void>((resolve) => releases.set(name, resolve));
+        running.set(key, running.get(key)! - 1);
+        total -= 1;
+        if (fail) throw new Error(`${name} failed`);
+        return name;
+      });
+    const tick = () => new Promise((r) => setImmediate(r));
+    return { task, started, releases, maxPerKey, maxTotal: () => maxTotal, tick };
+  }
+
+  it('lets two writers of one room in at a time, in arrival order, and hands slots on when one fails', async () => {
+    const h = harness(new WriteGate(10));
+    const results = ['a1', 'a2', 'a3', 'a4'].map((name, i) => h.task('!a', name, i === 0).catch((err: Error) => err.message));
+    await h.tick();
+    assert.deepEqual(h.started, ['a1', 'a2']);
+    h.releases.get('a1')!();
+    await h.tick();
+    assert.deepEqual(h.started, ['a1', 'a2', 'a3'], 'a failed writer frees its slot');
+    h.releases.get('a3')!();
+    await h.tick();
+    assert.deepEqual(h.started, ['a1', 'a2', 'a3', 'a4']);
+    h.releases.get('a2')!();
+    h.releases.get('a4')!();
+    assert.deepEqual(await Promise.all(results), ['a1 failed', 'a2', 'a3', 'a4']);
+    assert.equal(h.maxPerKey.get('!a'), 2);
+  });
+
+  it('bounds the writers of all rooms together', async () => {
+    const h = harness(new WriteGate(3));
+    const names = ['a', 'b', 'c', 'd', 'e'];
+    const results = names.map((name) => h.task(`!${name}`, name));
+    await h.tick();
+    assert.deepEqual(h.started, ['a', 'b', 'c']);
+    h.releases.get('b')!();
+    await h.tick();
+    assert.deepEqual(h.started, ['a', 'b', 'c', 'd']);
+    for (const name of ['a', 'c', 'd']) h.releases.get(name)!();
+    await h.tick();
+    h.releases.get('e')!();
+    assert.deepEqual(await Promise.all(results), names);
+    assert.equal(h.maxTotal(), 3);
   });
 });

@@ -149,7 +149,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     },
     sign: (data) => keyring()[0]!.sign(data),
   });
-  const eventCreator = new EventCreator(store, notifier, eventSigner, clock);
+  // Room writes take at most half of a PostgreSQL pool, leaving the rest to everything else.
+  const eventCreator = new EventCreator(store, notifier, eventSigner, clock, 'cp_max' in config.database.args ? Math.max(1, Math.floor(config.database.args.cp_max / 2)) : 5);
   const eventSerializer = new ClientEventSerializer(store);
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.

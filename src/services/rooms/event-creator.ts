@@ -222,31 +222,41 @@ export class RoomWrite {
 
 /** Writes events into rooms, one room at a time in one transaction each, and wakes the syncs concerned once committed. */
 export class EventCreator {
+  private readonly gate: WriteGate;
+
   constructor(
     private readonly store: Store,
     private readonly notifier: Notifier,
     private readonly signer: EventSigner,
     private readonly clock: Clock,
-  ) {}
+    /** How many room writes this process runs at once (each holds a database connection throughout). */
+    concurrentWrites = 5,
+  ) {
+    this.gate = new WriteGate(concurrentWrites);
+  }
 
   /**
    * Runs `fn` with the room locked. An unknown room is M_NOT_FOUND for a join, and for anything else
    * M_FORBIDDEN, the same answer as a room the user is not in.
    */
   write<T>(roomId: string, fn: (room: RoomWrite) => Promise<T>, unknownRoom: 'not-found' | 'forbidden' = 'forbidden'): Promise<T> {
-    return this.run(async (store) => {
-      const room = await store.rooms.lock(roomId);
-      if (!room) throw unknownRoom === 'not-found' ? notFound('Unknown room') : forbidden('You are not in this room');
-      return room;
-    }, fn);
+    return this.gate.run(roomId, () =>
+      this.run(async (store) => {
+        const room = await store.rooms.lock(roomId);
+        if (!room) throw unknownRoom === 'not-found' ? notFound('Unknown room') : forbidden('You are not in this room');
+        return room;
+      }, fn),
+    );
   }
 
   /** Creates the room's row, then runs `fn` to write its first events. */
   create<T>(room: { roomId: string; version: RoomVersionId; creator: string }, fn: (room: RoomWrite) => Promise<T>): Promise<T> {
-    return this.run(async (store) => {
-      await store.rooms.create({ room_id: room.roomId, room_version: room.version, creator: room.creator, created_ts: this.clock.now() });
-      return (await store.rooms.get(room.roomId))!;
-    }, fn);
+    return this.gate.run(room.roomId, () =>
+      this.run(async (store) => {
+        await store.rooms.create({ room_id: room.roomId, room_version: room.version, creator: room.creator, created_ts: this.clock.now() });
+        return (await store.rooms.get(room.roomId))!;
+      }, fn),
+    );
   }
 
   private async run<T>(open: (store: Store) => Promise<RoomRow>, fn: (room: RoomWrite) => Promise<T>): Promise<T> {
@@ -261,4 +271,53 @@ export class EventCreator {
     if (write && write.events.length > 0) this.notifier.notify({ position: write.position, rooms: [write.roomId], users: write.touchedUsers });
     return result;
   }
+}
+
+/**
+ * Room writes wait here, in this process, before they take a database connection: at most
+ * `perRoom` of one room at once (in arrival order), and at most `limit` in all. Without it, on
+ * PostgreSQL, writers of a busy room each hold a pooled connection while they wait for the room's
+ * row lock (and writers of all rooms for the stream position's), until the pool is theirs and every
+ * other request (/sync, token checks) queues behind them. Two per room, so that the next writer
+ * already waits at the row lock when the current one commits. The database's locks still order
+ * writers, across processes too. A room write must not start another inside itself: it could wait
+ * for a slot its caller holds.
+ */
+export class WriteGate {
+  private readonly rooms = new Map<string, { active: number; queue: (() => void)[] }>();
+  private readonly all = { active: 0, queue: [] as (() => void)[] };
+
+  constructor(
+    private readonly limit: number,
+    private readonly perRoom = 2,
+  ) {}
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    let room = this.rooms.get(key);
+    if (!room) this.rooms.set(key, (room = { active: 0, queue: [] }));
+    await acquire(room, this.perRoom);
+    try {
+      await acquire(this.all, this.limit);
+      try {
+        return await fn();
+      } finally {
+        release(this.all);
+      }
+    } finally {
+      release(room);
+      if (room.active === 0) this.rooms.delete(key);
+    }
+  }
+}
+
+async function acquire(slots: { active: number; queue: (() => void)[] }, limit: number): Promise<void> {
+  if (slots.active < limit) slots.active += 1;
+  else await new Promise<void>((resolve) => slots.queue.push(resolve));
+}
+
+/** Hands the slot to the next in line, if any. */
+function release(slots: { active: number; queue: (() => void)[] }): void {
+  const next = slots.queue.shift();
+  if (next) next();
+  else slots.active -= 1;
 }
