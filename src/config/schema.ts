@@ -99,6 +99,11 @@ export const coreConfigSchema = z.object({
     args: { database: './data/homeserver.db' },
   }),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * Synapse's key: collect Prometheus metrics, served by a listener of `type: metrics` (at /metrics
+   * and /_synapse/metrics) or an http listener whose resources name `metrics` (at /_synapse/metrics).
+   */
+  enable_metrics: z.boolean().default(false),
 
   enable_registration: z.boolean().default(false),
   enable_registration_without_verification: z.boolean().default(false),

@@ -12,6 +12,8 @@ export type Engine = 'sqlite' | 'postgres';
 export interface Db {
   kysely: Kysely<Database>;
   engine: Engine;
+  /** PostgreSQL's connection pool (for its gauges); undefined on SQLite. */
+  pool?: pg.Pool;
   close(): Promise<void>;
 }
 
@@ -55,11 +57,11 @@ export function pgConnectionOptions(args: PostgresArgs): pg.ClientConfig {
   return { user: args.user, password: args.password, database: args.database ?? args.dbname, host: args.host, port: args.port };
 }
 
-function openPostgres(args: PostgresArgs): Kysely<Database> {
+function openPostgres(args: PostgresArgs): { kysely: Kysely<Database>; pool: pg.Pool } {
   const pool = new pg.Pool({ ...pgConnectionOptions(args), max: args.cp_max });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { kysely: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
@@ -67,7 +69,7 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 /** Opens the configured database and brings its schema up to date. */
 export async function openDb(database: Config['database']): Promise<Db> {
   const engine: Engine = database.name === 'sqlite3' || database.name === 'sqlite' ? 'sqlite' : 'postgres';
-  const kysely = 'host' in database.args ? openPostgres(database.args) : openSqlite(database.args.database);
+  const { kysely, pool } = 'host' in database.args ? openPostgres(database.args) : { kysely: openSqlite(database.args.database), pool: undefined };
   const migrator = new Migrator({ db: kysely, provider });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
@@ -75,7 +77,7 @@ export async function openDb(database: Config['database']): Promise<Db> {
     await kysely.destroy();
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
   }
-  return { kysely, engine, close: () => kysely.destroy() };
+  return { kysely, engine, pool, close: () => kysely.destroy() };
 }
 
 /** True when a write failed because a row with the same unique key already exists. */
