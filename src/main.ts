@@ -2,7 +2,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load.js';
 import { generateConfig } from './config/generate.js';
-import { createLogger, startHomeserver } from './homeserver.js';
+import { SHUTDOWN_GRACE_MS, createLogger, startHomeserver } from './homeserver.js';
 import { systemClock } from './clock.js';
 import { createServices } from './services/index.js';
 import { openDb } from './storage/db.js';
@@ -23,11 +23,28 @@ async function start(configPath: string | undefined): Promise<void> {
   const hs = await startHomeserver(config, { logger });
   logger.info({ urls: hs.urls, server_name: config.server_name, database: config.database.name }, 'Myelin is listening');
   let stopping = false;
+  // Graceful shutdown (systemd and docker stop send SIGTERM, a terminal SIGINT): stop accepting,
+  // answer waiting long-polls, finish requests in flight, let the outbox record its sends, close
+  // the database, exit 0. A second signal, or a shutdown that hangs, ends the process at once.
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      logger.warn({ signal }, 'second signal during shutdown: exiting now');
+      process.exit(1);
+    }
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    await hs.close();
+    const started = Date.now();
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time: exiting');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS + 10_000).unref();
+    try {
+      await hs.close();
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'shutdown failed');
+      process.exit(1);
+    }
+    logger.info({ ms: Date.now() - started }, 'shut down');
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
