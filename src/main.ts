@@ -22,6 +22,12 @@ async function start(configPath: string | undefined): Promise<void> {
   for (const warning of warnings) logger.warn(warning);
   const hs = await startHomeserver(config, { logger });
   logger.info({ urls: hs.urls, server_name: config.server_name, database: config.database.name }, 'Myelin is listening');
+  // The log is written asynchronously: let what is buffered reach it, in order, before exiting.
+  const exit = (code: number) => {
+    process.exitCode = code;
+    setTimeout(() => process.exit(code), 1000).unref();
+    logger.flush(() => process.exit(code));
+  };
   let stopping = false;
   // Graceful shutdown (systemd and docker stop send SIGTERM, a terminal SIGINT): stop accepting,
   // answer waiting long-polls, finish requests in flight, let the outbox record its sends, close
@@ -29,23 +35,25 @@ async function start(configPath: string | undefined): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal during shutdown: exiting now');
-      process.exit(1);
+      exit(1);
+      return;
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
     const started = Date.now();
     setTimeout(() => {
       logger.error('shutdown did not finish in time: exiting');
-      process.exit(1);
+      exit(1);
     }, SHUTDOWN_GRACE_MS + 10_000).unref();
     try {
       await hs.close();
     } catch (err) {
       logger.error({ err: (err as Error).message }, 'shutdown failed');
-      process.exit(1);
+      exit(1);
+      return;
     }
     logger.info({ ms: Date.now() - started }, 'shut down');
-    process.exit(0);
+    exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
