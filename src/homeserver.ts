@@ -132,9 +132,9 @@ function metricsApp(logger: Logger): FastifyInstance {
 
 /**
  * Closes one listener: no new connections, 503 for new requests on open ones, waiting long-polls
- * answered (the notifier's preClose hook), requests in flight finished. Once none is in flight, the
- * connections left are idle, or opened without a request yet, and are closed (server.close() would
- * wait for the latter); after `graceMs` whatever is still open is cut.
+ * answered (the notifier's preClose hook), requests in flight finished, each connection closed once
+ * idle. Once none is in flight, what is left (connections opened without a request yet, which
+ * server.close() would wait for) is closed; after `graceMs` whatever is still open is cut.
  */
 async function closeApp(app: FastifyInstance, graceMs: number, logger: Logger): Promise<void> {
   let done = false;
@@ -144,6 +144,9 @@ async function closeApp(app: FastifyInstance, graceMs: number, logger: Logger): 
   while (!done) {
     if (requestsInFlight(app) === 0) {
       app.server.closeAllConnections();
+    } else if (Date.now() - started < graceMs) {
+      // A kept-alive connection whose request is answered would otherwise wait for the others.
+      app.server.closeIdleConnections();
     } else if (Date.now() - started >= graceMs) {
       if (!cut) logger.warn({ grace_ms: graceMs, in_flight: requestsInFlight(app) }, 'requests still in flight at the end of the shutdown grace period: closing their connections');
       cut = true;

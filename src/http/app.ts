@@ -69,7 +69,7 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     genReqId: nextRequestId,
     // Once closing, requests arriving on open connections get 503 (and Connection: close); those in
-    // flight are finished (see the onSend hook below), within the homeserver's shutdown grace period.
+    // flight are finished, within the homeserver's shutdown grace period (homeserver.ts closeApp).
     return503OnClosing: true,
     // A client that trickles its request (headers and body) is cut off rather than held forever.
     requestTimeout: 60_000,
@@ -125,18 +125,6 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
   });
 
   plainJsonContentType(app);
-
-  // While closing, each answer closes its connection; a kept-alive one would hold close() until
-  // the keep-alive timeout.
-  let closing = false;
-  app.addHook('preClose', (done) => {
-    closing = true;
-    done();
-  });
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (closing) reply.header('connection', 'close');
-    done(null, payload);
-  });
 
   app.addHook('onResponse', (request, reply, done) => {
     request.log.info({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ip: request.ip, ms: Math.round(reply.elapsedTime) }, 'request');
