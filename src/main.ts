@@ -2,7 +2,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load.js';
 import { generateConfig } from './config/generate.js';
-import { createLogger, startHomeserver } from './homeserver.js';
+import { SHUTDOWN_GRACE_MS, createLogger, startHomeserver } from './homeserver.js';
 import { systemClock } from './clock.js';
 import { createServices } from './services/index.js';
 import { openDb } from './storage/db.js';
@@ -24,13 +24,38 @@ async function start(configPath: string | undefined): Promise<void> {
   for (const warning of warnings) logger.warn(warning);
   const hs = await startHomeserver(config, { logger });
   logger.info({ urls: hs.urls, server_name: config.server_name, database: config.database.name }, 'Myelin is listening');
+  // The log is written asynchronously: let what is buffered reach it, in order, before exiting.
+  const exit = (code: number) => {
+    process.exitCode = code;
+    setTimeout(() => process.exit(code), 1000).unref();
+    logger.flush(() => process.exit(code));
+  };
   let stopping = false;
+  // Graceful shutdown (systemd and docker stop send SIGTERM, a terminal SIGINT): stop accepting,
+  // answer waiting long-polls, finish requests in flight, let the outbox record its sends, close
+  // the database, exit 0. A second signal, or a shutdown that hangs, ends the process at once.
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      logger.warn({ signal }, 'second signal during shutdown: exiting now');
+      exit(1);
+      return;
+    }
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    await hs.close();
-    process.exit(0);
+    const started = Date.now();
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time: exiting');
+      exit(1);
+    }, SHUTDOWN_GRACE_MS + 10_000).unref();
+    try {
+      await hs.close();
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'shutdown failed');
+      exit(1);
+      return;
+    }
+    logger.info({ ms: Date.now() - started }, 'shut down');
+    exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -17,6 +17,7 @@ const listener = z
   .object({
     port: z.number().int().min(0).max(65535),
     bind_addresses: z.array(z.string()).default(['127.0.0.1']),
+    /** 'http' (the client API), or 'metrics': Prometheus metrics only, when enable_metrics is on. */
     type: z.string().default('http'),
     tls: z.boolean().default(false),
     /** Take the client's address from X-Forwarded-For, as sent by the proxies in trusted_proxies. */
@@ -27,6 +28,7 @@ const listener = z
      * count: that would believe whoever connects, e.g. a client that reaches the port directly.
      */
     trusted_proxies: z.array(z.string().refine(isProxyEntry, 'must be an IP address, a CIDR range, loopback, linklocal or uniquelocal')).min(1).optional(),
+    /** Synapse's resources; `names` including 'metrics' serves /_synapse/metrics here (with enable_metrics). */
     resources: z.array(z.object({ names: z.array(z.string()), compress: z.boolean().optional() })).optional(),
   })
   .refine((l) => l.trusted_proxies === undefined || l.x_forwarded, { message: 'trusted_proxies needs x_forwarded: true', path: ['trusted_proxies'] });
@@ -99,6 +101,11 @@ export const coreConfigSchema = z.object({
     args: { database: './data/homeserver.db' },
   }),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * Synapse's key: collect Prometheus metrics, served by a listener of `type: metrics` (at /metrics
+   * and /_synapse/metrics) or an http listener whose resources name `metrics` (at /_synapse/metrics).
+   */
+  enable_metrics: z.boolean().default(false),
 
   enable_registration: z.boolean().default(false),
   enable_registration_without_verification: z.boolean().default(false),

@@ -32,6 +32,11 @@ export class DeliveryOutbox implements Outbox {
     return this.renderers.has(channel);
   }
 
+  /** The channels messages can be queued for in this process. */
+  channels(): string[] {
+    return [...this.renderers.keys()];
+  }
+
   async enqueue(request: DeliveryRequest, options: EnqueueOptions = {}): Promise<boolean> {
     const render = this.renderers.get(request.channel);
     if (!render) throw new Error(`delivery channel '${request.channel}' is not configured`);

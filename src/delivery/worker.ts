@@ -28,6 +28,9 @@ export const DEFAULT_WORKER_OPTIONS: WorkerOptions = {
   batchSize: 100,
 };
 
+/** What became of one attempt at sending a message. */
+export type DeliveryOutcome = 'sent' | 'retried' | 'failed';
+
 const PRUNE_EVERY_MS = 10 * 60_000;
 const MIN_TIMER_MS = 25;
 
@@ -54,6 +57,7 @@ export class OutboxWorker {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private lastPrune = 0;
+  private readonly observers: ((channel: string, outcome: DeliveryOutcome) => void)[] = [];
 
   constructor(
     private readonly repo: OutboxRepo,
@@ -77,11 +81,28 @@ export class OutboxWorker {
     return () => this.stop();
   }
 
-  async stop(): Promise<void> {
+  /** Calls `observer` after each attempt: sent, failed and to be retried, or given up on (e.g. for metrics). */
+  observe(observer: (channel: string, outcome: DeliveryOutcome) => void): void {
+    this.observers.push(observer);
+  }
+
+  /**
+   * Claims nothing more and waits for the sends in flight to be recorded (sent, or released for a
+   * retry), at most `graceMs`. A send still running after that keeps its lease: when the lease ends
+   * the message is due again, for this process after a restart or for another one.
+   */
+  async stop(graceMs = Infinity): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    if (this.running && Number.isFinite(graceMs)) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+      await Promise.race([this.running, late]);
+      clearTimeout(timer);
+    } else {
+      await this.running;
+    }
     for (const provider of this.providers.values()) await provider.close?.();
     this.providers.clear();
   }
@@ -178,6 +199,7 @@ export class OutboxWorker {
       await this.fail(message, { ...log, ...where }, describeError(err), err instanceof PermanentDeliveryError);
       return;
     }
+    this.tell(message.channel, 'sent');
     try {
       const ours = await this.repo.markSent(message, this.clock.now());
       if (ours) this.logger?.info({ ...log, ...where }, 'outbox: message sent');
@@ -192,15 +214,21 @@ export class OutboxWorker {
     try {
       if (permanent || message.attempts >= this.options.maxAttempts) {
         await this.repo.markDead(message, this.clock.now(), error);
+        this.tell(message.channel, 'failed');
         this.logger?.error({ ...log, error }, 'outbox: giving up on message');
       } else {
         const delay = this.retryDelay(message.attempts);
         await this.repo.markRetry(message, this.clock.now() + delay, error);
+        this.tell(message.channel, 'retried');
         this.logger?.warn({ ...log, error, retry_in_ms: delay }, 'outbox: sending failed, will retry');
       }
     } catch (err) {
       this.logger?.error({ ...log, err: describeError(err) }, 'outbox: cannot record a failed send');
     }
+  }
+
+  private tell(channel: string, outcome: DeliveryOutcome): void {
+    for (const observer of this.observers) observer(channel, outcome);
   }
 
   private async pruneSometimes(): Promise<void> {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { MatrixError, invalidParam, notJson, unrecognized } from '../errors.js';
 import { FormBody } from './form.js';
@@ -18,6 +19,23 @@ type FastifyReplyLike = {
   serializer(fn: (payload: unknown) => string): FastifyReplyLike;
   send(b: unknown): unknown;
 };
+
+/**
+ * Request IDs: this process's random prefix (several processes may log to one place) and a counter.
+ * Each request's log lines carry it as `request_id`, and its answer as `X-Request-Id`, so a person
+ * can quote it to an admin, who finds the request in the log.
+ */
+const PROCESS_PREFIX = randomBytes(4).toString('hex');
+let requestCounter = 0;
+const nextRequestId = () => `${PROCESS_PREFIX}-${(++requestCounter).toString(36)}`;
+
+/** Requests each app has received and not yet answered (or lost to their client), for shutdown. */
+const inFlightByApp = new WeakMap<object, { count: number }>();
+
+/** How many requests `app` is working on now; at shutdown, once none is, what is left open is idle. */
+export function requestsInFlight(app: FastifyInstance): number {
+  return inFlightByApp.get(app)?.count ?? 0;
+}
 
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -48,13 +66,15 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     trustProxy: options.trustProxy,
     bodyLimit: options.bodyLimit,
     // Fastify's own request lines would log raw URLs (and tokens in them); onResponse logs a redacted one.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    genReqId: nextRequestId,
+    // Once closing, requests arriving on open connections get 503 (and Connection: close); those in
+    // flight are finished, within the homeserver's shutdown grace period (homeserver.ts closeApp).
     return503OnClosing: true,
     // A client that trickles its request (headers and body) is cut off rather than held forever.
     requestTimeout: 60_000,
-    // After the preClose hooks have answered waiting long-polls, cut what is left (e.g. a long-poll
-    // whose client gave up but kept the socket), or close would wait out the keep-alive timeout.
-    forceCloseConnections: true,
+    // Not true: that would cut requests in flight. Idle connections are closed by server.close().
+    forceCloseConnections: false,
     frameworkErrors: (_error, _req, reply) => {
       // No hooks run for this answer: its own serializer keeps Fastify from adding a charset (see plainJsonContentType).
       void (reply as FastifyReplyLike)
@@ -90,9 +110,16 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     else done(null, parsed);
   });
 
+  const inFlight = { count: 0 };
+  inFlightByApp.set(app, inFlight);
+  const settled = () => void inFlight.count--;
+
   // Callback-style hooks: every request runs them, and async ones cost a promise and a tick each.
   app.addHook('onRequest', (request, reply, done) => {
-    reply.headers(CORS_HEADERS);
+    inFlight.count++;
+    // 'close' comes once the answer is sent, or when the client went away first.
+    reply.raw.once('close', settled);
+    reply.headers(CORS_HEADERS).header('x-request-id', request.id);
     if (request.method === 'OPTIONS') void reply.code(204).send();
     else done();
   });

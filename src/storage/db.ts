@@ -14,6 +14,8 @@ export type Engine = 'sqlite' | 'postgres';
 export interface Db {
   kysely: Kysely<Database>;
   engine: Engine;
+  /** PostgreSQL's connection pool (for its gauges); undefined on SQLite. */
+  pool?: pg.Pool;
   close(): Promise<void>;
 }
 
@@ -91,12 +93,12 @@ function prepareHotQueries(client: pg.PoolClient): void {
   };
 }
 
-function openPostgres(args: PostgresArgs): Kysely<Database> {
+function openPostgres(args: PostgresArgs): { kysely: Kysely<Database>; pool: pg.Pool } {
   const pool = new pg.Pool({ ...pgConnectionOptions(args), max: args.cp_max });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
   pool.on('connect', prepareHotQueries);
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { kysely: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
@@ -104,7 +106,8 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 /** Opens the configured database and brings its schema up to date. */
 export async function openDb(database: Config['database'], options: OpenOptions = {}): Promise<Db> {
   const engine: Engine = database.name === 'sqlite3' || database.name === 'sqlite' ? 'sqlite' : 'postgres';
-  const { kysely, stop } = 'host' in database.args ? { kysely: openPostgres(database.args), stop: async () => undefined } : openSqlite(database.args.database, options);
+  const { kysely, pool, stop } =
+    'host' in database.args ? { ...openPostgres(database.args), stop: async () => undefined } : { ...openSqlite(database.args.database, options), pool: undefined };
   // The checkpoint thread's connection closes last: the final checkpoint runs there, not on this thread.
   const close = async () => {
     await kysely.destroy();
@@ -117,7 +120,7 @@ export async function openDb(database: Config['database'], options: OpenOptions 
     await close();
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
   }
-  return { kysely, engine, close };
+  return { kysely, engine, pool, close };
 }
 
 /** True when a write failed because a row with the same unique key already exists. */

@@ -157,6 +157,17 @@ export class OutboxRepo {
     return this.db.selectFrom('outbox').selectAll().where('dedupe_key', '=', dedupeKey).executeTakeFirst();
   }
 
+  /** Per channel: how many messages are waiting (or being sent), and when the oldest of them was queued. */
+  async pendingByChannel(): Promise<{ channel: string; pending: number; oldestTs: number }[]> {
+    const rows = await this.db
+      .selectFrom('outbox')
+      .select((eb) => ['channel', eb.fn.countAll<number>().as('n'), eb.fn.min('created_ts').as('oldest')])
+      .where('next_attempt_ts', 'is not', null)
+      .groupBy('channel')
+      .execute();
+    return rows.map((r) => ({ channel: r.channel, pending: Number(r.n), oldestTs: Number(r.oldest) }));
+  }
+
   async countPending(): Promise<number> {
     const row = await this.db
       .selectFrom('outbox')
