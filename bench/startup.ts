@@ -20,10 +20,10 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { freePort } from './children.js';
 import { commitOf, load } from './conditions.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -58,16 +58,6 @@ interface Sample {
   load_ms: number;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The process and its children (tsx's esbuild service runs as one): pids. */
 function processTree(pid: number): number[] {

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { createSecretFileOnce } from '../crypto/secret-file.js';
 import type { Config } from '../config/index.js';
 import { ConfigError } from '../config/load.js';
 
@@ -59,17 +59,6 @@ export class PayloadSeal {
 
 /** The key in `path`, created (owner-only) when absent; processes starting together agree on one. */
 function keyFile(path: string): Buffer {
-  if (!existsSync(path)) {
-    mkdirSync(dirname(path), { recursive: true });
-    const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
-    writeFileSync(temp, randomBytes(32).toString('base64'), { mode: 0o600 });
-    try {
-      linkSync(temp, path); // fails when another process got there first; its key wins
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    } finally {
-      rmSync(temp, { force: true });
-    }
-  }
+  if (!existsSync(path)) createSecretFileOnce(path, randomBytes(32).toString('base64'));
   return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
 }

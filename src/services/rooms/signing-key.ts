@@ -1,5 +1,6 @@
 import { randomBytes, randomInt, sign as edSign, type KeyObject } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createSecretFileOnce } from '../../crypto/secret-file.js';
 import { dirname, join } from 'node:path';
 import type { Config } from '../../config/index.js';
 import { ConfigError } from '../../config/load.js';
@@ -95,7 +96,7 @@ export function loadSigningKeys(config: Config): ServerSigningKey[] {
   const path = signingKeyPathOf(config);
   if (path === undefined) return parseSigningKeyFile(generateSigningKeyLine(), '(in memory)');
   try {
-    if (!existsSync(path)) createKeyFile(path);
+    if (!existsSync(path)) createSecretFileOnce(path, generateSigningKeyLine());
     return parseSigningKeyFile(readFileSync(path, 'utf8'), path);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
@@ -103,18 +104,6 @@ export function loadSigningKeys(config: Config): ServerSigningKey[] {
   }
 }
 
-function createKeyFile(path: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
-  writeFileSync(temp, generateSigningKeyLine(), { mode: 0o600 });
-  try {
-    linkSync(temp, path); // fails when another process got there first; its key wins
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    rmSync(temp, { force: true });
-  }
-}
 
 /**
  * The answer of GET /_matrix/key/v2/server (spec server-server-api "Publishing Keys"): every key
