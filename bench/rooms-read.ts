@@ -24,7 +24,7 @@
  * the same profile `node --cpu-prof` writes) as DIR/<case>.cpuprofile. Results go to
  * bench/results/<timestamp>.json with the commit, the load averages and the cost of an fsync.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -210,6 +210,7 @@ interface Case {
 interface Run {
   latenciesMs: number[];
   cpuMicros: number;
+  systemMicros: number;
   seconds: number;
   non2xx: number;
   loadBefore: number;
@@ -225,7 +226,9 @@ interface ResultRow {
   p90_ms: number;
   p99_ms: number;
   cpuPerRequestUs: number;
-  perRound: { requests: number; p50_ms: number; mean_ms: number; cpu_us: number; load_before: number; load_after: number }[];
+  /** Of which in the kernel (system calls: sockets, the log file, SQLite's file reads). */
+  systemPerRequestUs: number;
+  perRound: { requests: number; p50_ms: number; mean_ms: number; cpu_us: number; system_us: number; load_before: number; load_after: number }[];
   non2xx: number;
   target?: string;
   meets?: boolean;
@@ -244,6 +247,8 @@ async function parent(): Promise<void> {
       big: { type: 'string', default: process.env.BENCH_BIG_ROOM ?? '100000' },
       members: { type: 'string', default: process.env.BENCH_MEMBERS ?? '1000' },
       profile: { type: 'string', default: process.env.BENCH_PROFILE },
+      /** A directory that keeps the seeded database (and its scenario) for the next run with the same --keep and engine. */
+      keep: { type: 'string', default: process.env.BENCH_KEEP },
       'log-level': { type: 'string', default: process.env.BENCH_LOG_LEVEL ?? 'info' },
       'no-save': { type: 'boolean', default: false },
     },
@@ -262,15 +267,19 @@ async function parent(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'myelin-rooms-read-'));
   const loadBefore = load();
   const fsync = fsyncCost(dir);
-  const fresh = DATABASE === 'postgres' ? await freshDatabase('postgres') : undefined;
-  const database = fresh?.database ?? { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } };
+  // --keep: the database, its signing key and the scenario stay in that directory for the next run.
+  const keepDir = flags.keep ? resolve(flags.keep, DATABASE) : undefined;
+  if (keepDir) mkdirSync(keepDir, { recursive: true });
+  const kept = keepDir && existsSync(join(keepDir, 'scenario.json')) ? (JSON.parse(readFileSync(join(keepDir, 'scenario.json'), 'utf8')) as { database: Record<string, unknown>; scenario: Scenario; seedOptions: SeedOptions }) : undefined;
+  const fresh = kept ? undefined : DATABASE === 'postgres' ? await freshDatabase('postgres') : undefined;
+  const database = kept?.database ?? fresh?.database ?? { name: 'sqlite3', args: { database: join(keepDir ?? dir, 'homeserver.db') } };
   const generous = { per_second: 1_000_000, burst_count: 1_000_000 };
   const config = {
     server_name: 'bench.local',
     listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }],
     database,
     macaroon_secret_key: 'bench-outbox-secret',
-    signing_key_path: join(dir, 'bench.local.signing.key'),
+    signing_key_path: join(keepDir ?? dir, 'bench.local.signing.key'),
     log_level: flags['log-level'],
     enable_registration: false,
     rc_message: generous,
@@ -300,10 +309,12 @@ async function parent(): Promise<void> {
       return JSON.parse(res.text) as Record<string, unknown>;
     };
 
-    const seedOptions: SeedOptions = { syncRooms: 100, eventsPerRoom: 20, smallEvents: 100, bigEvents: Number(flags.big), members: Number(flags.members) };
+    const seedOptions: SeedOptions = kept?.seedOptions ?? { syncRooms: 100, eventsPerRoom: 20, smallEvents: 100, bigEvents: Number(flags.big), members: Number(flags.members) };
     process.stderr.write(`seeding: ${JSON.stringify(seedOptions)} on ${DATABASE}\n`);
-    const sc = await ask<Scenario>({ seed: seedOptions }, 'scenario');
-    process.stderr.write(`seeded in ${JSON.stringify(sc.seedingSeconds)} s\n`);
+    const sc = kept?.scenario ?? (await ask<Scenario>({ seed: seedOptions }, 'scenario'));
+    if (kept) process.stderr.write(`reusing the database seeded in ${JSON.stringify(sc.seedingSeconds)} s (${keepDir})\n`);
+    else process.stderr.write(`seeded in ${JSON.stringify(sc.seedingSeconds)} s\n`);
+    if (keepDir && !kept) writeFileSync(join(keepDir, 'scenario.json'), JSON.stringify({ database, scenario: sc, seedOptions }));
 
     // The incremental case: a since token, then one message in one of the reader's rooms.
     const V3 = '/_matrix/client/v3';
@@ -320,6 +331,13 @@ async function parent(): Promise<void> {
     const lazy = enc(JSON.stringify({ lazy_load_members: true }));
     const messagesPath = (roomId: string, from?: string) => `${V3}/rooms/${enc(roomId)}/messages?dir=b&limit=20&filter=${lazy}${from ? `&from=${enc(from)}` : ''}`;
     const cases: Case[] = [
+      {
+        name: 'whoami (reference: authentication, routing, logging)',
+        key: 'reference',
+        path: `${V3}/account/whoami`,
+        token: sc.reader.token,
+        note: 'a floor for the cases below under the same load: what any authenticated request costs',
+      },
       {
         name: `incremental /sync, ${sc.syncRooms.length} rooms, 1 changed`,
         key: 'sync-incremental',
@@ -351,12 +369,13 @@ async function parent(): Promise<void> {
     const selected = cases.filter((c) => !ONLY || ONLY.some((o) => c.key.includes(o) || c.name.includes(o)));
     for (const c of selected) await getJson(c.path, c.token);
 
+    const cpu = () => ask<NodeJS.CpuUsage>({ cpu: true }, 'cpu');
     /** One case run: requests back to back on each connection for `seconds`. */
     const runCase = async (c: Case, seconds: number): Promise<Run> => {
       const latenciesMs: number[] = [];
       let non2xx = 0;
       const lb = load()[0]!;
-      const cpuBefore = await server!.cpuMicros();
+      const cpuBefore = await cpu();
       const start = process.hrtime.bigint();
       const end = start + BigInt(Math.round(seconds * 1e9));
       await Promise.all(
@@ -370,8 +389,9 @@ async function parent(): Promise<void> {
         }),
       );
       const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
-      const cpuMicros = (await server!.cpuMicros()) - cpuBefore;
-      return { latenciesMs, cpuMicros, seconds: elapsed, non2xx, loadBefore: lb, loadAfter: load()[0]! };
+      const cpuAfter = await cpu();
+      const cpuMicros = cpuAfter.user + cpuAfter.system - (cpuBefore.user + cpuBefore.system);
+      return { latenciesMs, cpuMicros, systemMicros: cpuAfter.system - cpuBefore.system, seconds: elapsed, non2xx, loadBefore: lb, loadAfter: load()[0]! };
     };
 
     for (const c of selected) if (WARMUP > 0) await runCase(c, WARMUP);
@@ -399,6 +419,7 @@ async function parent(): Promise<void> {
           p90_ms: round3(pct(sorted, 90)),
           p99_ms: round3(pct(sorted, 99)),
           cpu_us: Math.round(r.cpuMicros / Math.max(1, r.latenciesMs.length)),
+          system_us: Math.round(r.systemMicros / Math.max(1, r.latenciesMs.length)),
           load_before: r.loadBefore,
           load_after: r.loadAfter,
         };
@@ -412,7 +433,8 @@ async function parent(): Promise<void> {
         p90_ms: median(perRound.map((r) => r.p90_ms)),
         p99_ms: median(perRound.map((r) => r.p99_ms)),
         cpuPerRequestUs: median(perRound.map((r) => r.cpu_us)),
-        perRound: perRound.map(({ requests, p50_ms, mean_ms, cpu_us, load_before, load_after }) => ({ requests, p50_ms, mean_ms, cpu_us, load_before, load_after })),
+        systemPerRequestUs: median(perRound.map((r) => r.system_us)),
+        perRound: perRound.map(({ requests, p50_ms, mean_ms, cpu_us, system_us, load_before, load_after }) => ({ requests, p50_ms, mean_ms, cpu_us, system_us, load_before, load_after })),
         non2xx: rs.reduce((n, r) => n + r.non2xx, 0),
         note: c.note,
       };
@@ -441,10 +463,21 @@ async function parent(): Promise<void> {
       });
     }
 
-    const header = ['Case', 'req/s', 'mean ms', 'p50 ms', 'p90 ms', 'p99 ms', 'CPU µs/req', 'target', 'met'];
-    const cells = rows.map((r) => [r.name, r.rps.toFixed(0), r.mean_ms.toFixed(2), r.p50_ms.toFixed(2), r.p90_ms.toFixed(2), r.p99_ms.toFixed(2), r.cpuPerRequestUs.toFixed(0), r.target ?? '', r.meets === undefined ? '' : r.meets ? 'yes' : 'NO']);
+    const header = ['Case', 'req/s', 'mean ms', 'p50 ms', 'p90 ms', 'p99 ms', 'CPU µs/req', 'of which sys', 'target', 'met'];
+    const cells = rows.map((r) => [
+      r.name,
+      r.rps.toFixed(0),
+      r.mean_ms.toFixed(2),
+      r.p50_ms.toFixed(2),
+      r.p90_ms.toFixed(2),
+      r.p99_ms.toFixed(2),
+      r.cpuPerRequestUs.toFixed(0),
+      r.systemPerRequestUs.toFixed(0),
+      r.target ?? '',
+      r.meets === undefined ? '' : r.meets ? 'yes' : 'NO',
+    ]);
     const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-    const line = (c: string[]) => `| ${c.map((s, i) => (i === 0 || i === 7 ? s.padEnd(widths[i]!) : s.padStart(widths[i]!))).join(' | ')} |`;
+    const line = (c: string[]) => `| ${c.map((s, i) => (i === 0 || i === 8 ? s.padEnd(widths[i]!) : s.padStart(widths[i]!))).join(' | ')} |`;
     console.log([line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.map(line)].join('\n'));
     for (const c of comparisons) console.log(`${c.name}: p50 x${c.p50_ratio}, mean x${c.mean_ratio}, CPU x${c.cpu_ratio} (${c.target}: ${c.meets ? 'met' : 'NOT met'})`);
     for (const r of rows) if (r.note) console.log(`- ${r.name}: ${r.note}`);
@@ -473,7 +506,7 @@ async function parent(): Promise<void> {
         load_average_after: loadAfter,
         fsync_4k: fsync,
         code: { this_checkout: code },
-        scenario: { ...seedOptions, big_room_events: sc.big.events, small_room_events: sc.small.events, crowd_members: sc.crowd.members, seeding_s: sc.seedingSeconds },
+        scenario: { ...seedOptions, big_room_events: sc.big.events, small_room_events: sc.small.events, crowd_members: sc.crowd.members, seeding_s: sc.seedingSeconds, reused_database: kept !== undefined },
       };
       writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: m, settings, results: rows, comparisons }, null, 2)}\n`);
       console.log(`Results written to ${file}`);
@@ -481,7 +514,7 @@ async function parent(): Promise<void> {
     agent.destroy();
   } finally {
     await server?.stop();
-    await fresh?.drop().catch((err: unknown) => console.error(`could not drop the benchmark database: ${String(err)}`));
+    if (!keepDir) await fresh?.drop().catch((err: unknown) => console.error(`could not drop the benchmark database: ${String(err)}`));
     rmSync(dir, { recursive: true, force: true });
   }
 }

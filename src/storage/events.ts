@@ -96,7 +96,8 @@ export class EventsRepo {
       .selectFrom('events')
       .select(['stream_pos', 'membership'])
       .where('room_id', '=', roomId)
-      .where('type', '=', 'm.room.member')
+      // A literal, not a parameter: so SQLite can use the partial index on member events.
+      .where(sql<boolean>`type = 'm.room.member'`)
       .where('state_key', '=', userId)
       .orderBy('stream_pos')
       .execute();

@@ -82,30 +82,60 @@ export class RoomSyncRepo {
    * chain in one statement, later groups winning (group IDs grow along a chain).
    */
   async stateAt(group: number, select: StateSelection): Promise<Map<string, StateEntry>> {
-    const state = new Map<string, StateEntry>();
+    return (await this.stateAtMany([{ group, select }]))[0]!;
+  }
+
+  /**
+   * Several state snapshots (one per request, in order), each only the entries its selection asks
+   * for: one statement per 100 groups, reading the union of the selections. The chains drive the
+   * join (SQLite's CROSS JOIN keeps that order), so each group's entries are read by the primary key.
+   */
+  async stateAtMany(requests: readonly { group: number; select: StateSelection }[]): Promise<Map<string, StateEntry>[]> {
+    const out = requests.map(() => new Map<string, StateEntry>());
+    if (requests.length === 0) return out;
+    const others = requests.some((r) => r.select.others);
+    const members: 'all' | string[] = requests.some((r) => r.select.members === 'all') ? 'all' : [...new Set(requests.flatMap((r) => r.select.members as readonly string[]))];
+    if (members !== 'all' && members.length > CHUNK) {
+      // A long member list: the members' entries in chunks, the others once.
+      for (const [i, r] of requests.entries()) {
+        const list = r.select.members as readonly string[];
+        if (r.select.others) for (const [key, entry] of (await this.stateAtMany([{ group: r.group, select: { others: true, members: [] } }]))[0]!) out[i]!.set(key, entry);
+        for (const part of chunks(list, CHUNK)) for (const [key, entry] of (await this.stateAtMany([{ group: r.group, select: { others: false, members: part } }]))[0]!) out[i]!.set(key, entry);
+      }
+      return out;
+    }
     let filter;
-    if (select.members === 'all') filter = select.others ? sql`1 = 1` : sql`e.type = 'm.room.member'`;
+    if (members === 'all') filter = others ? sql`1 = 1` : sql`e.type = 'm.room.member'`;
     else {
-      const members = select.members.length > 0 ? sql`(e.type = 'm.room.member' AND e.state_key IN (${sql.join([...select.members])}))` : sql`1 = 0`;
-      filter = select.others ? sql`(e.type <> 'm.room.member' OR ${members})` : members;
+      const selected = members.length > 0 ? sql`(e.type = 'm.room.member' AND e.state_key IN (${sql.join(members)}))` : sql`1 = 0`;
+      filter = others ? sql`(e.type <> 'm.room.member' OR ${selected})` : selected;
     }
-    if (select.members !== 'all' && select.members.length > CHUNK) {
-      // A long member list: read the members' entries in chunks, the others once.
-      if (select.others) for (const [key, entry] of await this.stateAt(group, { others: true, members: [] })) state.set(key, entry);
-      for (const part of chunks(select.members, CHUNK)) for (const [key, entry] of await this.stateAt(group, { others: false, members: part })) state.set(key, entry);
-      return state;
+    const byGroup = new Map<number, number[]>();
+    for (const [i, r] of requests.entries()) {
+      let list = byGroup.get(r.group);
+      if (!list) byGroup.set(r.group, (list = []));
+      list.push(i);
     }
-    const { rows } = await sql<{ state_group: number; type: string; state_key: string; event_id: string }>`
-      WITH RECURSIVE chain(id, prev_group) AS (
-        SELECT id, prev_group FROM state_groups WHERE id = ${group}
-        UNION ALL
-        SELECT g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
-      )
-      SELECT e.state_group, e.type, e.state_key, e.event_id FROM state_group_entries e JOIN chain c ON e.state_group = c.id
-      WHERE ${filter}
-      ORDER BY e.state_group ASC`.execute(this.db);
-    for (const row of rows) state.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });
-    return state;
+    const memberSets = requests.map((r) => (r.select.members === 'all' ? undefined : new Set(r.select.members)));
+    for (const groups of chunks([...byGroup.keys()], ROOM_CHUNK)) {
+      const { rows } = await sql<{ origin: number; type: string; state_key: string; event_id: string }>`
+        WITH RECURSIVE chain(origin, id, prev_group) AS (
+          SELECT id, id, prev_group FROM state_groups WHERE id IN (${sql.join(groups)})
+          UNION ALL
+          SELECT c.origin, g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
+        )
+        SELECT c.origin, e.type, e.state_key, e.event_id FROM chain c CROSS JOIN state_group_entries e
+        WHERE e.state_group = c.id AND ${filter}
+        ORDER BY e.state_group ASC`.execute(this.db);
+      for (const row of rows) {
+        for (const i of byGroup.get(Number(row.origin)) ?? []) {
+          const set = memberSets[i];
+          const wanted = row.type === 'm.room.member' ? set === undefined || set.has(row.state_key) : requests[i]!.select.others;
+          if (wanted) out[i]!.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });
+        }
+      }
+    }
+    return out;
   }
 
   /** The room's state events in (after, before), oldest first: what changed in a sync's gap. */
