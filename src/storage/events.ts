@@ -64,14 +64,16 @@ export class EventsRepo {
    * backwards (events before it, newest first) or forwards (after it, oldest first).
    */
   page(roomId: string, from: { depth: number; pos: number }, dir: 'b' | 'f', limit: number, to?: { depth: number; pos: number }): Promise<EventRow[]> {
+    // Row values, not `depth < d OR (depth = d AND ...)`: both engines then seek the (room_id, depth,
+    // stream_pos) index to the point, where the OR made SQLite walk the room from its newest event.
     let query = this.db.selectFrom('events').selectAll().where('room_id', '=', roomId);
     if (dir === 'b') {
-      query = query.where(sql<boolean>`(depth < ${from.depth} OR (depth = ${from.depth} AND stream_pos <= ${from.pos}))`);
-      if (to) query = query.where(sql<boolean>`(depth > ${to.depth} OR (depth = ${to.depth} AND stream_pos > ${to.pos}))`);
+      query = query.where(sql<boolean>`(depth, stream_pos) <= (${from.depth}, ${from.pos})`);
+      if (to) query = query.where(sql<boolean>`(depth, stream_pos) > (${to.depth}, ${to.pos})`);
       query = query.orderBy('depth', 'desc').orderBy('stream_pos', 'desc');
     } else {
-      query = query.where(sql<boolean>`(depth > ${from.depth} OR (depth = ${from.depth} AND stream_pos > ${from.pos}))`);
-      if (to) query = query.where(sql<boolean>`(depth < ${to.depth} OR (depth = ${to.depth} AND stream_pos <= ${to.pos}))`);
+      query = query.where(sql<boolean>`(depth, stream_pos) > (${from.depth}, ${from.pos})`);
+      if (to) query = query.where(sql<boolean>`(depth, stream_pos) <= (${to.depth}, ${to.pos})`);
       query = query.orderBy('depth', 'asc').orderBy('stream_pos', 'asc');
     }
     return query.limit(limit).execute();
