@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
+import { MUTABLE_EVENT_COLUMNS, type EventCache, type EventKey } from './event-cache.js';
 import type { EventsTable } from './rooms-schema.js';
 import type { Database } from './schema.js';
 
@@ -10,13 +11,22 @@ export type NewEventRow = Omit<EventsTable, 'redacted_by' | 'outlier' | 'soft_fa
 /** Rows per IN (...) list: well under SQLite's limit on bound variables. */
 const CHUNK = 500;
 
-/** Events of every room: the PDUs, their DAG edges, and the timeline orders sync and /messages read. */
+/**
+ * Events of every room: the PDUs, their DAG edges, and the timeline orders sync and /messages read.
+ * Reads go through the process's EventCache: an event it holds is read as its ID and changing
+ * columns only (see event-cache.ts), the others whole, and kept.
+ */
 export class EventsRepo {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly cache: EventCache,
+  ) {}
 
   /** The event's row; its DAG edges (prev and auth events) with insertEdges, or here. */
   async insert(row: NewEventRow, prevEvents: readonly string[] = [], authEvents: readonly string[] = []): Promise<void> {
     await this.db.insertInto('events').values({ ...row, outlier: 0, soft_failed: 0 }).execute();
+    // New events are what syncs read next. Served only once a read finds the row committed.
+    this.cache.put(row);
     await this.insertEdges(row.event_id, prevEvents, authEvents);
   }
 
@@ -25,48 +35,98 @@ export class EventsRepo {
     if (authEvents.length > 0) await this.db.insertInto('event_auth').values(authEvents.map((auth) => ({ event_id: eventId, auth_id: auth }))).execute();
   }
 
-  get(eventId: string): Promise<EventRow | undefined> {
-    return this.db.selectFrom('events').selectAll().where('event_id', '=', eventId).executeTakeFirst();
+  async get(eventId: string): Promise<EventRow | undefined> {
+    return (await this.getMany([eventId]))[0];
   }
 
   /** The events with these IDs (those that exist), in no particular order. */
   async getMany(eventIds: readonly string[]): Promise<EventRow[]> {
     const unique = [...new Set(eventIds)];
+    const cached: string[] = [];
+    const uncached: string[] = [];
+    for (const id of unique) (this.cache.fixed(id) ? cached : uncached).push(id);
+    const keys: EventKey[] = [];
+    for (let i = 0; i < cached.length; i += CHUNK) {
+      keys.push(...(await this.db.selectFrom('events').select(['event_id', ...MUTABLE_EVENT_COLUMNS]).where('event_id', 'in', cached.slice(i, i + CHUNK)).execute()));
+    }
+    const rows = keys.length > 0 ? await this.complete(keys) : [];
+    rows.push(...(await this.whole(uncached)));
+    return rows;
+  }
+
+  /** The PDU of a row, parsed; from the cache when it holds the event. Shared and frozen: never change it. */
+  parsed(row: Pick<EventRow, 'event_id' | 'pdu'>): unknown {
+    return this.cache.parsed(row);
+  }
+
+  /**
+   * The rows of events read as keys (ID and changing columns), in the same order: the unchanging
+   * columns from the cache, the events it lacks read whole (one statement per 500). An event gone
+   * since its key was read is left out.
+   */
+  async complete(keys: readonly EventKey[]): Promise<EventRow[]> {
+    const rows: (EventRow | undefined)[] = [];
+    const missing: string[] = [];
+    for (const key of keys) {
+      const fixed = this.cache.fixed(key.event_id);
+      if (fixed) rows.push({ ...fixed, redacted_by: key.redacted_by, outlier: key.outlier, soft_failed: key.soft_failed, rejection_reason: key.rejection_reason });
+      else {
+        rows.push(undefined);
+        missing.push(key.event_id);
+      }
+    }
+    if (missing.length === 0) return rows as EventRow[];
+    const read = new Map((await this.whole(missing)).map((r) => [r.event_id, r]));
+    const out: EventRow[] = [];
+    for (const [i, key] of keys.entries()) {
+      const row = rows[i] ?? read.get(key.event_id);
+      if (row) out.push(row);
+    }
+    return out;
+  }
+
+  /** Whole rows, read and kept in the cache. */
+  private async whole(eventIds: readonly string[]): Promise<EventRow[]> {
     const rows: EventRow[] = [];
-    for (let i = 0; i < unique.length; i += CHUNK) {
-      rows.push(...(await this.db.selectFrom('events').selectAll().where('event_id', 'in', unique.slice(i, i + CHUNK)).execute()));
+    for (let i = 0; i < eventIds.length; i += CHUNK) {
+      const chunk = await this.db.selectFrom('events').selectAll().where('event_id', 'in', eventIds.slice(i, i + CHUNK)).execute();
+      for (const row of chunk) this.cache.put(row);
+      rows.push(...chunk);
     }
     return rows;
   }
 
   async markRedacted(eventId: string, redactionId: string): Promise<void> {
     await this.db.updateTable('events').set({ redacted_by: redactionId }).where('event_id', '=', eventId).where('redacted_by', 'is', null).execute();
+    // Reads take redacted_by from the database anyway; the content need not stay in memory.
+    this.cache.delete(eventId);
   }
 
   /**
    * A room's events in stream order within (after, upto], newest first, at most `limit`: the end of
    * a sync timeline.
    */
-  latest(roomId: string, after: number, upto: number, limit: number): Promise<EventRow[]> {
-    return this.db
+  async latest(roomId: string, after: number, upto: number, limit: number): Promise<EventRow[]> {
+    const keys = await this.db
       .selectFrom('events')
-      .selectAll()
+      .select(['event_id', ...MUTABLE_EVENT_COLUMNS])
       .where('room_id', '=', roomId)
       .where('stream_pos', '>', after)
       .where('stream_pos', '<=', upto)
       .orderBy('stream_pos', 'desc')
       .limit(limit)
       .execute();
+    return this.complete(keys);
   }
 
   /**
    * A page of a room's history in topological order from a point (depth, stream position), going
    * backwards (events before it, newest first) or forwards (after it, oldest first).
    */
-  page(roomId: string, from: { depth: number; pos: number }, dir: 'b' | 'f', limit: number, to?: { depth: number; pos: number }): Promise<EventRow[]> {
+  async page(roomId: string, from: { depth: number; pos: number }, dir: 'b' | 'f', limit: number, to?: { depth: number; pos: number }): Promise<EventRow[]> {
     // Row values, not `depth < d OR (depth = d AND ...)`: both engines then seek the (room_id, depth,
     // stream_pos) index to the point, where the OR made SQLite walk the room from its newest event.
-    let query = this.db.selectFrom('events').selectAll().where('room_id', '=', roomId);
+    let query = this.db.selectFrom('events').select(['event_id', ...MUTABLE_EVENT_COLUMNS]).where('room_id', '=', roomId);
     if (dir === 'b') {
       query = query.where(sql<boolean>`(depth, stream_pos) <= (${from.depth}, ${from.pos})`);
       if (to) query = query.where(sql<boolean>`(depth, stream_pos) > (${to.depth}, ${to.pos})`);
@@ -76,7 +136,7 @@ export class EventsRepo {
       if (to) query = query.where(sql<boolean>`(depth, stream_pos) <= (${to.depth}, ${to.pos})`);
       query = query.orderBy('depth', 'asc').orderBy('stream_pos', 'asc');
     }
-    return query.limit(limit).execute();
+    return this.complete(await query.limit(limit).execute());
   }
 
   /** The (depth, position) of a room's latest event at or before stream position `pos`; undefined before the room began. */

@@ -19,6 +19,7 @@ import { TokensRepo } from './tokens.js';
 import { UiaSessionsRepo } from './uia.js';
 import { UsersRepo } from './users.js';
 import { EventsRepo } from './events.js';
+import { eventCacheOf } from './event-cache.js';
 import { RoomsRepo } from './rooms.js';
 import { AdminRoomsRepo } from './admin-rooms.js';
 import { AdminUsersRepo } from './admin-users.js';
@@ -98,7 +99,7 @@ export class Store {
     this.keyBackup = new KeyBackupRepo(kysely);
     this.presence = new PresenceRepo(kysely);
     this.rooms = new RoomsRepo(kysely, db.engine);
-    this.events = new EventsRepo(kysely);
+    this.events = new EventsRepo(kysely, eventCacheOf(db));
     this.adminUsers = new AdminUsersRepo(kysely);
     this.adminRooms = new AdminRoomsRepo(kysely);
     this.registrationTokens = new RegistrationTokensRepo(kysely);

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
-import type { EventRow } from './events.js';
+import { MUTABLE_EVENT_COLUMNS, type EventKey } from './event-cache.js';
+import type { EventRow, EventsRepo } from './events.js';
 import type { MemberRow } from './rooms.js';
 import type { Database } from './schema.js';
 
@@ -40,7 +41,11 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
  * one per room wherever the engines allow.
  */
 export class RoomSyncRepo {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    /** Completes the events read as keys (see EventsRepo.complete). */
+    private readonly events: EventsRepo,
+  ) {}
 
   /**
    * The user's membership rows a sync looks at: every row when `after` is undefined (an initial
@@ -61,19 +66,22 @@ export class RoomSyncRepo {
 
   /**
    * For each request, the room's events in (after, upto], newest first, at most `limit`: one
-   * statement per chunk of rooms (a UNION ALL of per-room index range scans).
+   * statement per chunk of rooms (a UNION ALL of per-room index range scans) reading the events'
+   * keys, then the rows from the event cache (those it lacks read by ID).
    */
   async latestMany(requests: readonly { roomId: string; after: number; upto: number; limit: number }[]): Promise<Map<string, EventRow[]>> {
     const out = new Map<string, EventRow[]>();
+    const columns = sql.join(['event_id', ...MUTABLE_EVENT_COLUMNS].map((c) => sql.ref(c)));
     for (const chunk of chunks(requests, ROOM_CHUNK)) {
       const parts = chunk.map(
-        (r) => sql`SELECT * FROM (SELECT * FROM events WHERE room_id = ${r.roomId} AND stream_pos > ${r.after} AND stream_pos <= ${r.upto} ORDER BY stream_pos DESC LIMIT ${r.limit}) AS t`,
+        (r) =>
+          sql`SELECT * FROM (SELECT ${columns} FROM events WHERE room_id = ${r.roomId} AND stream_pos > ${r.after} AND stream_pos <= ${r.upto} ORDER BY stream_pos DESC LIMIT ${r.limit}) AS t`,
       );
-      const { rows } = await sql<EventRow>`${sql.join(parts, sql` UNION ALL `)}`.execute(this.db);
+      const { rows: keys } = await sql<EventKey>`${sql.join(parts, sql` UNION ALL `)}`.execute(this.db);
       for (const r of chunk) out.set(r.roomId, []);
-      for (const row of rows) out.get(row.room_id)?.push(row);
-      for (const list of out.values()) list.sort((a, b) => Number(b.stream_pos) - Number(a.stream_pos));
+      for (const row of await this.events.complete(keys)) out.get(row.room_id)?.push(row);
     }
+    for (const list of out.values()) list.sort((a, b) => Number(b.stream_pos) - Number(a.stream_pos));
     return out;
   }
 

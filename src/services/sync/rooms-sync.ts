@@ -144,7 +144,7 @@ export class RoomsSync {
     private readonly lazyMembers: LazyMembersCache,
     private readonly now: () => number,
   ) {
-    this.repo = new RoomSyncRepo(store.db.kysely);
+    this.repo = new RoomSyncRepo(store.db.kysely, store.events);
     this.memberships = new RoomMemberships(store);
   }
 
