@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
-import { MUTABLE_EVENT_COLUMNS, type EventCache, type EventKey } from './event-cache.js';
+import { MUTABLE_EVENT_COLUMNS, type EventCache, type EventKey, type FixedEventColumns } from './event-cache.js';
 import type { EventsTable } from './rooms-schema.js';
 import type { Database } from './schema.js';
 
@@ -69,7 +69,7 @@ export class EventsRepo {
     const missing: string[] = [];
     for (const key of keys) {
       const fixed = this.cache.fixed(key.event_id);
-      if (fixed) rows.push({ ...fixed, redacted_by: key.redacted_by, outlier: key.outlier, soft_failed: key.soft_failed, rejection_reason: key.rejection_reason });
+      if (fixed) rows.push(rowOf(fixed, key));
       else {
         rows.push(undefined);
         missing.push(key.event_id);
@@ -200,6 +200,32 @@ export class EventsRepo {
     for (const row of rows) found.set(row.event_id, txnIdOfKey(row.txn_key));
     return found;
   }
+}
+
+/**
+ * A cached event's row with its changing columns as read. Spelled out: V8 builds `{ ...fixed, more }`
+ * (a spread followed by properties) through a slow path, about 10 µs for a row like this one.
+ */
+function rowOf(f: FixedEventColumns, key: EventKey): EventRow {
+  return {
+    event_id: f.event_id,
+    room_id: f.room_id,
+    stream_pos: f.stream_pos,
+    depth: f.depth,
+    type: f.type,
+    state_key: f.state_key,
+    sender: f.sender,
+    origin_server_ts: f.origin_server_ts,
+    pdu: f.pdu,
+    state_group: f.state_group,
+    replaces_state: f.replaces_state,
+    membership: f.membership,
+    history_visibility: f.history_visibility,
+    redacted_by: key.redacted_by,
+    outlier: key.outlier,
+    soft_failed: key.soft_failed,
+    rejection_reason: key.rejection_reason,
+  };
 }
 
 /**
