@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { HotQuery } from './compiled.js';
 import { MUTABLE_EVENT_COLUMNS, type EventKey } from './event-cache.js';
 import type { EventRow, EventsRepo } from './events.js';
 import type { MemberRow } from './rooms.js';
@@ -30,6 +31,24 @@ export interface StateSelection {
   members: 'all' | readonly string[];
 }
 
+/** A user's membership of a room as sync reads it, with the room's latest stream position. */
+export type MembershipRow = Pick<MemberRow, 'room_id' | 'membership' | 'event_id' | 'stream_pos' | 'forgotten'> & { last_pos: number };
+
+// Sync's hot reads, built once (see compiled.ts): every incremental sync and long-poll runs them.
+const membershipColumns = ['m.room_id', 'm.membership', 'm.event_id', 'm.stream_pos', 'm.forgotten', 'r.last_pos'] as const;
+const allMemberships = new HotQuery((db, userId: string) =>
+  db.selectFrom('room_members as m').innerJoin('rooms as r', 'r.room_id', 'm.room_id').select(membershipColumns).where('m.user_id', '=', userId),
+);
+const currentMemberships = new HotQuery((db, userId: string, after: number) =>
+  db
+    .selectFrom('room_members as m')
+    .innerJoin('rooms as r', 'r.room_id', 'm.room_id')
+    .select(membershipColumns)
+    .where('m.user_id', '=', userId)
+    .where((eb) => eb.or([eb('m.membership', '=', 'join'), eb('m.stream_pos', '>', after)])),
+);
+const joinedRooms = new HotQuery((db, userId: string) => db.selectFrom('room_members').select('room_id').where('user_id', '=', userId).where('membership', '=', 'join'));
+
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
@@ -48,19 +67,18 @@ export class RoomSyncRepo {
   ) {}
 
   /**
-   * The user's membership rows a sync looks at: every row when `after` is undefined (an initial
-   * sync), else the rooms the user is joined to and those whose membership changed after `after`.
-   * Forgotten rooms are included; the caller leaves them out.
+   * The user's membership rows a sync looks at, each with its room's latest position: every row
+   * when `after` is undefined (an initial sync), else the rooms the user is joined to and those whose
+   * membership changed after `after`. Forgotten rooms are included; the caller leaves them out.
    */
-  memberships(userId: string, after: number | undefined): Promise<MemberRow[]> {
-    let query = this.db.selectFrom('room_members').selectAll().where('user_id', '=', userId);
-    if (after !== undefined) query = query.where((eb) => eb.or([eb('membership', '=', 'join'), eb('stream_pos', '>', after)]));
-    return query.execute();
+  async memberships(userId: string, after: number | undefined): Promise<MembershipRow[]> {
+    const { rows } = after === undefined ? await allMemberships.execute(this.db, userId) : await currentMemberships.execute(this.db, userId, after);
+    return rows;
   }
 
   /** The IDs of the rooms the user is joined to. */
   async joinedRoomIds(userId: string): Promise<string[]> {
-    const rows = await this.db.selectFrom('room_members').select('room_id').where('user_id', '=', userId).where('membership', '=', 'join').execute();
+    const { rows } = await joinedRooms.execute(this.db, userId);
     return rows.map((r) => r.room_id);
   }
 

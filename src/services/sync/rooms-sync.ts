@@ -2,8 +2,7 @@ import { RoomVisibility } from '../rooms/visibility.js';
 import type { AccountDataEntry } from '../../storage/account-data.js';
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
-import type { MemberRow } from '../../storage/rooms.js';
-import { RoomSyncRepo, type StateEntry, type StateEventRef } from '../../storage/rooms-sync.js';
+import { RoomSyncRepo, type MembershipRow, type StateEntry, type StateEventRef } from '../../storage/rooms-sync.js';
 import { RoomMemberships, type MemberChange, type Memberships } from './room-memberships.js';
 import { dictionary, isObject, type JsonObject } from '../../validate.js';
 import type { ClientEvent, ClientEventSerializer } from '../rooms/client-event.js';
@@ -57,7 +56,7 @@ interface RoomJob {
   /** The timeline is read from (after, cap]. */
   after: number;
   cap: number;
-  row: MemberRow;
+  row: MembershipRow;
   /** Whether anything happened in the room in (after, cap]; false when only account data changed. */
   changed: boolean;
   /** Events read, newest first, each either in the timeline or left out of it. */
@@ -185,12 +184,12 @@ export class RoomsSync {
       else accountData.delete(roomId);
     }
 
-    // Which joined rooms changed: one statement for all of them.
+    // Which joined rooms changed: the membership rows carry each room's latest position.
     const stayed = memberships.joined.filter((j) => j.sinceJoined && !fullState && inRooms(j.roomId));
-    const changed = stayed.length > 0 ? await this.store.rooms.changedSince(stayed.map((j) => j.roomId), from) : new Map<string, number>();
+    const changed = new Set(stayed.filter((j) => pos({ stream_pos: j.row.last_pos }) > from).map((j) => j.roomId));
 
     const jobs: RoomJob[] = [];
-    const job = (roomId: string, section: 'join' | 'leave', mode: 'full' | 'incremental', jobAfter: number, cap: number, row: MemberRow, roomChanged: boolean): RoomJob => ({
+    const job = (roomId: string, section: 'join' | 'leave', mode: 'full' | 'incremental', jobAfter: number, cap: number, row: MembershipRow, roomChanged: boolean): RoomJob => ({
       roomId, section, mode, after: jobAfter, cap, row, changed: roomChanged,
       processed: [], timeline: [], limited: false, exhausted: true, gap: [], heroes: [], state: new Map(), forced: new Set(), stateless: false,
     });
