@@ -12,6 +12,8 @@ export type FixedEventColumns = Omit<EventRow, Mutable>;
 
 interface Entry {
   fixed: FixedEventColumns;
+  /** Read since it was kept or last spared: eviction spares it once (the CLOCK approximation of LRU). */
+  used: boolean;
   /** The PDU parsed (and deep-frozen: every reader shares it), once someone asked. */
   parsed?: unknown;
   /** What the entry counts against the budget: its PDU's length, and as much again once parsed. */
@@ -42,12 +44,15 @@ export class EventCache {
     return this.entries.size;
   }
 
-  /** The event's unchanging columns, marking it recently used. */
+  has(eventId: string): boolean {
+    return this.entries.has(eventId);
+  }
+
+  /** The event's unchanging columns, marking it used. */
   fixed(eventId: string): FixedEventColumns | undefined {
     const entry = this.entries.get(eventId);
     if (!entry) return undefined;
-    this.entries.delete(eventId);
-    this.entries.set(eventId, entry);
+    entry.used = true;
     return entry.fixed;
   }
 
@@ -56,7 +61,7 @@ export class EventCache {
     if (this.entries.has(row.event_id)) return;
     const { event_id, room_id, stream_pos, depth, type, state_key, sender, origin_server_ts, pdu, state_group, replaces_state, membership, history_visibility } = row;
     const fixed: FixedEventColumns = { event_id, room_id, stream_pos, depth, type, state_key, sender, origin_server_ts, pdu, state_group, replaces_state, membership, history_visibility };
-    const entry: Entry = { fixed, cost: pdu.length };
+    const entry: Entry = { fixed, used: false, cost: pdu.length };
     this.entries.set(event_id, entry);
     this.used += entry.cost;
     this.evict();
@@ -69,8 +74,7 @@ export class EventCache {
   parsed(row: Pick<EventRow, 'event_id' | 'pdu'>): unknown {
     const entry = this.entries.get(row.event_id);
     if (!entry || entry.fixed.pdu !== row.pdu) return JSON.parse(row.pdu) as unknown;
-    this.entries.delete(row.event_id);
-    this.entries.set(row.event_id, entry);
+    entry.used = true;
     if (entry.parsed === undefined) {
       entry.parsed = deepFreeze(JSON.parse(row.pdu) as unknown);
       this.used += entry.cost;
@@ -87,10 +91,19 @@ export class EventCache {
     this.used -= entry.cost;
   }
 
+  /**
+   * Down to 90% of the budget, oldest first; an entry read since it was kept (or last spared) is
+   * spared once and goes to the back. Hits then cost a flag, not a move in the map.
+   */
   private evict(): void {
     if (this.used <= this.budget) return;
     for (const [id, entry] of this.entries) {
       this.entries.delete(id);
+      if (entry.used) {
+        entry.used = false;
+        this.entries.set(id, entry);
+        continue;
+      }
       this.used -= entry.cost;
       if (this.used <= this.budget * 0.9) break;
     }

@@ -1,5 +1,7 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
-import { MUTABLE_EVENT_COLUMNS, type EventCache, type EventKey, type FixedEventColumns } from './event-cache.js';
+import { anyOf } from './any-of.js';
+import type { Db, Engine } from './db.js';
+import { eventCacheOf, MUTABLE_EVENT_COLUMNS, type EventCache, type EventKey, type FixedEventColumns } from './event-cache.js';
 import type { EventsTable } from './rooms-schema.js';
 import type { Database } from './schema.js';
 
@@ -17,10 +19,17 @@ const CHUNK = 500;
  * columns only (see event-cache.ts), the others whole, and kept.
  */
 export class EventsRepo {
+  private readonly cache: EventCache;
+  private readonly engine: Engine;
+
+  /** `owner`: the database `db` works on (a transaction of it, or itself), whose event cache this uses. */
   constructor(
     private readonly db: Kysely<Database>,
-    private readonly cache: EventCache,
-  ) {}
+    owner: Db,
+  ) {
+    this.cache = eventCacheOf(owner);
+    this.engine = owner.engine;
+  }
 
   /** The event's row; its DAG edges (prev and auth events) with insertEdges, or here. */
   async insert(row: NewEventRow, prevEvents: readonly string[] = [], authEvents: readonly string[] = []): Promise<void> {
@@ -44,10 +53,10 @@ export class EventsRepo {
     const unique = [...new Set(eventIds)];
     const cached: string[] = [];
     const uncached: string[] = [];
-    for (const id of unique) (this.cache.fixed(id) ? cached : uncached).push(id);
+    for (const id of unique) (this.cache.has(id) ? cached : uncached).push(id);
     const keys: EventKey[] = [];
     for (let i = 0; i < cached.length; i += CHUNK) {
-      keys.push(...(await this.db.selectFrom('events').select(['event_id', ...MUTABLE_EVENT_COLUMNS]).where('event_id', 'in', cached.slice(i, i + CHUNK)).execute()));
+      keys.push(...(await this.db.selectFrom('events').select(['event_id', ...MUTABLE_EVENT_COLUMNS]).where(anyOf(this.engine, 'event_id', cached.slice(i, i + CHUNK))).execute()));
     }
     const rows = keys.length > 0 ? await this.complete(keys) : [];
     rows.push(...(await this.whole(uncached)));
@@ -89,7 +98,7 @@ export class EventsRepo {
   private async whole(eventIds: readonly string[]): Promise<EventRow[]> {
     const rows: EventRow[] = [];
     for (let i = 0; i < eventIds.length; i += CHUNK) {
-      const chunk = await this.db.selectFrom('events').selectAll().where('event_id', 'in', eventIds.slice(i, i + CHUNK)).execute();
+      const chunk = await this.db.selectFrom('events').selectAll().where(anyOf(this.engine, 'event_id', eventIds.slice(i, i + CHUNK))).execute();
       for (const row of chunk) this.cache.put(row);
       rows.push(...chunk);
     }
@@ -195,7 +204,7 @@ export class EventsRepo {
       .select(['event_id', 'txn_key'])
       .where('user_id', '=', userId)
       .where('device_id', '=', deviceId)
-      .where('event_id', 'in', [...new Set(eventIds)].slice(0, CHUNK))
+      .where(anyOf(this.engine, 'event_id', [...new Set(eventIds)].slice(0, CHUNK)))
       .execute();
     for (const row of rows) found.set(row.event_id, txnIdOfKey(row.txn_key));
     return found;

@@ -19,7 +19,6 @@ import { TokensRepo } from './tokens.js';
 import { UiaSessionsRepo } from './uia.js';
 import { UsersRepo } from './users.js';
 import { EventsRepo } from './events.js';
-import { eventCacheOf } from './event-cache.js';
 import { RoomsRepo } from './rooms.js';
 import { AdminRoomsRepo } from './admin-rooms.js';
 import { AdminUsersRepo } from './admin-users.js';
@@ -99,7 +98,7 @@ export class Store {
     this.keyBackup = new KeyBackupRepo(kysely);
     this.presence = new PresenceRepo(kysely);
     this.rooms = new RoomsRepo(kysely, db.engine);
-    this.events = new EventsRepo(kysely, eventCacheOf(db));
+    this.events = new EventsRepo(kysely, db);
     this.adminUsers = new AdminUsersRepo(kysely);
     this.adminRooms = new AdminRoomsRepo(kysely);
     this.registrationTokens = new RegistrationTokensRepo(kysely);

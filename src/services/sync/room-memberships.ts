@@ -37,7 +37,7 @@ export class RoomMemberships {
   readonly repo: RoomSyncRepo;
 
   constructor(private readonly store: Store) {
-    this.repo = new RoomSyncRepo(store.db.kysely, store.events);
+    this.repo = new RoomSyncRepo(store.db.kysely, store.events, store.db.engine);
   }
 
   /** The rooms the user is joined to now: what a long-poll subscribes to before it first reads. */

@@ -143,7 +143,7 @@ export class RoomsSync {
     private readonly lazyMembers: LazyMembersCache,
     private readonly now: () => number,
   ) {
-    this.repo = new RoomSyncRepo(store.db.kysely, store.events);
+    this.repo = new RoomSyncRepo(store.db.kysely, store.events, store.db.engine);
     this.memberships = new RoomMemberships(store);
   }
 
