@@ -33,7 +33,8 @@ function row(eventId: string, body: string): EventRow {
 describe('event cache', () => {
   it('keeps the unchanging columns only, evicts the least recently used past its budget, and shares frozen parsed PDUs', () => {
     const a = row('$a', 'x'.repeat(100));
-    const cache = new EventCache(Math.floor(3.5 * a.pdu.length));
+    // Room for three rows (1.7 bytes a character), not four; parsing one adds 1.5 a character.
+    const cache = new EventCache(Math.floor(3.5 * 1.7 * a.pdu.length));
     cache.put({ ...a, redacted_by: '$r' } as EventRow);
     assert.equal((cache.fixed('$a') as Partial<EventRow>).redacted_by, undefined, 'redacted_by is never cached');
     cache.put(row('$b', 'y'.repeat(100)));

@@ -16,16 +16,23 @@ interface Entry {
   used: boolean;
   /** The PDU parsed (and deep-frozen: every reader shares it), once someone asked. */
   parsed?: unknown;
-  /** What the entry counts against the budget: its PDU's length, and as much again once parsed. */
+  /** What the entry counts against the budget, in estimated bytes of heap. */
   cost: number;
 }
 
-/** Characters of PDU text held, parsed PDUs counted as much again: roughly 50 MB at most. */
-const DEFAULT_BUDGET = 24 * 1024 * 1024;
+/** Estimated bytes of heap the cache may hold. */
+const DEFAULT_BUDGET = 48 * 1024 * 1024;
+/**
+ * Heap per character of PDU, measured on the benchmark's events (V8, one-byte strings): a row read
+ * whole about 1.7 (its PDU and the other columns' strings), its parsed PDU about 1.5 more.
+ */
+const ROW_COST = 1.7;
+const PARSED_COST = 1.5;
 
 /**
  * The unchanging part of recently read events (every column but redacted_by and the federation
- * flags), with their parsed PDUs, by event ID, least recently used evicted first. Reads that find
+ * flags), with their parsed PDUs, by event ID, within about 48 MB of heap, the least recently used
+ * going first (approximately: CLOCK, see evict). Reads that find
  * an event here still read its changing columns from the database, so the cache needs no
  * invalidation across processes sharing one database: a redaction by another process is seen on
  * the next read. Reading those few columns instead of the row costs a fraction (drivers build
@@ -61,7 +68,7 @@ export class EventCache {
     if (this.entries.has(row.event_id)) return;
     const { event_id, room_id, stream_pos, depth, type, state_key, sender, origin_server_ts, pdu, state_group, replaces_state, membership, history_visibility } = row;
     const fixed: FixedEventColumns = { event_id, room_id, stream_pos, depth, type, state_key, sender, origin_server_ts, pdu, state_group, replaces_state, membership, history_visibility };
-    const entry: Entry = { fixed, used: false, cost: pdu.length };
+    const entry: Entry = { fixed, used: false, cost: Math.ceil(ROW_COST * pdu.length) };
     this.entries.set(event_id, entry);
     this.used += entry.cost;
     this.evict();
@@ -77,8 +84,9 @@ export class EventCache {
     entry.used = true;
     if (entry.parsed === undefined) {
       entry.parsed = deepFreeze(JSON.parse(row.pdu) as unknown);
-      this.used += entry.cost;
-      entry.cost *= 2;
+      const more = Math.ceil(PARSED_COST * row.pdu.length);
+      this.used += more;
+      entry.cost += more;
       this.evict();
     }
     return entry.parsed;
