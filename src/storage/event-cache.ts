@@ -32,10 +32,9 @@ const PARSED_COST = 1.5;
 /**
  * The unchanging part of recently read events (every column but redacted_by and the federation
  * flags), with their parsed PDUs, by event ID, within about 48 MB of heap, the least recently used
- * going first (approximately: CLOCK, see evict). Reads that find
- * an event here still read its changing columns from the database, so the cache needs no
- * invalidation across processes sharing one database: a redaction by another process is seen on
- * the next read. Reading those few columns instead of the row costs a fraction (drivers build
+ * going first (approximately: CLOCK, see evict). Reads that find an event here still read its
+ * changing columns from the database, so the cache needs no invalidation across processes sharing
+ * one database: a redaction by another process is seen on the next read. Reading those few columns instead of the row costs a fraction (drivers build
  * each column of each row), and the parse of the PDU is done once per event.
  *
  * An event is cached only from a read (or the insert) of this process; one whose transaction later
