@@ -58,6 +58,7 @@ interface SeedOptions {
 type ToChild =
   | { seed: SeedOptions }
   | { cpu: true }
+  | { clearCache: true }
   | { send: { roomId: string; sender: string; body: string } }
   | { profile: 'start' }
   | { profile: 'stop'; file: string };
@@ -69,6 +70,7 @@ async function child(): Promise<void> {
   const { parseConfig } = await import('../src/config/load.js');
   const { startHomeserver } = await import('../src/homeserver.js');
   const { encodeRoomToken } = await import('../src/services/rooms/room-token.js');
+  const { eventCacheOf } = await import('../src/storage/event-cache.js');
   const { config, warnings } = parseConfig(JSON.parse(process.env.ROOMS_READ_CONFIG!) as Record<string, unknown>);
   if (warnings.length > 0) console.error(warnings.join('\n'));
   const hs = await startHomeserver(config);
@@ -172,6 +174,10 @@ async function child(): Promise<void> {
   process.on('message', (message: ToChild) => {
     void (async () => {
       if ('cpu' in message) process.send!({ cpu: process.cpuUsage() });
+      else if ('clearCache' in message) {
+        eventCacheOf(s.store.db).clear();
+        process.send!({ cleared: true });
+      }
       else if ('seed' in message) process.send!({ scenario: await seed(message.seed) });
       else if ('send' in message) {
         const { roomId, sender, body } = message.send;
@@ -204,6 +210,8 @@ interface Case {
   path: string;
   token: string;
   target?: { kind: 'cpu_us' | 'p50_ms'; limit: number };
+  /** Empty the server's event cache before each request (untimed, though its CPU is counted: next to nothing). */
+  coldCache?: boolean;
   note?: string;
 }
 
@@ -357,6 +365,15 @@ async function parent(): Promise<void> {
         target: { kind: 'p50_ms', limit: 150 },
         note: 'no filter: timeline limit 10, full state (9 state events) and summary per room',
       },
+      {
+        name: `initial /sync, ${sc.syncRooms.length} rooms x ${seedOptions.eventsPerRoom} events, event cache emptied before each`,
+        key: 'sync-initial-cold',
+        path: `${V3}/sync`,
+        token: sc.reader.token,
+        coldCache: true,
+        target: { kind: 'p50_ms', limit: 150 },
+        note: 'every event read from the database and parsed again (the database\'s own cache stays warm)',
+      },
       { name: `/messages latest 20, ${sc.small.events}-event room`, key: 'messages-small-latest', path: messagesPath(sc.small.roomId), token: sc.historian.token },
       { name: `/messages latest 20, ${sc.big.events}-event room`, key: 'messages-big-latest', path: messagesPath(sc.big.roomId), token: sc.historian.token },
       { name: `/messages 20 from the middle, ${sc.small.events}-event room`, key: 'messages-small-middle', path: messagesPath(sc.small.roomId, sc.small.middle), token: sc.historian.token },
@@ -384,6 +401,7 @@ async function parent(): Promise<void> {
       await Promise.all(
         Array.from({ length: CONNECTIONS }, async () => {
           while (process.hrtime.bigint() < end) {
+            if (c.coldCache) await ask({ clearCache: true }, 'cleared');
             const t0 = process.hrtime.bigint();
             const res = await get(c.path, c.token);
             latenciesMs.push(Number(process.hrtime.bigint() - t0) / 1e6);

@@ -91,6 +91,11 @@ export class EventCache {
     return entry.parsed;
   }
 
+  clear(): void {
+    this.entries.clear();
+    this.used = 0;
+  }
+
   delete(eventId: string): void {
     const entry = this.entries.get(eventId);
     if (!entry) return;
