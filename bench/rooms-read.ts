@@ -31,7 +31,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freshDatabase } from '../test/helpers/server.js';
 import { startChild, type ChildHandle } from './children.js';
-import { commitOf, fsyncCost, load } from './conditions.js';
+import { pathToFileURL } from 'node:url';
+import { checkoutOf, commitOf, fsyncCost, load } from './conditions.js';
 import { median } from './report.js';
 
 /** What the child builds, and what the parent needs to ask for it. */
@@ -67,10 +68,16 @@ if (process.env.ROOMS_READ_CHILD === '1') await child();
 else await parent();
 
 async function child(): Promise<void> {
-  const { parseConfig } = await import('../src/config/load.js');
-  const { startHomeserver } = await import('../src/homeserver.js');
-  const { encodeRoomToken } = await import('../src/services/rooms/room-token.js');
-  const { eventCacheOf } = await import('../src/storage/event-cache.js');
+  // ROOMS_READ_SRC: another copy of src/ (--src), e.g. main's, for a before/after on the same machine.
+  const src = process.env.ROOMS_READ_SRC ?? new URL('../src', import.meta.url).pathname;
+  const loadSrc = async <T>(path: string): Promise<T> => (await import(pathToFileURL(`${src}/${path}`).href)) as T;
+  const { parseConfig } = await loadSrc<typeof import('../src/config/load.js')>('config/load.ts');
+  const { startHomeserver } = await loadSrc<typeof import('../src/homeserver.js')>('homeserver.ts');
+  const { encodeRoomToken } = await loadSrc<typeof import('../src/services/rooms/room-token.js')>('services/rooms/room-token.ts');
+  // Absent from copies of src/ older than the event cache: the cold-cache case then has nothing to empty.
+  const eventCacheOf = existsSync(`${src}/storage/event-cache.ts`)
+    ? (await loadSrc<typeof import('../src/storage/event-cache.js')>('storage/event-cache.ts')).eventCacheOf
+    : () => ({ clear: () => undefined });
   const { config, warnings } = parseConfig(JSON.parse(process.env.ROOMS_READ_CONFIG!) as Record<string, unknown>);
   if (warnings.length > 0) console.error(warnings.join('\n'));
   const hs = await startHomeserver(config);
@@ -255,6 +262,8 @@ async function parent(): Promise<void> {
       big: { type: 'string', default: process.env.BENCH_BIG_ROOM ?? '100000' },
       members: { type: 'string', default: process.env.BENCH_MEMBERS ?? '1000' },
       profile: { type: 'string', default: process.env.BENCH_PROFILE },
+      /** Another copy of src/ to run (e.g. main's, exported with git archive), instead of this checkout's. */
+      src: { type: 'string', default: process.env.BENCH_SRC },
       /** A directory that keeps the seeded database (and its scenario) for the next run with the same --keep and engine. */
       keep: { type: 'string', default: process.env.BENCH_KEEP },
       'log-level': { type: 'string', default: process.env.BENCH_LOG_LEVEL ?? 'info' },
@@ -296,7 +305,9 @@ async function parent(): Promise<void> {
 
   let server: ChildHandle | undefined;
   try {
-    server = await startChild('rooms-read.ts', { ROOMS_READ_CHILD: '1', ROOMS_READ_CONFIG: JSON.stringify(config) }, join(dir, 'server.log'));
+    const childEnv: Record<string, string> = { ROOMS_READ_CHILD: '1', ROOMS_READ_CONFIG: JSON.stringify(config) };
+    if (flags.src) childEnv.ROOMS_READ_SRC = resolve(flags.src);
+    server = await startChild('rooms-read.ts', childEnv, join(dir, 'server.log'));
     const ask = async <T>(message: ToChild, key: string): Promise<T> => (await server!.request(message, key, 3_600_000))[key] as T;
     const { port } = new URL(server.url);
     const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS + 4 });
@@ -504,12 +515,12 @@ async function parent(): Promise<void> {
     for (const r of rows) if (r.note) console.log(`- ${r.name}: ${r.note}`);
 
     const loadAfter = load();
-    const code = commitOf(import.meta.dirname);
+    const code = flags.src ? { src: resolve(flags.src), ...commitOf(checkoutOf(resolve(flags.src))) } : commitOf(import.meta.dirname);
     const m = { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}` };
     console.log(
       `\n${DATABASE}; ${DURATION}s x ${ROUNDS} rounds per case, ${CONNECTIONS} connection(s); load average before ${loadBefore.join(' ')}, after ${loadAfter.join(' ')}. ` +
         `Disk: a 4 KiB write + fsync takes ${fsync.median_ms} ms (median of ${fsync.samples}, worst ${fsync.max_ms} ms). ` +
-        `Code: ${code ? `${code.commit.slice(0, 12)}${code.dirty ? ' with uncommitted changes' : ''}` : 'not a git checkout'}. Seeding: ${JSON.stringify(sc.seedingSeconds)} s. ` +
+        `Code: ${code?.commit ? `${code.commit.slice(0, 12)}${code.dirty ? ' with uncommitted changes' : ''}` : 'not a git checkout'}${flags.src ? ` (src: ${resolve(flags.src)})` : ''}. Seeding: ${JSON.stringify(sc.seedingSeconds)} s. ` +
         `The first initial sync (cold caches) took ${coldInitialMs} ms.`,
     );
     if (!flags['no-save']) {
