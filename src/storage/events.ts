@@ -76,8 +76,8 @@ export class EventsRepo {
 
   /**
    * The rows of events read as keys (ID and changing columns), in the same order: the unchanging
-   * columns from the cache, the events it lacks read whole (one statement per 500, 5,000 on PostgreSQL). An event gone
-   * since its key was read is left out.
+   * columns from the cache, the events it lacks read whole (one statement per 500, per 5,000 on
+   * PostgreSQL). An event gone since its key was read is left out.
    */
   async complete(keys: readonly EventKey[]): Promise<EventRow[]> {
     const rows: (EventRow | undefined)[] = [];
