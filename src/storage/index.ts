@@ -98,7 +98,7 @@ export class Store {
     this.keyBackup = new KeyBackupRepo(kysely);
     this.presence = new PresenceRepo(kysely);
     this.rooms = new RoomsRepo(kysely, db.engine);
-    this.events = new EventsRepo(kysely);
+    this.events = new EventsRepo(kysely, db);
     this.adminUsers = new AdminUsersRepo(kysely);
     this.adminRooms = new AdminRoomsRepo(kysely);
     this.registrationTokens = new RegistrationTokensRepo(kysely);

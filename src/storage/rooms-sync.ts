@@ -1,5 +1,9 @@
 import { sql, type Kysely } from 'kysely';
-import type { EventRow } from './events.js';
+import { anyOf } from './any-of.js';
+import { HotQuery } from './compiled.js';
+import type { Engine } from './db.js';
+import { MUTABLE_EVENT_COLUMNS, type EventKey } from './event-cache.js';
+import type { EventRow, EventsRepo } from './events.js';
 import type { MemberRow } from './rooms.js';
 import type { Database } from './schema.js';
 
@@ -29,6 +33,24 @@ export interface StateSelection {
   members: 'all' | readonly string[];
 }
 
+/** A user's membership of a room as sync reads it, with the room's latest stream position. */
+export type MembershipRow = Pick<MemberRow, 'room_id' | 'membership' | 'event_id' | 'stream_pos' | 'forgotten'> & { last_pos: number };
+
+// Sync's hot reads, built once (see compiled.ts): every incremental sync and long-poll runs them.
+const membershipColumns = ['m.room_id', 'm.membership', 'm.event_id', 'm.stream_pos', 'm.forgotten', 'r.last_pos'] as const;
+const allMemberships = new HotQuery((db, userId: string) =>
+  db.selectFrom('room_members as m').innerJoin('rooms as r', 'r.room_id', 'm.room_id').select(membershipColumns).where('m.user_id', '=', userId),
+);
+const currentMemberships = new HotQuery((db, userId: string, after: number) =>
+  db
+    .selectFrom('room_members as m')
+    .innerJoin('rooms as r', 'r.room_id', 'm.room_id')
+    .select(membershipColumns)
+    .where('m.user_id', '=', userId)
+    .where((eb) => eb.or([eb('m.membership', '=', 'join'), eb('m.stream_pos', '>', after)])),
+);
+const joinedRooms = new HotQuery((db, userId: string) => db.selectFrom('room_members').select('room_id').where('user_id', '=', userId).where('membership', '=', 'join'));
+
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
@@ -40,40 +62,59 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
  * one per room wherever the engines allow.
  */
 export class RoomSyncRepo {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    /** Completes the events read as keys (see EventsRepo.complete). */
+    private readonly events: EventsRepo,
+    private readonly engine: Engine,
+  ) {}
 
   /**
-   * The user's membership rows a sync looks at: every row when `after` is undefined (an initial
-   * sync), else the rooms the user is joined to and those whose membership changed after `after`.
-   * Forgotten rooms are included; the caller leaves them out.
+   * The user's membership rows a sync looks at, each with its room's latest position: every row
+   * when `after` is undefined (an initial sync), else the rooms the user is joined to and those whose
+   * membership changed after `after`. Forgotten rooms are included; the caller leaves them out.
    */
-  memberships(userId: string, after: number | undefined): Promise<MemberRow[]> {
-    let query = this.db.selectFrom('room_members').selectAll().where('user_id', '=', userId);
-    if (after !== undefined) query = query.where((eb) => eb.or([eb('membership', '=', 'join'), eb('stream_pos', '>', after)]));
-    return query.execute();
+  async memberships(userId: string, after: number | undefined): Promise<MembershipRow[]> {
+    const { rows } = after === undefined ? await allMemberships.execute(this.db, userId) : await currentMemberships.execute(this.db, userId, after);
+    return rows;
   }
 
   /** The IDs of the rooms the user is joined to. */
   async joinedRoomIds(userId: string): Promise<string[]> {
-    const rows = await this.db.selectFrom('room_members').select('room_id').where('user_id', '=', userId).where('membership', '=', 'join').execute();
+    const { rows } = await joinedRooms.execute(this.db, userId);
     return rows.map((r) => r.room_id);
   }
 
   /**
    * For each request, the room's events in (after, upto], newest first, at most `limit`: one
-   * statement per chunk of rooms (a UNION ALL of per-room index range scans).
+   * statement per chunk of rooms (a UNION ALL of per-room index range scans) reading the events'
+   * keys, then the rows from the event cache (those it lacks read by ID).
    */
   async latestMany(requests: readonly { roomId: string; after: number; upto: number; limit: number }[]): Promise<Map<string, EventRow[]>> {
     const out = new Map<string, EventRow[]>();
+    const columns = sql.join(['event_id', ...MUTABLE_EVENT_COLUMNS].map((c) => sql.ref(c)));
     for (const chunk of chunks(requests, ROOM_CHUNK)) {
-      const parts = chunk.map(
-        (r) => sql`SELECT * FROM (SELECT * FROM events WHERE room_id = ${r.roomId} AND stream_pos > ${r.after} AND stream_pos <= ${r.upto} ORDER BY stream_pos DESC LIMIT ${r.limit}) AS t`,
-      );
-      const { rows } = await sql<EventRow>`${sql.join(parts, sql` UNION ALL `)}`.execute(this.db);
+      let query;
+      if (this.engine === 'postgres') {
+        // One subquery, run per room (LATERAL): a UNION ALL of 100 costs PostgreSQL more to plan than to run.
+        query = sql<EventKey>`
+          SELECT t.* FROM unnest(${chunk.map((r) => r.roomId)}::text[], ${chunk.map((r) => r.after)}::bigint[], ${chunk.map((r) => r.upto)}::bigint[], ${chunk.map((r) => r.limit)}::int[])
+            AS r(room_id, after_pos, upto_pos, lim)
+          CROSS JOIN LATERAL (
+            SELECT ${columns} FROM events e WHERE e.room_id = r.room_id AND e.stream_pos > r.after_pos AND e.stream_pos <= r.upto_pos ORDER BY e.stream_pos DESC LIMIT r.lim
+          ) AS t`;
+      } else {
+        const parts = chunk.map(
+          (r) =>
+            sql`SELECT * FROM (SELECT ${columns} FROM events WHERE room_id = ${r.roomId} AND stream_pos > ${r.after} AND stream_pos <= ${r.upto} ORDER BY stream_pos DESC LIMIT ${r.limit}) AS t`,
+        );
+        query = sql<EventKey>`${sql.join(parts, sql` UNION ALL `)}`;
+      }
+      const { rows: keys } = await query.execute(this.db);
       for (const r of chunk) out.set(r.roomId, []);
-      for (const row of rows) out.get(row.room_id)?.push(row);
-      for (const list of out.values()) list.sort((a, b) => Number(b.stream_pos) - Number(a.stream_pos));
+      for (const row of await this.events.complete(keys)) out.get(row.room_id)?.push(row);
     }
+    for (const list of out.values()) list.sort((a, b) => Number(b.stream_pos) - Number(a.stream_pos));
     return out;
   }
 
@@ -82,30 +123,60 @@ export class RoomSyncRepo {
    * chain in one statement, later groups winning (group IDs grow along a chain).
    */
   async stateAt(group: number, select: StateSelection): Promise<Map<string, StateEntry>> {
-    const state = new Map<string, StateEntry>();
+    return (await this.stateAtMany([{ group, select }]))[0]!;
+  }
+
+  /**
+   * Several state snapshots (one per request, in order), each only the entries its selection asks
+   * for: one statement per 100 groups, reading the union of the selections. The chains drive the
+   * join (SQLite's CROSS JOIN keeps that order), so each group's entries are read by the primary key.
+   */
+  async stateAtMany(requests: readonly { group: number; select: StateSelection }[]): Promise<Map<string, StateEntry>[]> {
+    const out = requests.map(() => new Map<string, StateEntry>());
+    if (requests.length === 0) return out;
+    const others = requests.some((r) => r.select.others);
+    const members: 'all' | string[] = requests.some((r) => r.select.members === 'all') ? 'all' : [...new Set(requests.flatMap((r) => r.select.members as readonly string[]))];
+    if (members !== 'all' && members.length > CHUNK) {
+      // A long member list: the members' entries in chunks, the others once.
+      for (const [i, r] of requests.entries()) {
+        const list = r.select.members as readonly string[];
+        if (r.select.others) for (const [key, entry] of (await this.stateAtMany([{ group: r.group, select: { others: true, members: [] } }]))[0]!) out[i]!.set(key, entry);
+        for (const part of chunks(list, CHUNK)) for (const [key, entry] of (await this.stateAtMany([{ group: r.group, select: { others: false, members: part } }]))[0]!) out[i]!.set(key, entry);
+      }
+      return out;
+    }
     let filter;
-    if (select.members === 'all') filter = select.others ? sql`1 = 1` : sql`e.type = 'm.room.member'`;
+    if (members === 'all') filter = others ? sql`1 = 1` : sql`e.type = 'm.room.member'`;
     else {
-      const members = select.members.length > 0 ? sql`(e.type = 'm.room.member' AND e.state_key IN (${sql.join([...select.members])}))` : sql`1 = 0`;
-      filter = select.others ? sql`(e.type <> 'm.room.member' OR ${members})` : members;
+      const selected = members.length > 0 ? sql`(e.type = 'm.room.member' AND e.state_key IN (${sql.join(members)}))` : sql`1 = 0`;
+      filter = others ? sql`(e.type <> 'm.room.member' OR ${selected})` : selected;
     }
-    if (select.members !== 'all' && select.members.length > CHUNK) {
-      // A long member list: read the members' entries in chunks, the others once.
-      if (select.others) for (const [key, entry] of await this.stateAt(group, { others: true, members: [] })) state.set(key, entry);
-      for (const part of chunks(select.members, CHUNK)) for (const [key, entry] of await this.stateAt(group, { others: false, members: part })) state.set(key, entry);
-      return state;
+    const byGroup = new Map<number, number[]>();
+    for (const [i, r] of requests.entries()) {
+      let list = byGroup.get(r.group);
+      if (!list) byGroup.set(r.group, (list = []));
+      list.push(i);
     }
-    const { rows } = await sql<{ state_group: number; type: string; state_key: string; event_id: string }>`
-      WITH RECURSIVE chain(id, prev_group) AS (
-        SELECT id, prev_group FROM state_groups WHERE id = ${group}
-        UNION ALL
-        SELECT g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
-      )
-      SELECT e.state_group, e.type, e.state_key, e.event_id FROM state_group_entries e JOIN chain c ON e.state_group = c.id
-      WHERE ${filter}
-      ORDER BY e.state_group ASC`.execute(this.db);
-    for (const row of rows) state.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });
-    return state;
+    const memberSets = requests.map((r) => (r.select.members === 'all' ? undefined : new Set(r.select.members)));
+    for (const groups of chunks([...byGroup.keys()], ROOM_CHUNK)) {
+      const { rows } = await sql<{ origin: number; type: string; state_key: string; event_id: string }>`
+        WITH RECURSIVE chain(origin, id, prev_group) AS (
+          SELECT id, id, prev_group FROM state_groups WHERE ${anyOf(this.engine, 'id', groups, 'bigint')}
+          UNION ALL
+          SELECT c.origin, g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
+        )
+        SELECT c.origin, e.type, e.state_key, e.event_id FROM chain c CROSS JOIN state_group_entries e
+        WHERE e.state_group = c.id AND ${filter}
+        ORDER BY e.state_group ASC`.execute(this.db);
+      for (const row of rows) {
+        for (const i of byGroup.get(Number(row.origin)) ?? []) {
+          const set = memberSets[i];
+          const wanted = row.type === 'm.room.member' ? set === undefined || set.has(row.state_key) : requests[i]!.select.others;
+          if (wanted) out[i]!.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });
+        }
+      }
+    }
+    return out;
   }
 
   /** The room's state events in (after, before), oldest first: what changed in a sync's gap. */
@@ -129,7 +200,7 @@ export class RoomSyncRepo {
       const rows = await this.db
         .selectFrom('events')
         .select(['room_id', 'state_key', 'membership', 'stream_pos'])
-        .where('room_id', 'in', chunk)
+        .where(anyOf(this.engine, 'room_id', chunk))
         .where('stream_pos', '>', after)
         .where('stream_pos', '<=', upto)
         .where('type', '=', 'm.room.member')
@@ -148,7 +219,7 @@ export class RoomSyncRepo {
       const rows = await this.db
         .selectFrom('room_members')
         .select(['room_id', 'membership', (eb) => eb.fn.countAll<number>().as('n')])
-        .where('room_id', 'in', chunk)
+        .where(anyOf(this.engine, 'room_id', chunk))
         .where('membership', 'in', ['join', 'invite'])
         .groupBy(['room_id', 'membership'])
         .execute();
@@ -172,7 +243,7 @@ export class RoomSyncRepo {
         SELECT room_id, user_id FROM (
           SELECT room_id, user_id, stream_pos, ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY stream_pos, user_id) AS n
           FROM room_members
-          WHERE room_id IN (${sql.join(chunk)}) AND membership IN (${sql.join([...memberships])}) AND user_id <> ${userId}
+          WHERE ${anyOf(this.engine, 'room_id', chunk)} AND membership IN (${sql.join([...memberships])}) AND user_id <> ${userId}
         ) AS ranked
         WHERE n <= ${count}
         ORDER BY room_id, stream_pos, user_id`.execute(this.db);
@@ -189,7 +260,7 @@ export class RoomSyncRepo {
   async joinedMembers(roomIds: readonly string[]): Promise<string[]> {
     const out = new Set<string>();
     for (const chunk of chunks(roomIds, CHUNK)) {
-      const rows = await this.db.selectFrom('room_members').select('user_id').distinct().where('room_id', 'in', chunk).where('membership', '=', 'join').execute();
+      const rows = await this.db.selectFrom('room_members').select('user_id').distinct().where(anyOf(this.engine, 'room_id', chunk)).where('membership', '=', 'join').execute();
       for (const row of rows) out.add(row.user_id);
     }
     return [...out];

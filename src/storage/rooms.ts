@@ -83,6 +83,8 @@ export class RoomsRepo {
   /**
    * The state snapshot `group` as (type, state_key) -> event ID, optionally only some types: the
    * deltas down its chain of groups in one query, later groups winning (group IDs grow along a chain).
+   * The chain drives the join (SQLite's CROSS JOIN keeps that order): each group's entries are read
+   * by the primary key, where a plain join let SQLite scan every group's entries.
    */
   async stateAt(group: number, types?: readonly string[]): Promise<Map<string, { type: string; state_key: string; event_id: string }>> {
     const typeFilter = types ? (types.length === 0 ? sql`AND 1 = 0` : sql`AND e.type IN (${sql.join(types)})`) : sql``;
@@ -92,8 +94,8 @@ export class RoomsRepo {
         UNION ALL
         SELECT g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
       )
-      SELECT e.state_group, e.type, e.state_key, e.event_id FROM state_group_entries e JOIN chain c ON e.state_group = c.id
-      WHERE 1 = 1 ${typeFilter}
+      SELECT e.state_group, e.type, e.state_key, e.event_id FROM chain c CROSS JOIN state_group_entries e
+      WHERE e.state_group = c.id ${typeFilter}
       ORDER BY e.state_group ASC`.execute(this.db);
     const state = new Map<string, { type: string; state_key: string; event_id: string }>();
     for (const row of rows) state.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });

@@ -51,13 +51,13 @@ export class ClientEventSerializer {
     const out: ClientEvent[] = [];
     for (const row of rows) {
       const version = await this.roomVersion(row.room_id);
-      const event = toClientEvent(row, version, now);
+      const event = toClientEvent(row, version, now, this.pdu(row));
       const redaction = row.redacted_by ? relatedRows.get(row.redacted_by) : undefined;
-      if (redaction) event.unsigned.redacted_because = toClientEvent(redaction, version, now);
+      if (redaction) event.unsigned.redacted_because = toClientEvent(redaction, version, now, this.pdu(redaction));
       const replaced = row.replaces_state ? relatedRows.get(row.replaces_state) : undefined;
       if (replaced) {
         event.unsigned.replaces_state = replaced.event_id;
-        event.unsigned.prev_content = toClientEvent(replaced, version, now).content;
+        event.unsigned.prev_content = toClientEvent(replaced, version, now, this.pdu(replaced)).content;
         event.unsigned.prev_sender = replaced.sender;
       }
       const txnId = txnIds.get(row.event_id);
@@ -66,11 +66,20 @@ export class ClientEventSerializer {
     }
     return out;
   }
+
+  /** The row's PDU parsed, through the event cache. */
+  private pdu(row: EventRow): Pdu {
+    return this.store.events.parsed(row) as Pdu;
+  }
 }
 
-/** One stored event in the client format, redacted if it was; without the fields that need other reads. */
-export function toClientEvent(row: EventRow, version: string, now: number): ClientEvent {
-  let pdu = JSON.parse(row.pdu) as Pdu;
+/**
+ * One stored event in the client format, redacted if it was; without the fields that need other
+ * reads. `parsed` is the row's PDU already parsed (it may be shared: it is not changed, and the
+ * event's `content` is that object, not a copy).
+ */
+export function toClientEvent(row: EventRow, version: string, now: number, parsed?: Pdu): ClientEvent {
+  let pdu = parsed ?? (JSON.parse(row.pdu) as Pdu);
   if (row.redacted_by) pdu = redactEvent(pdu, version);
   const event: ClientEvent = {
     event_id: row.event_id,

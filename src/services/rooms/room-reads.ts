@@ -90,8 +90,8 @@ export class RoomReadService {
   /** The room's state: current, or for a departed user the state when they left. */
   async state(requester: Requester, roomId: string): Promise<ClientEvent[]> {
     const access = await this.access(roomId, requester);
-    const entries = access.departed ? [...(await this.store.rooms.stateAt(Number(access.departed.state_group))).values()] : await this.store.rooms.currentStateIds(roomId);
-    return this.serialize(await this.rowsOf(entries), access);
+    const rows = access.departed ? await this.rowsOf([...(await this.store.rooms.stateAt(Number(access.departed.state_group))).values()]) : sortState(await this.store.events.currentState(roomId));
+    return this.serialize(rows, access);
   }
 
   async stateEvent(requester: Requester, roomId: string, type: string, stateKey: string): Promise<ClientEvent> {
@@ -165,16 +165,16 @@ export class RoomReadService {
    */
   async members(requester: Requester, roomId: string, options: { at?: string; membership?: Membership; notMembership?: Membership }): Promise<ClientEvent[]> {
     const access = await this.access(roomId, requester);
-    let entries: StateEntry[];
+    let rows: EventRow[];
     if (options.at !== undefined || access.departed) {
       let point = options.at !== undefined ? await this.point(options.at, roomId) : pointAfter(access.departed!);
       if (access.departed) point = earlier(point, pointAfter(access.departed));
       const [atEvent] = await this.store.events.page(roomId, point, 'b', 1);
-      entries = atEvent ? [...(await this.store.rooms.stateAt(Number(atEvent.state_group), ['m.room.member'])).values()] : [];
+      rows = await this.rowsOf(atEvent ? [...(await this.store.rooms.stateAt(Number(atEvent.state_group), ['m.room.member'])).values()] : []);
     } else {
-      entries = (await this.store.rooms.currentStateOfType(roomId, 'm.room.member')).map((e) => ({ type: 'm.room.member', ...e }));
+      // Current members: the events in one statement with the state, the rows from the event cache.
+      rows = sortState(await this.store.events.currentState(roomId, 'm.room.member'));
     }
-    let rows = await this.rowsOf(entries);
     const { membership, notMembership } = options;
     if (membership !== undefined || notMembership !== undefined) {
       rows = rows.filter((r) => (membership !== undefined && r.membership === membership) || (notMembership !== undefined && r.membership !== notMembership));
@@ -277,8 +277,7 @@ export class RoomReadService {
 
   /** The rows of state entries, in a stable order (type, then state key). */
   private async rowsOf(entries: readonly StateEntry[]): Promise<EventRow[]> {
-    const rows = await this.store.events.getMany(entries.map((e) => e.event_id));
-    return rows.sort((a, b) => (a.type === b.type ? ((a.state_key ?? '') < (b.state_key ?? '') ? -1 : 1) : a.type < b.type ? -1 : 1));
+    return sortState(await this.store.events.getMany(entries.map((e) => e.event_id)));
   }
 
   private serialize(rows: readonly EventRow[], access: Access): Promise<ClientEvent[]> {
@@ -310,6 +309,11 @@ function hasUrl(row: EventRow): boolean {
   } catch {
     return false;
   }
+}
+
+/** State events in a stable order: type, then state key. */
+function sortState(rows: EventRow[]): EventRow[] {
+  return rows.sort((a, b) => (a.type === b.type ? ((a.state_key ?? '') < (b.state_key ?? '') ? -1 : 1) : a.type < b.type ? -1 : 1));
 }
 
 function compare(a: RoomPoint, b: RoomPoint): number {

@@ -1,7 +1,6 @@
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
-import type { MemberRow } from '../../storage/rooms.js';
-import { RoomSyncRepo } from '../../storage/rooms-sync.js';
+import { RoomSyncRepo, type MembershipRow } from '../../storage/rooms-sync.js';
 
 /** The longest chain of one user's member events followed back in one room. */
 const MAX_CHAIN = 200;
@@ -11,14 +10,14 @@ const pos = (row: { stream_pos: number }) => Number(row.stream_pos);
 /** What the user's memberships say about each room between `after` and `upto`. */
 export interface Memberships {
   /** Rooms joined at `upto`; `sinceJoined` when the user was joined at `after` too, without leaving between. */
-  joined: { roomId: string; row: MemberRow; sinceJoined: boolean }[];
+  joined: { roomId: string; row: MembershipRow; sinceJoined: boolean }[];
   /** Invites: the invite event. */
   invited: { roomId: string; eventId: string; pos: number }[];
   /**
    * Rooms left (or banned from): the leave (or ban) event; `sinceJoined` as above; `wasJoined` when
    * the user was joined at `after` or since (false for an invite rejected or withdrawn).
    */
-  left: { roomId: string; row: MemberRow; eventId: string; pos: number; sinceJoined: boolean; wasJoined: boolean }[];
+  left: { roomId: string; row: MembershipRow; eventId: string; pos: number; sinceJoined: boolean; wasJoined: boolean }[];
 }
 
 /** A member event: whose membership became what. */
@@ -38,7 +37,7 @@ export class RoomMemberships {
   readonly repo: RoomSyncRepo;
 
   constructor(private readonly store: Store) {
-    this.repo = new RoomSyncRepo(store.db.kysely);
+    this.repo = new RoomSyncRepo(store.db.kysely, store.events, store.db.engine);
   }
 
   /** The rooms the user is joined to now: what a long-poll subscribes to before it first reads. */
@@ -78,7 +77,7 @@ export class RoomMemberships {
     for (const row of rows) if (pos(row) > threshold) walk.set(row.room_id, row.event_id);
     const chains = walk.size > 0 ? await this.chains(walk, threshold) : new Map<string, Chain>();
     const result: Memberships = { joined: [], invited: [], left: [] };
-    const asEvent = (row: MemberRow) => ({ eventId: row.event_id, pos: pos(row) });
+    const asEvent = (row: MembershipRow) => ({ eventId: row.event_id, pos: pos(row) });
     for (const row of rows) {
       const chain = chains.get(row.room_id);
       if (after === undefined) {
@@ -133,14 +132,13 @@ export class RoomMemberships {
     const left = memberships.left.map((l) => l.roomId);
     if (left.length > 0) for (const u of await this.repo.joinedMembers(left)) leaveCandidates.add(u);
     const events: MemberChange[] = [];
-    const unread: string[] = [];
+    const changedRooms: string[] = [];
     for (const j of memberships.joined) {
       if (!j.sinceJoined) continue;
       const list = known?.memberEvents.get(j.roomId);
       if (list) events.push(...list);
-      else unread.push(j.roomId);
+      else if (pos({ stream_pos: j.row.last_pos }) > after) changedRooms.push(j.roomId);
     }
-    const changedRooms = unread.length > 0 ? [...(await this.store.rooms.changedSince(unread, after)).keys()] : [];
     if (changedRooms.length > 0) events.push(...(await this.repo.memberEventsBetween(changedRooms, after, upto)));
     for (const e of events) {
       if (e.membership === 'join') joinCandidates.add(e.state_key);

@@ -2,8 +2,7 @@ import { RoomVisibility } from '../rooms/visibility.js';
 import type { AccountDataEntry } from '../../storage/account-data.js';
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
-import type { MemberRow } from '../../storage/rooms.js';
-import { RoomSyncRepo, type StateEntry, type StateEventRef } from '../../storage/rooms-sync.js';
+import { RoomSyncRepo, type MembershipRow, type StateEntry, type StateEventRef } from '../../storage/rooms-sync.js';
 import { RoomMemberships, type MemberChange, type Memberships } from './room-memberships.js';
 import { dictionary, isObject, type JsonObject } from '../../validate.js';
 import type { ClientEvent, ClientEventSerializer } from '../rooms/client-event.js';
@@ -57,7 +56,7 @@ interface RoomJob {
   /** The timeline is read from (after, cap]. */
   after: number;
   cap: number;
-  row: MemberRow;
+  row: MembershipRow;
   /** Whether anything happened in the room in (after, cap]; false when only account data changed. */
   changed: boolean;
   /** Events read, newest first, each either in the timeline or left out of it. */
@@ -114,6 +113,21 @@ function eventPredicate(filter: RoomFilter | undefined): ((row: EventRow) => boo
   };
 }
 
+/** A state group, and for a timeline that starts with a state event, that event's entry as it was before it. */
+interface StartGroup {
+  group: number;
+  patch?: { key: string; type: string; stateKey: string; replaces: string | null };
+}
+
+/** Members whose events lazy-loading wants in a room's state: the timeline's senders and the heroes (and the user, for full state). */
+function wantedMembers(j: RoomJob, userId: string): Set<string> {
+  const wanted = new Set<string>();
+  for (const r of j.timeline) wanted.add(r.sender);
+  for (const h of j.heroes) wanted.add(h);
+  if (j.mode === 'full') wanted.add(userId);
+  return wanted;
+}
+
 /**
  * The rooms part of /sync: joined rooms (timeline, state, account data, summary), invites with
  * their stripped state, and rooms left since the last sync. Reads are batched over rooms: a
@@ -129,7 +143,7 @@ export class RoomsSync {
     private readonly lazyMembers: LazyMembersCache,
     private readonly now: () => number,
   ) {
-    this.repo = new RoomSyncRepo(store.db.kysely);
+    this.repo = new RoomSyncRepo(store.db.kysely, store.events, store.db.engine);
     this.memberships = new RoomMemberships(store);
   }
 
@@ -170,12 +184,12 @@ export class RoomsSync {
       else accountData.delete(roomId);
     }
 
-    // Which joined rooms changed: one statement for all of them.
+    // Which joined rooms changed: the membership rows carry each room's latest position.
     const stayed = memberships.joined.filter((j) => j.sinceJoined && !fullState && inRooms(j.roomId));
-    const changed = stayed.length > 0 ? await this.store.rooms.changedSince(stayed.map((j) => j.roomId), from) : new Map<string, number>();
+    const changed = new Set(stayed.filter((j) => pos({ stream_pos: j.row.last_pos }) > from).map((j) => j.roomId));
 
     const jobs: RoomJob[] = [];
-    const job = (roomId: string, section: 'join' | 'leave', mode: 'full' | 'incremental', jobAfter: number, cap: number, row: MemberRow, roomChanged: boolean): RoomJob => ({
+    const job = (roomId: string, section: 'join' | 'leave', mode: 'full' | 'incremental', jobAfter: number, cap: number, row: MembershipRow, roomChanged: boolean): RoomJob => ({
       roomId, section, mode, after: jobAfter, cap, row, changed: roomChanged,
       processed: [], timeline: [], limited: false, exhausted: true, gap: [], heroes: [], state: new Map(), forced: new Set(), stateless: false,
     });
@@ -382,6 +396,19 @@ export class RoomsSync {
    * join or full state), less those the device was already sent, but always those of a gap.
    */
   private async readState(jobs: RoomJob[], o: { userId: string; deviceId: string; lazy: boolean; includeRedundant: boolean; initial: boolean }): Promise<void> {
+    // The full rooms' state at the start of their timelines: read for all of them at once.
+    const starts = new Map<RoomJob, StartGroup>();
+    for (const j of jobs) {
+      if (j.stateless || j.mode !== 'full') continue;
+      const start = await this.startGroup(j);
+      if (start) starts.set(j, start);
+    }
+    const fullJobs = [...starts.keys()];
+    const snapshots = await this.repo.stateAtMany(
+      fullJobs.map((j) => ({ group: starts.get(j)!.group, select: o.lazy ? { others: true, members: [...wantedMembers(j, o.userId)] } : { others: true, members: 'all' as const } })),
+    );
+    const snapshotOf = new Map(fullJobs.map((j, i) => [j, snapshots[i]!]));
+
     for (const j of jobs) {
       if (j.stateless) continue;
       const timelineIds = new Set(j.timeline.map((r) => r.event_id));
@@ -391,19 +418,12 @@ export class RoomsSync {
       for (const r of j.timeline) if (r.state_key !== null) lastInTimeline.set(key(r.type, r.state_key), pos(r));
       const overriddenLater = (e: { type: string; state_key: string; stream_pos: number }) => (lastInTimeline.get(key(e.type, e.state_key)) ?? -1) > e.stream_pos;
 
-      // Members whose events lazy-loading wants in state: the timeline's senders and the heroes.
-      const wanted = new Set<string>();
-      if (o.lazy) {
-        for (const r of j.timeline) wanted.add(r.sender);
-        for (const h of j.heroes) wanted.add(h);
-        if (j.mode === 'full') wanted.add(o.userId);
-      }
+      const wanted = o.lazy ? wantedMembers(j, o.userId) : new Set<string>();
 
       if (j.mode === 'full') {
-        const start = await this.startGroup(j);
-        if (start === undefined) continue;
-        const selection = o.lazy ? { others: true, members: [...wanted] } : { others: true, members: 'all' as const };
-        const state = await this.repo.stateAt(start.group, selection);
+        const start = starts.get(j);
+        const state = snapshotOf.get(j);
+        if (start === undefined || state === undefined) continue;
         if (start.patch) {
           const selected = !o.lazy || start.patch.type !== MEMBER || wanted.has(start.patch.stateKey);
           if (selected) {
@@ -456,7 +476,7 @@ export class RoomsSync {
    * The state group at the start of a room's timeline: the group after the event before it. For a
    * timeline starting with a state event E, that is E's group with E's entry replaced by what E replaced.
    */
-  private async startGroup(j: RoomJob): Promise<{ group: number; patch?: { key: string; type: string; stateKey: string; replaces: string | null } } | undefined> {
+  private async startGroup(j: RoomJob): Promise<StartGroup | undefined> {
     const first = j.timeline[0];
     if (first) {
       if (first.state_key === null) return { group: Number(first.state_group) };

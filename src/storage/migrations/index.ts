@@ -10,6 +10,7 @@ import * as globalStream from './0009_global_stream.js';
 import * as rooms from './0010_rooms.js';
 import * as threepidIdServers from './0011_threepid_id_servers.js';
 import * as admin from './0012_admin.js';
+import * as roomReadIndexes from './0013_room_read_indexes.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -24,4 +25,5 @@ export const migrations: Record<string, Migration> = {
   '0010_rooms': rooms,
   '0011_threepid_id_servers': threepidIdServers,
   '0012_admin': admin,
+  '0013_room_read_indexes': roomReadIndexes,
 };
