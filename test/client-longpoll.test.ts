@@ -1,35 +1,25 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
-import { PG, startTestServer, type TestServer } from './helpers/server.js';
+import { PG, twoProcessesOnePostgres } from './helpers/server.js';
 import { until } from './helpers/until.js';
 
 type Sync = { next_batch: string; account_data: { events: { type: string; content: Record<string, unknown> }[] } };
 
 describe('long-poll across two homeserver processes sharing Postgres', () => {
-  let first: TestServer;
-  let second: TestServer;
-  before(async () => {
-    first = await startTestServer('postgres');
-    // A second homeserver on the same database: its own pool, notifier and LISTEN connection.
-    second = await startTestServer('postgres', {}, { database: first.config.database as unknown as Record<string, unknown> });
-  });
-  after(async () => {
-    await second.close();
-    await first.close();
-  });
+  const servers = twoProcessesOnePostgres();
 
   it('wakes a sync waiting on one process when account data changes through the other', async () => {
-    const alice = await first.api.register('alice');
-    const initial = await first.api.get<Sync>('/v3/sync', { token: alice.access_token });
-    const notifier = first.hs.services.notifier;
-    const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: alice.access_token });
+    const alice = await servers.first.api.register('alice');
+    const initial = await servers.first.api.get<Sync>('/v3/sync', { token: alice.access_token });
+    const notifier = servers.first.hs.services.notifier;
+    const waiting = servers.first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: alice.access_token });
     let answered = false;
     void waiting.then(() => (answered = true));
     await until(() => notifier.waiting === 1, 'the sync to wait');
     assert.equal(answered, false, 'the sync really waited');
     const changedAt = Date.now();
-    const put = await second.api.put(`/v3/user/${encodeURIComponent(alice.user_id)}/account_data/org.example.shared`, { from: 'second' }, { token: alice.access_token });
+    const put = await servers.second.api.put(`/v3/user/${encodeURIComponent(alice.user_id)}/account_data/org.example.shared`, { from: 'second' }, { token: alice.access_token });
     assert.equal(put.status, 200);
     const res = await waiting;
     const returnedAt = Date.now();
@@ -38,21 +28,21 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
   });
 
   it('wakes a sync on the other process for a to-device message too', async () => {
-    const bob = await second.api.register('bob');
-    const bob2 = await first.api.login('bob');
-    const initial = await second.api.get<Sync>('/v3/sync', { token: bob2.access_token });
-    const waiting = second.api.get<{ to_device: { events: { type: string }[] } }>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: bob2.access_token });
-    await until(() => second.hs.services.notifier.waiting === 1, 'the sync to wait');
+    const bob = await servers.second.api.register('bob');
+    const bob2 = await servers.first.api.login('bob');
+    const initial = await servers.second.api.get<Sync>('/v3/sync', { token: bob2.access_token });
+    const waiting = servers.second.api.get<{ to_device: { events: { type: string }[] } }>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: bob2.access_token });
+    await until(() => servers.second.hs.services.notifier.waiting === 1, 'the sync to wait');
     const sentAt = Date.now();
-    await first.api.put('/v3/sendToDevice/org.example.x/t1', { messages: { [bob.user_id]: { [bob2.device_id]: { hi: 1 } } } }, { token: bob.access_token });
+    await servers.first.api.put('/v3/sendToDevice/org.example.x/t1', { messages: { [bob.user_id]: { [bob2.device_id]: { hi: 1 } } } }, { token: bob.access_token });
     const res = await waiting;
     assert.ok(Date.now() - sentAt < 1000);
     assert.deepEqual(res.body.to_device.events.map((e) => e.type), ['org.example.x']);
   });
 
   it('listens again after its LISTEN connection is killed', async () => {
-    const dave = await first.api.register('dave');
-    const database = (first.config.database.args as { database: string }).database;
+    const dave = await servers.first.api.register('dave');
+    const database = (servers.first.config.database.args as { database: string }).database;
     const admin = new pg.Client({ ...PG, database: 'postgres' });
     await admin.connect();
     const killed = await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN %'`, [database]);
@@ -67,36 +57,36 @@ describe('long-poll across two homeserver processes sharing Postgres', () => {
       return (res.rows[0] as { n: number }).n;
     };
     await until(async () => (await listening()) >= 2, 'both processes to LISTEN again', 5000);
-    const initial = await first.api.get<Sync>('/v3/sync', { token: dave.access_token });
-    const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: dave.access_token });
-    await until(() => first.hs.services.notifier.waiting === 1, 'the sync to wait');
+    const initial = await servers.first.api.get<Sync>('/v3/sync', { token: dave.access_token });
+    const waiting = servers.first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: dave.access_token });
+    await until(() => servers.first.hs.services.notifier.waiting === 1, 'the sync to wait');
     const changedAt = Date.now();
-    await second.api.put(`/v3/user/${encodeURIComponent(dave.user_id)}/account_data/org.example.again`, { n: 1 }, { token: dave.access_token });
+    await servers.second.api.put(`/v3/user/${encodeURIComponent(dave.user_id)}/account_data/org.example.again`, { n: 1 }, { token: dave.access_token });
     const res = await waiting;
     assert.ok(Date.now() - changedAt < 1000);
     assert.deepEqual(res.body.account_data.events.map((e) => e.type), ['org.example.again']);
   });
 
   it('releases waiting syncs promptly when the server closes', async () => {
-    const carol = await first.api.register('carol');
-    const initial = await first.api.get<Sync>('/v3/sync', { token: carol.access_token });
+    const carol = await servers.first.api.register('carol');
+    const initial = await servers.first.api.get<Sync>('/v3/sync', { token: carol.access_token });
     const controller = new AbortController();
-    const abandoned = fetch(`${first.url}/_matrix/client/v3/sync?since=${initial.body.next_batch}&timeout=30000`, {
+    const abandoned = fetch(`${servers.first.url}/_matrix/client/v3/sync?since=${initial.body.next_batch}&timeout=30000`, {
       headers: { authorization: `Bearer ${carol.access_token}` },
       signal: controller.signal,
     }).catch(() => undefined);
-    const waiting = first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: carol.access_token });
-    await until(() => first.hs.services.notifier.waiting === 2, 'both syncs to wait');
-    assert.equal(first.hs.services.notifier.waiting, 2);
+    const waiting = servers.first.api.get<Sync>(`/v3/sync?since=${initial.body.next_batch}&timeout=30000`, { token: carol.access_token });
+    await until(() => servers.first.hs.services.notifier.waiting === 2, 'both syncs to wait');
+    assert.equal(servers.first.hs.services.notifier.waiting, 2);
     // One client gives up but keeps its socket; close must not wait for it.
     controller.abort();
     const t = Date.now();
-    await first.hs.close();
+    await servers.first.hs.close();
     assert.ok(Date.now() - t < 3000, `close took ${Date.now() - t} ms`);
     const res = await waiting;
     assert.equal(res.status, 200);
     assert.equal(res.body.next_batch, initial.body.next_batch);
     await abandoned;
-    await first.restart();
+    await servers.first.restart();
   });
 });

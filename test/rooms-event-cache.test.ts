@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { EventCache } from '../src/storage/event-cache.js';
 import type { EventRow } from '../src/storage/events.js';
-import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { ENGINES, startTestServer, twoProcessesOnePostgres, type TestServer } from './helpers/server.js';
 
 type Event = { event_id: string; type: string; content: Record<string, unknown>; unsigned?: { redacted_because?: { event_id: string } } };
 
@@ -91,40 +91,31 @@ for (const engine of ENGINES) {
 }
 
 describe('event cache across two homeserver processes sharing PostgreSQL', () => {
-  let first: TestServer;
-  let second: TestServer;
-  before(async () => {
-    first = await startTestServer('postgres');
-    second = await startTestServer('postgres', {}, { database: first.config.database as unknown as Record<string, unknown> });
-  });
-  after(async () => {
-    await second.close();
-    await first.close();
-  });
+  const servers = twoProcessesOnePostgres();
 
   it('serves an event redacted by the other process redacted, though this one had it cached', async () => {
-    const alice = await first.api.register('alice');
-    const bob = await second.api.register('bob');
-    const { room_id: roomId } = (await first.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: alice.access_token })).body;
-    assert.equal((await second.api.post(`/v3/rooms/${enc(roomId)}/join`, {}, { token: bob.access_token })).status, 200);
-    const sent = await first.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/t1`, { msgtype: 'm.text', body: 'secret' }, { token: alice.access_token });
+    const alice = await servers.first.api.register('alice');
+    const bob = await servers.second.api.register('bob');
+    const { room_id: roomId } = (await servers.first.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: alice.access_token })).body;
+    assert.equal((await servers.second.api.post(`/v3/rooms/${enc(roomId)}/join`, {}, { token: bob.access_token })).status, 200);
+    const sent = await servers.first.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/t1`, { msgtype: 'm.text', body: 'secret' }, { token: alice.access_token });
     const eventId = sent.body.event_id;
     const read = (server: TestServer, token: string) => server.api.get<Event>(`/v3/rooms/${enc(roomId)}/event/${enc(eventId)}`, { token });
     // Both processes read it (and the one that wrote it had it from the insert).
-    assert.equal((await read(first, alice.access_token)).body.content.body, 'secret');
-    assert.equal((await read(second, bob.access_token)).body.content.body, 'secret');
+    assert.equal((await read(servers.first, alice.access_token)).body.content.body, 'secret');
+    assert.equal((await read(servers.second, bob.access_token)).body.content.body, 'secret');
 
-    const own = await second.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/t2`, { msgtype: 'm.text', body: 'bob secret' }, { token: bob.access_token });
+    const own = await servers.second.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/t2`, { msgtype: 'm.text', body: 'bob secret' }, { token: bob.access_token });
     const bobEvent = own.body.event_id;
     const readBob = (server: TestServer) => server.api.get<Event>(`/v3/rooms/${enc(roomId)}/event/${enc(bobEvent)}`, { token: alice.access_token });
-    assert.equal((await readBob(first)).body.content.body, 'bob secret', 'the first process reads (and caches) it');
-    const redacted = await second.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/redact/${enc(bobEvent)}/r2`, {}, { token: bob.access_token });
+    assert.equal((await readBob(servers.first)).body.content.body, 'bob secret', 'the first process reads (and caches) it');
+    const redacted = await servers.second.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/redact/${enc(bobEvent)}/r2`, {}, { token: bob.access_token });
     assert.equal(redacted.status, 200, JSON.stringify(redacted.body));
 
-    const seen = (await readBob(first)).body;
+    const seen = (await readBob(servers.first)).body;
     assert.deepEqual(seen.content, {}, 'redacted on the process that had it cached');
     assert.equal(seen.unsigned?.redacted_because?.event_id, redacted.body.event_id);
-    const page = await first.api.get<{ chunk: Event[] }>(`/v3/rooms/${enc(roomId)}/messages?dir=b&limit=10`, { token: alice.access_token });
+    const page = await servers.first.api.get<{ chunk: Event[] }>(`/v3/rooms/${enc(roomId)}/messages?dir=b&limit=10`, { token: alice.access_token });
     assert.deepEqual(page.body.chunk.find((e) => e.event_id === bobEvent)?.content, {});
   });
 });

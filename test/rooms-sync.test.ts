@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import SQLite from 'better-sqlite3';
 import { parseRoomToken } from '../src/services/rooms/room-token.js';
-import { HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { HTTP_ENGINES, startTestServer, twoProcessesOnePostgres, type TestServer } from './helpers/server.js';
 import { until } from './helpers/until.js';
 
 type Registered = { user_id: string; access_token: string; device_id: string };
@@ -461,29 +461,20 @@ for (const engine of HTTP_ENGINES) {
 }
 
 describe('sync: rooms across two homeserver processes sharing PostgreSQL', () => {
-  let first: TestServer;
-  let second: TestServer;
-  before(async () => {
-    first = await startTestServer('postgres');
-    second = await startTestServer('postgres', {}, { database: first.config.database as unknown as Record<string, unknown> });
-  });
-  after(async () => {
-    await second.close();
-    await first.close();
-  });
+  const servers = twoProcessesOnePostgres();
 
   it('wakes a room-mate waiting on one process when a message is sent through the other', async () => {
-    const alice = await first.api.register('alice');
-    const bob = await second.api.register('bob');
-    const created = await first.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: alice.access_token });
+    const alice = await servers.first.api.register('alice');
+    const bob = await servers.second.api.register('bob');
+    const created = await servers.first.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: alice.access_token });
     const roomId = created.body.room_id;
-    assert.equal((await second.api.post(`/v3/rooms/${enc(roomId)}/join`, {}, { token: bob.access_token })).status, 200);
-    const start = await second.api.get<Sync>('/v3/sync', { token: bob.access_token });
+    assert.equal((await servers.second.api.post(`/v3/rooms/${enc(roomId)}/join`, {}, { token: bob.access_token })).status, 200);
+    const start = await servers.second.api.get<Sync>('/v3/sync', { token: bob.access_token });
     assert.ok(start.body.rooms.join[roomId]);
-    const waiting = second.api.get<Sync>(`/v3/sync?since=${start.body.next_batch}&timeout=20000`, { token: bob.access_token });
-    await until(() => second.hs.services.notifier.waiting === 1, 'the sync to wait');
+    const waiting = servers.second.api.get<Sync>(`/v3/sync?since=${start.body.next_batch}&timeout=20000`, { token: bob.access_token });
+    await until(() => servers.second.hs.services.notifier.waiting === 1, 'the sync to wait');
     const sentAt = Date.now();
-    const sent = await first.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/x1`, { msgtype: 'm.text', body: 'across' }, { token: alice.access_token });
+    const sent = await servers.first.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/x1`, { msgtype: 'm.text', body: 'across' }, { token: alice.access_token });
     const res = await waiting;
     assert.ok(Date.now() - sentAt < 1000, `answered ${Date.now() - sentAt} ms after the send`);
     assert.deepEqual(res.body.rooms.join[roomId]!.timeline.events.map((e) => e.event_id), [sent.body.event_id]);

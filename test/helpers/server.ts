@@ -1,3 +1,4 @@
+import { after, before } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -148,4 +149,21 @@ export class ManualClock implements Clock {
   advance(ms: number): void {
     this.current += ms;
   }
+}
+
+/**
+ * Two homeserver processes on one fresh PostgreSQL database, started before the enclosing suite's
+ * tests and closed after them: each has its own pool, notifier and LISTEN connection.
+ */
+export function twoProcessesOnePostgres(): { first: TestServer; second: TestServer } {
+  const pair = {} as { first: TestServer; second: TestServer };
+  before(async () => {
+    pair.first = await startTestServer('postgres');
+    pair.second = await startTestServer('postgres', {}, { database: pair.first.config.database as unknown as Record<string, unknown> });
+  });
+  after(async () => {
+    await pair.second?.close();
+    await pair.first?.close();
+  });
+  return pair;
 }
