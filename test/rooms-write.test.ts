@@ -188,6 +188,25 @@ for (const engine of HTTP_ENGINES) {
       assert.equal(redactionPdu.content.redacts, msg.body.event_id, 'v11 keeps redacts in content');
     });
 
+    it('lets an alias be removed by its creator or a member who may set the canonical alias, and lists aliases to readers only', async () => {
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      await server.api.post(`/v3/join/${enc(roomId)}`, {}, { token: bob.access_token });
+      const alias = `#del-${Date.now()}:${server.config.server_name}`;
+      const del = (who: Registered) => server.api.delete(`/v3/directory/room/${enc(alias)}`, undefined, { token: who.access_token });
+      assert.equal((await server.api.put(`/v3/directory/room/${enc(alias)}`, { room_id: roomId }, { token: bob.access_token })).status, 200);
+      assert.equal((await del(carol)).status, 403, 'not in the room');
+      // Alice is not its creator but has the power to set m.room.canonical_alias (100 >= 50).
+      assert.equal((await del(alice)).status, 200);
+      assert.equal((await server.api.get(`/v3/directory/room/${enc(alias)}`)).status, 404);
+      assert.equal((await server.api.put(`/v3/directory/room/${enc(alias)}`, { room_id: roomId }, { token: alice.access_token })).status, 200);
+      assert.equal((await del(bob)).status, 403, 'power 0, and not its creator');
+      assert.equal((await del(alice)).status, 200, 'its creator');
+
+      assert.equal((await server.api.get(`/v3/rooms/${enc(roomId)}/aliases`, { token: carol.access_token })).status, 403, 'shared history: members only');
+      await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.history_visibility`, { history_visibility: 'world_readable' }, { token: alice.access_token });
+      assert.equal((await server.api.get(`/v3/rooms/${enc(roomId)}/aliases`, { token: carol.access_token })).status, 200, 'world_readable: anyone');
+    });
+
     it('publishes the server key that signed the events', async () => {
       const res = await server.api.get<{ verify_keys: Record<string, { key: string }> }>('/_matrix/key/v2/server');
       assert.equal(res.status, 200);

@@ -17,6 +17,7 @@ import { SUPPORTED_ROOM_VERSIONS } from './rooms/pdu.js';
 import { ClientEventSerializer } from './rooms/client-event.js';
 import { EventCreator } from './rooms/event-creator.js';
 import { serverEventSigner } from './rooms/event-signer.js';
+import { RoomReadService } from './rooms/room-reads.js';
 import { RoomService } from './rooms/rooms.js';
 import { loadSigningKeys, type ServerSigningKey } from './rooms/signing-key.js';
 import { FilterService } from './sync/filters.js';
@@ -80,6 +81,8 @@ export interface Services {
   eventSerializer: ClientEventSerializer;
   /** Room creation, membership, messages, state, aliases. */
   rooms: RoomService;
+  /** Reading rooms: events, state, /messages, /context, members, aliases, with history visibility. */
+  roomReads: RoomReadService;
   /** The key this server signs events and its key answers with (the first of signingKeys; the file is read on first use). */
   signingKey: ServerSigningKey;
   /** Every key of the signing key file, all published at /_matrix/key/v2/server. */
@@ -186,6 +189,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     eventCreator,
     eventSerializer,
     rooms,
+    roomReads: new RoomReadService(store, eventSerializer, clock),
     get signingKey() {
       return keyring()[0]!;
     },

@@ -52,10 +52,6 @@ export class RoomsRepo {
     return query.execute();
   }
 
-  async currentStateOfType(roomId: string, type: string): Promise<{ state_key: string; event_id: string }[]> {
-    return this.db.selectFrom('current_state').select(['state_key', 'event_id']).where('room_id', '=', roomId).where('type', '=', type).execute();
-  }
-
   async setCurrentState(roomId: string, type: string, stateKey: string, eventId: string): Promise<void> {
     await this.db
       .insertInto('current_state')
@@ -136,23 +132,8 @@ export class RoomsRepo {
     return this.db.selectFrom('room_members').selectAll().where('user_id', '=', userId).where('membership', 'in', memberships).where('forgotten', '=', 0).execute();
   }
 
-  /** Membership changes of the user in (after, upto]. */
-  membershipChanges(userId: string, after: number, upto: number): Promise<MemberRow[]> {
-    return this.db.selectFrom('room_members').selectAll().where('user_id', '=', userId).where('stream_pos', '>', after).where('stream_pos', '<=', upto).execute();
-  }
-
   async forget(roomId: string, userId: string): Promise<void> {
     await this.db.updateTable('room_members').set({ forgotten: 1 }).where('room_id', '=', roomId).where('user_id', '=', userId).execute();
-  }
-
-  /** Of these rooms, those with an event after `after`, with their latest position. */
-  async changedSince(roomIds: readonly string[], after: number): Promise<Map<string, number>> {
-    const changed = new Map<string, number>();
-    for (let i = 0; i < roomIds.length; i += 500) {
-      const rows = await this.db.selectFrom('rooms').select(['room_id', 'last_pos']).where('room_id', 'in', roomIds.slice(i, i + 500)).where('last_pos', '>', after).execute();
-      for (const row of rows) changed.set(row.room_id, Number(row.last_pos));
-    }
-    return changed;
   }
 
   /** Users who share a room (joined) with `userId`, the user included. */

@@ -4,7 +4,7 @@ import { QueryInteger } from '../../http/common-schemas.js';
 import { optional, parseQuery } from '../../http/parse.js';
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
-import { RoomReadService, type RoomEventFilter } from '../../services/rooms/room-reads.js';
+import type { RoomEventFilter } from '../../services/rooms/room-reads.js';
 import { parseFilter } from '../../services/sync/filters.js';
 import { isRoomId } from '../../services/user-ids.js';
 import { isObject } from '../../validate.js';
@@ -59,8 +59,8 @@ export function parseRoomEventFilter(param: string | undefined): RoomEventFilter
 }
 
 /** Reading rooms: single events, state, /messages, /context, members and the user's joined rooms. */
-export function roomReadRoutes(router: Router, services: Services): void {
-  const reads = new RoomReadService(services.store, services.eventSerializer, services.clock);
+export function roomReadRoutes(router: Router, { roomReads: reads }: Services): void {
+  router.authed('GET', '/rooms/:roomId/aliases', async ({ requester, params }) => ({ aliases: await reads.aliases(requester, roomIdParam(params.roomId)) }));
 
   router.authed('GET', '/joined_rooms', async ({ requester }) => ({ joined_rooms: await reads.joinedRooms(requester.userId) }));
 

@@ -104,5 +104,4 @@ export function aliasRoutes(router: Router, { rooms }: Services): void {
     await rooms.deleteAlias(requester.userId, aliasParam(params.alias));
     return {};
   });
-  router.authed('GET', '/rooms/:roomId/aliases', async ({ requester, params }) => ({ aliases: await rooms.aliasesOf(requester.userId, roomIdParam(params.roomId)) }));
 }

@@ -7,7 +7,7 @@ import type { JsonObject } from '../../validate.js';
 import type { Notifier } from '../sync/notifier.js';
 import { AuthError, authEventsSelection, authorize } from './auth-rules.js';
 import type { EventSigner } from './event-signer.js';
-import { stateKeyOf, type Pdu, type RoomVersionId, type StateKey, type StoredEvent } from './pdu.js';
+import { splitStateKey, stateKeyOf, type Pdu, type RoomVersionId, type StateKey, type StoredEvent } from './pdu.js';
 
 /** The spec's limit on a whole PDU, in bytes of its canonical JSON. */
 export const MAX_PDU_BYTES = 65_536;
@@ -26,6 +26,19 @@ export const DEFAULT_HISTORY_VISIBILITY = 'shared';
 
 export function eventFromRow(row: Pick<EventRow, 'event_id' | 'pdu'>): StoredEvent {
   return { ...(JSON.parse(row.pdu) as Pdu), event_id: row.event_id };
+}
+
+/** A room's current state events at these keys (those present): one read for the IDs, one for the events. */
+export async function currentStateEvents(store: Store, roomId: string, keys: readonly StateKey[]): Promise<Map<StateKey, StoredEvent>> {
+  const state = new Map<StateKey, StoredEvent>();
+  if (keys.length === 0) return state;
+  const rows = await store.rooms.currentStateIds(roomId, keys.map(splitStateKey));
+  const events = new Map((await store.events.getMany(rows.map((r) => r.event_id))).map((row) => [row.event_id, eventFromRow(row)]));
+  for (const row of rows) {
+    const event = events.get(row.event_id);
+    if (event) state.set(stateKeyOf(row.type, row.state_key), event);
+  }
+  return state;
 }
 
 /**
@@ -72,30 +85,27 @@ export class RoomWrite {
     return this.stateCache.get(stateKeyOf(type, stateKey)) ?? undefined;
   }
 
-  private async loadState(keys: StateKey[]): Promise<void> {
+  /** The room's current state at these keys (those present), as of the events appended so far. */
+  async stateOf(keys: readonly StateKey[]): Promise<Map<StateKey, StoredEvent>> {
+    await this.loadState(keys);
+    const state = new Map<StateKey, StoredEvent>();
+    for (const key of keys) {
+      const event = this.stateCache.get(key);
+      if (event) state.set(key, event);
+    }
+    return state;
+  }
+
+  private async loadState(keys: readonly StateKey[]): Promise<void> {
     const missing = keys.filter((k) => !this.stateCache.has(k));
     if (missing.length === 0) return;
-    const rows = await this.store.rooms.currentStateIds(
-      this.roomId,
-      missing.map((k) => {
-        const at = k.indexOf('\u0000');
-        return [k.slice(0, at), k.slice(at + 1)] as const;
-      }),
-    );
-    const events = new Map((await this.store.events.getMany(rows.map((r) => r.event_id))).map((row) => [row.event_id, eventFromRow(row)]));
-    for (const key of missing) this.stateCache.set(key, null);
-    for (const row of rows) this.stateCache.set(stateKeyOf(row.type, row.state_key), events.get(row.event_id) ?? null);
+    const found = await currentStateEvents(this.store, this.roomId, missing);
+    for (const key of missing) this.stateCache.set(key, found.get(key) ?? null);
   }
 
   /** Builds, authorises, signs and stores the next event. Throws M_FORBIDDEN (changing nothing) when the auth rules refuse it. */
   async append(sender: string, draft: EventDraft): Promise<StoredEvent> {
-    const selection = authEventsSelection(draft.type, sender, draft.content, draft.state_key);
-    await this.loadState(selection);
-    const authState = new Map<StateKey, StoredEvent>();
-    for (const key of selection) {
-      const event = this.stateCache.get(key);
-      if (event) authState.set(key, event);
-    }
+    const authState = await this.stateOf(authEventsSelection(draft.type, sender, draft.content, draft.state_key));
     const unsignedPdu: Pdu = {
       type: draft.type,
       room_id: this.roomId,

@@ -8,6 +8,7 @@ import type { Requester } from '../devices.js';
 import { applyEventFilter, type Filter } from '../sync/filters.js';
 import type { ClientEvent, ClientEventSerializer, Viewer } from './client-event.js';
 import { encodeRoomToken, parseRoomToken, pointAfter, pointBefore, type RoomPoint } from './room-token.js';
+import { stateKeyOf } from './pdu.js';
 import { historyVisibilityOf, RoomVisibility } from './visibility.js';
 
 /** The RoomEventFilter of /messages and /context (the spec's, as sync's filters parse it). */
@@ -94,10 +95,16 @@ export class RoomReadService {
     return this.serialize(rows, access);
   }
 
+  /** The room's local aliases, for whoever may read the room (a member, or anyone when it is world_readable). */
+  async aliases(requester: Requester, roomId: string): Promise<string[]> {
+    await this.access(roomId, requester);
+    return this.store.rooms.aliasesOf(roomId);
+  }
+
   async stateEvent(requester: Requester, roomId: string, type: string, stateKey: string): Promise<ClientEvent> {
     const access = await this.access(roomId, requester);
     const entry = access.departed
-      ? (await this.store.rooms.stateAt(Number(access.departed.state_group), [type])).get(`${type}\u0000${stateKey}`)
+      ? (await this.store.rooms.stateAt(Number(access.departed.state_group), [type])).get(stateKeyOf(type, stateKey))
       : (await this.store.rooms.currentStateIds(roomId, [[type, stateKey]]))[0];
     const row = entry ? await this.store.events.get(entry.event_id) : undefined;
     if (!row) throw notFound('Event not found');

@@ -8,9 +8,9 @@ import type { JsonObject } from '../../validate.js';
 import type { Requester } from '../devices.js';
 import type { RateLimiter } from '../ratelimiter.js';
 import { canRedact, powerLevelOf, requiredPowerLevel } from './auth-rules.js';
-import { checkCanonicalNumbers } from './canonical-json.js';
-import type { EventCreator, EventDraft, RoomWrite } from './event-creator.js';
-import { isSupportedRoomVersion, type RoomVersionId } from './pdu.js';
+import { canonicalJson, checkCanonicalNumbers } from './canonical-json.js';
+import { currentStateEvents, type EventCreator, type EventDraft, type RoomWrite } from './event-creator.js';
+import { isSupportedRoomVersion, stateKeyOf, type RoomVersionId } from './pdu.js';
 import { initialPowerLevels, PRESETS, type RoomPreset as Preset } from './power-levels.js';
 
 export interface CreateRoomRequest {
@@ -78,9 +78,9 @@ export class RoomService {
     const inviteeProfiles = new Map<string, JsonObject>();
     for (const invitee of invitees) inviteeProfiles.set(invitee, await this.profileContent(invitee));
     const initialState = new Map<string, EventDraft>();
-    for (const event of request.initial_state ?? []) initialState.set(`${event.type}\u0000${event.state_key ?? ''}`, { type: event.type, state_key: event.state_key ?? '', content: event.content });
+    for (const event of request.initial_state ?? []) initialState.set(stateKeyOf(event.type, event.state_key ?? ''), { type: event.type, state_key: event.state_key ?? '', content: event.content });
     const takeInitial = (type: string): EventDraft | undefined => {
-      const key = `${type}\u0000`;
+      const key = stateKeyOf(type, '');
       const draft = initialState.get(key);
       initialState.delete(key);
       return draft;
@@ -184,11 +184,7 @@ export class RoomService {
       await this.requireJoined(room, requester.userId);
       const target = await room.store.events.get(eventId);
       if (!target || target.room_id !== roomId) throw notFound('Event not found');
-      const state = new Map();
-      for (const [type, key] of [['m.room.create', ''], ['m.room.power_levels', '']] as const) {
-        const event = await room.state(type, key);
-        if (event) state.set(`${type}\u0000${key}`, event);
-      }
+      const state = await room.stateOf([stateKeyOf('m.room.create', ''), stateKeyOf('m.room.power_levels', '')]);
       if (!canRedact(requester.userId, target.sender, state, room.version)) throw forbidden('You may not redact this event');
       return (await room.append(requester.userId, { type: 'm.room.redaction', content: withReason(reason), redacts: eventId })).event_id;
     });
@@ -206,7 +202,7 @@ export class RoomService {
     const profile = type === 'm.room.member' && (content.membership === 'join' || content.membership === 'invite') ? await this.profileContent(stateKey) : {};
     return this.creator.write(roomId, async (room) => {
       const existing = await room.state(type, stateKey);
-      if (existing && existing.sender === requester.userId && JSON.stringify(existing.content) === JSON.stringify(content)) return existing.event_id;
+      if (existing && existing.sender === requester.userId && canonicalJson(existing.content) === canonicalJson(content)) return existing.event_id;
       if (type === 'm.room.member') {
         const membership = content.membership;
         if (membership === 'join' && stateKey !== requester.userId) throw forbidden('You may only join as yourself');
@@ -270,30 +266,13 @@ export class RoomService {
     const entry = await this.store.rooms.aliasCreator(alias);
     if (!entry) throw notFound(`Room alias ${alias} not found`);
     if (entry.creator !== userId) {
-      const allowed = await this.creator.write(entry.room_id, async (room) => {
-        const state = new Map();
-        for (const type of ['m.room.create', 'm.room.power_levels']) {
-          const event = await room.state(type);
-          if (event) state.set(`${type}\u0000`, event);
-        }
-        const membership = (await room.state('m.room.member', userId))?.content.membership;
-        return membership === 'join' && powerLevelOf(userId, state, room.version) >= requiredPowerLevel('m.room.canonical_alias', true, state);
-      });
-      if (!allowed) throw forbidden('You may not remove this alias');
+      const room = await this.store.rooms.get(entry.room_id);
+      const state = await currentStateEvents(this.store, entry.room_id, [stateKeyOf('m.room.create', ''), stateKeyOf('m.room.power_levels', ''), stateKeyOf('m.room.member', userId)]);
+      const joined = state.get(stateKeyOf('m.room.member', userId))?.content.membership === 'join';
+      const version = (room?.room_version ?? '11') as RoomVersionId;
+      if (!joined || powerLevelOf(userId, state, version) < requiredPowerLevel('m.room.canonical_alias', true, state)) throw forbidden('You may not remove this alias');
     }
     await this.store.rooms.deleteAlias(alias);
-  }
-
-  async aliasesOf(userId: string, roomId: string): Promise<string[]> {
-    const room = await this.store.rooms.get(roomId);
-    if (!room) throw forbidden('You are not in this room');
-    const member = await this.store.rooms.member(roomId, userId);
-    if (member?.membership !== 'join') {
-      const hv = (await this.store.rooms.currentStateIds(roomId, [['m.room.history_visibility', '']]))[0];
-      const visibility = hv ? (await this.store.events.get(hv.event_id))?.pdu : undefined;
-      if (!visibility || !visibility.includes('"world_readable"')) throw forbidden('You are not in this room');
-    }
-    return this.store.rooms.aliasesOf(roomId);
   }
 
   /** Leaves every room the user is joined to or invited to (deactivation). */

@@ -6,6 +6,7 @@ import { RoomSyncRepo, type MembershipRow, type StateEntry, type StateEventRef }
 import { RoomMemberships, type MemberChange, type Memberships } from './room-memberships.js';
 import { dictionary, isObject, type JsonObject } from '../../validate.js';
 import type { ClientEvent, ClientEventSerializer } from '../rooms/client-event.js';
+import { stateKeyOf } from '../rooms/pdu.js';
 import { encodeRoomToken, pointBefore } from '../rooms/room-token.js';
 import { compileGlob } from '../glob.js';
 import { applyEventFilter, type EventFilter, type Filter } from './filters.js';
@@ -23,7 +24,6 @@ const HEROES = 5;
 const INVITE_STATE_TYPES = ['m.room.create', 'm.room.join_rules', 'm.room.canonical_alias', 'm.room.avatar', 'm.room.encryption', 'm.room.name', 'm.room.topic'];
 
 const MEMBER = 'm.room.member';
-const key = (type: string, stateKey: string) => `${type}\u0000${stateKey}`;
 const pos = (row: { stream_pos: number }) => Number(row.stream_pos);
 
 export interface RoomsSyncRequest {
@@ -415,8 +415,8 @@ export class RoomsSync {
       const excluded = j.processed.filter((r) => r.state_key !== null && !timelineIds.has(r.event_id)).reverse();
       const startPos = j.timeline[0] ? pos(j.timeline[0]) : j.cap + 1;
       const lastInTimeline = new Map<string, number>();
-      for (const r of j.timeline) if (r.state_key !== null) lastInTimeline.set(key(r.type, r.state_key), pos(r));
-      const overriddenLater = (e: { type: string; state_key: string; stream_pos: number }) => (lastInTimeline.get(key(e.type, e.state_key)) ?? -1) > e.stream_pos;
+      for (const r of j.timeline) if (r.state_key !== null) lastInTimeline.set(stateKeyOf(r.type, r.state_key), pos(r));
+      const overriddenLater = (e: { type: string; state_key: string; stream_pos: number }) => (lastInTimeline.get(stateKeyOf(e.type, e.state_key)) ?? -1) > e.stream_pos;
 
       const wanted = o.lazy ? wantedMembers(j, o.userId) : new Set<string>();
 
@@ -433,7 +433,7 @@ export class RoomsSync {
         }
         for (const r of excluded) {
           if (pos(r) <= startPos || overriddenLater({ type: r.type, state_key: r.state_key!, stream_pos: pos(r) })) continue;
-          state.set(key(r.type, r.state_key!), { type: r.type, state_key: r.state_key!, event_id: r.event_id });
+          state.set(stateKeyOf(r.type, r.state_key!), { type: r.type, state_key: r.state_key!, event_id: r.event_id });
           j.forced.add(r.event_id);
         }
         if (o.lazy && !o.includeRedundant && !o.initial) {
@@ -449,7 +449,7 @@ export class RoomsSync {
       // Incremental: the last change of each key between `since` and the start of the timeline.
       const candidates = new Map<string, StateEventRef>();
       for (const e of [...j.gap, ...excluded.map((r) => ({ type: r.type, state_key: r.state_key!, event_id: r.event_id, stream_pos: pos(r), membership: r.membership }))].sort((a, b) => a.stream_pos - b.stream_pos)) {
-        candidates.set(key(e.type, e.state_key), e);
+        candidates.set(stateKeyOf(e.type, e.state_key), e);
       }
       for (const [k, e] of candidates) {
         if (e.stream_pos > startPos && overriddenLater(e)) continue;
@@ -458,7 +458,7 @@ export class RoomsSync {
         j.forced.add(e.event_id);
       }
       if (!o.lazy) continue;
-      const missing = [...wanted].filter((u) => !candidates.has(key(MEMBER, u)) && (o.includeRedundant || this.lazyMembers.sent(o.userId, o.deviceId, j.roomId, u) === undefined));
+      const missing = [...wanted].filter((u) => !candidates.has(stateKeyOf(MEMBER, u)) && (o.includeRedundant || this.lazyMembers.sent(o.userId, o.deviceId, j.roomId, u) === undefined));
       // A remembered member event is what the client has; it changed only if a newer one is in the window.
       if (missing.length === 0) continue;
       const start = await this.startGroup(j);
@@ -480,7 +480,7 @@ export class RoomsSync {
     const first = j.timeline[0];
     if (first) {
       if (first.state_key === null) return { group: Number(first.state_group) };
-      return { group: Number(first.state_group), patch: { key: key(first.type, first.state_key), type: first.type, stateKey: first.state_key, replaces: first.replaces_state } };
+      return { group: Number(first.state_group), patch: { key: stateKeyOf(first.type, first.state_key), type: first.type, stateKey: first.state_key, replaces: first.replaces_state } };
     }
     const newest = j.newest ?? (await this.store.events.latest(j.roomId, 0, j.cap, 1))[0];
     return newest ? { group: Number(newest.state_group) } : undefined;
