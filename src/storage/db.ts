@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type MigrationProvider, type SqliteDatabase } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type MigrationProvider, type SqliteDatabase } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/index.js';
 import { WalCheckpointer, type CheckpointOptions } from './checkpoint.js';
@@ -37,8 +37,24 @@ function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Databa
   // should that thread die, this connection checkpoints itself again as SQLite does by default.
   const checkpointer = WalCheckpointer.start(path, () => database.open && database.pragma('wal_autocheckpoint = 1000'), options.checkpoint);
   if (checkpointer) database.pragma('wal_autocheckpoint = 0');
-  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
+  const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect({ database: withStatementCache(database) }) });
   return { kysely, stop: async () => checkpointer?.close() };
+}
+
+/**
+ * Kysely runs SQLite migrations one statement at a time with no lock, so two processes starting
+ * on one new database both apply the same migration, and a crash leaves one half applied. SQLite
+ * does DDL inside transactions: claiming it makes the migrator run them all in one transaction,
+ * which begins IMMEDIATE (below), so a second process waits for the first and then finds nothing to do.
+ */
+class MigratingSqliteDialect extends SqliteDialect {
+  override createAdapter(): DialectAdapter {
+    return new (class extends SqliteAdapter {
+      override get supportsTransactionalDdl(): boolean {
+        return true;
+      }
+    })();
+  }
 }
 
 /**
