@@ -27,6 +27,10 @@ import { StreamWriter } from './sync/stream-writer.js';
 import { SyncService } from './sync/sync.js';
 import { RoomsSync } from './sync/rooms-sync.js';
 import { LazyMembersCache } from './sync/lazy-members.js';
+import { EphemeralSync } from './sync/ephemeral.js';
+import { ReceiptService } from './ephemeral/receipts.js';
+import { RoomTagService } from './ephemeral/room-tags.js';
+import { TypingService } from './ephemeral/typing.js';
 import { LoginService } from './login.js';
 import { PasswordResetService } from './password-reset.js';
 import { RateLimiter } from './ratelimiter.js';
@@ -69,6 +73,12 @@ export interface Services {
   filters: FilterService;
   pushRules: PushRuleService;
   accountData: AccountDataService;
+  /** Read receipts and the fully-read marker. */
+  receipts: ReceiptService;
+  /** Typing notifications (start its expiry sweeps with `start`). */
+  typing: TypingService;
+  /** Room tags (m.tag room account data). */
+  roomTags: RoomTagService;
   /** Device and cross-signing keys, one-time and fallback keys, signatures. */
   keys: E2eKeyService;
   toDevice: ToDeviceService;
@@ -155,6 +165,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   // Room writes take at most half of a PostgreSQL pool, leaving the rest to everything else.
   const eventCreator = new EventCreator(store, notifier, eventSigner, clock, 'cp_max' in config.database.args ? Math.max(1, Math.floor(config.database.args.cp_max / 2)) : 5);
   const eventSerializer = new ClientEventSerializer(store);
+  const typing = new TypingService(store, writer, clock);
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
@@ -177,10 +188,13 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     delivery,
     threepid,
     notifier,
-    sync: new SyncService(store, notifier, filters, pushRules, keys, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now())),
+    sync: new SyncService(store, notifier, filters, pushRules, keys, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now(), new EphemeralSync(store, typing, clock))),
     filters,
     pushRules,
     accountData: new AccountDataService(store, writer, pushRules),
+    receipts: new ReceiptService(store, writer, clock),
+    typing,
+    roomTags: new RoomTagService(store, writer),
     keys,
     toDevice: new ToDeviceService(writer, clock, config.server_name),
     keyBackup: new KeyBackupService(store),

@@ -23,6 +23,8 @@ import { RoomsRepo } from './rooms.js';
 import { AdminRoomsRepo } from './admin-rooms.js';
 import { AdminUsersRepo } from './admin-users.js';
 import { RegistrationTokensRepo } from './registration-tokens.js';
+import { ReceiptsRepo } from './receipts.js';
+import { TypingRepo } from './typing.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -71,6 +73,8 @@ export class Store {
   readonly adminUsers: AdminUsersRepo;
   readonly adminRooms: AdminRoomsRepo;
   readonly registrationTokens: RegistrationTokensRepo;
+  readonly receipts: ReceiptsRepo;
+  readonly typing: TypingRepo;
 
   constructor(
     readonly db: Db,
@@ -102,6 +106,8 @@ export class Store {
     this.adminUsers = new AdminUsersRepo(kysely);
     this.adminRooms = new AdminRoomsRepo(kysely);
     this.registrationTokens = new RegistrationTokensRepo(kysely);
+    this.receipts = new ReceiptsRepo(kysely, db.engine);
+    this.typing = new TypingRepo(kysely, db.engine);
   }
 
   /** Whether this Store works inside a transaction. */

@@ -22,6 +22,9 @@ import { syncRoutes } from './sync.js';
 import { thirdPartyRoutes } from './thirdparty.js';
 import { toDeviceRoutes } from './to-device.js';
 import { voipRoutes } from './voip.js';
+import { receiptRoutes } from './receipts.js';
+import { roomTagRoutes } from './room-tags.js';
+import { typingRoutes } from './typing.js';
 
 /** Every client-server API area, one module each. */
 export function clientRoutes(router: Router, services: Services): void {
@@ -48,4 +51,7 @@ export function clientRoutes(router: Router, services: Services): void {
   thirdPartyRoutes(router, services);
   toDeviceRoutes(router, services);
   voipRoutes(router, services);
+  receiptRoutes(router, services);
+  typingRoutes(router, services);
+  roomTagRoutes(router, services);
 }

@@ -12,6 +12,7 @@ import { compileGlob } from '../glob.js';
 import { applyEventFilter, type EventFilter, type Filter } from './filters.js';
 import type { LazyMembersCache } from './lazy-members.js';
 import { encodeSyncToken } from './sync-token.js';
+import type { EphemeralSync } from './ephemeral.js';
 
 /** The timeline length when the filter sets none, and the most a filter may ask for. */
 const DEFAULT_TIMELINE_LIMIT = 10;
@@ -142,6 +143,8 @@ export class RoomsSync {
     private readonly serializer: ClientEventSerializer,
     private readonly lazyMembers: LazyMembersCache,
     private readonly now: () => number,
+    /** Receipts and typing, for joined rooms' `ephemeral`; none without it. */
+    private readonly ephemeral?: EphemeralSync,
   ) {
     this.repo = new RoomSyncRepo(store.db.kysely, store.events, store.db.engine);
     this.memberships = new RoomMemberships(store);
@@ -184,6 +187,10 @@ export class RoomsSync {
       else accountData.delete(roomId);
     }
 
+    // Receipts and typing: everything for rooms new to the client, else what changed since the token.
+    const ephemeralRooms = memberships.joined.filter((j) => inRooms(j.roomId)).map((j) => ({ roomId: j.roomId, after: initial || !j.sinceJoined ? undefined : from }));
+    const ephemeral = this.ephemeral ? await this.ephemeral.read(userId, ephemeralRooms, upto, roomFilter?.ephemeral) : new Map<string, unknown[]>();
+
     // Which joined rooms changed: the membership rows carry each room's latest position.
     const stayed = memberships.joined.filter((j) => j.sinceJoined && !fullState && inRooms(j.roomId));
     const changed = new Set(stayed.filter((j) => pos({ stream_pos: j.row.last_pos }) > from).map((j) => j.roomId));
@@ -199,7 +206,7 @@ export class RoomsSync {
       else if (!j.sinceJoined) jobs.push(job(j.roomId, 'join', 'full', 0, upto, j.row, true));
       else if (fullState) jobs.push(job(j.roomId, 'join', 'full', from, upto, j.row, true));
       else if (changed.has(j.roomId)) jobs.push(job(j.roomId, 'join', 'incremental', from, upto, j.row, true));
-      else if (accountData.has(j.roomId)) jobs.push(job(j.roomId, 'join', 'incremental', from, upto, j.row, false));
+      else if (accountData.has(j.roomId) || ephemeral.has(j.roomId)) jobs.push(job(j.roomId, 'join', 'incremental', from, upto, j.row, false));
     }
     for (const l of memberships.left) {
       if (!inRooms(l.roomId)) continue;
@@ -242,9 +249,10 @@ export class RoomsSync {
         account_data: { events: accountData.get(j.roomId) ?? [] },
       };
       accountData.delete(j.roomId);
-      const content = timeline.length > 0 || stateRowsOfRoom.length > 0 || (entry.account_data as { events: unknown[] }).events.length > 0;
+      const ephemeralEvents = j.section === 'join' ? (ephemeral.get(j.roomId) ?? []) : [];
+      const content = timeline.length > 0 || stateRowsOfRoom.length > 0 || (entry.account_data as { events: unknown[] }).events.length > 0 || ephemeralEvents.length > 0;
       if (j.section === 'join') {
-        entry.ephemeral = { events: [] };
+        entry.ephemeral = { events: ephemeralEvents };
         entry.unread_notifications = { highlight_count: 0, notification_count: 0 };
         if (j.summary) entry.summary = j.summary;
         if (!content && !j.summary && j.mode === 'incremental') continue;

@@ -10,6 +10,8 @@ export interface StreamTx {
    * as the change allows) and is the same for every user; each user named is woken after the commit.
    */
   position(userId: string): Promise<number>;
+  /** The same position, for a change every member of `roomId` must see (receipts, typing); wakes the room's syncs. */
+  roomPosition(roomId: string): Promise<number>;
 }
 
 /** Runs a change to the stream in one transaction, and wakes the syncs it concerns once it is committed. */
@@ -21,9 +23,11 @@ export class StreamWriter {
 
   async write<T>(fn: (tx: StreamTx) => Promise<T>): Promise<T> {
     const users = new Set<string>();
+    const rooms = new Set<string>();
     let position: Promise<number> | undefined;
     const result = await this.store.transaction(async (store) => {
       users.clear();
+      rooms.clear();
       position = undefined;
       return fn({
         store,
@@ -32,9 +36,14 @@ export class StreamWriter {
           position ??= store.streams.advance();
           return position;
         },
+        roomPosition: (roomId) => {
+          rooms.add(roomId);
+          position ??= store.streams.advance();
+          return position;
+        },
       });
     });
-    if (position) this.notifier.notify({ position: await position, users });
+    if (position) this.notifier.notify({ position: await position, users, rooms });
     return result;
   }
 }

@@ -1,0 +1,141 @@
+import type { Clock } from '../../clock.js';
+import { invalidParam } from '../../errors.js';
+import type { EventRow } from '../../storage/events.js';
+import type { Store } from '../../storage/index.js';
+import type { ReceiptRow } from '../../storage/receipts.js';
+import type { MemberRow } from '../../storage/rooms.js';
+import type { StreamWriter } from '../sync/stream-writer.js';
+import { requireJoined, visibleEvent } from './room-member.js';
+import { MAIN_THREAD, receiptFitsThread } from './threads.js';
+
+export const READ = 'm.read';
+export const READ_PRIVATE = 'm.read.private';
+export const FULLY_READ = 'm.fully_read';
+/** What POST /receipt takes; m.fully_read is the read marker, kept in room account data. */
+export const RECEIPT_TYPES = [READ, READ_PRIVATE, FULLY_READ] as const;
+export type ReceiptType = (typeof RECEIPT_TYPES)[number];
+
+/** A user's read receipt as the push rules' unread counts need it. */
+export interface ReadReceipt {
+  type: typeof READ | typeof READ_PRIVATE;
+  eventId: string;
+  /** The stream position of the event read up to: everything at or before it is read. */
+  eventPos: number;
+  /** undefined for an unthreaded receipt, else `main` or a thread root's event ID. */
+  threadId: string | undefined;
+  ts: number;
+}
+
+/** Called in the transaction that stores a receipt that moved forwards (e.g. to clear unread counts). */
+export type ReceiptHook = (store: Store, receipt: ReceiptRow) => Promise<void>;
+
+export interface ReadMarkers {
+  fullyRead?: string;
+  read?: string;
+  readPrivate?: string;
+}
+
+function toReadReceipt(row: ReceiptRow): ReadReceipt {
+  return {
+    type: row.receipt_type as ReadReceipt['type'],
+    eventId: row.event_id,
+    eventPos: Number(row.event_pos),
+    threadId: row.thread_id === '' ? undefined : row.thread_id,
+    ts: Number(row.ts),
+  };
+}
+
+/**
+ * Read receipts (public m.read, m.read.private seen only by their owner, threaded or not) and the
+ * fully-read marker. Each keeps only the newest per room, user, type and thread, and never moves
+ * backwards: a receipt for an event before the one already acknowledged changes nothing, as in Synapse.
+ */
+export class ReceiptService {
+  private readonly hooks: ReceiptHook[] = [];
+
+  constructor(
+    private readonly store: Store,
+    private readonly writer: StreamWriter,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Runs `hook` for every receipt stored from now on, inside its transaction. */
+  onReceipt(hook: ReceiptHook): void {
+    this.hooks.push(hook);
+  }
+
+  /** POST /rooms/{roomId}/receipt/{receiptType}/{eventId}. */
+  async send(userId: string, roomId: string, type: ReceiptType, eventId: string, threadId: string | undefined): Promise<void> {
+    if (threadId !== undefined && type === FULLY_READ) throw invalidParam(`thread_id is not compatible with ${FULLY_READ} receipts`);
+    const member = await requireJoined(this.store, roomId, userId);
+    const event = await visibleEvent(this.store, member, eventId);
+    if (threadId !== undefined && !(await receiptFitsThread(this.store, event, threadId))) {
+      throw invalidParam(`event_id ${eventId} is not related to thread ${threadId}`);
+    }
+    if (type === FULLY_READ) await this.moveFullyRead(member, event);
+    else await this.write(member, type, threadId ?? '', event);
+  }
+
+  /** POST /rooms/{roomId}/read_markers: every event is checked before anything is written. */
+  async setReadMarkers(userId: string, roomId: string, markers: ReadMarkers): Promise<void> {
+    const member = await requireJoined(this.store, roomId, userId);
+    const event = async (id: string | undefined) => (id === undefined ? undefined : visibleEvent(this.store, member, id));
+    const [fullyRead, read, readPrivate] = [await event(markers.fullyRead), await event(markers.read), await event(markers.readPrivate)];
+    if (fullyRead) await this.moveFullyRead(member, fullyRead);
+    if (read) await this.write(member, READ, '', read);
+    if (readPrivate) await this.write(member, READ_PRIVATE, '', readPrivate);
+  }
+
+  /**
+   * The furthest of the user's m.read and m.read.private receipts in the room that cover the main
+   * timeline (unthreaded or `main`); undefined when they sent none.
+   */
+  async latestReadReceipt(userId: string, roomId: string): Promise<ReadReceipt | undefined> {
+    const rows = (await this.store.receipts.ofUser(roomId, userId, [READ, READ_PRIVATE])).filter((r) => r.thread_id === '' || r.thread_id === MAIN_THREAD);
+    const newest = rows.reduce<ReceiptRow | undefined>((best, r) => (!best || Number(r.event_pos) > Number(best.event_pos) ? r : best), undefined);
+    return newest ? toReadReceipt(newest) : undefined;
+  }
+
+  /** Every read receipt of the user in the room, each thread's and the unthreaded ones. */
+  async readReceipts(userId: string, roomId: string): Promise<ReadReceipt[]> {
+    return (await this.store.receipts.ofUser(roomId, userId, [READ, READ_PRIVATE])).map(toReadReceipt);
+  }
+
+  private async write(member: MemberRow, type: typeof READ | typeof READ_PRIVATE, threadId: string, event: EventRow): Promise<void> {
+    const { room_id: roomId, user_id: userId } = member;
+    const eventPos = Number(event.stream_pos);
+    // Most repeated receipts stop here, before taking a stream position.
+    const existing = await this.store.receipts.get(roomId, type, userId, threadId);
+    if (existing && Number(existing.event_pos) >= eventPos) return;
+    await this.writer.write(async (tx) => {
+      // A private receipt wakes only its owner's syncs; a public one every member's.
+      const position = type === READ_PRIVATE ? await tx.position(userId) : await tx.roomPosition(roomId);
+      const row: ReceiptRow = { room_id: roomId, receipt_type: type, user_id: userId, thread_id: threadId, event_id: event.event_id, event_pos: eventPos, ts: this.clock.now(), stream_pos: position };
+      // The stream position serialises writers, so the receipt read now is the latest committed one.
+      const current = await tx.store.receipts.get(roomId, type, userId, threadId);
+      if (current && Number(current.event_pos) >= eventPos) return;
+      await tx.store.receipts.put(row);
+      for (const hook of this.hooks) await hook(tx.store, row);
+    });
+  }
+
+  /** The m.fully_read room account data, moved forwards only (Synapse's read marker handler does the same). */
+  private async moveFullyRead(member: MemberRow, event: EventRow): Promise<void> {
+    const { room_id: roomId, user_id: userId } = member;
+    const eventPos = Number(event.stream_pos);
+    if ((await fullyReadPos(this.store, userId, roomId)) >= eventPos) return;
+    await this.writer.write(async (tx) => {
+      const position = await tx.position(userId);
+      if ((await fullyReadPos(tx.store, userId, roomId)) >= eventPos) return;
+      await tx.store.accountData.put(userId, roomId, FULLY_READ, JSON.stringify({ event_id: event.event_id }), position);
+    });
+  }
+}
+
+/** The stream position of the event the user's read marker is at; -1 for none (or one no longer known). */
+async function fullyReadPos(store: Store, userId: string, roomId: string): Promise<number> {
+  const json = await store.accountData.get(userId, roomId, FULLY_READ);
+  const eventId = json === undefined ? undefined : (JSON.parse(json) as { event_id?: unknown }).event_id;
+  const row = typeof eventId === 'string' ? await store.events.get(eventId) : undefined;
+  return row ? Number(row.stream_pos) : -1;
+}
