@@ -23,6 +23,7 @@ import { RoomsRepo } from './rooms.js';
 import { AdminRoomsRepo } from './admin-rooms.js';
 import { AdminUsersRepo } from './admin-users.js';
 import { RegistrationTokensRepo } from './registration-tokens.js';
+import { MediaRepo } from './media.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -71,6 +72,8 @@ export class Store {
   readonly adminUsers: AdminUsersRepo;
   readonly adminRooms: AdminRoomsRepo;
   readonly registrationTokens: RegistrationTokensRepo;
+  /** The content repository's metadata. */
+  readonly media: MediaRepo;
 
   constructor(
     readonly db: Db,
@@ -102,6 +105,7 @@ export class Store {
     this.adminUsers = new AdminUsersRepo(kysely);
     this.adminRooms = new AdminRoomsRepo(kysely);
     this.registrationTokens = new RegistrationTokensRepo(kysely);
+    this.media = new MediaRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */
