@@ -105,6 +105,17 @@ for (const engine of ENGINES) {
       assert.equal(authed.status, 200);
       assert.deepEqual(authed.bytes, bytes);
       const r0 = await call(server, 'GET', `/_matrix/media/r0/download/test.local/${id}/other.png`);
+      // Bodies of any type are content, not parsed: JSON and an empty body too.
+      const json = await call(server, 'GET', `${LEGACY}/download/test.local/${mediaIdOf(await upload(Buffer.from('{"a": 1}'), 'application/json'))}`);
+      assert.equal(json.bytes.toString(), '{"a": 1}');
+      assert.equal(json.headers.get('content-disposition'), 'inline');
+      for (const headers of [{}, { 'content-type': 'text/plain' }] as Record<string, string>[]) {
+        const empty = await call(server, 'POST', `${LEGACY}/upload`, { token: alice.access_token, headers });
+        assert.equal(empty.status, 200);
+        const got = await call(server, 'GET', `${LEGACY}/download/test.local/${mediaIdOf(empty.json!.content_uri as string)}`);
+        assert.equal(got.bytes.length, 0);
+        assert.equal(got.headers.get('content-length'), '0');
+      }
       assert.deepEqual(r0.bytes, bytes);
       assert.equal(r0.headers.get('content-disposition'), 'inline; filename="other.png"');
     });

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { parseQuery } from '../../http/parse.js';
 import { StreamReply } from '../../http/reply.js';
@@ -34,7 +34,8 @@ export function mediaRoutes(router: Router, { media }: Services): void {
     const { filename } = parseQuery(UploadQuery, ctx.query);
     const length = ctx.headers['content-length'];
     return {
-      body: ctx.body as Readable,
+      // Fastify hands no stream over for a request without a body (Content-Length 0, no type).
+      body: ctx.body instanceof Readable ? ctx.body : Readable.from([]),
       contentType: ctx.headers['content-type'],
       contentLength: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined,
       fileName: filename || undefined,
