@@ -2,12 +2,15 @@
  * Memory of the server while it takes and serves a large file: media bodies must stream to and
  * from disk, never be held whole.
  *
- *   npx tsx bench/media-stream.ts [--size-mb 100] [--variant dist|tsx] [--no-build]
+ *   npx tsx bench/media-stream.ts [--size-mb 100] [--variant dist|tsx|bare] [--no-build]
  *
+ * `--variant bare` is the baseline: bench/bare-media-server.ts, a bare Node HTTP server piping the
+ * body to a file and the file back (no thumbnail step): what the same bytes cost Node itself.
  * Starts Myelin as its own process (`node dist/main.js`, built first unless --no-build, or
  * `node --import tsx src/main.ts`) on a fresh SQLite database and media store, registers a user,
  * then, as the baseline, uploads and downloads a 1 MB file, and then one of --size-mb: a streamed
  * POST /upload with a Content-Length, then a GET of it whose bytes are hashed and thrown away.
+ * Then a 2 MP JPEG's 640x480 thumbnail: the first request (made by sharp), then 20 more (from disk).
  * The server's resident memory (VmRSS) is sampled every 10 ms from /proc; VmHWM gives the peak over
  * the whole run, reset (clear_refs) before each large step so each peak is that step's. Printed, and written to bench/results/media-stream-<timestamp>.json with the load
  * average and the commit.
@@ -78,6 +81,12 @@ async function uploadStreamed(url: string, token: string, size: number): Promise
   return { mxc: (JSON.parse(body) as { content_uri: string }).content_uri, sha: hash.digest('hex'), ms: performance.now() - started };
 }
 
+async function uploadStreamedBytes(url: string, token: string, bytes: Buffer, type: string): Promise<string> {
+  const res = await fetch(`${url}/_matrix/media/v3/upload`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body: new Uint8Array(bytes) });
+  if (res.status !== 200) throw new Error(`upload: ${res.status}`);
+  return ((await res.json()) as { content_uri: string }).content_uri;
+}
+
 async function downloadHashed(url: string, mxc: string): Promise<{ sha: string; bytes: number; ms: number }> {
   const started = performance.now();
   const [, , server, id] = mxc.split('/');
@@ -115,8 +124,9 @@ writeFileSync(
     password_config: { argon2: { memory_cost: 1024, time_cost: 1, parallelism: 1 } },
   }),
 );
-const args = flags.variant === 'dist' ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'];
-const child = spawn(process.execPath, [...args, 'start', '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+const BARE = flags.variant === 'bare';
+const args = BARE ? ['--import', 'tsx', 'bench/bare-media-server.ts', String(port), dir] : [...(flags.variant === 'dist' ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts']), 'start', '--config', configPath];
+const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
 const url = `http://127.0.0.1:${port}`;
 for (let i = 0; ; i++) {
   try {
@@ -131,8 +141,7 @@ let peakSampled = 0;
 const sampler = setInterval(() => (peakSampled = Math.max(peakSampled, memory(pid).rss)), 10);
 
 try {
-  const api = new Api(url);
-  const { access_token } = await api.register('bench', 'bench password 1');
+  const access_token = BARE ? 'none' : (await new Api(url).register('bench', 'bench password 1')).access_token;
   const atStart = memory(pid).rss;
   const small = await uploadStreamed(url, access_token, 1024 * 1024);
   await downloadHashed(url, small.mxc);
@@ -147,6 +156,8 @@ try {
   const down = await downloadHashed(url, up.mxc);
   if (down.sha !== up.sha || down.bytes !== SIZE) throw new Error('the downloaded bytes differ from the uploaded ones');
   const afterDownload = { rss_mb: memory(pid).rss, peak_mb: memory(pid).hwm, peak_sampled_mb: peakSampled };
+  // A 2 MP JPEG: its first 640x480 thumbnail is made, the next ones are read from disk.
+  const thumbnail = BARE ? undefined : await thumbnailFigures(url, access_token, pid);
   const result = {
     variant: flags.variant,
     size_mb: SIZE / 1024 / 1024,
@@ -154,7 +165,8 @@ try {
     baseline_after_1mb: baseline,
     upload: { ...afterUpload, seconds: up.ms / 1000, mb_per_s: SIZE / 1024 / 1024 / (up.ms / 1000) },
     download: { ...afterDownload, seconds: down.ms / 1000, mb_per_s: SIZE / 1024 / 1024 / (down.ms / 1000) },
-    peak_rss_whole_run_mb: memory(pid).hwm,
+    thumbnail_2mp_jpeg: thumbnail,
+    rss_at_end_mb: memory(pid).rss,
     load: load(),
     ...commitOf(ROOT),
   };
@@ -166,4 +178,25 @@ try {
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
   rmSync(dir, { recursive: true, force: true });
+}
+
+async function thumbnailFigures(url: string, access_token: string, pid: number) {
+  const { default: sharp } = await import('sharp');
+  const jpeg = await sharp(chunkAt(0, 1920 * 1080 * 3), { raw: { width: 1920, height: 1080, channels: 3 } }).jpeg({ quality: 80 }).toBuffer();
+  const image = await uploadStreamedBytes(url, access_token, jpeg, 'image/jpeg');
+  const [, , server, id] = image.split('/');
+  const thumbnailMs = async () => {
+    const started = performance.now();
+    const res = await fetch(`${url}/_matrix/media/v3/thumbnail/${server}/${id}?width=640&height=480&method=scale`);
+    if (res.status !== 200) throw new Error(`thumbnail: ${res.status}`);
+    await res.arrayBuffer();
+    return performance.now() - started;
+  };
+  resetPeak(pid);
+  const firstThumbnail = await thumbnailMs();
+  const peakThumbnail = memory(pid).hwm;
+  const again: number[] = [];
+  for (let i = 0; i < 20; i++) again.push(await thumbnailMs());
+  again.sort((a, b) => a - b);
+  return { jpeg_bytes: jpeg.length, first_ms: firstThumbnail, from_disk_median_ms: again[10], from_disk_max_ms: again[19], peak_rss_first_mb: peakThumbnail };
 }

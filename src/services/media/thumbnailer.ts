@@ -54,7 +54,12 @@ export class TooManyPixelsError extends Error {}
 type Sharp = typeof import('sharp').default;
 let sharpModule: Promise<Sharp> | undefined;
 // Loaded on the first thumbnail: libvips costs start-up time and memory a server without media never needs.
-const loadSharp = () => (sharpModule ??= import('sharp').then((m) => m.default));
+const loadSharp = () =>
+  (sharpModule ??= import('sharp').then(({ default: sharp }) => {
+    // Each thumbnail is made once and then read from disk: libvips' operation cache (50 MB by default) would only hold memory.
+    sharp.cache(false);
+    return sharp;
+  }));
 
 /**
  * Makes a thumbnail of the image at `source` into `target`: for crop, exactly width x height (the
