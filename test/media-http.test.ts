@@ -105,6 +105,10 @@ for (const engine of ENGINES) {
       assert.equal(authed.status, 200);
       assert.deepEqual(authed.bytes, bytes);
       const r0 = await call(server, 'GET', `/_matrix/media/r0/download/test.local/${id}/other.png`);
+      const head = await fetch(`${server.url}${LEGACY}/download/test.local/${id}`, { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get('content-length'), '50000');
+      assert.equal((await head.arrayBuffer()).byteLength, 0);
       // Bodies of any type are content, not parsed: JSON and an empty body too.
       const json = await call(server, 'GET', `${LEGACY}/download/test.local/${mediaIdOf(await upload(Buffer.from('{"a": 1}'), 'application/json'))}`);
       assert.equal(json.bytes.toString(), '{"a": 1}');
