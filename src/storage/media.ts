@@ -80,7 +80,7 @@ export class MediaRepo {
       .selectFrom('local_media')
       .select(sql<number>`coalesce(sum(media_length), 0)`.as('n'))
       .where('user_id', '=', userId)
-      .where('created_ts', '>', since)
+      .where('uploaded_ts', '>', since)
       .executeTakeFirstOrThrow();
     return Number(row.n);
   }
