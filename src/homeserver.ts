@@ -5,6 +5,7 @@ import { sharedSecretRegistrationRoutes } from './api/admin/register.js';
 import { healthRoutes } from './api/health.js';
 import { clientRoutes } from './api/client/index.js';
 import { serverKeyRoutes } from './api/key/index.js';
+import { mediaRoutes } from './api/media/index.js';
 import { threepidPageRoutes } from './api/pages/threepid.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/index.js';
@@ -66,6 +67,7 @@ export function buildApp(services: Services, logger: Logger, trustProxy: AppOpti
   routerRef.router = router;
   clientRoutes(router, services);
   serverKeyRoutes(router, services);
+  mediaRoutes(router, services);
   // Release waiting long-poll syncs first, or close would wait out their timeouts.
   app.addHook('preClose', async () => services.notifier.close());
   threepidPageRoutes(router, services);

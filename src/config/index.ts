@@ -4,6 +4,7 @@ import { adminSection } from './sections/admin.js';
 import { emailSection } from './sections/email.js';
 import { smsConfigSection } from './sections/sms.js';
 import { threepidSection } from './sections/threepid.js';
+import { mediaSection } from './sections/media.js';
 import { voipSection } from './sections/voip.js';
 
 /**
@@ -16,6 +17,7 @@ export const configSchema = coreConfigSchema.extend({
   ...threepidSection,
   ...voipSection,
   ...adminSection,
+  ...mediaSection,
 });
 
 export type Config = z.infer<typeof configSchema>;

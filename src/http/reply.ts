@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream';
+
 /** A handler's answer with a status other than 200, or with extra headers. */
 export class JsonReply {
   constructor(
@@ -19,4 +21,13 @@ export class HtmlReply {
 /** A redirect (e.g. to a validated next_link). */
 export class RedirectReply {
   constructor(readonly location: string) {}
+}
+
+/** Bytes streamed as they are read (a media download), with their headers. */
+export class StreamReply {
+  constructor(
+    readonly status: number,
+    readonly stream: Readable,
+    readonly headers: Record<string, string>,
+  ) {}
 }

@@ -4,7 +4,7 @@ import FindMyWay from 'find-my-way';
 import { MatrixError, invalidParam } from '../errors.js';
 import type { Requester, DeviceService } from '../services/devices.js';
 import { hasNul } from './input-checks.js';
-import { HtmlReply, JsonReply, RedirectReply } from './reply.js';
+import { HtmlReply, JsonReply, RedirectReply, StreamReply } from './reply.js';
 
 export interface RequestContext {
   /** The parsed JSON body; undefined when the request had none. */
@@ -28,6 +28,12 @@ type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 interface RouteOptions {
   /** Path prefixes to serve under; defaults to the client API's v3 and r0. */
   prefixes?: readonly string[];
+  /**
+   * The body is not read: `ctx.body` is the request stream, whatever its type and length (uploads,
+   * which the handler streams and limits itself). A refusal sent before the whole body arrived
+   * closes the connection, rather than reading the rest.
+   */
+  streamBody?: boolean;
 }
 
 export const CLIENT_PREFIXES = ['/_matrix/client/v3', '/_matrix/client/r0'] as const;
@@ -109,7 +115,7 @@ export class Router {
       const url = prefix + path;
       if (this.known.find('GET', url) === null) this.known.on('GET', url, () => undefined);
       this.routes.push({ method, path: url, auth });
-      this.app.route({
+      const route = {
         method: method as HTTPMethods,
         url,
         handler: async (request: FastifyRequest, reply: FastifyReply) => {
@@ -135,7 +141,9 @@ export class Router {
           }
           return send(reply, await handler(ctx));
         },
-      });
+      };
+      if (options.streamBody) this.app.register(async (child) => streamBodyRoute(child, route));
+      else this.app.route(route);
     }
   }
 
@@ -148,6 +156,24 @@ export class Router {
     this.lastTouch.set(requester.tokenHash, now);
     this.devices.touchDevice(requester, now, ip).catch(() => undefined);
   }
+}
+
+/** Registers `route` in its own context, where the body is handed over unread (see RouteOptions.streamBody). */
+function streamBodyRoute(child: FastifyInstance, route: { method: HTTPMethods; url: string; handler: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> }): void {
+  child.removeAllContentTypeParsers();
+  child.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+  const handler = route.handler;
+  child.route({
+    ...route,
+    handler: async (request, reply) => {
+      try {
+        return await handler(request, reply);
+      } catch (err) {
+        if (!request.raw.complete) reply.header('connection', 'close');
+        throw err;
+      }
+    },
+  });
 }
 
 const PAGE_HEADERS = {
@@ -163,6 +189,7 @@ export function send(reply: FastifyReply, result: unknown): FastifyReply {
   if (result instanceof HtmlReply) {
     return reply.code(result.status).headers({ ...PAGE_HEADERS, ...result.headers }).type('text/html; charset=utf-8').send(result.html);
   }
+  if (result instanceof StreamReply) return reply.code(result.status).headers(result.headers).send(result.stream);
   if (result instanceof RedirectReply) return reply.headers(PAGE_HEADERS).redirect(result.location, 302);
   return reply.code(200).send(result ?? {});
 }

@@ -45,6 +45,7 @@ import { MSISDN_STAGE } from './threepid/msisdn.js';
 import { AdminServices } from './admin/index.js';
 import { RegistrationTokenService, withRegistrationToken } from './admin/registration-tokens.js';
 import { RegistrationTokenStage } from './stages/registration-token.js';
+import { FileStore, MediaService, mediaStorePath } from './media/index.js';
 
 /** Every domain service of one homeserver process, wired together. */
 export interface Services {
@@ -99,6 +100,8 @@ export interface Services {
   signingKeys: readonly ServerSigningKey[];
   /** The admin API (Synapse's), registration tokens included. */
   admin: AdminServices;
+  /** The content repository: uploads, downloads, thumbnails. */
+  media: MediaService;
   capabilities(): Record<string, unknown>;
   /** Background work (e.g. the outbox worker) to stop on shutdown. */
   stoppers: (() => Promise<void>)[];
@@ -211,6 +214,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
       return keyring();
     },
     admin,
+    media: new MediaService(store, new FileStore(mediaStorePath(config)), config, clock, limiter),
     capabilities: () => ({
       'm.change_password': { enabled: accounts.passwordsEnabled() },
       'm.set_displayname': { enabled: true },

@@ -25,6 +25,7 @@ import { AdminUsersRepo } from './admin-users.js';
 import { RegistrationTokensRepo } from './registration-tokens.js';
 import { ReceiptsRepo } from './receipts.js';
 import { TypingRepo } from './typing.js';
+import { MediaRepo } from './media.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -75,6 +76,8 @@ export class Store {
   readonly registrationTokens: RegistrationTokensRepo;
   readonly receipts: ReceiptsRepo;
   readonly typing: TypingRepo;
+  /** The content repository's metadata. */
+  readonly media: MediaRepo;
 
   constructor(
     readonly db: Db,
@@ -108,6 +111,7 @@ export class Store {
     this.registrationTokens = new RegistrationTokensRepo(kysely);
     this.receipts = new ReceiptsRepo(kysely, db.engine);
     this.typing = new TypingRepo(kysely, db.engine);
+    this.media = new MediaRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */

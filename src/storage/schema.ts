@@ -1,5 +1,6 @@
 import type { Generated } from 'kysely';
 import type { AdminTables } from './admin-schema.js';
+import type { MediaTables } from './media.js';
 import type { ClientStateTables } from './client-state-schema.js';
 import type { EphemeralTables } from './ephemeral-schema.js';
 import type { RoomTables } from './rooms-schema.js';
@@ -84,7 +85,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, AdminTables, EphemeralTables {
+export interface Database extends ClientStateTables, RoomTables, AdminTables, MediaTables, EphemeralTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

@@ -1,6 +1,6 @@
 /**
  * Response shapes of Synapse's admin API as its documentation gives them (docs/admin_api/
- * user_admin_api.md, rooms.md, registration_tokens.md, version_api.md), for the routes Myelin
+ * user_admin_api.md, rooms.md, registration_tokens.md, media_admin_api.md, version_api.md), for the routes Myelin
  * serves: every admin answer a test receives is checked against these.
  */
 
@@ -118,6 +118,9 @@ export function adminOperations(): AdminOperation[] {
     { method: 'GET', template: `${v1}/registration_tokens/{token}`, responses: { 200: registrationToken } },
     { method: 'PUT', template: `${v1}/registration_tokens/{token}`, responses: { 200: registrationToken } },
     { method: 'DELETE', template: `${v1}/registration_tokens/{token}`, responses: { 200: empty } },
+    { method: 'POST', template: `${v1}/media/quarantine/{serverName}/{mediaId}`, responses: { 200: empty } },
+    { method: 'POST', template: `${v1}/media/unquarantine/{serverName}/{mediaId}`, responses: { 200: empty } },
+    { method: 'DELETE', template: `${v1}/media/{serverName}/{mediaId}`, responses: { 200: obj({ deleted_media: { type: 'array', items: str }, total: int }) } },
     { method: 'GET', template: `${v1}/server_version`, responses: { 200: obj({ server_version: { type: 'string', minLength: 1 } }) } },
   ];
 }

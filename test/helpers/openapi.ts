@@ -161,11 +161,14 @@ async function localOperations(ajv: Ajv2020): Promise<Operation[]> {
 }
 
 /**
- * The spec's paths for a request path: r0 is served as v3, and the few stable endpoints Myelin also
+ * The spec's paths for a request path: r0 is served as v3 (client and media), and the few stable endpoints Myelin also
  * serves under /unstable (as Synapse does) are the v3 ones.
  */
 function specPaths(path: string): string[] {
-  const p = path.split('?')[0]!.replace(/^\/_matrix\/client\/r0\//, '/_matrix/client/v3/');
+  const p = path
+    .split('?')[0]!
+    .replace(/^\/_matrix\/client\/r0\//, '/_matrix/client/v3/')
+    .replace(/^\/_matrix\/media\/r0\//, '/_matrix/media/v3/');
   return p.startsWith('/_matrix/client/unstable/') ? [p, p.replace('/unstable/', '/v3/')] : [p];
 }
 

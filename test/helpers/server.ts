@@ -41,6 +41,11 @@ function pgSigningKeyPath(database: Record<string, unknown>): string {
   return join(tmpdir(), `${String((database.args as { database?: unknown } | undefined)?.database)}.signing.key`);
 }
 
+/** Where the test servers on one PostgreSQL database keep their media files. */
+function pgMediaStorePath(database: Record<string, unknown>): string {
+  return join(tmpdir(), `${String((database.args as { database?: unknown } | undefined)?.database)}.media`);
+}
+
 /** A fresh, empty database for one test server; `drop` removes it. */
 export async function freshDatabase(engine: Engine): Promise<{ database: Record<string, unknown>; drop(): Promise<void> }> {
   if (engine === 'sqlite') {
@@ -60,6 +65,7 @@ export async function freshDatabase(engine: Engine): Promise<{ database: Record<
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await c.end();
       rmSync(pgSigningKeyPath({ args: { database: name } }), { force: true });
+      rmSync(pgMediaStorePath({ args: { database: name } }), { recursive: true, force: true });
     },
   };
 }
@@ -87,7 +93,8 @@ export function rawTestConfig(port: number, database: Record<string, unknown>, o
     rc_message: generous,
     // PostgreSQL needs it to encrypt queued mail; SQLite tests use the key file made next to the database.
     // The signing key would default to ./data/ with PostgreSQL: kept in the temp directory instead.
-    ...(database.name === 'psycopg2' ? { macaroon_secret_key: 'test-outbox-secret', signing_key_path: pgSigningKeyPath(database) } : {}),
+    // Media would default to ./data/media_store with PostgreSQL too: also kept in the temp directory.
+    ...(database.name === 'psycopg2' ? { macaroon_secret_key: 'test-outbox-secret', signing_key_path: pgSigningKeyPath(database), media_store_path: pgMediaStorePath(database) } : {}),
     ...overrides,
   };
 }

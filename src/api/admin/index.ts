@@ -1,6 +1,7 @@
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
 import { adminDeviceRoutes } from './devices.js';
+import { adminMediaRoutes } from './media.js';
 import { adminRegistrationTokenRoutes } from './registration-tokens.js';
 import { adminRoomRoutes } from './rooms.js';
 import { adminUserRoutes } from './users.js';
@@ -11,6 +12,7 @@ export function adminRoutes(router: Router, services: Services): void {
   adminDeviceRoutes(router, services);
   adminRoomRoutes(router, services);
   adminRegistrationTokenRoutes(router, services);
+  adminMediaRoutes(router, services);
   // Public in Synapse too: tools read it before they have a token.
   router.public('GET', '/server_version', async () => ({ server_version: services.admin.serverVersion }), { prefixes: ['/_synapse/admin/v1'] });
 }

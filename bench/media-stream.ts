@@ -1,0 +1,202 @@
+/**
+ * Memory of the server while it takes and serves a large file: media bodies must stream to and
+ * from disk, never be held whole.
+ *
+ *   npx tsx bench/media-stream.ts [--size-mb 100] [--variant dist|tsx|bare] [--no-build]
+ *
+ * `--variant bare` is the baseline: bench/bare-media-server.ts, a bare Node HTTP server piping the
+ * body to a file and the file back (no thumbnail step): what the same bytes cost Node itself.
+ * Starts Myelin as its own process (`node dist/main.js`, built first unless --no-build, or
+ * `node --import tsx src/main.ts`) on a fresh SQLite database and media store, registers a user,
+ * then, as the baseline, uploads and downloads a 1 MB file, and then one of --size-mb: a streamed
+ * POST /upload with a Content-Length, then a GET of it whose bytes are hashed and thrown away.
+ * Then a 2 MP JPEG's 640x480 thumbnail: the first request (made by sharp), then 20 more (from disk).
+ * The server's resident memory (VmRSS) is sampled every 10 ms from /proc; VmHWM gives the peak over
+ * the whole run, reset (clear_refs) before each large step so each peak is that step's. Printed, and written to bench/results/media-stream-<timestamp>.json with the load
+ * average and the commit.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Api } from '../test/helpers/api.js';
+import { freePort } from './children.js';
+import { commitOf, load } from './conditions.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const { values: flags } = parseArgs({
+  options: {
+    'size-mb': { type: 'string', default: '100' },
+    variant: { type: 'string', default: 'dist' },
+    'no-build': { type: 'boolean', default: false },
+  },
+});
+const SIZE = Number(flags['size-mb']) * 1024 * 1024;
+const CHUNK = 64 * 1024;
+
+/** Resets the process's VmHWM to its current RSS (Linux: clear_refs 5), so the next peak is the next step's. */
+const resetPeak = (pid: number) => writeFileSync(`/proc/${pid}/clear_refs`, '5');
+
+const memory = (pid: number) => {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+};
+
+/** A deterministic byte pattern, made chunk by chunk (the client holds no more than one chunk either). */
+function chunkAt(offset: number, length: number): Buffer {
+  const chunk = Buffer.alloc(length);
+  for (let i = 0; i < length; i += 4) chunk.writeUInt32LE(((offset + i) * 2654435761) >>> 0, i);
+  return chunk;
+}
+
+async function uploadStreamed(url: string, token: string, size: number): Promise<{ mxc: string; sha: string; ms: number }> {
+  const hash = createHash('sha256');
+  const started = performance.now();
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = request(`${url}/_matrix/media/v3/upload?filename=big.bin`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    });
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`${res.statusCode} ${text}`))));
+    });
+    req.on('error', reject);
+    let offset = 0;
+    const write = () => {
+      while (offset < size) {
+        const chunk = chunkAt(offset, Math.min(CHUNK, size - offset));
+        hash.update(chunk);
+        offset += chunk.length;
+        if (!req.write(chunk)) return void req.once('drain', write);
+      }
+      req.end();
+    };
+    write();
+  });
+  return { mxc: (JSON.parse(body) as { content_uri: string }).content_uri, sha: hash.digest('hex'), ms: performance.now() - started };
+}
+
+async function uploadStreamedBytes(url: string, token: string, bytes: Buffer, type: string): Promise<string> {
+  const res = await fetch(`${url}/_matrix/media/v3/upload`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body: new Uint8Array(bytes) });
+  if (res.status !== 200) throw new Error(`upload: ${res.status}`);
+  return ((await res.json()) as { content_uri: string }).content_uri;
+}
+
+async function downloadHashed(url: string, mxc: string): Promise<{ sha: string; bytes: number; ms: number }> {
+  const started = performance.now();
+  const [, , server, id] = mxc.split('/');
+  return new Promise((resolve, reject) => {
+    request(`${url}/_matrix/media/v3/download/${server}/${id}`, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`download: ${res.statusCode}`));
+      const hash = createHash('sha256');
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        hash.update(c);
+        bytes += c.length;
+      });
+      res.on('end', () => resolve({ sha: hash.digest('hex'), bytes, ms: performance.now() - started }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+if (flags.variant === 'dist' && !flags['no-build']) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
+const dir = mkdtempSync(join(tmpdir(), 'myelin-media-bench-'));
+const port = await freePort();
+const configPath = join(dir, 'homeserver.yaml');
+writeFileSync(
+  configPath,
+  JSON.stringify({
+    server_name: 'bench.local',
+    listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
+    database: { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } },
+    log_level: 'warn',
+    enable_registration: true,
+    enable_registration_without_verification: true,
+    max_upload_size: `${Math.ceil(SIZE / 1024 / 1024) + 1}M`,
+    // The one registration should not leave argon2's 19 MiB in the figures.
+    password_config: { argon2: { memory_cost: 1024, time_cost: 1, parallelism: 1 } },
+  }),
+);
+const BARE = flags.variant === 'bare';
+const args = BARE ? ['--import', 'tsx', 'bench/bare-media-server.ts', String(port), dir] : [...(flags.variant === 'dist' ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts']), 'start', '--config', configPath];
+const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+const url = `http://127.0.0.1:${port}`;
+for (let i = 0; ; i++) {
+  try {
+    if ((await fetch(`${url}/_matrix/client/versions`)).status === 200) break;
+  } catch {
+    if (i > 1200) throw new Error('the server did not start');
+  }
+  await new Promise((r) => setTimeout(r, 50));
+}
+const pid = child.pid!;
+let peakSampled = 0;
+const sampler = setInterval(() => (peakSampled = Math.max(peakSampled, memory(pid).rss)), 10);
+
+try {
+  const access_token = BARE ? 'none' : (await new Api(url).register('bench', 'bench password 1')).access_token;
+  const atStart = memory(pid).rss;
+  const small = await uploadStreamed(url, access_token, 1024 * 1024);
+  await downloadHashed(url, small.mxc);
+  await new Promise((r) => setTimeout(r, 200));
+  const baseline = { rss_mb: memory(pid).rss, peak_mb: memory(pid).hwm };
+  peakSampled = 0;
+  resetPeak(pid);
+  const up = await uploadStreamed(url, access_token, SIZE);
+  const afterUpload = { rss_mb: memory(pid).rss, peak_mb: memory(pid).hwm, peak_sampled_mb: peakSampled };
+  peakSampled = 0;
+  resetPeak(pid);
+  const down = await downloadHashed(url, up.mxc);
+  if (down.sha !== up.sha || down.bytes !== SIZE) throw new Error('the downloaded bytes differ from the uploaded ones');
+  const afterDownload = { rss_mb: memory(pid).rss, peak_mb: memory(pid).hwm, peak_sampled_mb: peakSampled };
+  // A 2 MP JPEG: its first 640x480 thumbnail is made, the next ones are read from disk.
+  const thumbnail = BARE ? undefined : await thumbnailFigures(url, access_token, pid);
+  const result = {
+    variant: flags.variant,
+    size_mb: SIZE / 1024 / 1024,
+    rss_at_start_mb: atStart,
+    baseline_after_1mb: baseline,
+    upload: { ...afterUpload, seconds: up.ms / 1000, mb_per_s: SIZE / 1024 / 1024 / (up.ms / 1000) },
+    download: { ...afterDownload, seconds: down.ms / 1000, mb_per_s: SIZE / 1024 / 1024 / (down.ms / 1000) },
+    thumbnail_2mp_jpeg: thumbnail,
+    rss_at_end_mb: memory(pid).rss,
+    load: load(),
+    ...commitOf(ROOT),
+  };
+  console.log(JSON.stringify(result, null, 2));
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  writeFileSync(join(ROOT, `bench/results/media-stream-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2));
+} finally {
+  clearInterval(sampler);
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function thumbnailFigures(url: string, access_token: string, pid: number) {
+  const { default: sharp } = await import('sharp');
+  const jpeg = await sharp(chunkAt(0, 1920 * 1080 * 3), { raw: { width: 1920, height: 1080, channels: 3 } }).jpeg({ quality: 80 }).toBuffer();
+  const image = await uploadStreamedBytes(url, access_token, jpeg, 'image/jpeg');
+  const [, , server, id] = image.split('/');
+  const thumbnailMs = async () => {
+    const started = performance.now();
+    const res = await fetch(`${url}/_matrix/media/v3/thumbnail/${server}/${id}?width=640&height=480&method=scale`);
+    if (res.status !== 200) throw new Error(`thumbnail: ${res.status}`);
+    await res.arrayBuffer();
+    return performance.now() - started;
+  };
+  resetPeak(pid);
+  const firstThumbnail = await thumbnailMs();
+  const peakThumbnail = memory(pid).hwm;
+  const again: number[] = [];
+  for (let i = 0; i < 20; i++) again.push(await thumbnailMs());
+  again.sort((a, b) => a - b);
+  return { jpeg_bytes: jpeg.length, first_ms: firstThumbnail, from_disk_median_ms: again[10], from_disk_max_ms: again[19], peak_rss_first_mb: peakThumbnail };
+}
