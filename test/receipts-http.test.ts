@@ -226,7 +226,7 @@ for (const engine of ENGINES) {
       const sentAt = Date.now();
       assert.equal((await receipt(bob, roomId, 'm.read', eventId)).status, 200);
       const woken = await waiting;
-      assert.ok(Date.now() - sentAt < 1000, `returned ${Date.now() - sentAt} ms after the receipt`);
+      assert.ok(Date.now() - sentAt < 5000, `returned ${Date.now() - sentAt} ms after the receipt, long before its 30 s timeout (the machine may be loaded)`);
       assert.deepEqual(holders(receiptsOf(woken.body, roomId), 'm.read'), [`${eventId} ${bob.user_id}`]);
     });
 
@@ -268,7 +268,7 @@ describe('receipts across two homeserver processes sharing PostgreSQL', () => {
     const res = await servers.second.api.post(`/v3/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {}, { token: bob.access_token });
     assert.equal(res.status, 200);
     const woken = await waiting;
-    assert.ok(Date.now() - sentAt < 1000, `returned ${Date.now() - sentAt} ms after the receipt`);
+    assert.ok(Date.now() - sentAt < 5000, `returned ${Date.now() - sentAt} ms after the receipt, long before its 30 s timeout (the machine may be loaded)`);
     assert.deepEqual(holders(receiptsOf(woken.body, roomId), 'm.read'), [`${eventId} ${bob.user_id}`]);
   });
 });
