@@ -13,6 +13,7 @@ import { KeyBackupService } from './e2ee/key-backup.js';
 import { ToDeviceService } from './e2ee/to-device.js';
 import { PresenceService } from './presence.js';
 import { PushRuleService } from './push-rules/push-rules.js';
+import { PusherService } from './push/pushers.js';
 import { SUPPORTED_ROOM_VERSIONS } from './rooms/pdu.js';
 import { ClientEventSerializer } from './rooms/client-event.js';
 import { EventCreator } from './rooms/event-creator.js';
@@ -68,6 +69,8 @@ export interface Services {
   sync: SyncService;
   filters: FilterService;
   pushRules: PushRuleService;
+  /** Pushers (POST /pushers/set); deleted with the device that set them. */
+  pushers: PusherService;
   accountData: AccountDataService;
   /** Device and cross-signing keys, one-time and fallback keys, signatures. */
   keys: E2eKeyService;
@@ -158,6 +161,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
+  const pushers = new PusherService(store, clock);
+  devices.deviceDeletionHooks.push((work, userId, deviceIds) => work.pushers.deleteForDevices(userId, deviceIds));
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
 
   const services: Services = {
@@ -180,6 +185,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     sync: new SyncService(store, notifier, filters, pushRules, keys, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now())),
     filters,
     pushRules,
+    pushers,
     accountData: new AccountDataService(store, writer, pushRules),
     keys,
     toDevice: new ToDeviceService(writer, clock, config.server_name),

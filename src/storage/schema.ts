@@ -3,6 +3,7 @@ import type { AdminTables } from './admin-schema.js';
 import type { ClientStateTables } from './client-state-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
+import type { PushTables } from './push-schema.js';
 import type { UserThreepidIdServerTable } from './threepid-id-servers.js';
 import type { ThreepidValidationSessionsTable } from './validation-sessions.js';
 
@@ -83,7 +84,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, AdminTables {
+export interface Database extends ClientStateTables, RoomTables, AdminTables, PushTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;
