@@ -14,6 +14,9 @@ import { ToDeviceService } from './e2ee/to-device.js';
 import { PresenceService } from './presence.js';
 import { PushRuleService } from './push-rules/push-rules.js';
 import { PusherService } from './push/pushers.js';
+import { pushGatewayChannel } from './push/gateway.js';
+import { PUSH_CHANNEL, PushProcessor } from './push/processor.js';
+import { PushRuleCache } from './push/rule-cache.js';
 import { SUPPORTED_ROOM_VERSIONS } from './rooms/pdu.js';
 import { ClientEventSerializer } from './rooms/client-event.js';
 import { EventCreator } from './rooms/event-creator.js';
@@ -71,6 +74,8 @@ export interface Services {
   pushRules: PushRuleService;
   /** Pushers (POST /pushers/set); deleted with the device that set them. */
   pushers: PusherService;
+  /** Evaluates new room events against members' push rules; queues pushes, counts notifications. */
+  push: PushProcessor;
   accountData: AccountDataService;
   /** Device and cross-signing keys, one-time and fallback keys, signatures. */
   keys: E2eKeyService;
@@ -163,6 +168,9 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
   const pushers = new PusherService(store, clock);
   devices.deviceDeletionHooks.push((work, userId, deviceIds) => work.pushers.deleteForDevices(userId, deviceIds));
+  delivery.addChannel(PUSH_CHANNEL, pushGatewayChannel(store));
+  const push = new PushProcessor(store, new PushRuleCache(store), config.server_name, outboxClock, clock, () => delivery.worker.poke());
+  eventCreator.afterPersist.push(() => push.poke());
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
 
   const services: Services = {
@@ -186,6 +194,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     filters,
     pushRules,
     pushers,
+    push,
     accountData: new AccountDataService(store, writer, pushRules),
     keys,
     toDevice: new ToDeviceService(writer, clock, config.server_name),

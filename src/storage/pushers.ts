@@ -11,6 +11,11 @@ export class PushersRepo {
     return this.db.selectFrom('pushers').selectAll().where('user_id', '=', userId).orderBy('app_id').orderBy('pushkey').execute();
   }
 
+  async exists(userId: string, appId: string, pushkey: string): Promise<boolean> {
+    const row = await this.db.selectFrom('pushers').select('kind').where('user_id', '=', userId).where('app_id', '=', appId).where('pushkey', '=', pushkey).executeTakeFirst();
+    return row !== undefined;
+  }
+
   /** The http pushers of these users. */
   async httpPushersOf(userIds: readonly string[]): Promise<PusherRow[]> {
     const rows: PusherRow[] = [];
