@@ -17,6 +17,7 @@ import { PusherService } from './push/pushers.js';
 import { pushGatewayChannel } from './push/gateway.js';
 import { PUSH_CHANNEL, PushProcessor } from './push/processor.js';
 import { PushRuleCache } from './push/rule-cache.js';
+import { NotificationService } from './push/notifications.js';
 import { SUPPORTED_ROOM_VERSIONS } from './rooms/pdu.js';
 import { ClientEventSerializer } from './rooms/client-event.js';
 import { EventCreator } from './rooms/event-creator.js';
@@ -76,6 +77,8 @@ export interface Services {
   pushers: PusherService;
   /** Evaluates new room events against members' push rules; queues pushes, counts notifications. */
   push: PushProcessor;
+  /** GET /notifications. */
+  notifications: NotificationService;
   accountData: AccountDataService;
   /** Device and cross-signing keys, one-time and fallback keys, signatures. */
   keys: E2eKeyService;
@@ -195,6 +198,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     pushRules,
     pushers,
     push,
+    notifications: new NotificationService(store, eventSerializer, clock),
     accountData: new AccountDataService(store, writer, pushRules),
     keys,
     toDevice: new ToDeviceService(writer, clock, config.server_name),

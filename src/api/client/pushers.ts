@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Router } from '../../http/router.js';
-import { optional, parseBody } from '../../http/parse.js';
+import { optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Services } from '../../services/index.js';
 import type { JsonObject } from '../../validate.js';
 
@@ -17,7 +17,14 @@ const SetPusherBody = z.object({
   append: optional(z.boolean()),
 });
 
-export function pusherRoutes(router: Router, { pushers }: Services): void {
+const NotificationsQuery = z.object({
+  from: optional(z.string()),
+  limit: optional(z.coerce.number().int()),
+  only: optional(z.string()),
+});
+
+export function pusherRoutes(router: Router, { pushers, notifications }: Services): void {
+  router.authed('GET', '/notifications', async ({ requester, query }) => notifications.list(requester, parseQuery(NotificationsQuery, query)));
   router.authed('GET', '/pushers', async ({ requester }) => ({ pushers: await pushers.list(requester.userId) }));
   router.authed('POST', '/pushers/set', async ({ requester, body }) => {
     await pushers.set(requester, parseBody(SetPusherBody, body));
