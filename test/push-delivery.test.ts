@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FakePushGateway } from './helpers/fake-push-gateway.js';
-import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import { ENGINES, startTestServer, twoProcessesOnePostgres, type TestServer } from './helpers/server.js';
 import { until } from './helpers/until.js';
 
 type Session = { user_id: string; access_token: string; device_id: string };
@@ -119,3 +119,31 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe('push delivery: two processes on one PostgreSQL database', () => {
+  const pair = twoProcessesOnePostgres();
+  const gateway = new FakePushGateway();
+  before(() => gateway.start());
+  after(() => gateway.stop());
+
+  it('pushes each event once, whichever process wrote it and whichever evaluates it', async () => {
+    const { first, second } = pair;
+    const alice = await first.api.register('alice');
+    const bob = await second.api.register('bob');
+    const roomId = (await first.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: alice.access_token })).body.room_id;
+    await second.api.post(`/v3/join/${enc(roomId)}`, {}, { token: bob.access_token });
+    const pusher = { kind: 'http', app_id: 'org.example.app', app_display_name: 'App', device_display_name: 'Phone', lang: 'en', pushkey: 'bob', data: { url: gateway.url } };
+    assert.equal((await second.api.post('/v3/pushers/set', pusher, { token: bob.access_token })).status, 200);
+    const sent = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const api = i % 2 === 0 ? first.api : second.api;
+        const res = await api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/two${i}`, { msgtype: 'm.text', body: `m${i}` }, { token: alice.access_token });
+        assert.equal(res.status, 200);
+        return res.body.event_id;
+      }),
+    );
+    await until(() => sent.every((id) => gateway.of(id).length >= 1), 'a push of every event', 30_000);
+    await sleep(1_500);
+    assert.deepEqual(sent.map((id) => gateway.of(id).length), sent.map(() => 1));
+  });
+});
