@@ -104,6 +104,23 @@ for (const engine of ENGINES) {
       assert.equal((await pushesOf(unevaluated, 2, 30_000)).length, 2);
     });
 
+    it('pushes to a member who joined after the room was last read, under their new display name rules', async () => {
+      const dave = await server.api.register('dave');
+      await server.api.post('/v3/pushers/set', { kind: 'http', app_id: 'org.example.app', app_display_name: 'App', device_display_name: 'Phone', lang: 'en', pushkey: 'dave', data: { url: gateway.url } }, { token: dave.access_token });
+      assert.equal((await server.api.post(`/v3/join/${enc(roomId)}`, {}, { token: dave.access_token })).status, 200);
+      const plain = await send(alice, { msgtype: 'm.text', body: 'welcome' });
+      const [push] = (await pushesOf(plain, 3)).filter((p) => p.devices[0]!.pushkey === 'dave');
+      assert.deepEqual(push?.devices[0]!.tweaks, {}, 'an ordinary message');
+      const renamed = await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(dave.user_id)}`, { membership: 'join', displayname: 'Captain Hook' }, { token: dave.access_token });
+      assert.equal(renamed.status, 200);
+      const named = await send(alice, { msgtype: 'm.text', body: 'ask captain hook' });
+      const [highlighted] = (await pushesOf(named, 3)).filter((p) => p.devices[0]!.pushkey === 'dave');
+      assert.equal(highlighted?.devices[0]!.tweaks.highlight, true, 'the new display name is matched');
+      await server.api.post(`/v3/rooms/${enc(roomId)}/leave`, {}, { token: dave.access_token });
+      const afterLeaving = await send(alice, { msgtype: 'm.text', body: 'gone' });
+      assert.deepEqual((await pushesOf(afterLeaving, 2)).map((p) => p.devices[0]!.pushkey).sort(), ['bob-full', 'bob-id-only']);
+    });
+
     it('deletes the pusher of a pushkey the gateway rejects', async () => {
       gateway.rejecting.add('bob-id-only');
       const eventId = await send(alice, { msgtype: 'm.text', body: 'rejected' });

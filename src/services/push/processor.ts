@@ -15,6 +15,14 @@ import type { PushRuleCache } from './rule-cache.js';
 export const PUSH_CHANNEL = 'push';
 const BATCH = 100;
 const POLL_MS = 2_000;
+const MAX_ROOMS = 10_000;
+/**
+ * Progress is recorded with what it found; a run of events that notify no one is recorded only
+ * every so often (re-evaluating them after a crash finds nothing again), so that quiet sends do not
+ * each cost a write.
+ */
+const RECORD_EVERY_POSITIONS = 1_000;
+const RECORD_EVERY_MS = 5_000;
 
 interface RoomContext {
   factsFor(sender: string): RoomFacts;
@@ -43,6 +51,9 @@ export class PushProcessor {
   private stopped = true;
   private timer: NodeJS.Timeout | undefined;
   private logger: Logger | undefined;
+  private readonly rooms = new Map<string, RoomContext | null>();
+  private unrecorded: { persisted: number; reached: number } | undefined;
+  private recordedAt = 0;
 
   constructor(
     private readonly store: Store,
@@ -99,22 +110,30 @@ export class PushProcessor {
 
   /** Evaluates the next batch of events; true when more are waiting. */
   async runBatch(): Promise<boolean> {
-    const from = await this.store.push.progress();
+    const persisted = await this.store.push.progress();
+    // Events this process evaluated past the recorded progress, finding nothing to record: unless
+    // another process has recorded progress since, they need no second look.
+    const from = this.unrecorded?.persisted === persisted ? this.unrecorded.reached : persisted;
     const head = await this.store.streams.head();
     if (head <= from) return false;
     await this.rules.refresh(head);
     const rows = await this.store.push.eventsBetween(from, head, BATCH);
     const upto = rows.length < BATCH ? head : rows[rows.length - 1]!.stream_pos;
 
-    const rooms = new Map<string, RoomContext | null>();
     const found: { event: StoredEvent; pos: number; recipients: Recipient[]; room: RoomContext }[] = [];
     for (const row of rows) {
       const event = eventFromRow(row);
-      let room = rooms.get(row.room_id);
-      if (room === undefined) rooms.set(row.room_id, (room = await this.roomContext(row.room_id)));
+      const room = await this.roomContext(row.room_id);
+      // A state event may change who is in the room, their names or power: read the room again next time.
+      if (event.state_key !== undefined) this.rooms.delete(row.room_id);
       if (!room) continue;
       const recipients = await this.evaluate(event, room);
       if (recipients.length > 0) found.push({ event, pos: row.stream_pos, recipients, room });
+    }
+    const now = this.clock.now();
+    if (found.length === 0 && upto - persisted < RECORD_EVERY_POSITIONS && now - this.recordedAt < RECORD_EVERY_MS) {
+      this.unrecorded = { persisted, reached: upto };
+      return upto < head;
     }
     const notifyUsers = [...new Set(found.flatMap((f) => f.recipients.filter((r) => r.outcome.notify).map((r) => r.userId)))];
     const pushers = groupPushers(notifyUsers.length > 0 ? await this.store.pushers.httpPushersOf(notifyUsers) : []);
@@ -122,8 +141,7 @@ export class PushProcessor {
     let queued = 0;
     const done = await this.store.transaction(async (tx) => {
       // Another process recorded this batch meanwhile: leave it to that one.
-      if ((await tx.push.lockProgress()) !== from) return false;
-      const now = this.clock.now();
+      if ((await tx.push.lockProgress()) !== persisted) return false;
       for (const { event, pos, recipients, room } of found) {
         const notified = recipients.filter((r) => r.outcome.notify);
         if (notified.length === 0) continue;
@@ -147,6 +165,8 @@ export class PushProcessor {
       await tx.push.setProgress(upto);
       return true;
     });
+    this.unrecorded = undefined;
+    if (done) this.recordedAt = now;
     if (queued > 0) this.onQueued();
     return done && upto < head;
   }
@@ -171,7 +191,18 @@ export class PushProcessor {
     return userId.endsWith(`:${this.serverName}`);
   }
 
+  /** A room's context, kept until a state event of the room goes by (every process's events do, in order). */
   private async roomContext(roomId: string): Promise<RoomContext | null> {
+    let context = this.rooms.get(roomId);
+    if (context === undefined) {
+      context = await this.readRoomContext(roomId);
+      if (this.rooms.size >= MAX_ROOMS) this.rooms.clear();
+      this.rooms.set(roomId, context);
+    }
+    return context;
+  }
+
+  private async readRoomContext(roomId: string): Promise<RoomContext | null> {
     const row = await this.store.rooms.get(roomId);
     if (!row) return null;
     const version = row.room_version as RoomVersionId;
