@@ -71,28 +71,40 @@ export class PushRepo {
     const rows = await this.db
       .selectFrom('account_data')
       .select('user_id')
-      .where('type', '=', 'm.push_rules')
+      // A literal, so that SQLite uses the partial index (migration 0017).
+      .where(sql<boolean>`type = 'm.push_rules'`)
       .where('stream_pos', '>', after)
       .where('stream_pos', '<=', upto)
       .execute();
     return rows.map((r) => r.user_id);
   }
 
-  /** Adds one notification (and one highlight when `highlight`) to each user's count in the room. */
+  /**
+   * Adds one notification (and one highlight when `highlight`) to each user's count in the room: one
+   * statement of fixed text whatever the number of users (they go as one JSON array parameter), as
+   * building a many-row insert cost more than running it.
+   */
   async addCounts(roomId: string, entries: readonly { userId: string; highlight: boolean }[]): Promise<void> {
-    for (let i = 0; i < entries.length; i += CHUNK) {
-      const chunk = entries.slice(i, i + CHUNK);
-      await this.db
-        .insertInto('push_counts')
-        .values(chunk.map((e) => ({ user_id: e.userId, room_id: roomId, notification_count: 1, highlight_count: e.highlight ? 1 : 0 })))
-        .onConflict((oc) =>
-          oc.columns(['user_id', 'room_id']).doUpdateSet({
-            notification_count: sql`push_counts.notification_count + excluded.notification_count`,
-            highlight_count: sql`push_counts.highlight_count + excluded.highlight_count`,
-          }),
-        )
-        .execute();
-    }
+    if (entries.length === 0) return;
+    const list = JSON.stringify(entries.map((e) => [e.userId, e.highlight ? 1 : 0]));
+    const update = sql`ON CONFLICT (user_id, room_id) DO UPDATE SET notification_count = push_counts.notification_count + 1, highlight_count = push_counts.highlight_count + excluded.highlight_count`;
+    const query =
+      this.engine === 'postgres'
+        ? sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count) SELECT x ->> 0, ${roomId}::text, 1, (x ->> 1)::integer FROM json_array_elements(${list}::json) AS x ${update}`
+        : sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count) SELECT value ->> 0, ${roomId}, 1, value ->> 1 FROM json_each(${list}) WHERE true ${update}`;
+    await query.execute(this.db);
+  }
+
+  /** Records that one event notified these users (one statement, as addCounts). */
+  async addNotifications(event: { roomId: string; eventId: string; streamPos: number; ts: number }, users: readonly { userId: string; actions: string; highlight: boolean }[]): Promise<void> {
+    if (users.length === 0) return;
+    const list = JSON.stringify(users.map((u) => [u.userId, u.actions, u.highlight ? 1 : 0]));
+    const columns = sql`INSERT INTO push_notifications (user_id, room_id, event_id, stream_pos, actions, highlight, ts)`;
+    const query =
+      this.engine === 'postgres'
+        ? sql`${columns} SELECT x ->> 0, ${event.roomId}::text, ${event.eventId}::text, ${event.streamPos}::bigint, x ->> 1, (x ->> 2)::integer, ${event.ts}::bigint FROM json_array_elements(${list}::json) AS x ON CONFLICT DO NOTHING`
+        : sql`${columns} SELECT value ->> 0, ${event.roomId}, ${event.eventId}, ${event.streamPos}, value ->> 1, value ->> 2, ${event.ts} FROM json_each(${list}) WHERE true ON CONFLICT DO NOTHING`;
+    await query.execute(this.db);
   }
 
   /** Clears a user's counts in a room (a read receipt up to the latest event). */
@@ -129,16 +141,6 @@ export class PushRepo {
       for (const r of rows) unread.set(r.user_id, Number(r.n));
     }
     return unread;
-  }
-
-  async addNotifications(rows: readonly PushNotificationRow[]): Promise<void> {
-    for (let i = 0; i < rows.length; i += CHUNK) {
-      await this.db
-        .insertInto('push_notifications')
-        .values(rows.slice(i, i + CHUNK))
-        .onConflict((oc) => oc.columns(['user_id', 'event_id']).doNothing())
-        .execute();
-    }
   }
 
   /** A user's notifications, newest first, before position `before` (exclusive) when given. */

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
 import type { Store } from '../../storage/index.js';
-import type { PushNotificationRow } from '../../storage/push.js';
 import type { PusherRow } from '../../storage/pushers.js';
 import { PushEventFields } from '../push-rules/event-fields.js';
 import type { PushOutcome, RoomFacts } from '../push-rules/evaluator.js';
@@ -146,7 +145,10 @@ export class PushProcessor {
         const notified = recipients.filter((r) => r.outcome.notify);
         if (notified.length === 0) continue;
         await tx.push.addCounts(event.room_id, notified.map((r) => ({ userId: r.userId, highlight: r.outcome.highlight })));
-        await tx.push.addNotifications(notified.map((r): PushNotificationRow => ({ user_id: r.userId, room_id: event.room_id, event_id: event.event_id, stream_pos: pos, actions: JSON.stringify(r.outcome.actions), highlight: r.outcome.highlight ? 1 : 0, ts: now })));
+        await tx.push.addNotifications(
+          { roomId: event.room_id, eventId: event.event_id, streamPos: pos, ts: now },
+          notified.map((r) => ({ userId: r.userId, actions: JSON.stringify(r.outcome.actions), highlight: r.outcome.highlight })),
+        );
         const withPushers = notified.filter((r) => pushers.has(r.userId));
         if (withPushers.length === 0) continue;
         const unread = await tx.push.unreadRooms(withPushers.map((r) => r.userId));
