@@ -14,6 +14,7 @@ import type { PushRuleCache } from './rule-cache.js';
 export const PUSH_CHANNEL = 'push';
 const BATCH = 100;
 const POLL_MS = 2_000;
+const COALESCE_MS = 25;
 const MAX_ROOMS = 10_000;
 /**
  * Progress is recorded with what it found; a run of events that notify no one is recorded only
@@ -53,6 +54,7 @@ export class PushProcessor {
   private readonly rooms = new Map<string, RoomContext | null>();
   private unrecorded: { persisted: number; reached: number } | undefined;
   private recordedAt = 0;
+  private soon: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: Store,
@@ -75,17 +77,31 @@ export class PushProcessor {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.soon) clearTimeout(this.soon);
+    this.soon = undefined;
     await this.running;
   }
 
-  /** Looks for new events now (coalesced with a run in progress). */
+  /**
+   * Looks for new events shortly: a run starts COALESCE_MS after the first poke, so that the events
+   * of a busy moment are evaluated and recorded as one batch, not one transaction each.
+   */
   poke(): void {
     if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return;
     }
+    if (this.soon) return;
     if (this.timer) clearTimeout(this.timer);
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      this.run();
+    }, COALESCE_MS);
+  }
+
+  private run(): void {
+    if (this.stopped || this.running) return;
     this.running = this.drain().finally(() => {
       this.running = undefined;
       if (this.again) return this.poke();
