@@ -91,6 +91,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   }
   const metrics = config.enable_metrics ? new Metrics(services, db) : undefined;
   services.stoppers.push(services.delivery.start(logger));
+  services.stoppers.push(services.push.start(logger));
   services.stoppers.push(startMaintenance(services, logger));
   services.stoppers.push(services.typing.start(logger));
   const apps: FastifyInstance[] = [];

@@ -13,6 +13,11 @@ import { KeyBackupService } from './e2ee/key-backup.js';
 import { ToDeviceService } from './e2ee/to-device.js';
 import { PresenceService } from './presence.js';
 import { PushRuleService } from './push-rules/push-rules.js';
+import { PusherService } from './push/pushers.js';
+import { pushGatewayChannel } from './push/gateway.js';
+import { PUSH_CHANNEL, PushProcessor } from './push/processor.js';
+import { PushRuleCache } from './push/rule-cache.js';
+import { NotificationService } from './push/notifications.js';
 import { SUPPORTED_ROOM_VERSIONS } from './rooms/pdu.js';
 import { ClientEventSerializer } from './rooms/client-event.js';
 import { EventCreator } from './rooms/event-creator.js';
@@ -73,6 +78,12 @@ export interface Services {
   sync: SyncService;
   filters: FilterService;
   pushRules: PushRuleService;
+  /** Pushers (POST /pushers/set); deleted with the device that set them. */
+  pushers: PusherService;
+  /** Evaluates new room events against members' push rules; queues pushes, counts notifications. */
+  push: PushProcessor;
+  /** GET /notifications. */
+  notifications: NotificationService;
   accountData: AccountDataService;
   /** Read receipts and the fully-read marker. */
   receipts: ReceiptService;
@@ -172,6 +183,11 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
+  const pushers = new PusherService(store, clock);
+  devices.deviceDeletionHooks.push((work, userId, deviceIds) => work.pushers.deleteForDevices(userId, deviceIds));
+  delivery.addChannel(PUSH_CHANNEL, pushGatewayChannel(store));
+  const push = new PushProcessor(store, new PushRuleCache(store), config.server_name, outboxClock, clock, () => delivery.worker.poke());
+  eventCreator.afterPersist.push(() => push.poke());
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
 
   const services: Services = {
@@ -194,6 +210,9 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     sync: new SyncService(store, notifier, filters, pushRules, keys, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now(), new EphemeralSync(store, typing, clock))),
     filters,
     pushRules,
+    pushers,
+    push,
+    notifications: new NotificationService(store, eventSerializer, clock),
     accountData: new AccountDataService(store, writer, pushRules),
     receipts: new ReceiptService(store, writer, clock),
     typing,

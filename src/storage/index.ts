@@ -5,6 +5,8 @@ import { FiltersRepo } from './filters.js';
 import { KeyBackupRepo } from './key-backup.js';
 import { PresenceRepo } from './presence.js';
 import { PushRulesRepo } from './push-rules.js';
+import { PushersRepo } from './pushers.js';
+import { PushRepo } from './push.js';
 import { StreamsRepo } from './streams.js';
 import { ToDeviceRepo } from './to-device.js';
 import type { Db } from './db.js';
@@ -67,6 +69,9 @@ export class Store {
   readonly keys: E2eKeysRepo;
   readonly filters: FiltersRepo;
   readonly pushRules: PushRulesRepo;
+  readonly pushers: PushersRepo;
+  /** Push evaluation's progress, notification counts and notifications. */
+  readonly push: PushRepo;
   readonly keyBackup: KeyBackupRepo;
   readonly presence: PresenceRepo;
   readonly rooms: RoomsRepo;
@@ -102,6 +107,8 @@ export class Store {
     this.keys = new E2eKeysRepo(kysely);
     this.filters = new FiltersRepo(kysely);
     this.pushRules = new PushRulesRepo(kysely);
+    this.pushers = new PushersRepo(kysely);
+    this.push = new PushRepo(kysely, db.engine);
     this.keyBackup = new KeyBackupRepo(kysely);
     this.presence = new PresenceRepo(kysely);
     this.rooms = new RoomsRepo(kysely, db.engine);

@@ -16,6 +16,18 @@ export class PushRulesRepo {
     return this.db.selectFrom('push_rule_overrides').selectAll().where('user_id', '=', userId).execute();
   }
 
+  /** Every user-defined rule and default-rule change of these users, for evaluating their rules in bulk. */
+  async listForUsers(userIds: readonly string[]): Promise<{ rules: PushRuleRow[]; overrides: PushRuleOverrideRow[] }> {
+    const rules: PushRuleRow[] = [];
+    const overrides: PushRuleOverrideRow[] = [];
+    for (let i = 0; i < userIds.length; i += 500) {
+      const chunk = userIds.slice(i, i + 500);
+      rules.push(...(await this.db.selectFrom('push_rules').selectAll().where('user_id', 'in', chunk).orderBy('user_id').orderBy('kind').orderBy('priority').execute()));
+      overrides.push(...(await this.db.selectFrom('push_rule_overrides').selectAll().where('user_id', 'in', chunk).execute()));
+    }
+    return { rules, overrides };
+  }
+
   /** Replaces every user-defined rule of one kind, in the given order. */
   async replaceKind(userId: string, kind: string, rules: readonly Omit<PushRuleRow, 'user_id' | 'kind' | 'priority'>[]): Promise<void> {
     await this.db.deleteFrom('push_rules').where('user_id', '=', userId).where('kind', '=', kind).execute();

@@ -5,6 +5,7 @@ import type { ClientStateTables } from './client-state-schema.js';
 import type { EphemeralTables } from './ephemeral-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
+import type { PushTables } from './push-schema.js';
 import type { UserThreepidIdServerTable } from './threepid-id-servers.js';
 import type { ThreepidValidationSessionsTable } from './validation-sessions.js';
 
@@ -85,7 +86,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, AdminTables, MediaTables, EphemeralTables {
+export interface Database extends ClientStateTables, RoomTables, AdminTables, MediaTables, EphemeralTables, PushTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

@@ -15,6 +15,7 @@ import { filterRoutes } from './filter.js';
 import { keyRoutes } from './keys.js';
 import { presenceRoutes } from './presence.js';
 import { pushRuleRoutes } from './push-rules.js';
+import { pusherRoutes } from './pushers.js';
 import { roomKeyRoutes } from './room-keys.js';
 import { aliasRoutes, roomRoutes } from './rooms.js';
 import { roomReadRoutes } from './room-reads.js';
@@ -43,6 +44,7 @@ export function clientRoutes(router: Router, services: Services): void {
   keyRoutes(router, services);
   presenceRoutes(router, services);
   pushRuleRoutes(router, services);
+  pusherRoutes(router, services);
   roomKeyRoutes(router, services);
   roomRoutes(router, services);
   aliasRoutes(router, services);

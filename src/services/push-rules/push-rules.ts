@@ -1,5 +1,5 @@
 import { MatrixError, invalidParam, missingParam, notFound, unrecognized } from '../../errors.js';
-import type { PushRuleRow } from '../../storage/push-rules.js';
+import type { PushRuleOverrideRow, PushRuleRow } from '../../storage/push-rules.js';
 import type { Store } from '../../storage/index.js';
 import type { JsonObject } from '../../validate.js';
 import { DEFAULT_CONTENT, DEFAULT_OVERRIDE, DEFAULT_UNDERRIDE, MASTER_RULE, personalise, type PushKind, type PushRule } from './push-defaults.js';
@@ -40,6 +40,29 @@ function userRuleView(row: PushRuleRow): PushRule {
   return view;
 }
 
+/**
+ * A user's whole ruleset in evaluation order within each kind: the master rule, their own override
+ * rules, then the server-default ones; their own content and underride rules before the defaults.
+ */
+export function buildRuleset(userId: string, rows: readonly PushRuleRow[], overrides: readonly PushRuleOverrideRow[]): Ruleset {
+  const own = (kind: PushKind) => rows.filter((r) => r.kind === kind).map(userRuleView);
+  const defaults = (kind: PushKind, rules: PushRule[]) =>
+    rules.map((rule) => {
+      const copy = personalise(rule, userId);
+      const change = overrides.find((o) => o.kind === kind && o.rule_id === rule.rule_id);
+      if (change?.enabled !== null && change?.enabled !== undefined) copy.enabled = change.enabled === 1;
+      if (change?.actions) copy.actions = JSON.parse(change.actions) as unknown[];
+      return copy;
+    });
+  return {
+    override: [...defaults('override', [MASTER_RULE]), ...own('override'), ...defaults('override', DEFAULT_OVERRIDE)],
+    content: [...own('content'), ...defaults('content', DEFAULT_CONTENT)],
+    room: own('room'),
+    sender: own('sender'),
+    underride: [...own('underride'), ...defaults('underride', DEFAULT_UNDERRIDE)],
+  };
+}
+
 /** Push rules: the spec's server-default rules, each user's own rules, and the user's changes to defaults. */
 export class PushRuleService {
   constructor(
@@ -50,22 +73,7 @@ export class PushRuleService {
   async ruleset(userId: string): Promise<Ruleset> {
     const repo = this.store.pushRules;
     const [rows, overrides] = await Promise.all([repo.list(userId), repo.listOverrides(userId)]);
-    const own = (kind: PushKind) => rows.filter((r) => r.kind === kind).map(userRuleView);
-    const defaults = (kind: PushKind, rules: PushRule[]) =>
-      rules.map((rule) => {
-        const copy = personalise(rule, userId);
-        const change = overrides.find((o) => o.kind === kind && o.rule_id === rule.rule_id);
-        if (change?.enabled !== null && change?.enabled !== undefined) copy.enabled = change.enabled === 1;
-        if (change?.actions) copy.actions = JSON.parse(change.actions) as unknown[];
-        return copy;
-      });
-    return {
-      override: [...defaults('override', [MASTER_RULE]), ...own('override'), ...defaults('override', DEFAULT_OVERRIDE)],
-      content: [...own('content'), ...defaults('content', DEFAULT_CONTENT)],
-      room: own('room'),
-      sender: own('sender'),
-      underride: [...own('underride'), ...defaults('underride', DEFAULT_UNDERRIDE)],
-    };
+    return buildRuleset(userId, rows, overrides);
   }
 
   /** The content of the m.push_rules account data event. */

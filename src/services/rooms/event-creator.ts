@@ -233,6 +233,8 @@ export class RoomWrite {
 /** Writes events into rooms, one room at a time in one transaction each, and wakes the syncs concerned once committed. */
 export class EventCreator {
   private readonly gate: WriteGate;
+  /** Work that follows every committed room write (push evaluation); it must not wait on the writer. */
+  readonly afterPersist: ((roomId: string, position: number) => void)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -278,7 +280,10 @@ export class EventCreator {
       await write.finish();
       return value;
     });
-    if (write && write.events.length > 0) this.notifier.notify({ position: write.position, rooms: [write.roomId], users: write.touchedUsers });
+    if (write && write.events.length > 0) {
+      this.notifier.notify({ position: write.position, rooms: [write.roomId], users: write.touchedUsers });
+      for (const hook of this.afterPersist) hook(write.roomId, write.position);
+    }
     return result;
   }
 }

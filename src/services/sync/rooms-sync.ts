@@ -230,6 +230,7 @@ export class RoomsSync {
     const clientEvents = await this.serialize([...jobs.flatMap((j) => j.timeline), ...stateRows.values()], { userId, deviceId });
     const stateAllowed = eventPredicate(stateFilter);
 
+    const unread = await this.store.push.counts(userId, jobs.filter((j) => j.section === 'join').map((j) => j.roomId));
     let hasNews = false;
     for (const j of jobs) {
       const timeline = j.timeline;
@@ -253,7 +254,7 @@ export class RoomsSync {
       const content = timeline.length > 0 || stateRowsOfRoom.length > 0 || (entry.account_data as { events: unknown[] }).events.length > 0 || ephemeralEvents.length > 0;
       if (j.section === 'join') {
         entry.ephemeral = { events: ephemeralEvents };
-        entry.unread_notifications = { highlight_count: 0, notification_count: 0 };
+        entry.unread_notifications = unread.get(j.roomId) ?? { highlight_count: 0, notification_count: 0 };
         if (j.summary) entry.summary = j.summary;
         if (!content && !j.summary && j.mode === 'incremental') continue;
         rooms.join[j.roomId] = entry;

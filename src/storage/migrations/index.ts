@@ -13,6 +13,7 @@ import * as admin from './0012_admin.js';
 import * as roomReadIndexes from './0013_room_read_indexes.js';
 import * as media from './0014_media.js';
 import * as receiptsTyping from './0015_receipts_typing.js';
+import * as push from './0017_push.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -30,4 +31,5 @@ export const migrations: Record<string, Migration> = {
   '0013_room_read_indexes': roomReadIndexes,
   '0014_media': media,
   '0015_receipts_typing': receiptsTyping,
+  '0017_push': push,
 };

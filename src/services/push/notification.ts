@@ -1,0 +1,43 @@
+/**
+ * The push gateway request (push gateway API, POST /_matrix/push/v1/notify) for one event and one
+ * pusher, as Sygnal takes it.
+ */
+import type { PusherRow } from '../../storage/pushers.js';
+import type { JsonObject } from '../../validate.js';
+import type { PushOutcome } from '../push-rules/evaluator.js';
+import type { StoredEvent } from '../rooms/pdu.js';
+
+/** What the room contributes to a notification. */
+export interface NotificationRoom {
+  name?: string;
+  alias?: string;
+  senderDisplayName?: string;
+}
+
+/** What the outbox holds for one push: where it goes and what is sent. */
+export interface PushMessage {
+  url: string;
+  user_id: string;
+  app_id: string;
+  pushkey: string;
+  body: { notification: JsonObject };
+}
+
+export function pushMessage(event: StoredEvent, userId: string, outcome: Readonly<PushOutcome>, pusher: PusherRow, room: NotificationRoom, unread: number): PushMessage {
+  const { url, ...data } = JSON.parse(pusher.data) as JsonObject;
+  const tweaks = { ...outcome.tweaks } as JsonObject;
+  // As Synapse: an encrypted event (whose content the server cannot judge), a sound or a highlight is urgent.
+  const prio = event.type === 'm.room.encrypted' || outcome.highlight || tweaks.sound !== undefined ? 'high' : 'low';
+  const device = { app_id: pusher.app_id, pushkey: pusher.pushkey, pushkey_ts: Math.floor(pusher.pushkey_ts / 1000), data, tweaks };
+  const notification: JsonObject = { event_id: event.event_id, room_id: event.room_id, counts: { unread }, prio, devices: [device] };
+  if (data.format !== 'event_id_only') {
+    notification.type = event.type;
+    notification.sender = event.sender;
+    if (room.senderDisplayName !== undefined) notification.sender_display_name = room.senderDisplayName;
+    if (room.name !== undefined) notification.room_name = room.name;
+    if (room.alias !== undefined) notification.room_alias = room.alias;
+    if (event.type === 'm.room.member') notification.user_is_target = event.state_key === userId;
+    notification.content = event.content;
+  }
+  return { url: String(url), user_id: userId, app_id: pusher.app_id, pushkey: pusher.pushkey, body: { notification } };
+}

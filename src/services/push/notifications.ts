@@ -1,0 +1,39 @@
+import type { Clock } from '../../clock.js';
+import { invalidParam } from '../../errors.js';
+import type { Store } from '../../storage/index.js';
+import type { JsonObject } from '../../validate.js';
+import type { Requester } from '../devices.js';
+import type { ClientEventSerializer } from '../rooms/client-event.js';
+
+const DEFAULT_LIMIT = 50;
+const MAX_LIMIT = 1000;
+
+/** GET /notifications: the events that notified the user, newest first. */
+export class NotificationService {
+  constructor(
+    private readonly store: Store,
+    private readonly serializer: ClientEventSerializer,
+    private readonly clock: Clock,
+  ) {}
+
+  async list(requester: Requester, options: { from?: string; limit?: number; only?: string }): Promise<{ notifications: JsonObject[]; next_token?: string }> {
+    let before: number | undefined;
+    if (options.from !== undefined) {
+      if (!/^[0-9]{1,15}$/.test(options.from)) throw invalidParam("'from' is not a token this server gave");
+      before = Number(options.from);
+    }
+    if (options.limit !== undefined && options.limit < 0) throw invalidParam("'limit' must not be negative");
+    const limit = Math.min(options.limit ?? DEFAULT_LIMIT, MAX_LIMIT);
+    const rows = await this.store.push.notifications(requester.userId, { before, limit, highlightOnly: options.only === 'highlight' });
+    const events = await this.store.events.getMany(rows.map((r) => r.event_id));
+    const serialized = await this.serializer.serialize(events, requester, this.clock.now());
+    const byId = new Map(serialized.map((e) => [e.event_id, e]));
+    const notifications = rows.flatMap((row) => {
+      const event = byId.get(row.event_id);
+      if (!event) return [];
+      return [{ actions: JSON.parse(row.actions) as unknown[], event: event as unknown as JsonObject, read: false, room_id: row.room_id, ts: Number(row.ts) }];
+    });
+    const last = rows[rows.length - 1];
+    return { notifications, ...(rows.length === limit && last ? { next_token: String(last.stream_pos) } : {}) };
+  }
+}
