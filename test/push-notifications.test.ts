@@ -44,8 +44,13 @@ for (const engine of ENGINES) {
       await until(async () => (await counts(bob)).notification_count === 3, 'three notifications counted for bob');
       assert.deepEqual(await counts(bob), { notification_count: 3, highlight_count: 1 });
       assert.deepEqual(await counts(alice), { notification_count: 0, highlight_count: 0 });
-      await server.hs.services.store.push.resetCounts(bob.user_id, roomId);
-      assert.deepEqual(await counts(bob), { notification_count: 0, highlight_count: 0 });
+      // A read receipt counts what came after the event it acknowledges: 'two' (the mention) read, 'three' not.
+      const receipt = (eventId: string) => server.api.post(`/v3/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {}, { token: bob.access_token });
+      assert.equal((await receipt(sent[1]!)).status, 200);
+      assert.deepEqual(await counts(bob), { notification_count: 1, highlight_count: 0 });
+      // A receipt naming a thread the event is not in is refused and changes nothing.
+      assert.equal((await server.api.post(`/v3/rooms/${enc(roomId)}/receipt/m.read/${enc(sent[3]!)}`, { thread_id: 'some-thread' }, { token: bob.access_token })).status, 400);
+      assert.deepEqual(await counts(bob), { notification_count: 1, highlight_count: 0 });
     });
 
     it('lists notifications newest first, pages with next_token, and filters highlights', async () => {
@@ -55,6 +60,7 @@ for (const engine of ENGINES) {
       assert.deepEqual(all.body.notifications.map((n) => n.event.event_id), [sent[3], sent[1], sent[0]]);
       const [latest] = all.body.notifications;
       assert.deepEqual([latest!.room_id, latest!.read, latest!.actions, latest!.event.type], [roomId, false, ['notify', { set_tweak: 'sound', value: 'default' }], 'm.room.message'], 'a room of two: .m.rule.room_one_to_one');
+      assert.deepEqual(all.body.notifications.map((n) => n.read), [false, true, true], 'read up to the receipt');
       assert.ok(Math.abs(latest!.ts - Date.now()) < 60_000);
       assert.equal(all.body.next_token, undefined);
 
@@ -75,6 +81,14 @@ for (const engine of ENGINES) {
         assert.deepEqual([res.status, (res.body as unknown as { errcode: string }).errcode], [400, 'M_INVALID_PARAM'], bad);
       }
       assert.equal((await server.api.get('/v3/notifications')).status, 401);
+    });
+
+    it('a receipt on the latest event clears the counts, and a private receipt does too', async () => {
+      assert.equal((await server.api.post(`/v3/rooms/${enc(roomId)}/receipt/m.read.private/${enc(sent[3]!)}`, {}, { token: bob.access_token })).status, 200);
+      assert.deepEqual(await counts(bob), { notification_count: 0, highlight_count: 0 });
+      const res = await server.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/n-after`, { msgtype: 'm.text', body: 'four' }, { token: alice.access_token });
+      assert.equal(res.status, 200);
+      await until(async () => (await counts(bob)).notification_count === 1, 'a new message counts again after the receipt');
     });
   });
 }

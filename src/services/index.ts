@@ -186,6 +186,11 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const pushers = new PusherService(store, clock);
   devices.deviceDeletionHooks.push((work, userId, deviceIds) => work.pushers.deleteForDevices(userId, deviceIds));
   delivery.addChannel(PUSH_CHANNEL, pushGatewayChannel(store));
+  const receipts = new ReceiptService(store, writer, clock);
+  // A read receipt of the main timeline clears the counts up to the event it acknowledges.
+  receipts.onReceipt(async (tx, receipt) => {
+    if (receipt.receipt_type !== 'm.fully_read' && (receipt.thread_id === '' || receipt.thread_id === 'main')) await tx.push.recountAfter(receipt.user_id, receipt.room_id, Number(receipt.event_pos));
+  });
   const push = new PushProcessor(store, new PushRuleCache(store), config.server_name, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
@@ -214,7 +219,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     push,
     notifications: new NotificationService(store, eventSerializer, clock),
     accountData: new AccountDataService(store, writer, pushRules),
-    receipts: new ReceiptService(store, writer, clock),
+    receipts,
     typing,
     roomTags: new RoomTagService(store, writer),
     keys,

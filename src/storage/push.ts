@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type { Engine } from './db.js';
 import type { PushNotificationsTable } from './push-schema.js';
 import type { Database } from './schema.js';
@@ -82,16 +82,19 @@ export class PushRepo {
   /**
    * Adds one notification (and one highlight when `highlight`) to each user's count in the room: one
    * statement of fixed text whatever the number of users (they go as one JSON array parameter), as
-   * building a many-row insert cost more than running it.
+   * building a many-row insert cost more than running it. A user whose read receipt already covers
+   * the event (at `eventPos`; it can arrive before the event is evaluated) is not counted.
    */
-  async addCounts(roomId: string, entries: readonly { userId: string; highlight: boolean }[]): Promise<void> {
+  async addCounts(roomId: string, eventPos: number, entries: readonly { userId: string; highlight: boolean }[]): Promise<void> {
     if (entries.length === 0) return;
     const list = JSON.stringify(entries.map((e) => [e.userId, e.highlight ? 1 : 0]));
+    const unread = (user: RawBuilder<unknown>) =>
+      sql`NOT EXISTS (SELECT 1 FROM receipts r WHERE r.room_id = ${roomId} AND r.user_id = ${user} AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main') AND r.event_pos >= ${eventPos})`;
     const update = sql`ON CONFLICT (user_id, room_id) DO UPDATE SET notification_count = push_counts.notification_count + 1, highlight_count = push_counts.highlight_count + excluded.highlight_count`;
     const query =
       this.engine === 'postgres'
-        ? sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count) SELECT x ->> 0, ${roomId}::text, 1, (x ->> 1)::integer FROM json_array_elements(${list}::json) AS x ${update}`
-        : sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count) SELECT value ->> 0, ${roomId}, 1, value ->> 1 FROM json_each(${list}) WHERE true ${update}`;
+        ? sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count) SELECT x ->> 0, ${roomId}::text, 1, (x ->> 1)::integer FROM json_array_elements(${list}::json) AS x WHERE ${unread(sql`x ->> 0`)} ${update}`
+        : sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count) SELECT value ->> 0, ${roomId}, 1, value ->> 1 FROM json_each(${list}) WHERE ${unread(sql`value ->> 0`)} ${update}`;
     await query.execute(this.db);
   }
 
@@ -107,9 +110,17 @@ export class PushRepo {
     await query.execute(this.db);
   }
 
-  /** Clears a user's counts in a room (a read receipt up to the latest event). */
+  /** Clears a user's counts in a room. */
   async resetCounts(userId: string, roomId: string): Promise<void> {
     await this.db.deleteFrom('push_counts').where('user_id', '=', userId).where('room_id', '=', roomId).execute();
+  }
+
+  /** A read receipt at `readPos`: the counts become the notifications of events after it. */
+  async recountAfter(userId: string, roomId: string, readPos: number): Promise<void> {
+    await this.resetCounts(userId, roomId);
+    await sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count)
+      SELECT ${userId}, ${roomId}, count(*), sum(highlight) FROM push_notifications
+      WHERE user_id = ${userId} AND room_id = ${roomId} AND stream_pos > ${readPos} HAVING count(*) > 0`.execute(this.db);
   }
 
   /** The user's counts in these rooms (rooms without notifications are absent). */

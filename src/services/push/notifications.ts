@@ -28,12 +28,25 @@ export class NotificationService {
     const events = await this.store.events.getMany(rows.map((r) => r.event_id));
     const serialized = await this.serializer.serialize(events, requester, this.clock.now());
     const byId = new Map(serialized.map((e) => [e.event_id, e]));
+    const readUpTo = await this.readPositions(requester.userId, [...new Set(rows.map((r) => r.room_id))]);
     const notifications = rows.flatMap((row) => {
       const event = byId.get(row.event_id);
       if (!event) return [];
-      return [{ actions: JSON.parse(row.actions) as unknown[], event: event as unknown as JsonObject, read: false, room_id: row.room_id, ts: Number(row.ts) }];
+      const read = Number(row.stream_pos) <= (readUpTo.get(row.room_id) ?? -1);
+      return [{ actions: JSON.parse(row.actions) as unknown[], event: event as unknown as JsonObject, read, room_id: row.room_id, ts: Number(row.ts) }];
     });
     const last = rows[rows.length - 1];
     return { notifications, ...(rows.length === limit && last ? { next_token: String(last.stream_pos) } : {}) };
+  }
+
+  /** Per room, the position of the event the user's main-timeline read receipt is at. */
+  private async readPositions(userId: string, roomIds: string[]): Promise<Map<string, number>> {
+    const positions = new Map<string, number>();
+    for (const roomId of roomIds) {
+      for (const r of await this.store.receipts.ofUser(roomId, userId, ['m.read', 'm.read.private'])) {
+        if (r.thread_id === '' || r.thread_id === 'main') positions.set(roomId, Math.max(positions.get(roomId) ?? -1, Number(r.event_pos)));
+      }
+    }
+    return positions;
   }
 }

@@ -160,7 +160,7 @@ export class PushProcessor {
       for (const { event, pos, recipients, room } of found) {
         const notified = recipients.filter((r) => r.outcome.notify);
         if (notified.length === 0) continue;
-        await tx.push.addCounts(event.room_id, notified.map((r) => ({ userId: r.userId, highlight: r.outcome.highlight })));
+        await tx.push.addCounts(event.room_id, pos, notified.map((r) => ({ userId: r.userId, highlight: r.outcome.highlight })));
         await tx.push.addNotifications(
           { roomId: event.room_id, eventId: event.event_id, streamPos: pos, ts: now },
           notified.map((r) => ({ userId: r.userId, actions: JSON.stringify(r.outcome.actions), highlight: r.outcome.highlight })),
