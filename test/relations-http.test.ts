@@ -185,11 +185,17 @@ for (const engine of ENGINES) {
       );
       const context = await server.api.get<{ event: Event }>(`${room(roomId)}/context/${enc(original)}?limit=2`, { token: bob.access_token });
       check(context.body.event, '/context');
-      const sync = await server.api.get<{ rooms: { join: Record<string, { timeline: { events: Event[] } }> } }>('/v3/sync?timeout=0&filter=' + enc(JSON.stringify({ room: { timeline: { limit: 20 } } })), { token: bob.access_token });
-      check(
-        sync.body.rooms.join[roomId]!.timeline.events.find((e) => e.event_id === original),
-        '/sync',
-      );
+      // Sync bundles in limited timelines only (spec): the original and the six events after it, of more.
+      type Sync = { rooms: { join: Record<string, { timeline: { events: Event[]; limited: boolean } }> } };
+      const syncWith = (limit: number) => server.api.get<Sync>('/v3/sync?timeout=0&filter=' + enc(JSON.stringify({ room: { rooms: [roomId], timeline: { limit } } })), { token: bob.access_token });
+      const limited = (await syncWith(7)).body.rooms.join[roomId]!.timeline;
+      assert.equal(limited.limited, true);
+      assert.equal(limited.events[0]!.event_id, original);
+      check(limited.events[0], '/sync');
+      const whole = (await syncWith(100)).body.rooms.join[roomId]!.timeline;
+      assert.equal(whole.limited, false);
+      const unbundled = whole.events.find((e) => e.event_id === original)!;
+      assert.equal(unbundled.unsigned?.['m.relations'], undefined, 'an unlimited timeline has the children already');
       const listed = await relations(bob, roomId, enc(editB));
       assert.deepEqual(ids(listed.body.chunk), [editOfEdit]);
       // An edit is not itself edited: the edit of editB is not bundled with it.

@@ -50,8 +50,9 @@ export class ClientEventSerializer {
     return version;
   }
 
-  async serialize(rows: readonly EventRow[], viewer: Viewer | undefined, now: number): Promise<ClientEvent[]> {
-    return this.serializeAt(rows, viewer, now, 0);
+  /** `bundleOnly`: when given, only these events get bundled aggregations (sync bundles only limited timelines). */
+  async serialize(rows: readonly EventRow[], viewer: Viewer | undefined, now: number, bundleOnly?: ReadonlySet<string>): Promise<ClientEvent[]> {
+    return this.serializeAt(rows, viewer, now, 0, bundleOnly);
   }
 
   /**
@@ -59,7 +60,7 @@ export class ClientEventSerializer {
    * (its latest edit, its thread's latest event) get their own bundles, theirs none: a thread's
    * latest event cannot be a thread root itself, so nothing is lost.
    */
-  private async serializeAt(rows: readonly EventRow[], viewer: Viewer | undefined, now: number, level: number): Promise<ClientEvent[]> {
+  private async serializeAt(rows: readonly EventRow[], viewer: Viewer | undefined, now: number, level: number, bundleOnly?: ReadonlySet<string>): Promise<ClientEvent[]> {
     const related = [...rows.flatMap((r) => [r.replaces_state, r.redacted_by]).filter((id): id is string => id !== null)];
     const relatedRows = new Map((await this.store.events.getMany(related)).map((r) => [r.event_id, r]));
     const txnIds = viewer?.deviceId ? await this.store.events.txnIdsOf(viewer.userId, viewer.deviceId, rows.filter((r) => r.sender === viewer.userId).map((r) => r.event_id)) : new Map<string, string>();
@@ -79,7 +80,8 @@ export class ClientEventSerializer {
       if (txnId !== undefined) event.unsigned.transaction_id = txnId;
       out.push(event);
     }
-    if (level < 2) await this.bundler.bundle(rows, out, viewer, (children) => this.serializeAt(children, viewer, now, level + 1));
+    const bundled = bundleOnly ? rows.filter((r) => bundleOnly.has(r.event_id)) : rows;
+    if (level < 2 && bundled.length > 0) await this.bundler.bundle(bundled, out, viewer, (children) => this.serializeAt(children, viewer, now, level + 1));
     return out;
   }
 
