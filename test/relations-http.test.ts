@@ -216,7 +216,7 @@ for (const engine of ENGINES) {
       await join(bob, roomId);
       await join(carol, roomId);
       const root = await text(alice, roomId, 'thread root');
-      await inThread(bob, roomId, root, 'one');
+      const one = await inThread(bob, roomId, root, 'one');
       const two = await inThread(bob, roomId, root, 'two');
       const twoEdit = await edit(bob, roomId, two, 'two, edited');
       const ref = await send(carol, roomId, { 'm.relates_to': { rel_type: 'm.reference', event_id: root } }, 'org.example.note');
@@ -241,6 +241,10 @@ for (const engine of ENGINES) {
       const after = (await event(alice, roomId, root)).unsigned?.['m.relations'];
       assert.equal(after?.['m.thread']?.count, 1);
       assert.equal(after?.['m.thread']?.latest_event.content.body, 'one');
+      // A redaction event sent through /send redacts nothing, so the relation stays.
+      await send(alice, roomId, { redacts: one }, 'm.room.redaction');
+      assert.equal((await event(alice, roomId, root)).unsigned?.['m.relations']?.['m.thread']?.count, 1);
+      assert.equal((await event(alice, roomId, one)).content.body, 'one');
       assert.equal(after?.['m.reference'], undefined);
       const listed = await relations(alice, roomId, `${enc(root)}/m.thread`);
       assert.deepEqual(

@@ -59,8 +59,8 @@ export class RelationsRepo {
   }
 
   /** The child's relation is gone (it was redacted). */
-  async delete(eventId: string): Promise<void> {
-    await this.db.deleteFrom('event_relations').where('event_id', '=', eventId).execute();
+  async delete(eventId: string, roomId: string): Promise<void> {
+    await this.db.deleteFrom('event_relations').where('event_id', '=', eventId).where('room_id', '=', roomId).execute();
   }
 
   async relationOf(eventId: string): Promise<RelationRow | undefined> {

@@ -181,7 +181,7 @@ export class RoomWrite {
         history_visibility: visibilityBefore,
       },
     );
-    await recordRelations(this.store, event, pos);
+    await recordRelations(this.store, event, pos, draft.type === 'm.room.redaction' ? draft.redacts : undefined);
     if (membership !== null && draft.state_key !== undefined) {
       const str = (v: unknown) => (typeof v === 'string' ? v : null);
       await this.store.rooms.setMember({

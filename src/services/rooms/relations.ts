@@ -28,15 +28,15 @@ export function relationOf(content: unknown): Relation | undefined {
 
 /**
  * The write path's one call for relations, made for each new event in its transaction once the
- * event's row is stored: a redaction removes the relation of the event it redacts (a redacted child
+ * event's row is stored: a redaction removes the relation of the event it redacts (`redacted`, the
+ * event the write marked redacted: a redaction event sent through /send redacts nothing) (a redacted child
  * no longer relates, spec "Aggregations of child events"); an event with a relation stores it. A
  * thread may not start from an event that has a relation itself: 400 M_UNKNOWN, as the spec's
  * threading module says (the transaction then undoes the event).
  */
-export async function recordRelations(store: Store, event: StoredEvent, streamPos: number): Promise<void> {
+export async function recordRelations(store: Store, event: StoredEvent, streamPos: number, redacted: string | undefined): Promise<void> {
   if (event.type === 'm.room.redaction') {
-    const redacts = event.redacts ?? (typeof event.content.redacts === 'string' ? event.content.redacts : undefined);
-    if (redacts !== undefined) await store.relations.delete(redacts);
+    if (redacted !== undefined) await store.relations.delete(redacted, event.room_id);
     return;
   }
   const relation = relationOf(event.content);

@@ -22,7 +22,9 @@ export async function up(db: AnyDb): Promise<void> {
     .addColumn('depth', 'bigint', (c) => c.notNull())
     .addColumn('stream_pos', 'bigint', (c) => c.notNull())
     .execute();
+  // A parent's children in order (unfiltered /relations), and by relation type (filtered /relations, bundles).
   await db.schema.createIndex('event_relations_parent').on('event_relations').columns(['relates_to_id', 'depth', 'stream_pos']).execute();
+  await db.schema.createIndex('event_relations_parent_type').on('event_relations').columns(['relates_to_id', 'rel_type', 'depth', 'stream_pos']).execute();
   await db.schema.createIndex('event_relations_room_type').on('event_relations').columns(['room_id', 'rel_type', 'stream_pos']).execute();
 }
 
