@@ -262,6 +262,27 @@ for (const engine of ENGINES) {
       assert.equal(page.body.chunk[0]!.unsigned?.['m.relations']?.['m.reference']?.chunk.length, 1);
     });
 
+    it('refuses a duplicate annotation until the first is redacted, and bundles no annotations', async () => {
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      await join(bob, roomId);
+      const target = await text(alice, roomId, 'react to me');
+      const like = { 'm.relates_to': { rel_type: 'm.annotation', event_id: target, key: '👍' } };
+      const first = await send(alice, roomId, like, 'm.reaction');
+      const again = await sendRaw(alice, roomId, 'm.reaction', like);
+      assert.equal(again.status, 400);
+      assert.equal(again.body.errcode, 'M_DUPLICATE_ANNOTATION');
+      // Another key, another sender, another event type: all fine.
+      await send(alice, roomId, { 'm.relates_to': { rel_type: 'm.annotation', event_id: target, key: '🎉' } }, 'm.reaction');
+      await send(bob, roomId, like, 'm.reaction');
+      await send(alice, roomId, like, 'org.example.vote');
+      await redact(alice, roomId, first);
+      await send(alice, roomId, like, 'm.reaction');
+      const served = await event(bob, roomId, target);
+      assert.equal(served.unsigned?.['m.relations'], undefined);
+      const listed = await relations(bob, roomId, `${enc(target)}/m.annotation/m.reaction`, 'limit=10');
+      assert.equal(listed.body.chunk.length, 3);
+    });
+
     it('leaves out the children and threads of ignored users', async () => {
       const roomId = await createRoom(alice, { preset: 'public_chat' });
       await join(bob, roomId);

@@ -63,6 +63,21 @@ export class RelationsRepo {
     await this.db.deleteFrom('event_relations').where('event_id', '=', eventId).where('room_id', '=', roomId).execute();
   }
 
+  /** Whether `sender` already annotated the parent with an event of this type and key (one not redacted). */
+  async hasAnnotation(parentId: string, type: string, key: string, sender: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('event_relations')
+      .select('event_id')
+      .where('relates_to_id', '=', parentId)
+      .where('rel_type', '=', 'm.annotation')
+      .where('type', '=', type)
+      .where('aggregation_key', '=', key)
+      .where('sender', '=', sender)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   async relationOf(eventId: string): Promise<RelationRow | undefined> {
     return this.db.selectFrom('event_relations').selectAll().where('event_id', '=', eventId).executeTakeFirst();
   }

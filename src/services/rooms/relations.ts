@@ -6,6 +6,8 @@ import type { StoredEvent } from './pdu.js';
 export const REPLACE = 'm.replace';
 export const THREAD = 'm.thread';
 export const REFERENCE = 'm.reference';
+/** Not aggregated (spec v1.7), but a sender's duplicate is refused. */
+export const ANNOTATION = 'm.annotation';
 
 export interface Relation {
   rel_type: string;
@@ -32,7 +34,8 @@ export function relationOf(content: unknown): Relation | undefined {
  * event the write marked redacted: a redaction event sent through /send redacts nothing) (a redacted child
  * no longer relates, spec "Aggregations of child events"); an event with a relation stores it. A
  * thread may not start from an event that has a relation itself: 400 M_UNKNOWN, as the spec's
- * threading module says (the transaction then undoes the event).
+ * threading module says (the transaction then undoes the event); nor may a sender repeat an
+ * annotation (same parent, event type and key) they have not redacted: 400 M_DUPLICATE_ANNOTATION.
  */
 export async function recordRelations(store: Store, event: StoredEvent, streamPos: number, redacted: string | undefined): Promise<void> {
   if (event.type === 'm.room.redaction') {
@@ -43,6 +46,9 @@ export async function recordRelations(store: Store, event: StoredEvent, streamPo
   if (!relation) return;
   if (relation.rel_type === THREAD && (await store.relations.relationOf(relation.event_id))) {
     throw new MatrixError(400, 'M_UNKNOWN', 'Cannot start a thread from an event with a relation');
+  }
+  if (relation.rel_type === ANNOTATION && relation.key !== undefined && (await store.relations.hasAnnotation(relation.event_id, event.type, relation.key, event.sender))) {
+    throw new MatrixError(400, 'M_DUPLICATE_ANNOTATION', 'You already sent this annotation');
   }
   await store.relations.insert({
     event_id: event.event_id,
