@@ -27,13 +27,15 @@ export interface ChildrenQuery {
   depth: number;
 }
 
-/** What the bundled `m.thread` aggregation of one thread root needs. */
-export interface ThreadSummary {
+/** A parent's children of one relation type, summed up (what the `m.thread` bundle needs). */
+export interface RelationSummary {
   relates_to_id: string;
   room_id: string;
+  rel_type: string;
   count: number;
-  latest_event_id: string;
-  /** Whether `viewer` sent an event in the thread. */
+  /** For `m.thread`: the thread's latest event. */
+  latest_event_id: string | null;
+  /** Whether `viewer` sent one of the children. */
   participated: boolean;
 }
 
@@ -139,23 +141,27 @@ export class RelationsRepo {
   }
 
   /**
-   * For each of these parents that has thread children: their number, the latest (topologically)
-   * and whether `viewer` sent one; children from `excluded` senders are not counted.
+   * For each of these parents, per relation type of `relTypes` it has children of: their number,
+   * whether `viewer` sent one, and for `m.thread` the latest child (topologically); children from
+   * `excluded` senders are left out. One statement: for a page of events without relations, the
+   * only read bundling makes.
    */
-  async threadSummaries(parentIds: readonly string[], viewer: string, excluded: readonly string[] = []): Promise<ThreadSummary[]> {
-    const out: ThreadSummary[] = [];
+  async summaries(parentIds: readonly string[], relTypes: readonly string[], viewer: string, excluded: readonly string[] = []): Promise<RelationSummary[]> {
+    const out: RelationSummary[] = [];
     const notExcluded = (alias: string) => (excluded.length === 0 ? sql`1 = 1` : sql`NOT ${anyOf(this.engine, `${alias}.sender`, excluded)}`);
     for (const ids of this.chunks(parentIds)) {
-      const rows = await sql<{ relates_to_id: string; room_id: string; count: number | string; participated: number | string; latest_event_id: string }>`
-        SELECT r.relates_to_id, r.room_id, COUNT(*) AS count,
+      const rows = await sql<{ relates_to_id: string; room_id: string; rel_type: string; count: number | string; participated: number | string; latest_event_id: string | null }>`
+        SELECT r.relates_to_id, r.room_id, r.rel_type, COUNT(*) AS count,
           MAX(CASE WHEN r.sender = ${viewer} THEN 1 ELSE 0 END) AS participated,
-          (SELECT l.event_id FROM event_relations l
+          CASE WHEN r.rel_type = 'm.thread' THEN (SELECT l.event_id FROM event_relations l
             WHERE l.relates_to_id = r.relates_to_id AND l.room_id = r.room_id AND l.rel_type = 'm.thread' AND ${notExcluded('l')}
-            ORDER BY l.depth DESC, l.stream_pos DESC LIMIT 1) AS latest_event_id
+            ORDER BY l.depth DESC, l.stream_pos DESC LIMIT 1) END AS latest_event_id
         FROM event_relations r
-        WHERE ${anyOf(this.engine, 'r.relates_to_id', ids)} AND r.rel_type = 'm.thread' AND ${notExcluded('r')}
-        GROUP BY r.relates_to_id, r.room_id`.execute(this.db);
-      for (const row of rows.rows) out.push({ relates_to_id: row.relates_to_id, room_id: row.room_id, count: Number(row.count), latest_event_id: row.latest_event_id, participated: Number(row.participated) === 1 });
+        WHERE ${anyOf(this.engine, 'r.relates_to_id', ids)} AND ${sql.ref('r.rel_type')} IN (${sql.join([...relTypes])}) AND ${notExcluded('r')}
+        GROUP BY r.relates_to_id, r.room_id, r.rel_type`.execute(this.db);
+      for (const row of rows.rows) {
+        out.push({ relates_to_id: row.relates_to_id, room_id: row.room_id, rel_type: row.rel_type, count: Number(row.count), latest_event_id: row.latest_event_id, participated: Number(row.participated) === 1 });
+      }
     }
     return out;
   }

@@ -1,6 +1,6 @@
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
-import type { RelationRow } from '../../storage/relations.js';
+import type { RelationRow, RelationSummary } from '../../storage/relations.js';
 import type { JsonObject } from '../../validate.js';
 import type { ClientEvent, Viewer } from './client-event.js';
 import type { Pdu } from './pdu.js';
@@ -11,9 +11,10 @@ type Serialize = (rows: readonly EventRow[]) => Promise<ClientEvent[]>;
 
 /**
  * Bundled aggregations (`unsigned.m.relations`, spec "Aggregations of child events") for a batch
- * of served events, with a fixed number of reads whatever the batch's size: the `m.replace` and
- * `m.reference` children of every event in one statement, the thread summaries in another, then
- * the rows of the children that are served. Children the viewer may not see (history visibility)
+ * of served events, with a fixed number of reads whatever the batch's size: a summary of every
+ * event's children by relation type in one statement (the only read for a batch without relations),
+ * the `m.replace` and `m.reference` children of the events that have some in another, then the rows
+ * of the children that are served. Children the viewer may not see (history visibility)
  * or whose senders they ignore are left out. State events get no bundle (the spec's warning).
  */
 export class RelationBundler {
@@ -25,15 +26,14 @@ export class RelationBundler {
     if (parents.size === 0) return;
     const ids = [...parents.keys()];
     const sameRoom = (child: { relates_to_id: string; room_id: string }) => parents.get(child.relates_to_id)?.room_id === child.room_id;
-    let children = (await this.store.relations.childrenOf(ids, [REPLACE, REFERENCE])).filter(sameRoom);
-    let threads = viewer ? (await this.store.relations.threadSummaries(ids, viewer.userId)).filter(sameRoom) : [];
-    if (children.length === 0 && threads.length === 0) return;
-
+    const types = [REPLACE, REFERENCE, THREAD];
+    let summaries = (await this.store.relations.summaries(ids, types, viewer?.userId ?? '')).filter(sameRoom);
+    if (summaries.length === 0) return;
     const ignored = viewer ? await this.ignoredUsers(viewer.userId) : [];
-    if (ignored.length > 0) {
-      children = children.filter((c) => !ignored.includes(c.sender));
-      if (threads.length > 0) threads = (await this.store.relations.threadSummaries(ids, viewer!.userId, ignored)).filter(sameRoom);
-    }
+    if (ignored.length > 0) summaries = (await this.store.relations.summaries(ids, types, viewer!.userId, ignored)).filter(sameRoom);
+    const threads = summaries.filter((s): s is RelationSummary & { latest_event_id: string } => s.rel_type === THREAD && s.latest_event_id !== null);
+    const listed = [...new Set(summaries.filter((s) => s.rel_type !== THREAD).map((s) => s.relates_to_id))];
+    const children = listed.length === 0 ? [] : (await this.store.relations.childrenOf(listed, [REPLACE, REFERENCE])).filter((c) => sameRoom(c) && !ignored.includes(c.sender));
 
     const edits = children.filter((c) => c.rel_type === REPLACE && this.editable(parents.get(c.relates_to_id)!, c));
     const referring = children.filter((c) => c.rel_type === REFERENCE).sort(byPosition);
