@@ -144,6 +144,7 @@ for (const engine of HTTP_ENGINES) {
         event_edges: await count(db.selectFrom('event_edges').select('event_id').where('event_id', 'in', ids).execute()),
         event_auth: await count(db.selectFrom('event_auth').select('event_id').where('event_id', 'in', ids).execute()),
         event_txns: await count(db.selectFrom('event_txns').select('event_id').where('event_id', 'in', ids).execute()),
+        event_relations: await count(db.selectFrom('event_relations').select('event_id').where('room_id', '=', roomId).execute()),
         forward_extremities: await count(db.selectFrom('forward_extremities').select('event_id').where('room_id', '=', roomId).execute()),
         state_groups: groups.length,
         state_group_entries: await count(db.selectFrom('state_group_entries').select('event_id').where('state_group', 'in', groups.length > 0 ? groups : [-1]).execute()),
@@ -160,8 +161,9 @@ for (const engine of HTTP_ENGINES) {
       await join(bob.access_token, doomed);
       await server.api.post(`/v3/rooms/${doomed}/invite`, { user_id: carol.user_id }, as(alice.access_token));
       await server.api.put(`/v3/directory/room/${encodeURIComponent('#doomed-too:test.local')}`, { room_id: doomed }, as(alice.access_token));
-      await send(alice.access_token, doomed, 'hello');
+      const hello = await send(alice.access_token, doomed, 'hello');
       await send(bob.access_token, doomed, 'bye');
+      await server.api.put(`/v3/rooms/${doomed}/send/m.room.message/t${++txn}`, { msgtype: 'm.text', body: 'in a thread', 'm.relates_to': { rel_type: 'm.thread', event_id: hello } }, as(bob.access_token));
       await server.api.put(`/v3/user/${alice.user_id}/rooms/${doomed}/account_data/m.fully_read.test`, { event_id: 'x' }, as(alice.access_token));
       const survivor = await createRoom(alice.access_token, { name: 'Survivor' });
       await send(alice.access_token, survivor, 'still here');

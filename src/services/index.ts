@@ -20,6 +20,7 @@ import { PushRuleCache } from './push/rule-cache.js';
 import { NotificationService } from './push/notifications.js';
 import { SUPPORTED_ROOM_VERSIONS } from './rooms/pdu.js';
 import { ClientEventSerializer } from './rooms/client-event.js';
+import { RelationReadService } from './rooms/relation-reads.js';
 import { EventCreator } from './rooms/event-creator.js';
 import { serverEventSigner } from './rooms/event-signer.js';
 import { RoomReadService } from './rooms/room-reads.js';
@@ -105,6 +106,7 @@ export interface Services {
   rooms: RoomService;
   /** Reading rooms: events, state, /messages, /context, members, aliases, with history visibility. */
   roomReads: RoomReadService;
+  relationReads: RelationReadService;
   /** The key this server signs events and its key answers with (the first of signingKeys; the file is read on first use). */
   signingKey: ServerSigningKey;
   /** Every key of the signing key file, all published at /_matrix/key/v2/server. */
@@ -180,6 +182,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const eventCreator = new EventCreator(store, notifier, eventSigner, clock, 'cp_max' in config.database.args ? Math.max(1, Math.floor(config.database.args.cp_max / 2)) : 5);
   const eventSerializer = new ClientEventSerializer(store);
   const typing = new TypingService(store, writer, clock);
+  const roomReads = new RoomReadService(store, eventSerializer, clock);
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
@@ -230,7 +233,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     eventCreator,
     eventSerializer,
     rooms,
-    roomReads: new RoomReadService(store, eventSerializer, clock),
+    roomReads,
+    relationReads: new RelationReadService(store, roomReads, eventSerializer, clock),
     get signingKey() {
       return keyring()[0]!;
     },

@@ -22,6 +22,7 @@ import { UiaSessionsRepo } from './uia.js';
 import { UsersRepo } from './users.js';
 import { EventsRepo } from './events.js';
 import { RoomsRepo } from './rooms.js';
+import { RelationsRepo } from './relations.js';
 import { AdminRoomsRepo } from './admin-rooms.js';
 import { AdminUsersRepo } from './admin-users.js';
 import { RegistrationTokensRepo } from './registration-tokens.js';
@@ -76,6 +77,7 @@ export class Store {
   readonly presence: PresenceRepo;
   readonly rooms: RoomsRepo;
   readonly events: EventsRepo;
+  readonly relations: RelationsRepo;
   readonly adminUsers: AdminUsersRepo;
   readonly adminRooms: AdminRoomsRepo;
   readonly registrationTokens: RegistrationTokensRepo;
@@ -113,6 +115,7 @@ export class Store {
     this.presence = new PresenceRepo(kysely);
     this.rooms = new RoomsRepo(kysely, db.engine);
     this.events = new EventsRepo(kysely, db);
+    this.relations = new RelationsRepo(kysely, db.engine);
     this.adminUsers = new AdminUsersRepo(kysely);
     this.adminRooms = new AdminRoomsRepo(kysely);
     this.registrationTokens = new RegistrationTokensRepo(kysely);

@@ -3,6 +3,7 @@ import type { AdminTables } from './admin-schema.js';
 import type { MediaTables } from './media.js';
 import type { ClientStateTables } from './client-state-schema.js';
 import type { EphemeralTables } from './ephemeral-schema.js';
+import type { RelationTables } from './relations-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
 import type { PushTables } from './push-schema.js';
@@ -86,7 +87,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, AdminTables, MediaTables, EphemeralTables, PushTables {
+export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

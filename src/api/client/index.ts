@@ -19,6 +19,7 @@ import { pusherRoutes } from './pushers.js';
 import { roomKeyRoutes } from './room-keys.js';
 import { aliasRoutes, roomRoutes } from './rooms.js';
 import { roomReadRoutes } from './room-reads.js';
+import { relationRoutes } from './relations.js';
 import { syncRoutes } from './sync.js';
 import { thirdPartyRoutes } from './thirdparty.js';
 import { toDeviceRoutes } from './to-device.js';
@@ -49,6 +50,7 @@ export function clientRoutes(router: Router, services: Services): void {
   roomRoutes(router, services);
   aliasRoutes(router, services);
   roomReadRoutes(router, services);
+  relationRoutes(router, services);
   syncRoutes(router, services);
   thirdPartyRoutes(router, services);
   toDeviceRoutes(router, services);

@@ -1,6 +1,7 @@
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
 import type { JsonObject } from '../../validate.js';
+import { RelationBundler } from './bundled-aggregations.js';
 import type { Pdu } from './pdu.js';
 import { redactEvent } from './redaction.js';
 
@@ -25,14 +26,19 @@ export interface Viewer {
 
 /**
  * Serves stored events to a viewer: redacted ones redacted (with `redacted_because`), state events
- * with `prev_content` and `replaces_state`, the sending device's `transaction_id`, and `age`. The
- * reads it needs for a batch (replaced state, redactions, transaction IDs) are made once per batch.
+ * with `prev_content` and `replaces_state`, the sending device's `transaction_id`, `age`, and the
+ * bundled aggregations of relations (`m.relations`). The reads it needs for a batch (replaced
+ * state, redactions, transaction IDs, relations) are made once per batch.
  */
 export class ClientEventSerializer {
   /** Room versions never change; rooms are never deleted while this process runs (a purge would evict). */
   private readonly versions = new Map<string, string>();
 
-  constructor(private readonly store: Store) {}
+  private readonly bundler: RelationBundler;
+
+  constructor(private readonly store: Store) {
+    this.bundler = new RelationBundler(store);
+  }
 
   async roomVersion(roomId: string): Promise<string> {
     let version = this.versions.get(roomId);
@@ -44,7 +50,17 @@ export class ClientEventSerializer {
     return version;
   }
 
-  async serialize(rows: readonly EventRow[], viewer: Viewer | undefined, now: number): Promise<ClientEvent[]> {
+  /** `bundleOnly`: when given, only these events get bundled aggregations (sync bundles only limited timelines). */
+  async serialize(rows: readonly EventRow[], viewer: Viewer | undefined, now: number, bundleOnly?: ReadonlySet<string>): Promise<ClientEvent[]> {
+    return this.serializeAt(rows, viewer, now, 0, bundleOnly);
+  }
+
+  /**
+   * `level`: how deep in bundled aggregations these events are. The events bundled with an event
+   * (its latest edit, its thread's latest event) get their own bundles, theirs none: a thread's
+   * latest event cannot be a thread root itself, so nothing is lost.
+   */
+  private async serializeAt(rows: readonly EventRow[], viewer: Viewer | undefined, now: number, level: number, bundleOnly?: ReadonlySet<string>): Promise<ClientEvent[]> {
     const related = [...rows.flatMap((r) => [r.replaces_state, r.redacted_by]).filter((id): id is string => id !== null)];
     const relatedRows = new Map((await this.store.events.getMany(related)).map((r) => [r.event_id, r]));
     const txnIds = viewer?.deviceId ? await this.store.events.txnIdsOf(viewer.userId, viewer.deviceId, rows.filter((r) => r.sender === viewer.userId).map((r) => r.event_id)) : new Map<string, string>();
@@ -64,6 +80,8 @@ export class ClientEventSerializer {
       if (txnId !== undefined) event.unsigned.transaction_id = txnId;
       out.push(event);
     }
+    const bundled = bundleOnly ? rows.filter((r) => bundleOnly.has(r.event_id)) : rows;
+    if (level < 2 && bundled.length > 0) await this.bundler.bundle(bundled, out, viewer, (children) => this.serializeAt(children, viewer, now, level + 1));
     return out;
   }
 

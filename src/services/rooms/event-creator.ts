@@ -7,6 +7,7 @@ import type { JsonObject } from '../../validate.js';
 import type { Notifier } from '../sync/notifier.js';
 import { AuthError, authEventsSelection, authorize } from './auth-rules.js';
 import type { EventSigner } from './event-signer.js';
+import { recordRelations } from './relations.js';
 import { splitStateKey, stateKeyOf, type Pdu, type RoomVersionId, type StateKey, type StoredEvent } from './pdu.js';
 
 /** The spec's limit on a whole PDU, in bytes of its canonical JSON. */
@@ -180,6 +181,7 @@ export class RoomWrite {
         history_visibility: visibilityBefore,
       },
     );
+    await recordRelations(this.store, event, pos, draft.type === 'm.room.redaction' ? draft.redacts : undefined);
     if (membership !== null && draft.state_key !== undefined) {
       const str = (v: unknown) => (typeof v === 'string' ? v : null);
       await this.store.rooms.setMember({

@@ -26,7 +26,7 @@ const MAX_ROUNDS = 5;
  * How a user may read a room: joined (everything up to now), departed (what they could see up to
  * their leave or ban, and the state then), or a stranger to a world_readable room.
  */
-interface Access {
+export interface Access {
   room: RoomRow;
   visibility: RoomVisibility;
   viewer: Viewer;
@@ -212,7 +212,7 @@ export class RoomReadService {
    * Who may read the room, and up to where. Unknown rooms answer as rooms the user is not in:
    * M_FORBIDDEN, so that room IDs cannot be probed.
    */
-  private async access(roomId: string, requester: Requester): Promise<Access> {
+  async access(roomId: string, requester: Requester): Promise<Access> {
     const viewer: Viewer = { userId: requester.userId, deviceId: requester.deviceId };
     const [room, member] = await Promise.all([this.store.rooms.get(roomId), this.store.rooms.member(roomId, requester.userId)]);
     if (!room) throw forbidden('You are not in this room');
@@ -239,12 +239,12 @@ export class RoomReadService {
   }
 
   /** An event the access allows: not after a departed user's leave, and visible to them at the time. */
-  private readable(access: Access, row: EventRow): boolean {
+  readable(access: Access, row: EventRow): boolean {
     if (access.departed && compare(pointAfter(row), pointAfter(access.departed)) > 0) return false;
     return access.visibility.canSee(row);
   }
 
-  private async point(token: string, roomId: string): Promise<RoomPoint> {
+  async point(token: string, roomId: string): Promise<RoomPoint> {
     const point = await parseRoomToken(token, roomId, this.store.events);
     if (!point) throw invalidParam('Invalid pagination token');
     return point;

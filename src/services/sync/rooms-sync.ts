@@ -227,7 +227,10 @@ export class RoomsSync {
     const stateIds = new Set<string>();
     for (const j of jobs) for (const entry of j.state.values()) stateIds.add(entry.event_id);
     const stateRows = new Map((await this.store.events.getMany([...stateIds])).map((r) => [r.event_id, r]));
-    const clientEvents = await this.serialize([...jobs.flatMap((j) => j.timeline), ...stateRows.values()], { userId, deviceId });
+    // Bundled aggregations only in limited timelines, as the spec says: otherwise the client has the
+    // children too, and would count them twice.
+    const bundled = new Set(jobs.filter((j) => j.limited).flatMap((j) => j.timeline.map((r) => r.event_id)));
+    const clientEvents = await this.serialize([...jobs.flatMap((j) => j.timeline), ...stateRows.values()], { userId, deviceId }, bundled);
     const stateAllowed = eventPredicate(stateFilter);
 
     const unread = await this.store.push.counts(userId, jobs.filter((j) => j.section === 'join').map((j) => j.roomId));
@@ -286,13 +289,14 @@ export class RoomsSync {
     return { rooms, hasNews, joinedRoomIds, deviceLists };
   }
 
-  private async serialize(rows: EventRow[], viewer: { userId: string; deviceId: string }): Promise<Map<string, ClientEvent>> {
+  /** `bundled`: the events that get bundled aggregations (none unless given). */
+  private async serialize(rows: EventRow[], viewer: { userId: string; deviceId: string }, bundled: ReadonlySet<string> = new Set()): Promise<Map<string, ClientEvent>> {
     const out = new Map<string, ClientEvent>();
     const now = this.now();
     const unique = [...new Map(rows.map((r) => [r.event_id, r])).values()];
     // The serializer reads transaction IDs for at most 500 events per call.
     for (let i = 0; i < unique.length; i += 400) {
-      for (const event of await this.serializer.serialize(unique.slice(i, i + 400), viewer, now)) out.set(event.event_id, event);
+      for (const event of await this.serializer.serialize(unique.slice(i, i + 400), viewer, now, bundled)) out.set(event.event_id, event);
     }
     return out;
   }

@@ -14,6 +14,7 @@ import * as roomReadIndexes from './0013_room_read_indexes.js';
 import * as media from './0014_media.js';
 import * as receiptsTyping from './0015_receipts_typing.js';
 import * as push from './0017_push.js';
+import * as eventRelations from './0018_event_relations.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -32,4 +33,5 @@ export const migrations: Record<string, Migration> = {
   '0014_media': media,
   '0015_receipts_typing': receiptsTyping,
   '0017_push': push,
+  '0018_event_relations': eventRelations,
 };
