@@ -49,6 +49,14 @@ const currentMemberships = new HotQuery((db, userId: string, after: number) =>
     .where('m.user_id', '=', userId)
     .where((eb) => eb.or([eb('m.membership', '=', 'join'), eb('m.stream_pos', '>', after)])),
 );
+const changedMemberships = new HotQuery((db, userId: string, after: number) =>
+  db
+    .selectFrom('room_members as m')
+    .innerJoin('rooms as r', 'r.room_id', 'm.room_id')
+    .select(membershipColumns)
+    .where('m.user_id', '=', userId)
+    .where((eb) => eb.or([eb('m.stream_pos', '>', after), eb.and([eb('m.membership', '=', 'join'), eb('r.last_pos', '>', after)])])),
+);
 const joinedRooms = new HotQuery((db, userId: string) => db.selectFrom('room_members').select('room_id').where('user_id', '=', userId).where('membership', '=', 'join'));
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -71,12 +79,30 @@ export class RoomSyncRepo {
 
   /**
    * The user's membership rows a sync looks at, each with its room's latest position: every row
-   * when `after` is undefined (an initial sync), else the rooms the user is joined to and those whose
-   * membership changed after `after`. Forgotten rooms are included; the caller leaves them out.
+   * when `after` is undefined (an initial sync), else those of the rooms where the user's membership
+   * changed after `after` and of the joined rooms where anything happened after it (with
+   * `allJoined`, of every joined room). Forgotten rooms are included; the caller leaves them out.
    */
-  async memberships(userId: string, after: number | undefined): Promise<MembershipRow[]> {
-    const { rows } = after === undefined ? await allMemberships.execute(this.db, userId) : await currentMemberships.execute(this.db, userId, after);
-    return rows;
+  async memberships(userId: string, after: number | undefined, allJoined = false): Promise<MembershipRow[]> {
+    if (after === undefined) return (await allMemberships.execute(this.db, userId)).rows;
+    return (await (allJoined ? currentMemberships : changedMemberships).execute(this.db, userId, after)).rows;
+  }
+
+  /** The user's membership rows of these rooms, with each room's latest position. */
+  async membershipsIn(userId: string, roomIds: readonly string[]): Promise<MembershipRow[]> {
+    const out: MembershipRow[] = [];
+    for (const chunk of chunks(roomIds, CHUNK)) {
+      out.push(
+        ...(await this.db
+          .selectFrom('room_members as m')
+          .innerJoin('rooms as r', 'r.room_id', 'm.room_id')
+          .select(membershipColumns)
+          .where('m.user_id', '=', userId)
+          .where(anyOf(this.engine, 'm.room_id', chunk))
+          .execute()),
+      );
+    }
+    return out;
   }
 
   /** The IDs of the rooms the user is joined to. */

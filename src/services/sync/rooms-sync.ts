@@ -41,8 +41,6 @@ export interface RoomsSyncRequest {
 export interface RoomsSyncResult {
   rooms: { join: JsonObject; invite: JsonObject; leave: JsonObject; knock: JsonObject };
   hasNews: boolean;
-  /** The rooms the user is joined to at `upto`: what a long-poll listens to. */
-  joinedRoomIds: string[];
   /** Device-list changes that membership brought (incremental syncs only). */
   deviceLists: { changed: string[]; left: string[] };
 }
@@ -164,8 +162,7 @@ export class RoomsSync {
     const from = after ?? 0;
     if (lazy && initial) this.lazyMembers.clear(userId, deviceId);
 
-    const memberships = await this.memberships.read(userId, after, upto);
-    const joinedRoomIds = memberships.joined.map((j) => j.roomId);
+    const memberships = await this.memberships.read(userId, after, upto, { allJoined: fullState, alsoRooms: [...new Set(request.roomAccountData.map((e) => e.room_id))] });
     const rooms = { join: dictionary<unknown>(), invite: dictionary<unknown>(), leave: dictionary<unknown>(), knock: dictionary<unknown>() };
     const inRooms = (roomId: string) => roomAllowed(roomFilter, roomId);
 
@@ -184,7 +181,8 @@ export class RoomsSync {
       else accountData.delete(roomId);
     }
 
-    // Which joined rooms changed: the membership rows carry each room's latest position.
+    // Which joined rooms changed: the membership rows carry each room's latest position (an
+    // incremental read holds only rooms that changed, and those whose account data did).
     const stayed = memberships.joined.filter((j) => j.sinceJoined && !fullState && inRooms(j.roomId));
     const changed = new Set(stayed.filter((j) => pos({ stream_pos: j.row.last_pos }) > from).map((j) => j.roomId));
 
@@ -274,7 +272,7 @@ export class RoomsSync {
       }
       deviceLists = await this.memberships.deviceListChanges(userId, from, upto, { memberships, memberEvents });
     }
-    return { rooms, hasNews, joinedRoomIds, deviceLists };
+    return { rooms, hasNews, deviceLists };
   }
 
   private async serialize(rows: EventRow[], viewer: { userId: string; deviceId: string }): Promise<Map<string, ClientEvent>> {

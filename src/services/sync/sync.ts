@@ -27,8 +27,6 @@ export interface SyncRequest {
 interface Batch {
   body: JsonObject;
   hasNews: boolean;
-  /** The rooms the user is joined to: a long-poll waits on them. */
-  joinedRoomIds: string[];
 }
 
 /**
@@ -66,17 +64,17 @@ export class SyncService {
 
   private async longPoll(requester: Requester, since: number, filter: Filter | undefined, timeout: number): Promise<JsonObject> {
     const deadline = performance.now() + timeout;
-    // The rooms to listen to are read before the first subscription; a later join wakes the user anyway.
-    let roomIds = await this.rooms.joinedRoomIds(requester.userId);
     for (;;) {
-      // Subscribe before reading, so that a change committed in between still wakes us.
-      const subscription = this.notifier.subscribe(requester.userId, roomIds);
+      // Subscribe before reading, so that a change committed in between still wakes us. The rooms
+      // to listen to are read only when there is nothing to answer yet; a room changed meanwhile
+      // is remembered by the subscription, and a later join or leave wakes the user anyway.
+      const subscription = this.notifier.subscribeBeforeRooms(requester.userId);
       try {
         const batch = await this.batch(requester, since, filter, false);
         const remaining = deadline - performance.now();
         if (batch.hasNews || remaining <= 0 || this.notifier.isClosed) return batch.body;
-        roomIds = batch.joinedRoomIds;
-        await subscription.wait(remaining);
+        subscription.listen(await this.rooms.joinedRoomIds(requester.userId));
+        await subscription.wait(deadline - performance.now());
       } finally {
         subscription.dispose();
       }
@@ -127,6 +125,6 @@ export class SyncService {
       rooms: rooms.rooms,
     };
     const hasNews = accountData.length > 0 || messages.length > 0 || changed.length > 0 || left.length > 0 || presence.length > 0 || rooms.hasNews;
-    return { body, hasNews, joinedRoomIds: rooms.joinedRoomIds };
+    return { body, hasNews };
   }
 }
