@@ -177,7 +177,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     delivery,
     threepid,
     notifier,
-    sync: new SyncService(store, notifier, filters, pushRules, keys, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now())),
+    sync: new SyncService(store, notifier, filters, pushRules, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now())),
     filters,
     pushRules,
     accountData: new AccountDataService(store, writer, pushRules),
