@@ -76,9 +76,10 @@ export class RoomMemberships {
    * incremental read gives the joined rooms where nothing happened since `after` only with
    * `allJoined` (full_state) or if `alsoRooms` names them (rooms whose account data changed).
    */
-  async read(userId: string, after: number | undefined, upto: number, options: { allJoined?: boolean; alsoRooms?: readonly string[] } = {}): Promise<Memberships> {
+  async read(userId: string, after: number | undefined, upto: number, options: { allJoined?: boolean; alsoRooms?: readonly string[]; rows?: MembershipRow[] } = {}): Promise<Memberships> {
     const alsoRooms = options.alsoRooms ?? [];
-    const rows = await this.repo.memberships(userId, after, options.allJoined);
+    // `rows`: those repo.memberships would read, already read (with the rest of the sync's account side).
+    const rows = options.rows ? [...options.rows] : await this.repo.memberships(userId, after, options.allJoined);
     if (after !== undefined && alsoRooms.length > 0) {
       const read = new Set(rows.map((r) => r.room_id));
       const missing = alsoRooms.filter((id) => !read.has(id));

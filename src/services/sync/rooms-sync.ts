@@ -36,6 +36,8 @@ export interface RoomsSyncRequest {
   filter: Filter | undefined;
   /** The user's room account data changed in (after, upto] (all of it on an initial sync). */
   roomAccountData: readonly AccountDataEntry[];
+  /** The user's membership rows as RoomSyncRepo.memberships reads them for this request, if already read. */
+  memberships?: MembershipRow[];
 }
 
 export interface RoomsSyncResult {
@@ -162,7 +164,7 @@ export class RoomsSync {
     const from = after ?? 0;
     if (lazy && initial) this.lazyMembers.clear(userId, deviceId);
 
-    const memberships = await this.memberships.read(userId, after, upto, { allJoined: fullState, alsoRooms: [...new Set(request.roomAccountData.map((e) => e.room_id))] });
+    const memberships = await this.memberships.read(userId, after, upto, { allJoined: fullState, alsoRooms: [...new Set(request.roomAccountData.map((e) => e.room_id))], rows: request.memberships });
     const rooms = { join: dictionary<unknown>(), invite: dictionary<unknown>(), leave: dictionary<unknown>(), knock: dictionary<unknown>() };
     const inRooms = (roomId: string) => roomAllowed(roomFilter, roomId);
 

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { invalidParam } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
-import { SyncAccountRepo } from '../../storage/sync-account.js';
+import { ROOMS, SyncAccountRepo } from '../../storage/sync-account.js';
 import type { JsonObject } from '../../validate.js';
 import type { Requester } from '../devices.js';
 import { applyEventFilter, type Filter, type FilterService } from './filters.js';
@@ -87,7 +87,15 @@ export class SyncService {
   private async batch(requester: Requester, since: number | undefined, filter: Filter | undefined, fullState: boolean, acknowledged: number): Promise<Batch> {
     const { userId, deviceId } = requester;
     const initial = since === undefined || fullState;
-    const snapshot = await this.account.snapshot({ userId, deviceId, after: since ?? 0, accountDataAfter: initial ? 0 : (since ?? 0), toDeviceLimit: TO_DEVICE_LIMIT, acknowledged });
+    const snapshot = await this.account.snapshot({
+      userId,
+      deviceId,
+      after: since ?? 0,
+      accountDataAfter: initial ? 0 : (since ?? 0),
+      toDeviceLimit: TO_DEVICE_LIMIT,
+      acknowledged,
+      rooms: since === undefined ? ROOMS.all : fullState ? ROOMS.joined : ROOMS.changed,
+    });
     const head = snapshot.head;
     const after = Math.min(since ?? 0, head);
 
@@ -112,6 +120,7 @@ export class SyncService {
       fullState,
       filter,
       roomAccountData: rows.filter((r) => r.room_id !== ''),
+      memberships: snapshot.memberships,
     });
     const left = rooms.deviceLists.left;
     const deviceListChanges = snapshot.deviceLists.filter((d) => d.stream_pos <= upto).map((d) => d.user_id);
