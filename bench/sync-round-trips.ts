@@ -1,22 +1,24 @@
 /**
  * Counts the statements one /sync sends to the database: `npx tsx bench/sync-round-trips.ts
- * [--database sqlite|postgres] [--rooms 100] [--src DIR]` (--src: another copy of src/, e.g. main's,
+ * [--database sqlite|postgres] [--rooms 100] [--src DIR] [--no-save]` (--src: another copy of src/, e.g. main's,
  * for a before/after). On PostgreSQL each statement is a round trip to the server.
  *
  * A user in `rooms` rooms (each with a room-mate), with device keys, one-time and fallback keys
  * uploaded; then, counted: an incremental sync after one message in one room (timeout=30000, as
  * clients send it, answered at once), the same with a to-device message as well, an incremental
  * sync with nothing new and timeout=0, and a long-poll that waits until a message wakes it.
+ * Results also go to bench/results/round-trips-<engine>-<timestamp>.json.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePort, freshDatabase, rawTestConfig } from '../test/helpers/server.js';
+import { checkoutOf, commitOf, load } from './conditions.js';
 
-const { values: flags } = parseArgs({ options: { database: { type: 'string', default: 'sqlite' }, rooms: { type: 'string', default: '100' }, src: { type: 'string' } } });
+const { values: flags } = parseArgs({ options: { database: { type: 'string', default: 'sqlite' }, rooms: { type: 'string', default: '100' }, src: { type: 'string' }, 'no-save': { type: 'boolean', default: false } } });
 const engine = flags.database === 'postgres' ? 'postgres' : 'sqlite';
 const src = flags.src ? resolve(flags.src) : new URL('../src', import.meta.url).pathname;
 const { parseConfig } = (await import(pathToFileURL(`${src}/config/load.ts`).href)) as typeof import('../src/config/load.js');
@@ -129,7 +131,15 @@ try {
   });
   results['long-poll: woken by a message (the send\'s statements taken off)'] = woken.statements - sendAlone.statements;
 
-  console.log(JSON.stringify({ engine, rooms: rooms.length, src, results }, null, 2));
+  const report = { benchmark: 'sync-round-trips', date: new Date().toISOString(), engine, rooms: rooms.length, code: { src, ...commitOf(checkoutOf(src)) }, load_average: load(), statements: results };
+  console.log(JSON.stringify(report, null, 2));
+  if (!flags['no-save']) {
+    const out = join(import.meta.dirname, 'results');
+    mkdirSync(out, { recursive: true });
+    const file = join(out, `round-trips-${engine}-${report.date.replace(/[:.]/g, '-')}.json`);
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`Results written to ${file}`);
+  }
 } finally {
   await hs.close();
   await fresh?.drop();
