@@ -60,7 +60,9 @@ interface SnapshotRow {
 
 /**
  * The statement, per engine. The parts are scalar subqueries, each its own index range read, and
- * each returns JSON: node-postgres parses PostgreSQL's json, SQLite's is text.
+ * each returns JSON: node-postgres parses PostgreSQL's json, SQLite's is text. The head row is read
+ * by its key: scanned, PostgreSQL guesses thousands of rows in that one-row table (its dead versions),
+ * multiplies the subqueries' cost by them, and past jit_above_cost spends ~100 ms compiling the plan.
  */
 function snapshotQuery(engine: Engine, ...[userId, deviceId, after, accountDataAfter, limit, acknowledged, rooms]: Slots): RawBuilder<SnapshotRow> {
   const pg = engine === 'postgres';
@@ -95,7 +97,7 @@ function snapshotQuery(engine: Engine, ...[userId, deviceId, after, accountDataA
       (SELECT ${array(object('k', ['algorithm', 'n']))} FROM (
         SELECT algorithm, COUNT(*) AS n FROM e2e_one_time_keys WHERE user_id = ${userId} AND device_id = ${deviceId} GROUP BY algorithm) AS k) AS one_time_keys,
       (SELECT ${array(sql.raw('f.algorithm'))} FROM e2e_fallback_keys AS f WHERE f.user_id = ${userId} AND f.device_id = ${deviceId} AND f.used = 0) AS fallback_keys
-    FROM stream_head AS h`;
+    FROM stream_head AS h WHERE h.id = 1`;
 }
 
 /** Built once per engine (compiled.ts): every sync runs it, so PostgreSQL plans it once per connection. */
