@@ -64,6 +64,31 @@ describe('notifier: waking by user or by room', () => {
     await notifier.close();
   });
 
+  it('remembers the rooms changed before a pending subscription names its rooms, and wakes for those it names', async () => {
+    const notifier = new Notifier();
+    const named = notifier.subscribeBeforeRooms('@a:x');
+    const other = notifier.subscribeBeforeRooms('@b:x');
+    // Changes told while the rooms are unknown (as a notice from another process arrives late).
+    notifier.wakeLocal({ position: 4, users: [], rooms: ['!r1:x'] });
+    assert.equal(await wokenWithin(named.wait(10_000), 50), false, 'no room named yet: not woken');
+    named.listen(['!r1:x', '!r2:x']);
+    other.listen(['!r3:x']);
+    assert.equal(await wokenWithin(named.wait(10_000), 1000), true, 'one of its rooms changed before it named them');
+    assert.equal(await wokenWithin(other.wait(10_000), 50), false, 'a room it does not listen to');
+    notifier.notify({ position: 5, rooms: ['!r3:x'] });
+    assert.equal(await wokenWithin(other.wait(10_000), 1000), true, 'a room it named, after naming it');
+    for (const s of [named, other]) s.dispose();
+    assert.equal(notifier.waiting, 0);
+
+    const byUser = notifier.subscribeBeforeRooms('@c:x');
+    notifier.notify({ position: 6, users: ['@c:x'] });
+    assert.equal(await wokenWithin(byUser.wait(10_000), 1000), true, 'by user, before naming rooms');
+    byUser.dispose();
+    // Disposed: it remembers nothing more.
+    notifier.wakeLocal({ position: 7, users: [], rooms: ['!r1:x'] });
+    await notifier.close();
+  });
+
   it('wakes every waiter, room waiters included, when it closes', async () => {
     const notifier = new Notifier();
     const sub = notifier.subscribe('@a:x', ['!r:x']);

@@ -215,7 +215,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     delivery,
     threepid,
     notifier,
-    sync: new SyncService(store, notifier, filters, pushRules, keys, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now(), new EphemeralSync(store, typing, clock))),
+    sync: new SyncService(store, notifier, filters, pushRules, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now(), new EphemeralSync(store, typing, clock))),
     filters,
     pushRules,
     pushers,

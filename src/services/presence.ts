@@ -50,7 +50,11 @@ export class PresenceService {
    * on an initial sync (`after` undefined) or when it changed in (after, upto].
    */
   async syncEvents(userId: string, after: number | undefined, upto: number): Promise<{ type: string; sender: string; content: JsonObject }[]> {
-    const row = await this.store.presence.get(userId);
+    return this.syncEventsOf(await this.store.presence.get(userId), userId, after, upto);
+  }
+
+  /** syncEvents, the user's presence row already read. */
+  syncEventsOf(row: PresenceRow | undefined, userId: string, after: number | undefined, upto: number): { type: string; sender: string; content: JsonObject }[] {
     if (!row || row.stream_pos > upto || (after !== undefined && row.stream_pos <= after)) return [];
     return [{ type: 'm.presence', sender: userId, content: this.view(row) }];
   }

@@ -4,8 +4,9 @@ import { HotQuery } from './compiled.js';
 import type { Engine } from './db.js';
 import { MUTABLE_EVENT_COLUMNS, type EventKey } from './event-cache.js';
 import type { EventRow, EventsRepo } from './events.js';
-import type { MemberRow } from './rooms.js';
+import { RoomsRepo, type MemberRow } from './rooms.js';
 import type { Database } from './schema.js';
+import { ephemeralRoomsSince } from './sync-account.js';
 
 /** Rooms per batched statement: each costs a few bound variables, well under SQLite's limit. */
 const ROOM_CHUNK = 100;
@@ -49,6 +50,19 @@ const currentMemberships = new HotQuery((db, userId: string, after: number) =>
     .where('m.user_id', '=', userId)
     .where((eb) => eb.or([eb('m.membership', '=', 'join'), eb('m.stream_pos', '>', after)])),
 );
+const changedMemberships = new HotQuery((db, userId: string, after: number) =>
+  db
+    .selectFrom('room_members as m')
+    .innerJoin('rooms as r', 'r.room_id', 'm.room_id')
+    .select(membershipColumns)
+    .where('m.user_id', '=', userId)
+    .where((eb) =>
+      eb.or([
+        eb('m.stream_pos', '>', after),
+        eb.and([eb('m.membership', '=', 'join'), eb.or([eb('r.last_pos', '>', after), eb('m.room_id', 'in', sql<string>`(${ephemeralRoomsSince(after)})` as never)])]),
+      ]),
+    ),
+);
 const joinedRooms = new HotQuery((db, userId: string) => db.selectFrom('room_members').select('room_id').where('user_id', '=', userId).where('membership', '=', 'join'));
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -62,21 +76,43 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
  * one per room wherever the engines allow.
  */
 export class RoomSyncRepo {
+  private readonly rooms: RoomsRepo;
+
   constructor(
     private readonly db: Kysely<Database>,
     /** Completes the events read as keys (see EventsRepo.complete). */
     private readonly events: EventsRepo,
     private readonly engine: Engine,
-  ) {}
+  ) {
+    this.rooms = new RoomsRepo(db, engine);
+  }
 
   /**
    * The user's membership rows a sync looks at, each with its room's latest position: every row
-   * when `after` is undefined (an initial sync), else the rooms the user is joined to and those whose
-   * membership changed after `after`. Forgotten rooms are included; the caller leaves them out.
+   * when `after` is undefined (an initial sync), else those of the rooms where the user's membership
+   * changed after `after` and of the joined rooms where anything happened after it (with
+   * `allJoined`, of every joined room). Forgotten rooms are included; the caller leaves them out.
    */
-  async memberships(userId: string, after: number | undefined): Promise<MembershipRow[]> {
-    const { rows } = after === undefined ? await allMemberships.execute(this.db, userId) : await currentMemberships.execute(this.db, userId, after);
-    return rows;
+  async memberships(userId: string, after: number | undefined, allJoined = false): Promise<MembershipRow[]> {
+    if (after === undefined) return (await allMemberships.execute(this.db, userId)).rows;
+    return (await (allJoined ? currentMemberships : changedMemberships).execute(this.db, userId, after)).rows;
+  }
+
+  /** The user's membership rows of these rooms, with each room's latest position. */
+  async membershipsIn(userId: string, roomIds: readonly string[]): Promise<MembershipRow[]> {
+    const out: MembershipRow[] = [];
+    for (const chunk of chunks(roomIds, CHUNK)) {
+      out.push(
+        ...(await this.db
+          .selectFrom('room_members as m')
+          .innerJoin('rooms as r', 'r.room_id', 'm.room_id')
+          .select(membershipColumns)
+          .where('m.user_id', '=', userId)
+          .where(anyOf(this.engine, 'm.room_id', chunk))
+          .execute()),
+      );
+    }
+    return out;
   }
 
   /** The IDs of the rooms the user is joined to. */
@@ -128,8 +164,8 @@ export class RoomSyncRepo {
 
   /**
    * Several state snapshots (one per request, in order), each only the entries its selection asks
-   * for: one statement per 100 groups, reading the union of the selections. The chains drive the
-   * join (SQLite's CROSS JOIN keeps that order), so each group's entries are read by the primary key.
+   * for: the chains of all the groups in one statement, then their entries (the union of the
+   * selections) by the primary key.
    */
   async stateAtMany(requests: readonly { group: number; select: StateSelection }[]): Promise<Map<string, StateEntry>[]> {
     const out = requests.map(() => new Map<string, StateEntry>());
@@ -146,10 +182,10 @@ export class RoomSyncRepo {
       return out;
     }
     let filter;
-    if (members === 'all') filter = others ? sql`1 = 1` : sql`e.type = 'm.room.member'`;
+    if (members === 'all') filter = others ? sql<boolean>`1 = 1` : sql<boolean>`type = 'm.room.member'`;
     else {
-      const selected = members.length > 0 ? sql`(e.type = 'm.room.member' AND e.state_key IN (${sql.join(members)}))` : sql`1 = 0`;
-      filter = others ? sql`(e.type <> 'm.room.member' OR ${selected})` : selected;
+      const selected = members.length > 0 ? sql`(type = 'm.room.member' AND state_key IN (${sql.join(members)}))` : sql`1 = 0`;
+      filter = others ? sql<boolean>`(type <> 'm.room.member' OR ${selected})` : sql<boolean>`${selected}`;
     }
     const byGroup = new Map<number, number[]>();
     for (const [i, r] of requests.entries()) {
@@ -158,21 +194,23 @@ export class RoomSyncRepo {
       list.push(i);
     }
     const memberSets = requests.map((r) => (r.select.members === 'all' ? undefined : new Set(r.select.members)));
-    for (const groups of chunks([...byGroup.keys()], ROOM_CHUNK)) {
-      const { rows } = await sql<{ origin: number; type: string; state_key: string; event_id: string }>`
-        WITH RECURSIVE chain(origin, id, prev_group) AS (
-          SELECT id, id, prev_group FROM state_groups WHERE ${anyOf(this.engine, 'id', groups, 'bigint')}
-          UNION ALL
-          SELECT c.origin, g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
-        )
-        SELECT c.origin, e.type, e.state_key, e.event_id FROM chain c CROSS JOIN state_group_entries e
-        WHERE e.state_group = c.id AND ${filter}
-        ORDER BY e.state_group ASC`.execute(this.db);
-      for (const row of rows) {
-        for (const i of byGroup.get(Number(row.origin)) ?? []) {
-          const set = memberSets[i];
-          const wanted = row.type === 'm.room.member' ? set === undefined || set.has(row.state_key) : requests[i]!.select.others;
-          if (wanted) out[i]!.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });
+    // The chains first, then every group's entries at once (see RoomsRepo.stateGroupChains).
+    const chains = await this.rooms.stateGroupChains([...byGroup.keys()]);
+    const entries = new Map<number, { type: string; state_key: string; event_id: string }[]>();
+    for (const row of await this.rooms.stateGroupEntries([...chains.values()].flat(), filter)) {
+      let list = entries.get(row.state_group);
+      if (!list) entries.set(row.state_group, (list = []));
+      list.push(row);
+    }
+    for (const [origin, chain] of chains) {
+      for (const i of byGroup.get(origin) ?? []) {
+        const set = memberSets[i];
+        const state = out[i]!;
+        for (const group of chain) {
+          for (const row of entries.get(group) ?? []) {
+            const wanted = row.type === 'm.room.member' ? set === undefined || set.has(row.state_key) : requests[i]!.select.others;
+            if (wanted) state.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });
+          }
         }
       }
     }

@@ -1,4 +1,5 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
+import { anyOf } from './any-of.js';
 import type { Engine } from './db.js';
 import type { RoomMembersTable, RoomsTable } from './rooms-schema.js';
 import type { Database } from './schema.js';
@@ -8,6 +9,8 @@ export type MemberRow = Selectable<RoomMembersTable>;
 
 /** A full copy of the state is written after this many deltas, so that reading a snapshot stays bounded. */
 export const MAX_STATE_HOPS = 100;
+/** State groups per statement reading their entries (SQLite binds each as a variable). */
+const GROUP_CHUNK = 500;
 
 /** Rooms, their current state and memberships, state snapshots, and aliases. */
 export class RoomsRepo {
@@ -78,24 +81,56 @@ export class RoomsRepo {
 
   /**
    * The state snapshot `group` as (type, state_key) -> event ID, optionally only some types: the
-   * deltas down its chain of groups in one query, later groups winning (group IDs grow along a chain).
-   * The chain drives the join (SQLite's CROSS JOIN keeps that order): each group's entries are read
-   * by the primary key, where a plain join let SQLite scan every group's entries.
+   * chain of groups first (stateGroupChains), then their deltas by the primary key, later groups
+   * winning.
    */
   async stateAt(group: number, types?: readonly string[]): Promise<Map<string, { type: string; state_key: string; event_id: string }>> {
-    const typeFilter = types ? (types.length === 0 ? sql`AND 1 = 0` : sql`AND e.type IN (${sql.join(types)})`) : sql``;
-    const { rows } = await sql<{ state_group: number; type: string; state_key: string; event_id: string }>`
-      WITH RECURSIVE chain(id, prev_group) AS (
-        SELECT id, prev_group FROM state_groups WHERE id = ${group}
-        UNION ALL
-        SELECT g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
-      )
-      SELECT e.state_group, e.type, e.state_key, e.event_id FROM chain c CROSS JOIN state_group_entries e
-      WHERE e.state_group = c.id ${typeFilter}
-      ORDER BY e.state_group ASC`.execute(this.db);
     const state = new Map<string, { type: string; state_key: string; event_id: string }>();
+    if (types?.length === 0) return state;
+    const chain = (await this.stateGroupChains([group])).get(group) ?? [];
+    const typeFilter = types ? sql<boolean>`type IN (${sql.join(types)})` : sql<boolean>`1 = 1`;
+    const rows = await this.stateGroupEntries(chain, typeFilter);
     for (const row of rows) state.set(`${row.type}\u0000${row.state_key}`, { type: row.type, state_key: row.state_key, event_id: row.event_id });
     return state;
+  }
+
+  /**
+   * Each group's chain: the group and those it is a delta on, oldest first (group IDs grow along a
+   * chain), in one statement for all of them. Read apart from the deltas, the chain's few rows
+   * come by the primary key, and the deltas are then one index lookup per group: a single statement
+   * joining the recursive chain to the entries left PostgreSQL to guess the chain's length.
+   */
+  async stateGroupChains(groups: readonly number[]): Promise<Map<number, number[]>> {
+    const out = new Map<number, number[]>();
+    if (groups.length === 0) return out;
+    const { rows } = await sql<{ origin: number; id: number }>`
+      WITH RECURSIVE chain(origin, id, prev_group) AS (
+        SELECT id, id, prev_group FROM state_groups WHERE ${anyOf(this.engine, 'id', [...new Set(groups)], 'bigint')}
+        UNION ALL
+        SELECT c.origin, g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev_group
+      )
+      SELECT origin, id FROM chain`.execute(this.db);
+    for (const row of rows) {
+      const origin = Number(row.origin);
+      let chain = out.get(origin);
+      if (!chain) out.set(origin, (chain = []));
+      chain.push(Number(row.id));
+    }
+    for (const chain of out.values()) chain.sort((a, b) => a - b);
+    return out;
+  }
+
+  /** The entries of these state groups that pass `filter` (on columns type, state_key), in group order. */
+  async stateGroupEntries(groups: readonly number[], filter: RawBuilder<boolean>): Promise<{ state_group: number; type: string; state_key: string; event_id: string }[]> {
+    const out: { state_group: number; type: string; state_key: string; event_id: string }[] = [];
+    const unique = [...new Set(groups)];
+    for (let i = 0; i < unique.length; i += GROUP_CHUNK) {
+      const { rows } = await sql<{ state_group: number; type: string; state_key: string; event_id: string }>`
+        SELECT state_group, type, state_key, event_id FROM state_group_entries
+        WHERE ${anyOf(this.engine, 'state_group', unique.slice(i, i + GROUP_CHUNK), 'bigint')} AND ${filter}`.execute(this.db);
+      for (const row of rows) out.push({ ...row, state_group: Number(row.state_group) });
+    }
+    return out.sort((a, b) => a.state_group - b.state_group);
   }
 
   async setMember(row: Omit<RoomMembersTable, 'forgotten'>): Promise<void> {

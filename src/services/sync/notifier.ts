@@ -3,6 +3,8 @@ import type { StreamChannel, StreamNotice } from '../../storage/stream-channel.j
 
 interface Waiter {
   wake(): void;
+  /** Rooms changed while the waiter did not yet know its rooms. */
+  seen?: Set<string>;
 }
 
 /** A waiter registered before the caller looks at the stream, so that no change can slip between. */
@@ -10,6 +12,16 @@ export interface Subscription {
   /** Resolves on a change for the user or one of the rooms, after `ms`, or when the notifier closes. */
   wait(ms: number): Promise<void>;
   dispose(): void;
+}
+
+/**
+ * A subscription taken before the caller knows which rooms to listen to: until `listen` names them
+ * it records the rooms of every change, so that one committed between the caller's read and `listen`
+ * (told here late, by another process) still wakes it.
+ */
+export interface PendingSubscription extends Subscription {
+  /** Listens to these rooms from now on, and counts as woken if one of them changed since the subscription. */
+  listen(roomIds: Iterable<string>): void;
 }
 
 /** What a committed change concerns: its position in the global stream, and whose syncs it wakes. */
@@ -51,6 +63,8 @@ class WaiterIndex {
 export class Notifier {
   private readonly users = new WaiterIndex();
   private readonly rooms = new WaiterIndex();
+  /** Waiters that do not know their rooms yet (PendingSubscription). */
+  private readonly pending = new Set<Waiter>();
   private count = 0;
   private closed = false;
   private active = 0;
@@ -79,6 +93,15 @@ export class Notifier {
   }
 
   subscribe(userId: string, roomIds: Iterable<string> = []): Subscription {
+    return this.open(userId, [...roomIds], false);
+  }
+
+  /** Wakes on a change for the user; the rooms to listen to are named later (PendingSubscription). */
+  subscribeBeforeRooms(userId: string): PendingSubscription {
+    return this.open(userId, [], true);
+  }
+
+  private open(userId: string, initialRooms: string[], pending: boolean): PendingSubscription {
     let woken = false;
     let resolve: (() => void) | undefined;
     let timer: NodeJS.Timeout | undefined;
@@ -88,9 +111,13 @@ export class Notifier {
         resolve?.();
       },
     };
-    const rooms = [...roomIds];
+    const rooms = [...initialRooms];
     this.users.add(userId, waiter);
     for (const room of rooms) this.rooms.add(room, waiter);
+    if (pending) {
+      waiter.seen = new Set();
+      this.pending.add(waiter);
+    }
     this.count++;
     let disposed = false;
     const dispose = () => {
@@ -102,6 +129,7 @@ export class Notifier {
       this.count--;
       this.users.delete(userId, waiter);
       for (const room of rooms) this.rooms.delete(room, waiter);
+      this.pending.delete(waiter);
     };
     return {
       wait: (ms) => {
@@ -112,6 +140,17 @@ export class Notifier {
         });
       },
       dispose,
+      listen: (roomIds) => {
+        if (disposed || !waiter.seen) return;
+        const seen = waiter.seen;
+        waiter.seen = undefined;
+        this.pending.delete(waiter);
+        for (const room of roomIds) {
+          rooms.push(room);
+          this.rooms.add(room, waiter);
+          if (seen.has(room)) woken = true;
+        }
+      },
     };
   }
 
@@ -119,8 +158,10 @@ export class Notifier {
   wakeLocal(change: StreamChange): void {
     if (change.position > this.latest) this.latest = change.position;
     const woken = new Set<Waiter>();
+    const rooms = this.pending.size > 0 && change.rooms ? [...change.rooms] : change.rooms;
     this.users.collect(change.users, woken);
-    this.rooms.collect(change.rooms, woken);
+    this.rooms.collect(rooms, woken);
+    if (rooms) for (const waiter of this.pending) for (const room of rooms) waiter.seen?.add(room);
     for (const waiter of woken) waiter.wake();
   }
 

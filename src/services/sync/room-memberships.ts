@@ -9,7 +9,10 @@ const pos = (row: { stream_pos: number }) => Number(row.stream_pos);
 
 /** What the user's memberships say about each room between `after` and `upto`. */
 export interface Memberships {
-  /** Rooms joined at `upto`; `sinceJoined` when the user was joined at `after` too, without leaving between. */
+  /**
+   * Rooms joined at `upto`; `sinceJoined` when the user was joined at `after` too, without leaving
+   * between. On an incremental read only those that changed (see `read`).
+   */
   joined: { roomId: string; row: MembershipRow; sinceJoined: boolean }[];
   /** Invites: the invite event. */
   invited: { roomId: string; eventId: string; pos: number }[];
@@ -68,9 +71,20 @@ export class RoomMemberships {
     return chains;
   }
 
-  /** What the user's memberships did between `after` (undefined: from the start) and `upto`. */
-  async read(userId: string, after: number | undefined, upto: number): Promise<Memberships> {
-    const rows = await this.repo.memberships(userId, after);
+  /**
+   * What the user's memberships did between `after` (undefined: from the start) and `upto`. An
+   * incremental read gives the joined rooms where nothing happened since `after` only with
+   * `allJoined` (full_state) or if `alsoRooms` names them (rooms whose account data changed).
+   */
+  async read(userId: string, after: number | undefined, upto: number, options: { allJoined?: boolean; alsoRooms?: readonly string[]; rows?: MembershipRow[] } = {}): Promise<Memberships> {
+    const alsoRooms = options.alsoRooms ?? [];
+    // `rows`: those repo.memberships would read, already read (with the rest of the sync's account side).
+    const rows = options.rows ? [...options.rows] : await this.repo.memberships(userId, after, options.allJoined);
+    if (after !== undefined && alsoRooms.length > 0) {
+      const read = new Set(rows.map((r) => r.room_id));
+      const missing = alsoRooms.filter((id) => !read.has(id));
+      if (missing.length > 0) rows.push(...(await this.repo.membershipsIn(userId, missing)));
+    }
     // Rows changed after `after` (on an initial sync: after `upto`, a change racing this sync) are followed back.
     const threshold = after ?? upto;
     const walk = new Map<string, string>();

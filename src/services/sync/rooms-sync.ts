@@ -37,13 +37,13 @@ export interface RoomsSyncRequest {
   filter: Filter | undefined;
   /** The user's room account data changed in (after, upto] (all of it on an initial sync). */
   roomAccountData: readonly AccountDataEntry[];
+  /** The user's membership rows as RoomSyncRepo.memberships reads them for this request, if already read. */
+  memberships?: MembershipRow[];
 }
 
 export interface RoomsSyncResult {
   rooms: { join: JsonObject; invite: JsonObject; leave: JsonObject; knock: JsonObject };
   hasNews: boolean;
-  /** The rooms the user is joined to at `upto`: what a long-poll listens to. */
-  joinedRoomIds: string[];
   /** Device-list changes that membership brought (incremental syncs only). */
   deviceLists: { changed: string[]; left: string[] };
 }
@@ -167,8 +167,7 @@ export class RoomsSync {
     const from = after ?? 0;
     if (lazy && initial) this.lazyMembers.clear(userId, deviceId);
 
-    const memberships = await this.memberships.read(userId, after, upto);
-    const joinedRoomIds = memberships.joined.map((j) => j.roomId);
+    const memberships = await this.memberships.read(userId, after, upto, { allJoined: fullState, alsoRooms: [...new Set(request.roomAccountData.map((e) => e.room_id))], rows: request.memberships });
     const rooms = { join: dictionary<unknown>(), invite: dictionary<unknown>(), leave: dictionary<unknown>(), knock: dictionary<unknown>() };
     const inRooms = (roomId: string) => roomAllowed(roomFilter, roomId);
 
@@ -191,7 +190,8 @@ export class RoomsSync {
     const ephemeralRooms = memberships.joined.filter((j) => inRooms(j.roomId)).map((j) => ({ roomId: j.roomId, after: initial || !j.sinceJoined ? undefined : from }));
     const ephemeral = this.ephemeral ? await this.ephemeral.read(userId, ephemeralRooms, upto, roomFilter?.ephemeral) : new Map<string, unknown[]>();
 
-    // Which joined rooms changed: the membership rows carry each room's latest position.
+    // Which joined rooms changed: the membership rows carry each room's latest position (an
+    // incremental read holds only rooms that changed, and those whose account data did).
     const stayed = memberships.joined.filter((j) => j.sinceJoined && !fullState && inRooms(j.roomId));
     const changed = new Set(stayed.filter((j) => pos({ stream_pos: j.row.last_pos }) > from).map((j) => j.roomId));
 
@@ -286,7 +286,7 @@ export class RoomsSync {
       }
       deviceLists = await this.memberships.deviceListChanges(userId, from, upto, { memberships, memberEvents });
     }
-    return { rooms, hasNews, joinedRoomIds, deviceLists };
+    return { rooms, hasNews, deviceLists };
   }
 
   /** `bundled`: the events that get bundled aggregations (none unless given). */
