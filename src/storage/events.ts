@@ -11,6 +11,14 @@ export type EventRow = Selectable<EventsTable>;
 /** A stored event as the room layer writes it. */
 export type NewEventRow = Omit<EventsTable, 'redacted_by' | 'outlier' | 'soft_failed' | 'rejection_reason'>;
 
+/** A client's transaction ID, as a device's send recorded it (see txnKeyOf). */
+export interface TxnRecord {
+  userId: string;
+  deviceId: string;
+  txnKey: string;
+  now: number;
+}
+
 /** Rows per IN (...) list: well under SQLite's limit on bound variables. */
 const CHUNK = 500;
 
@@ -65,34 +73,30 @@ export class EventsRepo {
   /**
    * Stores a room's next event at the next global stream position, and moves the room's head to it
    * (depth, latest position, state group): what a message needs once its other rows are written.
+   * With `txn`, also records the client transaction the event answers, unless that transaction
+   * already has an event: then nothing is stored and `recorded` is false (the caller rolls back).
    * On PostgreSQL one statement, so the stream position's row lock (see StreamsRepo) is held for
-   * that round trip and the commit only. Returns the position.
+   * that round trip and the commit only.
    */
-  async insertAtNextPosition(row: Omit<NewEventRow, 'stream_pos'>): Promise<number> {
+  async insertAtNextPosition(row: Omit<NewEventRow, 'stream_pos'>, txn?: TxnRecord): Promise<{ pos: number; recorded: boolean }> {
     let pos: number;
     if (this.engine === 'postgres') {
-      const result = await APPEND_EVENT_PG.execute(this.db, [
-        row.event_id,
-        row.room_id,
-        row.depth,
-        row.type,
-        row.state_key,
-        row.sender,
-        row.origin_server_ts,
-        row.pdu,
-        row.state_group,
-        row.replaces_state,
-        row.membership,
-        row.history_visibility,
-      ]);
-      pos = Number(result.rows[0]!.position);
+      const event = [row.event_id, row.room_id, row.depth, row.type, row.state_key, row.sender, row.origin_server_ts, row.pdu, row.state_group, row.replaces_state, row.membership, row.history_visibility];
+      if (txn) {
+        const result = await APPEND_EVENT_WITH_TXN_PG.execute(this.db, [...event, txn.userId, txn.deviceId, txn.txnKey, txn.now]);
+        if (Number(result.rows[0]!.recorded) !== 1) return { pos: 0, recorded: false };
+        pos = Number(result.rows[0]!.position);
+      } else {
+        pos = Number((await APPEND_EVENT_PG.execute(this.db, event)).rows[0]!.position);
+      }
     } else {
+      if (txn && !(await this.recordTxn(txn.userId, txn.deviceId, txn.txnKey, row.event_id, txn.now))) return { pos: 0, recorded: false };
       pos = Number((await ADVANCE_STREAM.execute(this.db)).rows[0]!.position);
       await INSERT_EVENT.execute(this.db, row.event_id, row.room_id, pos, row.depth, row.type, row.state_key, row.sender, row.origin_server_ts, row.pdu, row.state_group, row.replaces_state, row.membership, row.history_visibility);
       await ADVANCE_ROOM.execute(this.db, row.depth, pos, row.state_group, row.room_id);
     }
     this.cache.put({ ...row, stream_pos: pos });
-    return pos;
+    return { pos, recorded: true };
   }
 
   async insertEdges(eventId: string, prevEvents: readonly string[], authEvents: readonly string[]): Promise<void> {
@@ -267,8 +271,9 @@ export class EventsRepo {
     return (await TXN_EVENT.execute(this.db, userId, deviceId, txnKey)).rows[0]?.event_id;
   }
 
-  async recordTxn(userId: string, deviceId: string, txnKey: string, eventId: string, now: number): Promise<void> {
-    await RECORD_TXN.execute(this.db, userId, deviceId, txnKey, eventId, now);
+  /** False (recording nothing) when the device's transaction already has an event. */
+  async recordTxn(userId: string, deviceId: string, txnKey: string, eventId: string, now: number): Promise<boolean> {
+    return Number((await RECORD_TXN.execute(this.db, userId, deviceId, txnKey, eventId, now)).numAffectedRows ?? 0) === 1;
   }
 
   /** Which of these events a device sent, with the transaction ID it sent them under. */
@@ -292,7 +297,10 @@ const TXN_EVENT = new HotQuery((db: Kysely<Database>, userId: string, deviceId: 
 );
 
 const RECORD_TXN = new HotQuery((db: Kysely<Database>, userId: string, deviceId: string, txnKey: string, eventId: string, now: number) =>
-  db.insertInto('event_txns').values({ user_id: userId, device_id: deviceId, txn_key: txnKey, event_id: eventId, created_ts: now }),
+  db
+    .insertInto('event_txns')
+    .values({ user_id: userId, device_id: deviceId, txn_key: txnKey, event_id: eventId, created_ts: now })
+    .onConflict((oc) => oc.columns(['user_id', 'device_id', 'txn_key']).doNothing()),
 );
 
 const MOVE_EXTREMITY = new HotQuery((db: Kysely<Database>, eventId: string, roomId: string, previous: string) =>
@@ -348,14 +356,27 @@ const EXTEND_CHAIN_PG = new RawHotQuery<{ moved: number }>(
   UPDATE forward_extremities SET event_id = $1::text WHERE room_id = $4::text AND event_id = $5::text RETURNING 1 AS moved`,
 );
 
-/** The position, the event and the room's head in one round trip (see insertAtNextPosition). */
-const APPEND_EVENT_PG = new RawHotQuery<{ position: number }>(
-  `WITH p AS (UPDATE stream_head SET position = position + 1 RETURNING position),
+const APPEND_EVENT_CTES = `p AS (UPDATE stream_head SET position = position + 1 RETURNING position),
   ev AS (
     INSERT INTO events (event_id, room_id, stream_pos, depth, type, state_key, sender, origin_server_ts, pdu, state_group, replaces_state, membership, history_visibility, outlier, soft_failed)
     SELECT $1::text, $2::text, p.position, $3::bigint, $4::text, $5::text, $6::text, $7::bigint, $8::text, $9::bigint, $10::text, $11::text, $12::text, 0, 0 FROM p
+  )`;
+const ADVANCE_ROOM_PG = `UPDATE rooms SET depth = $3::bigint, last_pos = p.position, state_group = $9::bigint FROM p WHERE rooms.room_id = $2::text`;
+
+/** The position, the event and the room's head in one round trip (see insertAtNextPosition). */
+const APPEND_EVENT_PG = new RawHotQuery<{ position: number }>(`WITH ${APPEND_EVENT_CTES} ${ADVANCE_ROOM_PG} RETURNING p.position AS position`);
+
+/**
+ * The same with the client's transaction recorded. A conflict there does not stop the other parts:
+ * `recorded` is 0 and the caller rolls the transaction back.
+ */
+const APPEND_EVENT_WITH_TXN_PG = new RawHotQuery<{ position: number; recorded: number }>(
+  `WITH ${APPEND_EVENT_CTES},
+  tx AS (
+    INSERT INTO event_txns (user_id, device_id, txn_key, event_id, created_ts) VALUES ($13::text, $14::text, $15::text, $1::text, $16::bigint)
+    ON CONFLICT (user_id, device_id, txn_key) DO NOTHING RETURNING 1
   )
-  UPDATE rooms SET depth = $3::bigint, last_pos = p.position, state_group = $9::bigint FROM p WHERE rooms.room_id = $2::text RETURNING p.position AS position`,
+  ${ADVANCE_ROOM_PG} RETURNING p.position AS position, (SELECT count(*) FROM tx)::int AS recorded`,
 );
 
 /**

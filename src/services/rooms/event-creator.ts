@@ -1,6 +1,6 @@
 import type { Clock } from '../../clock.js';
 import { forbidden, MatrixError, notFound } from '../../errors.js';
-import type { EventRow, NewEventRow } from '../../storage/events.js';
+import type { EventRow, NewEventRow, TxnRecord } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
 import { MAX_STATE_HOPS, type RoomRow } from '../../storage/rooms.js';
 import type { JsonObject } from '../../validate.js';
@@ -20,6 +20,13 @@ export interface EventDraft {
   state_key?: string;
   /** For m.room.redaction: the event redacted (placed in content or at the top level as the version wants). */
   redacts?: string;
+}
+
+/** A write's client transaction ID already had an event when the write was to record it: the write was rolled back. */
+export class TxnTaken extends Error {
+  constructor() {
+    super('the transaction ID already has an event');
+  }
 }
 
 /** The history visibility when a room has none set. */
@@ -64,6 +71,7 @@ export class RoomWrite {
   private historyVisibility: string | undefined;
   /** Messages appended but not stored yet: they take their stream positions last (see flush). */
   private readonly pending: Omit<NewEventRow, 'stream_pos'>[] = [];
+  private txn: TxnRecord | undefined;
   /** Whether the room's row already holds this write's head (written with its last event). */
   private roomAdvanced = true;
   /** Users whose syncs must hear of this write besides the room's members: the targets of member events. */
@@ -227,12 +235,27 @@ export class RoomWrite {
     return event;
   }
 
-  /** Stores the messages appended since the last state event, each at the next stream position with the room's head moved to it. */
-  private async flush(): Promise<void> {
-    for (const row of this.pending.splice(0)) {
-      this.lastPos = await this.store.events.insertAtNextPosition(row);
+  /**
+   * Stores the messages appended since the last state event, each at the next stream position with
+   * the room's head moved to it; the last with the client transaction it answers, when given.
+   */
+  private async flush(txn?: TxnRecord): Promise<void> {
+    const rows = this.pending.splice(0);
+    for (const [i, row] of rows.entries()) {
+      const { pos, recorded } = await this.store.events.insertAtNextPosition(row, i === rows.length - 1 ? txn : undefined);
+      if (!recorded) throw new TxnTaken();
+      this.lastPos = pos;
       this.roomAdvanced = true;
     }
+  }
+
+  /**
+   * Records that the write's last event answers this client transaction, with the event at finish.
+   * Should the transaction ID already have an event (a retry racing the original), the write fails
+   * with TxnTaken and is rolled back.
+   */
+  recordTxn(txn: TxnRecord): void {
+    this.txn = txn;
   }
 
   /** After setCurrentState: a full copy reads the current state, this event already in it. */
@@ -256,7 +279,10 @@ export class RoomWrite {
   /** Stores what is still pending and writes the room's new head (depth, latest position, state). */
   async finish(): Promise<void> {
     if (this.events.length === 0) return;
-    await this.flush();
+    const txn = this.txn;
+    this.txn = undefined;
+    if (txn && this.pending.length === 0 && !(await this.store.events.recordTxn(txn.userId, txn.deviceId, txn.txnKey, this.events.at(-1)!.event_id, txn.now))) throw new TxnTaken();
+    await this.flush(txn);
     if (!this.roomAdvanced) await this.store.rooms.advance(this.roomId, { depth: this.depth, lastPos: this.lastPos, stateGroup: this.stateGroup });
     this.roomAdvanced = true;
   }
