@@ -237,13 +237,18 @@ export class RoomService {
     const key = txnKeyOf(purpose, txnId);
     const done = await this.store.events.txnEvent(requester.userId, requester.deviceId, key);
     if (done) return done;
-    await this.limiter.take(`message:${requester.userId}`, this.config.rc_message);
     try {
-      return await this.creator.write(roomId, async (room) => {
-        const eventId = await fn(room);
-        room.recordTxn({ userId: requester.userId, deviceId: requester.deviceId, txnKey: key, now: this.clock.now() });
-        return eventId;
-      });
+      return await this.creator.write(
+        roomId,
+        async (room) => {
+          const eventId = await fn(room);
+          room.recordTxn({ userId: requester.userId, deviceId: requester.deviceId, txnKey: key, now: this.clock.now() });
+          return eventId;
+        },
+        'forbidden',
+        // In the write's transaction: one commit per send, not two.
+        (store) => this.limiter.take(`message:${requester.userId}`, this.config.rc_message, store.rateLimits),
+      );
     } catch (err) {
       // The same transaction ID sent again while the first was being written: the first's event.
       if (!(err instanceof TxnTaken)) throw err;
