@@ -14,6 +14,7 @@ import {
   eventIdOf,
   hasValidContentHash,
   hashAndSignEvent,
+  hashSignAndIdentify,
   signJson,
   verifyEventSignature,
   verifyJsonSignature,
@@ -146,6 +147,19 @@ describe('event hashes, signatures and IDs', () => {
     });
     assert.equal(verifyEventSignature(signedMessage, '10', 'domain', 'ed25519:1', verifyKeyOf(SPEC_SEED)), true);
     assert.equal(hasValidContentHash(signedMessage), true);
+  });
+
+  it('signs and identifies an event at once exactly as signing it and then taking its reference hash do', () => {
+    const message = { type: 'm.room.message', room_id: '!r:domain', sender: '@u:domain', content: { msgtype: 'm.text', body: 'hi' }, origin_server_ts: 5, depth: 2, prev_events: ['$p'], auth_events: ['$a', '$b'] };
+    const member = { ...message, type: 'm.room.member', state_key: '@u:domain', content: { membership: 'join', displayname: 'U' } };
+    for (const version of ['10', '11']) {
+      for (const event of [message, member, { ...message, signatures: { 'other.example': { 'ed25519:z': 'sig' } } }]) {
+        const both = hashSignAndIdentify(event as unknown as UnsignedPdu, version, 'domain', specKey);
+        const signed = hashAndSignEvent(event as unknown as UnsignedPdu, version, 'domain', specKey);
+        assert.deepEqual(both.pdu, signed);
+        assert.equal(both.eventId, eventIdOf(signed, version));
+      }
+    }
   });
 
   const base: UnsignedPdu = {

@@ -22,10 +22,13 @@ export class RateLimiter {
     return { interval, tolerance: interval * (limit.burst_count - 1) };
   }
 
-  /** Takes a token for `key`, or throws M_LIMIT_EXCEEDED with how long to wait. */
-  async take(key: string, limit: RateLimitConfig): Promise<void> {
+  /**
+   * Takes a token for `key`, or throws M_LIMIT_EXCEEDED with how long to wait. `repo`: the store's
+   * (e.g. a transaction's, so the take commits with the change it allows) instead of the limiter's.
+   */
+  async take(key: string, limit: RateLimitConfig, repo = this.repo): Promise<void> {
     const { interval, tolerance } = this.shape(limit);
-    const wait = await this.repo.take(key, this.clock.now(), interval, tolerance);
+    const wait = await repo.take(key, this.clock.now(), interval, tolerance);
     if (wait > 0) throw limitExceeded(wait);
   }
 

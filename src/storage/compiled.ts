@@ -1,4 +1,4 @@
-import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
+import { CompiledQuery, type Compilable, type Kysely, type QueryResult } from 'kysely';
 import type { Database } from './schema.js';
 
 /**
@@ -48,5 +48,19 @@ export class HotQuery<A extends unknown[], R> {
     const { compiled, slots } = this.template(db);
     const parameters = slots.map((slot, i) => (slot < 0 ? compiled.parameters[i] : args[slot]));
     return db.executeQuery<R>({ ...compiled, parameters } as CompiledQuery<R>);
+  }
+}
+
+/**
+ * A hot statement written as SQL text for one engine (where Kysely's builder cannot say it, e.g. a
+ * PostgreSQL data-modifying CTE), prepared by name on PostgreSQL connections like a HotQuery.
+ */
+export class RawHotQuery<R> {
+  constructor(private readonly text: string) {
+    if (!preparedStatementNames.has(text)) preparedStatementNames.set(text, `myelin_hot_${preparedStatementNames.size + 1}`);
+  }
+
+  execute(db: Kysely<Database>, parameters: readonly unknown[]): Promise<QueryResult<R>> {
+    return db.executeQuery<R>(CompiledQuery.raw(this.text, [...parameters]) as CompiledQuery<R>);
   }
 }

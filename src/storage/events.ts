@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import { anyOf } from './any-of.js';
+import { HotQuery, RawHotQuery } from './compiled.js';
 import type { Db, Engine } from './db.js';
 import { eventCacheOf, MUTABLE_EVENT_COLUMNS, type EventCache, type EventKey, type FixedEventColumns } from './event-cache.js';
 import type { EventsTable } from './rooms-schema.js';
@@ -9,6 +10,14 @@ export type EventRow = Selectable<EventsTable>;
 
 /** A stored event as the room layer writes it. */
 export type NewEventRow = Omit<EventsTable, 'redacted_by' | 'outlier' | 'soft_failed' | 'rejection_reason'>;
+
+/** A client's transaction ID, as a device's send recorded it (see txnKeyOf). */
+export interface TxnRecord {
+  userId: string;
+  deviceId: string;
+  txnKey: string;
+  now: number;
+}
 
 /** Rows per IN (...) list: well under SQLite's limit on bound variables. */
 const CHUNK = 500;
@@ -37,6 +46,57 @@ export class EventsRepo {
     // New events are what syncs read next. Served only once a read finds the row committed.
     this.cache.put(row);
     await this.insertEdges(row.event_id, prevEvents, authEvents);
+  }
+
+  /**
+   * A new event of a room's single chain: its DAG edges, and the room's forward extremity moved from
+   * `previous` (the one extremity the writer read under the room's lock; undefined for the room's
+   * first event) to it. One statement on PostgreSQL.
+   */
+  async extendChain(roomId: string, eventId: string, prevEvents: readonly string[], authEvents: readonly string[], previous: string | undefined): Promise<void> {
+    if (previous !== undefined) {
+      let moved: boolean;
+      if (this.engine === 'postgres') {
+        moved = (await EXTEND_CHAIN_PG.execute(this.db, [eventId, prevEvents, authEvents, roomId, previous])).rows.length === 1;
+      } else {
+        await this.insertEdges(eventId, prevEvents, authEvents);
+        moved = Number((await MOVE_EXTREMITY.execute(this.db, eventId, roomId, previous)).numAffectedRows ?? 0) === 1;
+      }
+      if (moved) return;
+      // The room had other extremities than the one read: they are all replaced.
+    } else {
+      await this.insertEdges(eventId, prevEvents, authEvents);
+    }
+    await this.setForwardExtremity(roomId, eventId);
+  }
+
+  /**
+   * Stores a room's next event at the next global stream position, and moves the room's head to it
+   * (depth, latest position, state group): what a message needs once its other rows are written.
+   * With `txn`, also records the client transaction the event answers, unless that transaction
+   * already has an event: then nothing is stored and `recorded` is false (the caller rolls back).
+   * On PostgreSQL one statement, so the stream position's row lock (see StreamsRepo) is held for
+   * that round trip and the commit only.
+   */
+  async insertAtNextPosition(row: Omit<NewEventRow, 'stream_pos'>, txn?: TxnRecord): Promise<{ pos: number; recorded: boolean }> {
+    let pos: number;
+    if (this.engine === 'postgres') {
+      const event = [row.event_id, row.room_id, row.depth, row.type, row.state_key, row.sender, row.origin_server_ts, row.pdu, row.state_group, row.replaces_state, row.membership, row.history_visibility];
+      if (txn) {
+        const result = await APPEND_EVENT_WITH_TXN_PG.execute(this.db, [...event, txn.userId, txn.deviceId, txn.txnKey, txn.now]);
+        if (Number(result.rows[0]!.recorded) !== 1) return { pos: 0, recorded: false };
+        pos = Number(result.rows[0]!.position);
+      } else {
+        pos = Number((await APPEND_EVENT_PG.execute(this.db, event)).rows[0]!.position);
+      }
+    } else {
+      if (txn && !(await this.recordTxn(txn.userId, txn.deviceId, txn.txnKey, row.event_id, txn.now))) return { pos: 0, recorded: false };
+      pos = Number((await ADVANCE_STREAM.execute(this.db)).rows[0]!.position);
+      await INSERT_EVENT.execute(this.db, row.event_id, row.room_id, pos, row.depth, row.type, row.state_key, row.sender, row.origin_server_ts, row.pdu, row.state_group, row.replaces_state, row.membership, row.history_visibility);
+      await ADVANCE_ROOM.execute(this.db, row.depth, pos, row.state_group, row.room_id);
+    }
+    this.cache.put({ ...row, stream_pos: pos });
+    return { pos, recorded: true };
   }
 
   async insertEdges(eventId: string, prevEvents: readonly string[], authEvents: readonly string[]): Promise<void> {
@@ -208,12 +268,12 @@ export class EventsRepo {
 
   /** The event a device's earlier transaction produced. */
   async txnEvent(userId: string, deviceId: string, txnKey: string): Promise<string | undefined> {
-    const row = await this.db.selectFrom('event_txns').select('event_id').where('user_id', '=', userId).where('device_id', '=', deviceId).where('txn_key', '=', txnKey).executeTakeFirst();
-    return row?.event_id;
+    return (await TXN_EVENT.execute(this.db, userId, deviceId, txnKey)).rows[0]?.event_id;
   }
 
-  async recordTxn(userId: string, deviceId: string, txnKey: string, eventId: string, now: number): Promise<void> {
-    await this.db.insertInto('event_txns').values({ user_id: userId, device_id: deviceId, txn_key: txnKey, event_id: eventId, created_ts: now }).execute();
+  /** False (recording nothing) when the device's transaction already has an event. */
+  async recordTxn(userId: string, deviceId: string, txnKey: string, eventId: string, now: number): Promise<boolean> {
+    return Number((await RECORD_TXN.execute(this.db, userId, deviceId, txnKey, eventId, now)).numAffectedRows ?? 0) === 1;
   }
 
   /** Which of these events a device sent, with the transaction ID it sent them under. */
@@ -231,6 +291,93 @@ export class EventsRepo {
     return found;
   }
 }
+
+const TXN_EVENT = new HotQuery((db: Kysely<Database>, userId: string, deviceId: string, txnKey: string) =>
+  db.selectFrom('event_txns').select('event_id').where('user_id', '=', userId).where('device_id', '=', deviceId).where('txn_key', '=', txnKey),
+);
+
+const RECORD_TXN = new HotQuery((db: Kysely<Database>, userId: string, deviceId: string, txnKey: string, eventId: string, now: number) =>
+  db
+    .insertInto('event_txns')
+    .values({ user_id: userId, device_id: deviceId, txn_key: txnKey, event_id: eventId, created_ts: now })
+    .onConflict((oc) => oc.columns(['user_id', 'device_id', 'txn_key']).doNothing()),
+);
+
+const MOVE_EXTREMITY = new HotQuery((db: Kysely<Database>, eventId: string, roomId: string, previous: string) =>
+  db.updateTable('forward_extremities').set({ event_id: eventId }).where('room_id', '=', roomId).where('event_id', '=', previous),
+);
+
+const ADVANCE_STREAM = new HotQuery((db: Kysely<Database>) => db.updateTable('stream_head').set({ position: sql<number>`position + 1` }).returning('position'));
+
+const INSERT_EVENT = new HotQuery(
+  (
+    db: Kysely<Database>,
+    event_id: string,
+    room_id: string,
+    stream_pos: number,
+    depth: number,
+    type: string,
+    state_key: string | null,
+    sender: string,
+    origin_server_ts: number,
+    pdu: string,
+    state_group: number,
+    replaces_state: string | null,
+    membership: string | null,
+    history_visibility: string,
+  ) =>
+    db.insertInto('events').values({
+      event_id,
+      room_id,
+      stream_pos,
+      depth,
+      type,
+      state_key,
+      sender,
+      origin_server_ts,
+      pdu,
+      state_group,
+      replaces_state,
+      membership,
+      history_visibility,
+      outlier: 0,
+      soft_failed: 0,
+    }),
+);
+
+const ADVANCE_ROOM = new HotQuery((db: Kysely<Database>, depth: number, lastPos: number, stateGroup: number, roomId: string) =>
+  db.updateTable('rooms').set({ depth, last_pos: lastPos, state_group: stateGroup }).where('room_id', '=', roomId),
+);
+
+/** The DAG edges and the forward extremity's move, in one round trip (see extendChain). */
+const EXTEND_CHAIN_PG = new RawHotQuery<{ moved: number }>(
+  `WITH prev AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT $1::text, unnest($2::text[])),
+  auth AS (INSERT INTO event_auth (event_id, auth_id) SELECT $1::text, unnest($3::text[]))
+  UPDATE forward_extremities SET event_id = $1::text WHERE room_id = $4::text AND event_id = $5::text RETURNING 1 AS moved`,
+);
+
+const APPEND_EVENT_CTES = `p AS (UPDATE stream_head SET position = position + 1 RETURNING position),
+  ev AS (
+    INSERT INTO events (event_id, room_id, stream_pos, depth, type, state_key, sender, origin_server_ts, pdu, state_group, replaces_state, membership, history_visibility, outlier, soft_failed)
+    SELECT $1::text, $2::text, p.position, $3::bigint, $4::text, $5::text, $6::text, $7::bigint, $8::text, $9::bigint, $10::text, $11::text, $12::text, 0, 0 FROM p
+  )`;
+const ADVANCE_ROOM_PG = `UPDATE rooms SET depth = $3::bigint, last_pos = p.position, state_group = $9::bigint FROM p WHERE rooms.room_id = $2::text`;
+
+/** The position, the event and the room's head in one round trip (see insertAtNextPosition). */
+const APPEND_EVENT_PG = new RawHotQuery<{ position: number }>(`WITH ${APPEND_EVENT_CTES} ${ADVANCE_ROOM_PG} RETURNING p.position AS position`);
+
+/**
+ * The same with the client's transaction recorded. A conflict there does not stop the other parts:
+ * `recorded` is 0 and the caller rolls the transaction back.
+ */
+const APPEND_EVENT_WITH_TXN_PG = new RawHotQuery<{ position: number; recorded: number }>(
+  `WITH ${APPEND_EVENT_CTES},
+  tx AS (
+    INSERT INTO event_txns (user_id, device_id, txn_key, event_id, created_ts) VALUES ($13::text, $14::text, $15::text, $1::text, $16::bigint)
+    ON CONFLICT (user_id, device_id, txn_key) DO NOTHING RETURNING 1
+  )
+  ${ADVANCE_ROOM_PG} RETURNING p.position AS position, (SELECT count(*) FROM tx)::int AS recorded`,
+);
 
 /**
  * A cached event's row with its changing columns as read. Spelled out: V8 builds `{ ...fixed, more }`

@@ -94,6 +94,10 @@ export class StreamChannel {
   private client: pg.Client | undefined;
   private closed = false;
   private retry: NodeJS.Timeout | undefined;
+  /** The NOTIFY on its way, if any. */
+  private sending: Promise<void> | undefined;
+  /** Notices waiting for it, merged into one. */
+  private queued: { position: number; users: Set<string>; rooms: Set<string>; sent: Promise<void> } | undefined;
 
   constructor(
     private readonly kysely: Kysely<Database>,
@@ -152,8 +156,35 @@ export class StreamChannel {
     }, 1000);
   }
 
-  /** Tells the other processes that the stream moved for these users and rooms. */
-  async publish(notice: StreamNotice): Promise<void> {
+  /**
+   * Tells the other processes that the stream moved for these users and rooms. While one NOTIFY is
+   * on its way, the notices that follow wait and then go as one (the highest position, every user
+   * and room named): under a flood of sends that is one round trip per batch rather than per send,
+   * and a listener wakes the same syncs either way.
+   */
+  publish(notice: StreamNotice): Promise<void> {
+    if (!this.queued) {
+      const queued = { position: notice.position, users: new Set(notice.users), rooms: new Set(notice.rooms), sent: undefined as unknown as Promise<void> };
+      queued.sent = (this.sending ?? Promise.resolve()).then(() => {
+        if (this.queued === queued) this.queued = undefined;
+        return this.send({ position: queued.position, users: [...queued.users], rooms: [...queued.rooms] });
+      });
+      this.queued = queued;
+      const sending = queued.sent.catch(() => undefined);
+      this.sending = sending;
+      void sending.then(() => {
+        if (this.sending === sending) this.sending = undefined;
+      });
+      return queued.sent;
+    }
+    const queued = this.queued;
+    if (notice.position > queued.position) queued.position = notice.position;
+    for (const user of notice.users) queued.users.add(user);
+    for (const room of notice.rooms) queued.rooms.add(room);
+    return queued.sent;
+  }
+
+  private async send(notice: StreamNotice): Promise<void> {
     for (const payload of encodeNotices(this.origin, notice)) await sql`SELECT pg_notify(${CHANNEL}, ${payload})`.execute(this.kysely);
   }
 

@@ -1,6 +1,6 @@
 import type { Clock } from '../../clock.js';
 import { forbidden, MatrixError, notFound } from '../../errors.js';
-import type { EventRow } from '../../storage/events.js';
+import type { EventRow, NewEventRow, TxnRecord } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
 import { MAX_STATE_HOPS, type RoomRow } from '../../storage/rooms.js';
 import type { JsonObject } from '../../validate.js';
@@ -8,6 +8,7 @@ import type { Notifier } from '../sync/notifier.js';
 import { AuthError, authEventsSelection, authorize } from './auth-rules.js';
 import type { EventSigner } from './event-signer.js';
 import { recordRelations } from './relations.js';
+import { RoomHeadCache, type RoomHead } from './room-head-cache.js';
 import { splitStateKey, stateKeyOf, type Pdu, type RoomVersionId, type StateKey, type StoredEvent } from './pdu.js';
 
 /** The spec's limit on a whole PDU, in bytes of its canonical JSON. */
@@ -20,6 +21,13 @@ export interface EventDraft {
   state_key?: string;
   /** For m.room.redaction: the event redacted (placed in content or at the top level as the version wants). */
   redacts?: string;
+}
+
+/** A write's client transaction ID already had an event when the write was to record it: the write was rolled back. */
+export class TxnTaken extends Error {
+  constructor() {
+    super('the transaction ID already has an event');
+  }
 }
 
 /** The history visibility when a room has none set. */
@@ -46,15 +54,29 @@ export async function currentStateEvents(store: Store, roomId: string, keys: rea
  * One room's events being written in one transaction, with the room's row locked: each `append`
  * builds the next event on the room's single forward extremity, authorises it against the current
  * state, hashes and signs it, and stores it with the state after it.
+ *
+ * The room's head as this process last committed it (RoomHeadCache), when the locked row shows it
+ * is still current, stands in for reading the state and the forward extremity from the database.
  */
 export class RoomWrite {
+  /** State read or written by this write, over `baseState`. */
   private readonly stateCache = new Map<StateKey, StoredEvent | null>();
+  private readonly baseState: ReadonlyMap<StateKey, StoredEvent | null>;
   private depth: number;
   private stateGroup: number;
   private hops: number | undefined;
   private lastPos: number;
   private extremity: string | undefined;
+  /** False while the room may have more forward extremities than `extremity` (a chain has one). */
+  private singleExtremity: boolean;
   private historyVisibility: string | undefined;
+  /** Messages appended but not stored yet: they take their stream positions last (see flush). */
+  private readonly pending: Omit<NewEventRow, 'stream_pos'>[] = [];
+  /** The pending messages as events, for their relations (stored with their positions). */
+  private readonly pendingEvents: { event: StoredEvent; redacts: string | undefined }[] = [];
+  private txn: TxnRecord | undefined;
+  /** Whether the room's row already holds this write's head (written with its last event). */
+  private roomAdvanced = true;
   /** Users whose syncs must hear of this write besides the room's members: the targets of member events. */
   readonly touchedUsers = new Set<string>();
   readonly events: StoredEvent[] = [];
@@ -64,12 +86,23 @@ export class RoomWrite {
     readonly room: RoomRow,
     private readonly signer: EventSigner,
     private readonly clock: Clock,
-    extremities: string[],
+    /** The room's cached head (checked against `room` by the caller), or its forward extremities as read. */
+    known: RoomHead | { extremities: string[] },
   ) {
     this.depth = Number(room.depth);
     this.stateGroup = Number(room.state_group);
     this.lastPos = Number(room.last_pos);
-    this.extremity = extremities[0];
+    if ('extremities' in known) {
+      this.baseState = new Map();
+      this.extremity = known.extremities[0];
+      this.singleExtremity = known.extremities.length <= 1;
+    } else {
+      this.baseState = known.state;
+      this.extremity = known.extremity;
+      this.singleExtremity = true;
+      this.historyVisibility = known.historyVisibility;
+      this.hops = known.hops;
+    }
   }
 
   get roomId(): string {
@@ -80,10 +113,16 @@ export class RoomWrite {
     return this.room.room_version as RoomVersionId;
   }
 
+  private known(key: StateKey): StoredEvent | null | undefined {
+    const event = this.stateCache.get(key);
+    return event !== undefined ? event : this.baseState.get(key);
+  }
+
   /** The room's current state event at (type, stateKey), as of the events appended so far. */
   async state(type: string, stateKey = ''): Promise<StoredEvent | undefined> {
-    await this.loadState([stateKeyOf(type, stateKey)]);
-    return this.stateCache.get(stateKeyOf(type, stateKey)) ?? undefined;
+    const key = stateKeyOf(type, stateKey);
+    await this.loadState([key]);
+    return this.known(key) ?? undefined;
   }
 
   /** The room's current state at these keys (those present), as of the events appended so far. */
@@ -91,14 +130,14 @@ export class RoomWrite {
     await this.loadState(keys);
     const state = new Map<StateKey, StoredEvent>();
     for (const key of keys) {
-      const event = this.stateCache.get(key);
+      const event = this.known(key);
       if (event) state.set(key, event);
     }
     return state;
   }
 
   private async loadState(keys: readonly StateKey[]): Promise<void> {
-    const missing = keys.filter((k) => !this.stateCache.has(k));
+    const missing = keys.filter((k) => this.known(k) === undefined);
     if (missing.length === 0) return;
     const found = await currentStateEvents(this.store, this.roomId, missing);
     for (const key of missing) this.stateCache.set(key, found.get(key) ?? null);
@@ -143,46 +182,48 @@ export class RoomWrite {
     // What does not need the stream position is written before it is taken: the room's lock already
     // keeps these rows to this writer, while from the position to the commit every writer of every
     // room waits (see StreamsRepo), a wait that on PostgreSQL grows with each round trip left.
-    await this.store.events.insertEdges(eventId, pdu.prev_events, pdu.auth_events);
-    await this.store.events.setForwardExtremity(this.roomId, eventId);
+    await this.store.events.extendChain(this.roomId, eventId, pdu.prev_events, pdu.auth_events, this.singleExtremity ? this.extremity : undefined);
+    this.singleExtremity = true;
+    this.extremity = eventId;
+    this.depth = pdu.depth;
+    this.events.push(event);
     if (draft.type === 'm.room.redaction' && draft.redacts !== undefined) await this.store.events.markRedacted(draft.redacts, eventId);
-    let replaces: string | null = null;
-    if (draft.state_key !== undefined) {
-      replaces = (await this.state(draft.type, draft.state_key))?.event_id ?? null;
-      if (this.hops === undefined) this.hops = this.stateGroup === 0 ? 0 : ((await this.store.rooms.stateGroupHops(this.stateGroup)) ?? 0);
-      await this.store.rooms.setCurrentState(this.roomId, draft.type, draft.state_key, eventId);
+    const row = {
+      event_id: eventId,
+      room_id: this.roomId,
+      depth: pdu.depth,
+      type: pdu.type,
+      sender,
+      origin_server_ts: pdu.origin_server_ts,
+      pdu: json,
+      history_visibility: visibilityBefore,
+    };
+    if (draft.state_key === undefined) {
+      // A message takes its position with the room's new head, in finish(): after whatever the
+      // caller still writes under the room's lock (its transaction ID), as late as it can be.
+      this.pending.push({ ...row, state_key: null, state_group: this.stateGroup, replaces_state: null, membership: null });
+      this.pendingEvents.push({ event, redacts: draft.type === 'm.room.redaction' ? draft.redacts : undefined });
+      return event;
     }
 
+    const replaces = (await this.state(draft.type, draft.state_key))?.event_id ?? null;
+    if (this.hops === undefined) this.hops = this.stateGroup === 0 ? 0 : ((await this.store.rooms.stateGroupHops(this.stateGroup)) ?? 0);
+    await this.store.rooms.setCurrentState(this.roomId, draft.type, draft.state_key, eventId);
+    // Positions follow the order of the events: messages appended before this one take theirs first.
+    await this.flush();
     const pos = await this.store.streams.advance();
-    if (draft.state_key !== undefined) {
-      const key = stateKeyOf(draft.type, draft.state_key);
-      await this.newStateGroup(pos, draft.type, draft.state_key, eventId);
-      this.stateCache.set(key, event);
-      if (draft.type === 'm.room.history_visibility' && draft.state_key === '') {
-        const value = draft.content.history_visibility;
-        this.historyVisibility = typeof value === 'string' ? value : DEFAULT_HISTORY_VISIBILITY;
-      }
+    await this.newStateGroup(pos, draft.type, draft.state_key, eventId);
+    this.stateCache.set(stateKeyOf(draft.type, draft.state_key), event);
+    if (draft.type === 'm.room.history_visibility' && draft.state_key === '') {
+      const value = draft.content.history_visibility;
+      this.historyVisibility = typeof value === 'string' ? value : DEFAULT_HISTORY_VISIBILITY;
     }
     const membership = draft.type === 'm.room.member' && typeof draft.content.membership === 'string' ? draft.content.membership : null;
-    await this.store.events.insert(
-      {
-        event_id: eventId,
-        room_id: this.roomId,
-        stream_pos: pos,
-        depth: pdu.depth,
-        type: pdu.type,
-        state_key: pdu.state_key ?? null,
-        sender,
-        origin_server_ts: pdu.origin_server_ts,
-        pdu: json,
-        state_group: this.stateGroup,
-        replaces_state: replaces,
-        membership,
-        history_visibility: visibilityBefore,
-      },
-    );
-    await recordRelations(this.store, event, pos, draft.type === 'm.room.redaction' ? draft.redacts : undefined);
-    if (membership !== null && draft.state_key !== undefined) {
+    await this.store.events.insert({ ...row, stream_pos: pos, state_key: draft.state_key, state_group: this.stateGroup, replaces_state: replaces, membership });
+    await recordRelations(this.store, event, pos, undefined);
+    this.lastPos = pos;
+    this.roomAdvanced = false;
+    if (membership !== null) {
       const str = (v: unknown) => (typeof v === 'string' ? v : null);
       await this.store.rooms.setMember({
         room_id: this.roomId,
@@ -196,11 +237,32 @@ export class RoomWrite {
       });
       this.touchedUsers.add(draft.state_key);
     }
-    this.depth = pdu.depth;
-    this.lastPos = pos;
-    this.extremity = eventId;
-    this.events.push(event);
     return event;
+  }
+
+  /**
+   * Stores the messages appended since the last state event, each at the next stream position with
+   * the room's head moved to it; the last with the client transaction it answers, when given.
+   */
+  private async flush(txn?: TxnRecord): Promise<void> {
+    const rows = this.pending.splice(0);
+    const events = this.pendingEvents.splice(0);
+    for (const [i, row] of rows.entries()) {
+      const { pos, recorded } = await this.store.events.insertAtNextPosition(row, i === rows.length - 1 ? txn : undefined);
+      if (!recorded) throw new TxnTaken();
+      await recordRelations(this.store, events[i]!.event, pos, events[i]!.redacts);
+      this.lastPos = pos;
+      this.roomAdvanced = true;
+    }
+  }
+
+  /**
+   * Records that the write's last event answers this client transaction, with the event at finish.
+   * Should the transaction ID already have an event (a retry racing the original), the write fails
+   * with TxnTaken and is rolled back.
+   */
+  recordTxn(txn: TxnRecord): void {
+    this.txn = txn;
   }
 
   /** After setCurrentState: a full copy reads the current state, this event already in it. */
@@ -221,14 +283,31 @@ export class RoomWrite {
     this.stateGroup = id;
   }
 
-  /** Writes the room's new head (depth, latest position, state); each append has set the forward extremity. */
+  /** Stores what is still pending and writes the room's new head (depth, latest position, state). */
   async finish(): Promise<void> {
     if (this.events.length === 0) return;
-    await this.store.rooms.advance(this.roomId, { depth: this.depth, lastPos: this.lastPos, stateGroup: this.stateGroup });
+    const txn = this.txn;
+    this.txn = undefined;
+    if (txn && this.pending.length === 0 && !(await this.store.events.recordTxn(txn.userId, txn.deviceId, txn.txnKey, this.events.at(-1)!.event_id, txn.now))) throw new TxnTaken();
+    await this.flush(txn);
+    if (!this.roomAdvanced) await this.store.rooms.advance(this.roomId, { depth: this.depth, lastPos: this.lastPos, stateGroup: this.stateGroup });
+    this.roomAdvanced = true;
   }
 
   get position(): number {
     return this.lastPos;
+  }
+
+  /** What this write leaves the room as, once committed and finished; undefined when it may have more than one forward extremity. */
+  head(): RoomHead | undefined {
+    if (!this.singleExtremity || this.pending.length > 0 || !this.roomAdvanced) return undefined;
+    let state = this.baseState;
+    if (this.stateCache.size > 0) {
+      const merged = new Map(this.baseState);
+      for (const [key, event] of this.stateCache) merged.set(key, event);
+      state = merged;
+    }
+    return { depth: this.depth, stateGroup: this.stateGroup, lastPos: this.lastPos, extremity: this.extremity, state, historyVisibility: this.historyVisibility, hops: this.hops };
   }
 }
 
@@ -237,6 +316,7 @@ export class EventCreator {
   private readonly gate: WriteGate;
   /** Work that follows every committed room write (push evaluation); it must not wait on the writer. */
   readonly afterPersist: ((roomId: string, position: number) => void)[] = [];
+  private readonly heads = new RoomHeadCache();
 
   constructor(
     private readonly store: Store,
@@ -251,11 +331,15 @@ export class EventCreator {
 
   /**
    * Runs `fn` with the room locked. An unknown room is M_NOT_FOUND for a join, and for anything else
-   * M_FORBIDDEN, the same answer as a room the user is not in.
+   * M_FORBIDDEN, the same answer as a room the user is not in. `beforeLock` runs first, in the same
+   * transaction.
    */
-  write<T>(roomId: string, fn: (room: RoomWrite) => Promise<T>, unknownRoom: 'not-found' | 'forbidden' = 'forbidden'): Promise<T> {
+  write<T>(roomId: string, fn: (room: RoomWrite) => Promise<T>, unknownRoom: 'not-found' | 'forbidden' = 'forbidden', beforeLock?: (store: Store) => Promise<void>): Promise<T> {
     return this.gate.run(roomId, () =>
       this.run(async (store) => {
+        // In the same transaction (one commit for both) but before the room is locked, so that on
+        // PostgreSQL its round trip does not add to the time every other writer of the room waits.
+        if (beforeLock) await beforeLock(store);
         const room = await store.rooms.lock(roomId);
         if (!room) throw unknownRoom === 'not-found' ? notFound('Unknown room') : forbidden('You are not in this room');
         return room;
@@ -277,14 +361,20 @@ export class EventCreator {
     let write: RoomWrite | undefined;
     const result = await this.store.transaction(async (store) => {
       const row = await open(store);
-      write = new RoomWrite(store, row, this.signer, this.clock, await store.events.forwardExtremities(row.room_id));
+      const head = this.heads.get(row);
+      write = new RoomWrite(store, row, this.signer, this.clock, head ?? { extremities: await store.events.forwardExtremities(row.room_id) });
       const value = await fn(write);
       await write.finish();
       return value;
     });
-    if (write && write.events.length > 0) {
-      this.notifier.notify({ position: write.position, rooms: [write.roomId], users: write.touchedUsers });
-      for (const hook of this.afterPersist) hook(write.roomId, write.position);
+    // Only once committed: a head kept before would be wrong after a rollback. (A write that fails
+    // leaves the room's earlier head, still checked against the room's row at every use.)
+    const head = write!.head();
+    if (head) this.heads.set(write!.roomId, head);
+    else this.heads.delete(write!.roomId);
+    if (write!.events.length > 0) {
+      this.notifier.notify({ position: write!.position, rooms: [write!.roomId], users: write!.touchedUsers });
+      for (const hook of this.afterPersist) hook(write!.roomId, write!.position);
     }
     return result;
   }

@@ -128,6 +128,19 @@ export function hashAndSignEvent<T extends UnsignedPdu>(event: T, version: strin
   return { ...hashed, signatures: addSignature(event.signatures, serverName, key.keyId, signature) } as T & Pdu;
 }
 
+/**
+ * hashAndSignEvent and eventIdOf at once. The signature and the reference hash cover the same bytes
+ * (the redacted event's canonical JSON without `signatures` and `unsigned`: the signature added is
+ * outside it), so the event is redacted and serialised for them once.
+ */
+export function hashSignAndIdentify<T extends UnsignedPdu>(event: T, version: string, serverName: string, key: JsonSigner): { pdu: T & Pdu; eventId: string } {
+  const hashed = { ...event, hashes: { sha256: contentHash(event) } };
+  const bytes = signedBytes(redactEvent(hashed as JsonObject, version));
+  const signature = unpaddedBase64(key.sign(bytes));
+  const pdu = { ...hashed, signatures: addSignature(event.signatures, serverName, key.keyId, signature) } as T & Pdu;
+  return { pdu, eventId: `$${urlSafeBase64(createHash('sha256').update(bytes).digest())}` };
+}
+
 /** True when the event carries a valid signature of its redacted form by `serverName`'s `keyId`. */
 export function verifyEventSignature(event: object, version: string, serverName: string, keyId: string, publicKey: string | KeyObject): boolean {
   let redacted: JsonObject;

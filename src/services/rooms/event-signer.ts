@@ -1,5 +1,5 @@
 import { canonicalJson } from './canonical-json.js';
-import { eventIdOf, hashAndSignEvent, type JsonSigner } from './event-hash.js';
+import { hashSignAndIdentify, type JsonSigner } from './event-hash.js';
 import type { Pdu, RoomVersionId } from './pdu.js';
 
 /** Turns a built PDU into a stored one: content hash, signature, event ID, and the JSON to keep. */
@@ -12,8 +12,8 @@ export function serverEventSigner(serverName: string, key: JsonSigner): EventSig
   return {
     finish(draft, version) {
       const { hashes: _h, signatures: _s, unsigned: _u, ...rest } = draft;
-      const pdu = hashAndSignEvent(rest, version, serverName, key);
-      return { pdu, eventId: eventIdOf(pdu, version), json: canonicalJson(pdu) };
+      const { pdu, eventId } = hashSignAndIdentify(rest, version, serverName, key);
+      return { pdu, eventId, json: canonicalJson(pdu) };
     },
   };
 }

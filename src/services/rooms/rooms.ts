@@ -9,7 +9,7 @@ import type { Requester } from '../devices.js';
 import type { RateLimiter } from '../ratelimiter.js';
 import { canRedact, powerLevelOf, requiredPowerLevel } from './auth-rules.js';
 import { canonicalJson, checkCanonicalNumbers } from './canonical-json.js';
-import { currentStateEvents, type EventCreator, type EventDraft, type RoomWrite } from './event-creator.js';
+import { currentStateEvents, TxnTaken, type EventCreator, type EventDraft, type RoomWrite } from './event-creator.js';
 import { isSupportedRoomVersion, stateKeyOf, type RoomVersionId } from './pdu.js';
 import { initialPowerLevels, PRESETS, type RoomPreset as Preset } from './power-levels.js';
 
@@ -237,14 +237,25 @@ export class RoomService {
     const key = txnKeyOf(purpose, txnId);
     const done = await this.store.events.txnEvent(requester.userId, requester.deviceId, key);
     if (done) return done;
-    await this.limiter.take(`message:${requester.userId}`, this.config.rc_message);
-    return this.creator.write(roomId, async (room) => {
-      const raced = await room.store.events.txnEvent(requester.userId, requester.deviceId, key);
-      if (raced) return raced;
-      const eventId = await fn(room);
-      await room.store.events.recordTxn(requester.userId, requester.deviceId, key, eventId, this.clock.now());
-      return eventId;
-    });
+    try {
+      return await this.creator.write(
+        roomId,
+        async (room) => {
+          const eventId = await fn(room);
+          room.recordTxn({ userId: requester.userId, deviceId: requester.deviceId, txnKey: key, now: this.clock.now() });
+          return eventId;
+        },
+        'forbidden',
+        // In the write's transaction: one commit per send, not two.
+        (store) => this.limiter.take(`message:${requester.userId}`, this.config.rc_message, store.rateLimits),
+      );
+    } catch (err) {
+      // The same transaction ID sent again while the first was being written: the first's event.
+      if (!(err instanceof TxnTaken)) throw err;
+      const raced = await this.store.events.txnEvent(requester.userId, requester.deviceId, key);
+      if (!raced) throw err;
+      return raced;
+    }
   }
 
   async aliasLookup(alias: string): Promise<{ room_id: string; servers: string[] }> {
