@@ -23,6 +23,7 @@ import { RoomsRepo } from './rooms.js';
 import { AdminRoomsRepo } from './admin-rooms.js';
 import { AdminUsersRepo } from './admin-users.js';
 import { RegistrationTokensRepo } from './registration-tokens.js';
+import { DirectoryRepo } from './directory.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -71,6 +72,8 @@ export class Store {
   readonly adminUsers: AdminUsersRepo;
   readonly adminRooms: AdminRoomsRepo;
   readonly registrationTokens: RegistrationTokensRepo;
+  /** The published room directory and the user directory. */
+  readonly directory: DirectoryRepo;
 
   constructor(
     readonly db: Db,
@@ -102,6 +105,7 @@ export class Store {
     this.adminUsers = new AdminUsersRepo(kysely);
     this.adminRooms = new AdminRoomsRepo(kysely);
     this.registrationTokens = new RegistrationTokensRepo(kysely);
+    this.directory = new DirectoryRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */

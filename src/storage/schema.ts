@@ -1,6 +1,7 @@
 import type { Generated } from 'kysely';
 import type { AdminTables } from './admin-schema.js';
 import type { ClientStateTables } from './client-state-schema.js';
+import type { DirectoryTables } from './directory-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
 import type { UserThreepidIdServerTable } from './threepid-id-servers.js';
@@ -83,7 +84,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, AdminTables {
+export interface Database extends ClientStateTables, RoomTables, AdminTables, DirectoryTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

@@ -147,9 +147,11 @@ export class RoomWrite {
     if (draft.type === 'm.room.redaction' && draft.redacts !== undefined) await this.store.events.markRedacted(draft.redacts, eventId);
     let replaces: string | null = null;
     if (draft.state_key !== undefined) {
-      replaces = (await this.state(draft.type, draft.state_key))?.event_id ?? null;
+      const previous = await this.state(draft.type, draft.state_key);
+      replaces = previous?.event_id ?? null;
       if (this.hops === undefined) this.hops = this.stateGroup === 0 ? 0 : ((await this.store.rooms.stateGroupHops(this.stateGroup)) ?? 0);
       await this.store.rooms.setCurrentState(this.roomId, draft.type, draft.state_key, eventId);
+      await this.store.directory.onStateEvent(this.roomId, draft.type, draft.state_key, draft.content, previous?.content.membership as string | undefined);
     }
 
     const pos = await this.store.streams.advance();

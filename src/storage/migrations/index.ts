@@ -11,6 +11,7 @@ import * as rooms from './0010_rooms.js';
 import * as threepidIdServers from './0011_threepid_id_servers.js';
 import * as admin from './0012_admin.js';
 import * as roomReadIndexes from './0013_room_read_indexes.js';
+import * as directories from './0016_directories.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -26,4 +27,5 @@ export const migrations: Record<string, Migration> = {
   '0011_threepid_id_servers': threepidIdServers,
   '0012_admin': admin,
   '0013_room_read_indexes': roomReadIndexes,
+  '0016_directories': directories,
 };
