@@ -271,27 +271,27 @@ for (const engine of ENGINES) {
 
     it('answers bad input with the spec errors, never a 500', async () => {
       const token = { token: bob.access_token };
-      const cases: [string, Promise<{ status: number; body: Record<string, unknown> }>, number, string][] = [
-        ['negative limit', server.api.get('/v3/publicRooms?limit=-1', token), 400, 'M_INVALID_PARAM'],
-        ['word limit', server.api.get('/v3/publicRooms?limit=ten', token), 400, 'M_INVALID_PARAM'],
-        ['garbage since', server.api.get('/v3/publicRooms?since=garbage', token), 400, 'M_INVALID_PARAM'],
-        ['base64 non-token since', server.api.get(`/v3/publicRooms?since=${Buffer.from('[1,2]').toString('base64url')}`, token), 400, 'M_INVALID_PARAM'],
-        ['string limit', server.api.post('/v3/publicRooms', { limit: '5' }, token), 400, 'M_BAD_JSON'],
-        ['negative body limit', server.api.post('/v3/publicRooms', { limit: -5 }, token), 400, 'M_INVALID_PARAM'],
-        ['filter not an object', server.api.post('/v3/publicRooms', { filter: 'x' }, token), 400, 'M_BAD_JSON'],
-        ['search term not a string', server.api.post('/v3/publicRooms', { filter: { generic_search_term: 5 } }, token), 400, 'M_BAD_JSON'],
-        ['room_types not a list', server.api.post('/v3/publicRooms', { filter: { room_types: 'm.space' } }, token), 400, 'M_BAD_JSON'],
-        ['room_types of numbers', server.api.post('/v3/publicRooms', { filter: { room_types: [1] } }, token), 400, 'M_BAD_JSON'],
-        ['body not an object', server.api.post('/v3/publicRooms', [1], token), 400, 'M_BAD_JSON'],
-        ['unknown visibility', server.api.put(listPath('!x:test.local'), { visibility: 'secret' }, token), 400, 'M_INVALID_PARAM'],
-        ['not a room ID', server.api.put('/v3/directory/list/room/nonsense', { visibility: 'public' }, token), 400, 'M_INVALID_PARAM'],
-        ['not a room ID (GET)', server.api.get('/v3/directory/list/room/nonsense'), 400, 'M_INVALID_PARAM'],
-        ['no token for GET', server.api.get('/v3/publicRooms'), 401, 'M_MISSING_TOKEN'],
-        ['no token for POST', server.api.post('/v3/publicRooms', {}), 401, 'M_MISSING_TOKEN'],
-        ['no token for PUT', server.api.put(listPath('!x:test.local'), { visibility: 'public' }), 401, 'M_MISSING_TOKEN'],
+      const cases: [string, () => Promise<{ status: number; body: Record<string, unknown> }>, number, string][] = [
+        ['negative limit', () => server.api.get('/v3/publicRooms?limit=-1', token), 400, 'M_INVALID_PARAM'],
+        ['word limit', () => server.api.get('/v3/publicRooms?limit=ten', token), 400, 'M_INVALID_PARAM'],
+        ['garbage since', () => server.api.get('/v3/publicRooms?since=garbage', token), 400, 'M_INVALID_PARAM'],
+        ['base64 non-token since', () => server.api.get(`/v3/publicRooms?since=${Buffer.from('[1,2]').toString('base64url')}`, token), 400, 'M_INVALID_PARAM'],
+        ['string limit', () => server.api.post('/v3/publicRooms', { limit: '5' }, token), 400, 'M_BAD_JSON'],
+        ['negative body limit', () => server.api.post('/v3/publicRooms', { limit: -5 }, token), 400, 'M_INVALID_PARAM'],
+        ['filter not an object', () => server.api.post('/v3/publicRooms', { filter: 'x' }, token), 400, 'M_BAD_JSON'],
+        ['search term not a string', () => server.api.post('/v3/publicRooms', { filter: { generic_search_term: 5 } }, token), 400, 'M_BAD_JSON'],
+        ['room_types not a list', () => server.api.post('/v3/publicRooms', { filter: { room_types: 'm.space' } }, token), 400, 'M_BAD_JSON'],
+        ['room_types of numbers', () => server.api.post('/v3/publicRooms', { filter: { room_types: [1] } }, token), 400, 'M_BAD_JSON'],
+        ['body not an object', () => server.api.post('/v3/publicRooms', [1], token), 400, 'M_BAD_JSON'],
+        ['unknown visibility', () => server.api.put(listPath('!x:test.local'), { visibility: 'secret' }, token), 400, 'M_INVALID_PARAM'],
+        ['not a room ID', () => server.api.put('/v3/directory/list/room/nonsense', { visibility: 'public' }, token), 400, 'M_INVALID_PARAM'],
+        ['not a room ID (GET)', () => server.api.get('/v3/directory/list/room/nonsense'), 400, 'M_INVALID_PARAM'],
+        ['no token for GET', () => server.api.get('/v3/publicRooms'), 401, 'M_MISSING_TOKEN'],
+        ['no token for POST', () => server.api.post('/v3/publicRooms', {}), 401, 'M_MISSING_TOKEN'],
+        ['no token for PUT', () => server.api.put(listPath('!x:test.local'), { visibility: 'public' }), 401, 'M_MISSING_TOKEN'],
       ];
       for (const [what, pending, status, errcode] of cases) {
-        const res = await pending;
+        const res = await pending();
         assert.equal(res.status, status, `${what}: ${JSON.stringify(res.body)}`);
         assert.equal(res.body.errcode, errcode, what);
       }
