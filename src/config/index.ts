@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { coreConfigSchema } from './schema.js';
 import { adminSection } from './sections/admin.js';
+import { directorySection } from './sections/directory.js';
 import { emailSection } from './sections/email.js';
 import { smsConfigSection } from './sections/sms.js';
 import { threepidSection } from './sections/threepid.js';
@@ -18,6 +19,7 @@ export const configSchema = coreConfigSchema.extend({
   ...voipSection,
   ...adminSection,
   ...mediaSection,
+  ...directorySection,
 });
 
 export type Config = z.infer<typeof configSchema>;

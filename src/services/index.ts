@@ -25,6 +25,8 @@ import { EventCreator } from './rooms/event-creator.js';
 import { serverEventSigner } from './rooms/event-signer.js';
 import { RoomReadService } from './rooms/room-reads.js';
 import { RoomService } from './rooms/rooms.js';
+import { RoomDirectoryService } from './directory/room-directory.js';
+import { UserDirectoryService } from './directory/user-directory.js';
 import { loadSigningKeys, type ServerSigningKey } from './rooms/signing-key.js';
 import { FilterService } from './sync/filters.js';
 import { createNotifier } from './sync/index.js';
@@ -107,6 +109,9 @@ export interface Services {
   /** Reading rooms: events, state, /messages, /context, members, aliases, with history visibility. */
   roomReads: RoomReadService;
   relationReads: RelationReadService;
+  /** The published room directory (/publicRooms, /directory/list/room). */
+  roomDirectory: RoomDirectoryService;
+  userDirectory: UserDirectoryService;
   /** The key this server signs events and its key answers with (the first of signingKeys; the file is read on first use). */
   signingKey: ServerSigningKey;
   /** Every key of the signing key file, all published at /_matrix/key/v2/server. */
@@ -235,6 +240,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     rooms,
     roomReads,
     relationReads: new RelationReadService(store, roomReads, eventSerializer, clock),
+    roomDirectory: new RoomDirectoryService(store, config),
+    userDirectory: new UserDirectoryService(store, config),
     get signingKey() {
       return keyring()[0]!;
     },

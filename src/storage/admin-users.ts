@@ -1,5 +1,6 @@
 import { sql, type Expression, type Kysely, type SqlBool } from 'kysely';
 import type { Database } from './schema.js';
+import { DirectoryRepo, userDirectoryWords } from './directory.js';
 
 /** The columns the admin API's user list sorts by (Synapse's order_by values that Myelin has data for). */
 export type UserOrder = 'name' | 'is_guest' | 'admin' | 'deactivated' | 'displayname' | 'avatar_url' | 'creation_ts' | 'last_seen_ts';
@@ -53,6 +54,8 @@ export class AdminUsersRepo {
   /** Makes a deactivated account usable again (it comes back without devices, 3PIDs or profile). */
   async reactivate(userId: string): Promise<void> {
     await this.db.updateTable('users').set({ deactivated: 0, erased: 0 }).where('user_id', '=', userId).execute();
+    // Found again by its localpart (its display name, if one is set again, follows through UsersRepo).
+    await new DirectoryRepo(this.db).setUserWords(userId, userDirectoryWords(userId, null));
   }
 
   /** When any of the user's devices was last seen; null when none was. */

@@ -29,6 +29,7 @@ import { RegistrationTokensRepo } from './registration-tokens.js';
 import { ReceiptsRepo } from './receipts.js';
 import { TypingRepo } from './typing.js';
 import { MediaRepo } from './media.js';
+import { DirectoryRepo } from './directory.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -85,6 +86,8 @@ export class Store {
   readonly typing: TypingRepo;
   /** The content repository's metadata. */
   readonly media: MediaRepo;
+  /** The published room directory and the user directory. */
+  readonly directory: DirectoryRepo;
 
   constructor(
     readonly db: Db,
@@ -122,6 +125,7 @@ export class Store {
     this.receipts = new ReceiptsRepo(kysely, db.engine);
     this.typing = new TypingRepo(kysely, db.engine);
     this.media = new MediaRepo(kysely);
+    this.directory = new DirectoryRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */

@@ -4,6 +4,7 @@ import type { MediaTables } from './media.js';
 import type { ClientStateTables } from './client-state-schema.js';
 import type { EphemeralTables } from './ephemeral-schema.js';
 import type { RelationTables } from './relations-schema.js';
+import type { DirectoryTables } from './directory-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
 import type { PushTables } from './push-schema.js';
@@ -87,7 +88,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables {
+export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables, DirectoryTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

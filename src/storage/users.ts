@@ -1,10 +1,16 @@
 import type { Kysely, Selectable } from 'kysely';
+import { DirectoryRepo, userDirectoryWords } from './directory.js';
 import type { Database, UsersTable } from './schema.js';
 
 export type UserRow = Selectable<UsersTable>;
 
+/** Users; every write of a display name (or a deactivation) also rewrites the words the user directory finds the user by. */
 export class UsersRepo {
-  constructor(private readonly db: Kysely<Database>) {}
+  private readonly directory: DirectoryRepo;
+
+  constructor(private readonly db: Kysely<Database>) {
+    this.directory = new DirectoryRepo(db);
+  }
 
   /**
    * Creates a user; false when the user ID is taken (the database decides, so races are safe).
@@ -16,7 +22,9 @@ export class UsersRepo {
       .values({ ...row, is_guest: row.is_guest ? 1 : 0, deactivated: 0, displayname: row.displayname ?? null, avatar_url: null })
       .onConflict((oc) => oc.column('user_id').doNothing())
       .executeTakeFirst();
-    return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
+    const created = Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
+    if (created) await this.directory.setUserWords(row.user_id, userDirectoryWords(row.user_id, row.displayname ?? null));
+    return created;
   }
 
   get(userId: string): Promise<UserRow | undefined> {
@@ -34,6 +42,7 @@ export class UsersRepo {
 
   async setProfileField(userId: string, field: 'displayname' | 'avatar_url', value: string | null): Promise<void> {
     await this.db.updateTable('users').set({ [field]: value }).where('user_id', '=', userId).execute();
+    if (field === 'displayname') await this.directory.setUserWords(userId, userDirectoryWords(userId, value));
   }
 
   async markDeactivated(userId: string): Promise<void> {
@@ -42,6 +51,7 @@ export class UsersRepo {
       .set({ deactivated: 1, password_hash: null, displayname: null, avatar_url: null })
       .where('user_id', '=', userId)
       .execute();
+    await this.directory.setUserWords(userId, []);
   }
 
   /** The highest all-digit localpart in use, for generating numeric (guest or default) user IDs. */

@@ -3,6 +3,7 @@ import type { Services } from '../../services/index.js';
 import { accountRoutes } from './account.js';
 import { capabilitiesRoutes } from './capabilities.js';
 import { deviceRoutes } from './devices.js';
+import { directoryRoutes } from './directory.js';
 import { loginRoutes } from './login.js';
 import { profileRoutes } from './profile.js';
 import { registerRoutes } from './register.js';
@@ -51,6 +52,7 @@ export function clientRoutes(router: Router, services: Services): void {
   aliasRoutes(router, services);
   roomReadRoutes(router, services);
   relationRoutes(router, services);
+  directoryRoutes(router, services);
   syncRoutes(router, services);
   thirdPartyRoutes(router, services);
   toDeviceRoutes(router, services);

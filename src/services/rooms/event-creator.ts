@@ -206,9 +206,11 @@ export class RoomWrite {
       return event;
     }
 
-    const replaces = (await this.state(draft.type, draft.state_key))?.event_id ?? null;
+    const previous = await this.state(draft.type, draft.state_key);
+    const replaces = previous?.event_id ?? null;
     if (this.hops === undefined) this.hops = this.stateGroup === 0 ? 0 : ((await this.store.rooms.stateGroupHops(this.stateGroup)) ?? 0);
     await this.store.rooms.setCurrentState(this.roomId, draft.type, draft.state_key, eventId);
+    await this.store.directory.onStateEvent(this.roomId, draft.type, draft.state_key, draft.content, previous?.content.membership as string | undefined);
     // Positions follow the order of the events: messages appended before this one take theirs first.
     await this.flush();
     const pos = await this.store.streams.advance();

@@ -6,6 +6,7 @@ import type { Store } from '../../storage/index.js';
 import { txnKeyOf } from '../../storage/events.js';
 import type { JsonObject } from '../../validate.js';
 import type { Requester } from '../devices.js';
+import { PublicationRules } from '../directory/publication-rules.js';
 import type { RateLimiter } from '../ratelimiter.js';
 import { canRedact, powerLevelOf, requiredPowerLevel } from './auth-rules.js';
 import { canonicalJson, checkCanonicalNumbers } from './canonical-json.js';
@@ -34,13 +35,17 @@ const MAX_KEY_BYTES = 255;
 
 /** Room creation, membership, messages, state and redactions: every write a client asks of a room. */
 export class RoomService {
+  private readonly publication: PublicationRules;
+
   constructor(
     private readonly store: Store,
     private readonly creator: EventCreator,
     private readonly clock: Clock,
     private readonly config: Config,
     private readonly limiter: RateLimiter,
-  ) {}
+  ) {
+    this.publication = new PublicationRules(config);
+  }
 
   private get serverName(): string {
     return this.config.server_name;
@@ -115,7 +120,8 @@ export class RoomService {
       for (const invitee of invitees) {
         await room.append(userId, { type: 'm.room.member', state_key: invitee, content: { membership: 'invite', ...inviteeProfiles.get(invitee), ...(request.is_direct ? { is_direct: true } : {}) } });
       }
-      if (request.visibility === 'public') await room.store.rooms.setPublic(roomId, true);
+      // As Synapse: a room the publication rules refuse is still created, only not published.
+      if (request.visibility === 'public' && this.publication.allows(userId, roomId, alias ? [alias] : [])) await room.store.rooms.setPublic(roomId, true);
     });
     return alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
   }

@@ -13,6 +13,7 @@ import * as admin from './0012_admin.js';
 import * as roomReadIndexes from './0013_room_read_indexes.js';
 import * as media from './0014_media.js';
 import * as receiptsTyping from './0015_receipts_typing.js';
+import * as directories from './0016_directories.js';
 import * as push from './0017_push.js';
 import * as eventRelations from './0018_event_relations.js';
 
@@ -32,6 +33,7 @@ export const migrations: Record<string, Migration> = {
   '0013_room_read_indexes': roomReadIndexes,
   '0014_media': media,
   '0015_receipts_typing': receiptsTyping,
+  '0016_directories': directories,
   '0017_push': push,
   '0018_event_relations': eventRelations,
 };
