@@ -1,5 +1,5 @@
 import type { Clock } from '../../clock.js';
-import { forbidden, invalidParam, notFound } from '../../errors.js';
+import { forbidden, invalidParam, MatrixError, notFound } from '../../errors.js';
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
 import type { RoomRow } from '../../storage/rooms.js';
@@ -81,8 +81,11 @@ export class RoomReadService {
     return (await this.store.rooms.roomsOf(userId, ['join'])).map((m) => m.room_id);
   }
 
+  /** One event; the spec answers 404 both for an unknown event and for one the user may not read. */
   async event(requester: Requester, roomId: string, eventId: string): Promise<ClientEvent> {
-    const access = await this.access(roomId, requester);
+    const access = await this.access(roomId, requester).catch((err: unknown) => {
+      throw err instanceof MatrixError && err.errcode === 'M_FORBIDDEN' ? notFound('Event not found') : err;
+    });
     const row = await this.store.events.get(eventId);
     if (!row || row.room_id !== roomId || !this.readable(access, row)) throw notFound('Event not found');
     return (await this.serialize([row], access))[0]!;
