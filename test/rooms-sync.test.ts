@@ -117,7 +117,7 @@ for (const engine of HTTP_ENGINES) {
       assert.equal(room.timeline.events[0]!.room_id, undefined, 'sync events leave out room_id');
       assert.deepEqual(room.ephemeral, { events: [] });
       assert.deepEqual(room.unread_notifications, { highlight_count: 0, notification_count: 0 });
-      assert.deepEqual(room.summary, { 'm.heroes': [], 'm.joined_member_count': 1, 'm.invited_member_count': 0 });
+      assert.deepEqual(room.summary, { 'm.joined_member_count': 1, 'm.invited_member_count': 0 }, 'a named room has no heroes');
 
       const short = await sync(alice, { filter: { room: { timeline: { limit: 2 } } } });
       const limited = short.rooms.join[roomId]!;
@@ -212,7 +212,7 @@ for (const engine of HTTP_ENGINES) {
       assert.equal(room.timeline.limited, true);
       const state = keysOf(room.state.events);
       for (const key of ['m.room.create|', 'm.room.name|', 'm.room.power_levels|', `m.room.member|${alice.user_id}`]) assert.ok(state.includes(key), `${key} in the state of a newly joined room`);
-      assert.deepEqual(room.summary, { 'm.heroes': [alice.user_id], 'm.joined_member_count': 2, 'm.invited_member_count': 0 });
+      assert.deepEqual(room.summary, { 'm.joined_member_count': 2, 'm.invited_member_count': 0 }, 'named: no heroes');
     });
 
     it("keeps history from before a join hidden where history_visibility is 'joined'", async () => {
@@ -385,6 +385,35 @@ for (const engine of HTTP_ENGINES) {
       await send(talker, roomId, 'and again');
       const redundant = await sync(alice, { since: next.next_batch, filter: { room: { state: { lazy_load_members: true, include_redundant_members: true } } } });
       assert.deepEqual(redundant.rooms.join[roomId]!.state.events.map((e) => e.state_key), [talker.user_id], 'include_redundant_members sends it again');
+    });
+
+    it('gives no heroes for a room with a name or canonical alias, so lazy-loading sends only the senders there', async () => {
+      const lazy = { room: { state: { lazy_load_members: true }, timeline: { limit: 1 } } };
+      const quiet = await register('quietone');
+      const talker = await register('talker');
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      await join(quiet, roomId);
+      await join(talker, roomId);
+      await send(talker, roomId, 'hello');
+      const membersOf = (body: Sync) => body.rooms.join[roomId]!.state.events.filter((e) => e.type === 'm.room.member').map((e) => e.state_key).sort();
+      const unnamed = await sync(alice, { filter: lazy });
+      assert.deepEqual(unnamed.rooms.join[roomId]!.summary!['m.heroes'], [quiet.user_id, talker.user_id]);
+      assert.deepEqual(membersOf(unnamed), [alice.user_id, quiet.user_id, talker.user_id].sort(), 'heroes are loaded');
+
+      const alias = `#named-${Date.now()}:${server.config.server_name}`;
+      assert.equal((await server.api.put(`/v3/directory/room/${enc(alias)}`, { room_id: roomId }, { token: alice.access_token })).status, 200);
+      for (const [type, content] of [['m.room.canonical_alias', { alias }], ['m.room.name', { name: 'Named' }], ['m.room.name', { name: '' }]] as const) {
+        const put = await server.api.put(`/v3/rooms/${enc(roomId)}/state/${type}`, content, { token: alice.access_token });
+        assert.equal(put.status, 200);
+        await send(talker, roomId, type);
+        const named = await sync(alice, { filter: lazy });
+        assert.deepEqual(named.rooms.join[roomId]!.summary, { 'm.joined_member_count': 3, 'm.invited_member_count': 0 }, type);
+        assert.deepEqual(membersOf(named), [alice.user_id, talker.user_id].sort(), `${type}: only the sender and the user`);
+      }
+      // With neither left (an empty name, no alias), heroes are back.
+      await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.canonical_alias`, {}, { token: alice.access_token });
+      const again = await sync(alice, { filter: lazy });
+      assert.deepEqual(again.rooms.join[roomId]!.summary!['m.heroes'], [quiet.user_id, talker.user_id]);
     });
 
     it('puts new room-mates in device_lists.changed, their key changes too, and in left once no room is shared', async () => {
