@@ -39,20 +39,24 @@ export class PresenceService {
   }
 
   async get(requesterId: string, userId: string): Promise<JsonObject> {
-    // Presence is shared with users in common rooms; until rooms exist, that is only oneself.
-    if (requesterId !== userId) throw forbidden('You are not allowed to see their presence.');
+    // Presence is shared with the users one shares a room with.
+    if (requesterId !== userId && !(await this.store.rooms.roomMates(requesterId)).includes(userId)) throw forbidden('You are not allowed to see their presence.');
     const row = await this.store.presence.get(userId);
     return row ? this.view(row) : { presence: 'offline' };
   }
 
   /**
-   * The m.presence events for a user's /sync: their own presence (room-mates' will come with rooms),
-   * on an initial sync (`after` undefined) or when it changed in (after, upto].
+   * The m.presence events for a user's /sync: their own and their room-mates', on an initial sync
+   * (`after` undefined) or those changed in (after, upto]; and the current presence of `newMates`,
+   * the users they newly share a room with.
    */
-  async syncEvents(userId: string, after: number | undefined, upto: number): Promise<{ type: string; sender: string; content: JsonObject }[]> {
-    const row = await this.store.presence.get(userId);
-    if (!row || row.stream_pos > upto || (after !== undefined && row.stream_pos <= after)) return [];
-    return [{ type: 'm.presence', sender: userId, content: this.view(row) }];
+  async syncEvents(userId: string, after: number | undefined, upto: number, newMates: readonly string[] = []): Promise<{ type: string; sender: string; content: JsonObject }[]> {
+    const rows = new Map<string, PresenceRow>();
+    const own = await this.store.presence.get(userId);
+    if (own && own.stream_pos <= upto && (after === undefined || own.stream_pos > after)) rows.set(userId, own);
+    for (const row of await this.store.presence.roomMatesChanged(userId, after, upto)) rows.set(row.user_id, row);
+    if (after !== undefined) for (const row of await this.store.presence.getMany(newMates.filter((u) => !rows.has(u)))) if (row.stream_pos <= upto) rows.set(row.user_id, row);
+    return [...rows.values()].map((row) => ({ type: 'm.presence', sender: row.user_id, content: this.view(row) }));
   }
 
   private view(row: PresenceRow): JsonObject {
@@ -85,6 +89,8 @@ export class PresenceService {
       const old = await tx.store.presence.get(userId);
       const changed = !old || old.state !== state || (statusMsg !== undefined && old.status_msg !== statusMsg);
       await tx.store.presence.set(userId, state, statusMsg, now, changed ? await tx.position(userId) : undefined);
+      // Room-mates' syncs deliver the change too: wake them.
+      if (changed) for (const mate of await tx.store.rooms.roomMates(userId)) await tx.position(mate);
     });
   }
 }

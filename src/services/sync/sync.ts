@@ -114,7 +114,7 @@ export class SyncService {
     });
     const left = rooms.deviceLists.left;
     const changed = since === undefined ? [] : [...new Set([...(await repos.keys.deviceListChanges(userId, after, upto)), ...rooms.deviceLists.changed])].filter((u) => !left.includes(u));
-    const presence = applyEventFilter(await this.presence.syncEvents(userId, initial ? undefined : after, upto), filter?.presence);
+    const presence = applyEventFilter(await this.presence.syncEvents(userId, initial ? undefined : after, upto, rooms.deviceLists.changed), filter?.presence);
 
     const body: JsonObject = {
       next_batch: encodeSyncToken(upto),
