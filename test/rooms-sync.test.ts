@@ -387,6 +387,21 @@ for (const engine of HTTP_ENGINES) {
       assert.deepEqual(redundant.rooms.join[roomId]!.state.events.map((e) => e.state_key), [talker.user_id], 'include_redundant_members sends it again');
     });
 
+    it('leaves out of an incremental sync a room whose every change the filters left out', async () => {
+      const roomId = await createRoom(alice);
+      const filter = { room: { timeline: { types: [] }, state: { types: ['a.test.state'] } } };
+      const first = await sync(alice, { filter });
+      assert.ok(first.rooms.join[roomId]);
+      const put = await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(alice.user_id)}`, { membership: 'join', displayname: 'Boris' }, { token: alice.access_token });
+      assert.equal(put.status, 200);
+      await send(alice, roomId, 'filtered out');
+      const next = await sync(alice, { since: first.next_batch, filter });
+      assert.deepEqual(next.rooms.join, {}, 'a summary alone does not bring the room in');
+      // Without the filter, the same changes are there, with the summary.
+      const unfiltered = await sync(alice, { since: first.next_batch });
+      assert.equal(unfiltered.rooms.join[roomId]?.summary?.['m.joined_member_count'], 1);
+    });
+
     it('gives no heroes for a room with a name or canonical alias, so lazy-loading sends only the senders there', async () => {
       const lazy = { room: { state: { lazy_load_members: true }, timeline: { limit: 1 } } };
       const quiet = await register('quietone');

@@ -247,7 +247,9 @@ export class RoomsSync {
         entry.ephemeral = { events: [] };
         entry.unread_notifications = { highlight_count: 0, notification_count: 0 };
         if (j.summary) entry.summary = j.summary;
-        if (!content && !j.summary && j.mode === 'incremental') continue;
+        // A summary alone does not bring a room into an incremental sync: the filters left out every
+        // event that changed it (a display name change with member events filtered out changes no count).
+        if (!content && j.mode === 'incremental') continue;
         rooms.join[j.roomId] = entry;
       } else {
         rooms.leave[j.roomId] = entry;
