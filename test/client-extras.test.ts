@@ -180,6 +180,12 @@ for (const engine of ENGINES) {
       const woke = await waiting;
       assert.ok(Date.now() - t < 2000, 'the change wakes the room-mate');
       assert.deepEqual(woke.body.presence.events.map((e) => [e.sender, e.content.presence]), [[erin.user_id, 'online']]);
+
+      // A new room-mate who never had a presence comes as offline.
+      const frank = await server.api.register('frank-presence');
+      assert.equal((await server.api.post(`/v3/join/${encodeURIComponent(created.body.room_id)}`, {}, { token: frank.access_token })).status, 200);
+      const met = await sync(dan, `&since=${woke.body.next_batch}`);
+      assert.deepEqual(met.body.presence.events.filter((e) => e.sender === frank.user_id), [{ type: 'm.presence', sender: frank.user_id, content: { presence: 'offline' } }]);
     });
 
     it('hands out TURN REST credentials from the shared secret', async () => {

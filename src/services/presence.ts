@@ -55,8 +55,17 @@ export class PresenceService {
     const own = await this.store.presence.get(userId);
     if (own && own.stream_pos <= upto && (after === undefined || own.stream_pos > after)) rows.set(userId, own);
     for (const row of await this.store.presence.roomMatesChanged(userId, after, upto)) rows.set(row.user_id, row);
-    if (after !== undefined) for (const row of await this.store.presence.getMany(newMates.filter((u) => !rows.has(u)))) if (row.stream_pos <= upto) rows.set(row.user_id, row);
-    return [...rows.values()].map((row) => ({ type: 'm.presence', sender: row.user_id, content: this.view(row) }));
+    const events = [...rows.values()].map((row) => ({ type: 'm.presence', sender: row.user_id, content: this.view(row) }));
+    if (after === undefined) return events;
+    // A new room-mate's presence comes once whatever its age; never having had one, they are offline.
+    const fresh = newMates.filter((u) => !rows.has(u));
+    const found = new Map((await this.store.presence.getMany(fresh)).map((row) => [row.user_id, row]));
+    for (const mate of fresh) {
+      const row = found.get(mate);
+      if (row && row.stream_pos > upto) continue;
+      events.push({ type: 'm.presence', sender: mate, content: row ? this.view(row) : { presence: 'offline' } });
+    }
+    return events;
   }
 
   private view(row: PresenceRow): JsonObject {
