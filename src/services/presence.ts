@@ -45,6 +45,15 @@ export class PresenceService {
     return row ? this.view(row) : { presence: 'offline' };
   }
 
+  /** The m.presence events of these users (offline for those who never had a presence). */
+  async eventsOf(userIds: readonly string[]): Promise<{ type: string; sender: string; content: JsonObject }[]> {
+    const found = new Map((await this.store.presence.getMany(userIds)).map((row) => [row.user_id, row]));
+    return userIds.map((u) => {
+      const row = found.get(u);
+      return { type: 'm.presence', sender: u, content: row ? this.view(row) : { presence: 'offline' } };
+    });
+  }
+
   /**
    * The m.presence events for a user's /sync: their own and their room-mates', on an initial sync
    * (`after` undefined) or those changed in (after, upto]; and the current presence of `newMates`,

@@ -58,6 +58,15 @@ export interface ContextResponse {
   state: ClientEvent[];
 }
 
+export interface RoomInitialSync {
+  room_id: string;
+  membership?: Membership;
+  messages: { chunk: ClientEvent[]; start?: string; end: string };
+  state: ClientEvent[];
+  visibility: 'public' | 'private';
+  account_data: { type: string; content: JsonObject }[];
+}
+
 interface Page {
   rows: EventRow[];
   cursor: RoomPoint;
@@ -167,6 +176,28 @@ export class RoomReadService {
       end: encodeRoomToken(after.cursor),
       state,
     };
+  }
+
+  /**
+   * GET /rooms/{roomId}/initialSync (old, still in the spec): the room's state (for a departed user,
+   * as they left it), its latest `limit` events in order, the user's membership and the room's
+   * directory visibility, and the user's account data of the room. Presence is the caller's to add.
+   */
+  async initialSync(requester: Requester, roomId: string, limit: number | undefined): Promise<RoomInitialSync> {
+    const access = await this.access(roomId, requester);
+    const [state, page, member] = await Promise.all([
+      this.state(requester, roomId),
+      this.messages(requester, roomId, { dir: 'b', limit }),
+      this.store.rooms.member(roomId, requester.userId),
+    ]);
+    const messages: RoomInitialSync['messages'] = { chunk: page.chunk.reverse(), end: page.start };
+    if (page.end !== undefined) messages.start = page.end;
+    const accountData = (await this.store.accountData.changed(requester.userId, 0, Number.MAX_SAFE_INTEGER))
+      .filter((entry) => entry.room_id === roomId)
+      .map((entry) => ({ type: entry.type, content: JSON.parse(entry.content) as JsonObject }));
+    const response: RoomInitialSync = { room_id: roomId, messages, state, visibility: Number(access.room.is_public) ? 'public' : 'private', account_data: accountData };
+    if (member && Number(member.forgotten) === 0) response.membership = member.membership as Membership;
+    return response;
   }
 
   /**
