@@ -475,6 +475,7 @@ for (const engine of HTTP_ENGINES) {
       const departed = await initial(bob);
       assert.equal(departed.body.membership, 'leave');
       assert.ok(!bodies(departed.body.messages.chunk).includes('after bob'));
+      assert.deepEqual(departed.body.presence, [], 'no presence once departed');
       assert.equal((await initial(dave)).status, 403);
       assert.equal((await server.api.get(`${room(roomId)}/initialSync?limit=x`, { token: alice.access_token })).status, 400);
     });

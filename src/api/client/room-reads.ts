@@ -66,7 +66,8 @@ export function roomReadRoutes(router: Router, { roomReads: reads, presence }: S
     const { limit } = parseQuery(InitialSyncQuery, query);
     const roomId = roomIdParam(params.roomId);
     const room = await reads.initialSync(requester, roomId, limit);
-    const joined = room.state.filter((e) => e.type === 'm.room.member' && e.content.membership === 'join').map((e) => e.state_key!);
+    // Presence is for the room's current members: someone who left (or a stranger to a world_readable room) gets none.
+    const joined = room.membership === 'join' ? room.state.filter((e) => e.type === 'm.room.member' && e.content.membership === 'join').map((e) => e.state_key!) : [];
     return { ...room, presence: await presence.eventsOf(joined) };
   });
 
