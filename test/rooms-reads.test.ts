@@ -446,7 +446,7 @@ for (const engine of HTTP_ENGINES) {
     });
 
     it('answers the room initialSync: state, the latest events in order, membership, visibility, presence and account data', async () => {
-      type RoomInitialSync = { room_id: string; membership?: string; visibility: string; state: Event[]; messages: { chunk: Event[]; start?: string; end: string }; presence: { sender: string; content: { presence: string } }[]; account_data: { type: string; content: Record<string, unknown> }[] };
+      type RoomInitialSync = { room_id: string; membership?: string; visibility: string; state: Event[]; messages: { chunk: Event[]; start: string; end: string }; presence: { sender: string; content: { presence: string } }[]; account_data: { type: string; content: Record<string, unknown> }[] };
       const roomId = await createRoom(alice, { preset: 'public_chat', topic: 'Initial', visibility: 'public' });
       await join(bob, roomId);
       for (const body of ['one', 'two', 'three']) await send(alice, roomId, body);
@@ -463,12 +463,17 @@ for (const engine of HTTP_ENGINES) {
       assert.deepEqual(res.body.presence.map((p) => p.sender).sort(), [alice.user_id, bob.user_id].sort());
       assert.deepEqual(res.body.account_data, [{ type: 'org.example.note', content: { text: 'mine' } }]);
       // Its tokens page on through /messages: back from start to the earlier events, forward from end to nothing yet.
-      const earlier = await messages(alice, roomId, `dir=b&limit=1&from=${encodeURIComponent(res.body.messages.start!)}`);
+      const earlier = await messages(alice, roomId, `dir=b&limit=1&from=${encodeURIComponent(res.body.messages.start)}`);
       assert.deepEqual(bodies(earlier.body.chunk), ['one']);
       await send(alice, roomId, 'four');
       const later = await messages(alice, roomId, `dir=f&from=${encodeURIComponent(res.body.messages.end)}`);
       assert.deepEqual(bodies(later.body.chunk), ['four']);
       assert.deepEqual((await initial(alice, '?limit=0')).body.messages.chunk, []);
+      // With the whole history in the chunk, start is the room's beginning: nothing before it.
+      const whole = await initial(alice, '?limit=100');
+      assert.equal(bodies(whole.body.messages.chunk).length, 4);
+      const before = await messages(alice, roomId, `dir=b&from=${encodeURIComponent(whole.body.messages.start)}`);
+      assert.deepEqual([before.status, before.body.chunk, before.body.end], [200, [], undefined]);
       // A departed member sees the room as they left it; a stranger is refused.
       await leave(bob, roomId);
       await send(alice, roomId, 'after bob');

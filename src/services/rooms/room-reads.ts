@@ -61,7 +61,7 @@ export interface ContextResponse {
 export interface RoomInitialSync {
   room_id: string;
   membership?: Membership;
-  messages: { chunk: ClientEvent[]; start?: string; end: string };
+  messages: { chunk: ClientEvent[]; start: string; end: string };
   state: ClientEvent[];
   visibility: 'public' | 'private';
   account_data: { type: string; content: JsonObject }[];
@@ -190,8 +190,8 @@ export class RoomReadService {
       this.messages(requester, roomId, { dir: 'b', limit }),
       this.store.rooms.member(roomId, requester.userId),
     ]);
-    const messages: RoomInitialSync['messages'] = { chunk: page.chunk.reverse(), end: page.start };
-    if (page.end !== undefined) messages.start = page.end;
+    // With nothing earlier, `start` may be left out; it is given anyway (the room's beginning), as clients of this old API expect it.
+    const messages: RoomInitialSync['messages'] = { chunk: page.chunk.reverse(), start: page.end ?? encodeRoomToken({ depth: 0, pos: 0 }), end: page.start };
     const accountData = (await this.store.accountData.changed(requester.userId, 0, Number.MAX_SAFE_INTEGER))
       .filter((entry) => entry.room_id === roomId)
       .map((entry) => ({ type: entry.type, content: JSON.parse(entry.content) as JsonObject }));
