@@ -149,6 +149,45 @@ for (const engine of ENGINES) {
       assert.equal(marked.body.presence.events[0]?.content.presence, 'online');
     });
 
+    it("shares presence with room-mates: in sync (on joining, and when it changes, waking them) and through GET", async () => {
+      type PresenceSync = { next_batch: string; presence: { events: { type: string; sender: string; content: Record<string, unknown> }[] } };
+      const dan = await server.api.register('dan-presence');
+      const erin = await server.api.register('erin-presence');
+      const status = (who: { user_id: string }) => `/v3/presence/${encodeURIComponent(who.user_id)}/status`;
+      const sync = (who: { access_token: string }, query = '') => server.api.get<PresenceSync>(`/v3/sync?set_presence=offline${query}`, { token: who.access_token });
+      const senders = (body: PresenceSync) => body.presence.events.map((e) => e.sender).sort();
+      assert.equal((await server.api.put(status(dan), { presence: 'online', status_msg: 'here' }, { token: dan.access_token })).status, 200);
+      assert.equal((await server.api.put(status(erin), { presence: 'unavailable' }, { token: erin.access_token })).status, 200);
+      assert.equal((await server.api.get(status(erin), { token: dan.access_token })).status, 403, 'no shared room yet');
+      const before = await sync(dan);
+      assert.deepEqual(senders(before.body), [dan.user_id], 'strangers are not shown');
+
+      const created = await server.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: dan.access_token });
+      assert.equal((await server.api.post(`/v3/join/${encodeURIComponent(created.body.room_id)}`, {}, { token: erin.access_token })).status, 200);
+      // Dan newly shares a room with Erin: her (unchanged) presence comes with it, once.
+      const joined = await sync(dan, `&since=${before.body.next_batch}`);
+      assert.deepEqual(joined.body.presence.events.find((e) => e.sender === erin.user_id)?.content.presence, 'unavailable');
+      const quiet = await sync(dan, `&since=${joined.body.next_batch}`);
+      assert.deepEqual(senders(quiet.body), []);
+      assert.equal((await server.api.get<{ presence: string }>(status(erin), { token: dan.access_token })).body.presence, 'unavailable');
+      assert.deepEqual(senders((await sync(erin)).body), [dan.user_id, erin.user_id].sort(), 'an initial sync has the room-mates');
+
+      // Erin's change wakes Dan's waiting sync and is in it.
+      const waiting = sync(dan, `&since=${quiet.body.next_batch}&timeout=20000`);
+      await until(() => server.hs.services.notifier.waiting === 1, 'the sync to wait');
+      const t = Date.now();
+      assert.equal((await server.api.put(status(erin), { presence: 'online' }, { token: erin.access_token })).status, 200);
+      const woke = await waiting;
+      assert.ok(Date.now() - t < 2000, 'the change wakes the room-mate');
+      assert.deepEqual(woke.body.presence.events.map((e) => [e.sender, e.content.presence]), [[erin.user_id, 'online']]);
+
+      // A new room-mate who never had a presence comes as offline.
+      const frank = await server.api.register('frank-presence');
+      assert.equal((await server.api.post(`/v3/join/${encodeURIComponent(created.body.room_id)}`, {}, { token: frank.access_token })).status, 200);
+      const met = await sync(dan, `&since=${woke.body.next_batch}`);
+      assert.deepEqual(met.body.presence.events.filter((e) => e.sender === frank.user_id), [{ type: 'm.presence', sender: frank.user_id, content: { presence: 'offline' } }]);
+    });
+
     it('hands out TURN REST credentials from the shared secret', async () => {
       const res = await server.api.get<{ username: string; password: string; uris: string[]; ttl: number }>('/v3/voip/turnServer', { token });
       assert.equal(res.status, 200);

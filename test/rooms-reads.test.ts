@@ -445,6 +445,46 @@ for (const engine of HTTP_ENGINES) {
       assert.equal((await messages(bob, roomId, 'dir=b')).status, 403);
     });
 
+    it('answers the room initialSync: state, the latest events in order, membership, visibility, presence and account data', async () => {
+      type RoomInitialSync = { room_id: string; membership?: string; visibility: string; state: Event[]; messages: { chunk: Event[]; start: string; end: string }; presence: { sender: string; content: { presence: string } }[]; account_data: { type: string; content: Record<string, unknown> }[] };
+      const roomId = await createRoom(alice, { preset: 'public_chat', topic: 'Initial', visibility: 'public' });
+      await join(bob, roomId);
+      for (const body of ['one', 'two', 'three']) await send(alice, roomId, body);
+      const note = await server.api.put(`/v3/user/${encodeURIComponent(alice.user_id)}/rooms/${encodeURIComponent(roomId)}/account_data/org.example.note`, { text: 'mine' }, { token: alice.access_token });
+      assert.equal(note.status, 200);
+      const initial = (who: Session, query = '') => server.api.get<RoomInitialSync>(`${room(roomId)}/initialSync${query}`, { token: who.access_token });
+      const res = await initial(alice, '?limit=2');
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.room_id, roomId);
+      assert.equal(res.body.membership, 'join');
+      assert.equal(res.body.visibility, 'public');
+      assert.deepEqual(bodies(res.body.messages.chunk), ['two', 'three']);
+      assert.ok(res.body.state.some((e) => e.type === 'm.room.topic' && e.content.topic === 'Initial'));
+      assert.deepEqual(res.body.presence.map((p) => p.sender).sort(), [alice.user_id, bob.user_id].sort());
+      assert.deepEqual(res.body.account_data, [{ type: 'org.example.note', content: { text: 'mine' } }]);
+      // Its tokens page on through /messages: back from start to the earlier events, forward from end to nothing yet.
+      const earlier = await messages(alice, roomId, `dir=b&limit=1&from=${encodeURIComponent(res.body.messages.start)}`);
+      assert.deepEqual(bodies(earlier.body.chunk), ['one']);
+      await send(alice, roomId, 'four');
+      const later = await messages(alice, roomId, `dir=f&from=${encodeURIComponent(res.body.messages.end)}`);
+      assert.deepEqual(bodies(later.body.chunk), ['four']);
+      assert.deepEqual((await initial(alice, '?limit=0')).body.messages.chunk, []);
+      // With the whole history in the chunk, start is the room's beginning: nothing before it.
+      const whole = await initial(alice, '?limit=100');
+      assert.equal(bodies(whole.body.messages.chunk).length, 4);
+      const before = await messages(alice, roomId, `dir=b&from=${encodeURIComponent(whole.body.messages.start)}`);
+      assert.deepEqual([before.status, before.body.chunk, before.body.end], [200, [], undefined]);
+      // A departed member sees the room as they left it; a stranger is refused.
+      await leave(bob, roomId);
+      await send(alice, roomId, 'after bob');
+      const departed = await initial(bob);
+      assert.equal(departed.body.membership, 'leave');
+      assert.ok(!bodies(departed.body.messages.chunk).includes('after bob'));
+      assert.deepEqual(departed.body.presence, [], 'no presence once departed');
+      assert.equal((await initial(dave)).status, 403);
+      assert.equal((await server.api.get(`${room(roomId)}/initialSync?limit=x`, { token: alice.access_token })).status, 400);
+    });
+
     it('refuses bad input with the right errors, never a 500', async () => {
       const roomId = await createRoom(alice);
       await send(alice, roomId, 'x');
@@ -469,10 +509,13 @@ for (const engine of HTTP_ENGINES) {
       await expect(`${room(roomId)}/state/m.room.nothing/`, 404, 'M_NOT_FOUND');
       await expect(`${room('!unknown:localhost')}/messages?dir=b`, 403, 'M_FORBIDDEN');
       await expect(`${room('!unknown:localhost')}/state`, 403, 'M_FORBIDDEN');
-      await expect(`${room('!unknown:localhost')}/event/${encodeURIComponent('$x')}`, 403, 'M_FORBIDDEN');
+      // GET /event answers 404 also for an event the user may not read (the spec's only error for it).
+      await expect(`${room('!unknown:localhost')}/event/${encodeURIComponent('$x')}`, 404, 'M_NOT_FOUND');
       await expect(`${room('not-a-room')}/messages?dir=b`, 400, 'M_INVALID_PARAM');
       await expect(`${room(roomId)}/messages?dir=b`, 403, 'M_FORBIDDEN', dave);
-      await expect(`${room(roomId)}/event/${encodeURIComponent('$x')}`, 403, 'M_FORBIDDEN', dave);
+      await expect(`${room(roomId)}/event/${encodeURIComponent('$x')}`, 404, 'M_NOT_FOUND', dave);
+      const real = await send(alice, roomId, 'members only');
+      await expect(`${room(roomId)}/event/${encodeURIComponent(real)}`, 404, 'M_NOT_FOUND', dave);
       await expect(`${room(roomId)}/context/${encodeURIComponent('$x')}`, 403, 'M_FORBIDDEN', dave);
       await expect(`${room(roomId)}/state/m.room.create/`, 403, 'M_FORBIDDEN', dave);
       // An event of another room is not found through this one.

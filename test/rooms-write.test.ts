@@ -105,6 +105,12 @@ for (const engine of HTTP_ENGINES) {
       const joined = await server.api.post<{ room_id: string }>(`/v3/join/${enc(roomId)}`, {}, token(bob));
       assert.equal(joined.status, 200);
       assert.equal(joined.body.room_id, roomId);
+      // Joining again with nothing changed adds no event.
+      const before = (await timeline(roomId)).length;
+      assert.equal((await server.api.post(`/v3/join/${enc(roomId)}`, {}, token(bob))).status, 200);
+      assert.equal((await timeline(roomId)).length, before, 'a second join is not a new event');
+      assert.equal((await server.api.post(`/v3/join/${enc(roomId)}`, { reason: 'back' }, token(bob))).status, 200);
+      assert.equal((await timeline(roomId)).length, before + 1, 'a join with a new reason is');
       // Bob (power 0) may not kick; Alice may.
       assert.equal((await server.api.post(`/v3/rooms/${enc(roomId)}/kick`, { user_id: alice.user_id }, token(bob))).status, 403);
       assert.equal((await server.api.post(`/v3/rooms/${enc(roomId)}/kick`, { user_id: bob.user_id, reason: 'bye' }, token(alice))).status, 200);
@@ -205,6 +211,35 @@ for (const engine of HTTP_ENGINES) {
       assert.equal((await server.api.get(`/v3/rooms/${enc(roomId)}/aliases`, { token: carol.access_token })).status, 403, 'shared history: members only');
       await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.history_visibility`, { history_visibility: 'world_readable' }, { token: alice.access_token });
       assert.equal((await server.api.get(`/v3/rooms/${enc(roomId)}/aliases`, { token: carol.access_token })).status, 200, 'world_readable: anyone');
+    });
+
+    it('takes a deleted alias out of the canonical alias event when the deleting user may change it', async () => {
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      await server.api.post(`/v3/join/${enc(roomId)}`, {}, { token: bob.access_token });
+      const main = `#main-${Date.now()}:${server.config.server_name}`;
+      const alt = `#alt-${Date.now()}:${server.config.server_name}`;
+      const kept = `#kept-${Date.now()}:${server.config.server_name}`;
+      for (const [who, alias] of [[alice, main], [bob, alt], [alice, kept]] as const) {
+        assert.equal((await server.api.put(`/v3/directory/room/${enc(alias)}`, { room_id: roomId }, { token: who.access_token })).status, 200);
+      }
+      const canonical = () => stateOf(roomId).then((s) => s.get('m.room.canonical_alias|'));
+      const set = await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.canonical_alias`, { alias: main, alt_aliases: [alt, kept] }, { token: alice.access_token });
+      assert.equal(set.status, 200);
+      // Bob created the alt alias, so he may delete it, but his power (0) may not change the event: it stays.
+      assert.equal((await server.api.delete(`/v3/directory/room/${enc(alt)}`, undefined, { token: bob.access_token })).status, 200);
+      assert.deepEqual((await canonical())?.content, { alias: main, alt_aliases: [alt, kept] });
+      assert.equal((await canonical())?.sender, alice.user_id);
+      // Alice may: the deleted alias leaves the event, the others stay.
+      assert.equal((await server.api.delete(`/v3/directory/room/${enc(main)}`, undefined, { token: alice.access_token })).status, 200);
+      assert.deepEqual((await canonical())?.content, { alt_aliases: [alt, kept] });
+      const state = await server.api.get<{ alias?: string }>(`/v3/rooms/${enc(roomId)}/state/m.room.canonical_alias`, { token: alice.access_token });
+      assert.equal(state.body.alias, undefined);
+      // An alias the event does not name changes nothing.
+      const events = (await timeline(roomId)).length;
+      const other = `#other-${Date.now()}:${server.config.server_name}`;
+      await server.api.put(`/v3/directory/room/${enc(other)}`, { room_id: roomId }, { token: alice.access_token });
+      assert.equal((await server.api.delete(`/v3/directory/room/${enc(other)}`, undefined, { token: alice.access_token })).status, 200);
+      assert.equal((await timeline(roomId)).length, events);
     });
 
     it('publishes the server key that signed the events', async () => {

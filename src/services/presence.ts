@@ -39,24 +39,46 @@ export class PresenceService {
   }
 
   async get(requesterId: string, userId: string): Promise<JsonObject> {
-    // Presence is shared with users in common rooms; until rooms exist, that is only oneself.
-    if (requesterId !== userId) throw forbidden('You are not allowed to see their presence.');
+    // Presence is shared with the users one shares a room with.
+    if (requesterId !== userId && !(await this.store.rooms.roomMates(requesterId)).includes(userId)) throw forbidden('You are not allowed to see their presence.');
     const row = await this.store.presence.get(userId);
     return row ? this.view(row) : { presence: 'offline' };
   }
 
-  /**
-   * The m.presence events for a user's /sync: their own presence (room-mates' will come with rooms),
-   * on an initial sync (`after` undefined) or when it changed in (after, upto].
-   */
-  async syncEvents(userId: string, after: number | undefined, upto: number): Promise<{ type: string; sender: string; content: JsonObject }[]> {
-    return this.syncEventsOf(await this.store.presence.get(userId), userId, after, upto);
+  /** The m.presence events of these users (offline for those who never had a presence). */
+  async eventsOf(userIds: readonly string[]): Promise<{ type: string; sender: string; content: JsonObject }[]> {
+    const found = new Map((await this.store.presence.getMany(userIds)).map((row) => [row.user_id, row]));
+    return userIds.map((u) => {
+      const row = found.get(u);
+      return { type: 'm.presence', sender: u, content: row ? this.view(row) : { presence: 'offline' } };
+    });
   }
 
-  /** syncEvents, the user's presence row already read. */
-  syncEventsOf(row: PresenceRow | undefined, userId: string, after: number | undefined, upto: number): { type: string; sender: string; content: JsonObject }[] {
-    if (!row || row.stream_pos > upto || (after !== undefined && row.stream_pos <= after)) return [];
-    return [{ type: 'm.presence', sender: userId, content: this.view(row) }];
+  /**
+   * The m.presence events for a user's /sync: their own and their room-mates', on an initial sync
+   * (`after` undefined) or those changed in (after, upto]; and the current presence of `newMates`,
+   * the users they newly share a room with.
+   */
+  async syncEvents(userId: string, after: number | undefined, upto: number, newMates: readonly string[] = []): Promise<{ type: string; sender: string; content: JsonObject }[]> {
+    return this.syncEventsOf(await this.store.presence.get(userId), userId, after, upto, newMates);
+  }
+
+  /** syncEvents, the user's own presence row already read. */
+  async syncEventsOf(own: PresenceRow | undefined, userId: string, after: number | undefined, upto: number, newMates: readonly string[] = []): Promise<{ type: string; sender: string; content: JsonObject }[]> {
+    const rows = new Map<string, PresenceRow>();
+    if (own && own.stream_pos <= upto && (after === undefined || own.stream_pos > after)) rows.set(userId, own);
+    for (const row of await this.store.presence.roomMatesChanged(userId, after, upto)) rows.set(row.user_id, row);
+    const events = [...rows.values()].map((row) => ({ type: 'm.presence', sender: row.user_id, content: this.view(row) }));
+    if (after === undefined) return events;
+    // A new room-mate's presence comes once whatever its age; never having had one, they are offline.
+    const fresh = newMates.filter((u) => !rows.has(u));
+    const found = new Map((await this.store.presence.getMany(fresh)).map((row) => [row.user_id, row]));
+    for (const mate of fresh) {
+      const row = found.get(mate);
+      if (row && row.stream_pos > upto) continue;
+      events.push({ type: 'm.presence', sender: mate, content: row ? this.view(row) : { presence: 'offline' } });
+    }
+    return events;
   }
 
   private view(row: PresenceRow): JsonObject {
@@ -89,6 +111,8 @@ export class PresenceService {
       const old = await tx.store.presence.get(userId);
       const changed = !old || old.state !== state || (statusMsg !== undefined && old.status_msg !== statusMsg);
       await tx.store.presence.set(userId, state, statusMsg, now, changed ? await tx.position(userId) : undefined);
+      // Room-mates' syncs deliver the change too: wake them.
+      if (changed) for (const mate of await tx.store.rooms.roomMates(userId)) await tx.position(mate);
     });
   }
 }

@@ -11,6 +11,36 @@ export class PresenceRepo {
     return this.db.selectFrom('presence').selectAll().where('user_id', '=', userId).executeTakeFirst();
   }
 
+  /** The presence of these users (those who have one). */
+  async getMany(userIds: readonly string[]): Promise<PresenceRow[]> {
+    if (userIds.length === 0) return [];
+    const out: PresenceRow[] = [];
+    for (let i = 0; i < userIds.length; i += 500) out.push(...(await this.db.selectFrom('presence').selectAll().where('user_id', 'in', userIds.slice(i, i + 500)).execute()));
+    return out;
+  }
+
+  /**
+   * The presence of the user's room-mates (and the user) that changed in (after, upto], or with
+   * `after` undefined all of it up to `upto`.
+   */
+  roomMatesChanged(userId: string, after: number | undefined, upto: number): Promise<PresenceRow[]> {
+    let query = this.db
+      .selectFrom('presence')
+      .selectAll()
+      .where('stream_pos', '<=', upto)
+      .where('user_id', 'in', (eb) =>
+        eb
+          .selectFrom('room_members as other')
+          .innerJoin('room_members as mine', 'mine.room_id', 'other.room_id')
+          .select('other.user_id')
+          .where('mine.user_id', '=', userId)
+          .where('mine.membership', '=', 'join')
+          .where('other.membership', '=', 'join'),
+      );
+    if (after !== undefined) query = query.where('stream_pos', '>', after);
+    return query.execute();
+  }
+
   /**
    * Sets the state; `statusMsg` undefined keeps the stored message, `streamPos` undefined keeps the
    * stored position (a refresh of the last activity only, which syncs need not hear about).

@@ -294,6 +294,34 @@ export class RoomSyncRepo {
     return out;
   }
 
+  /**
+   * Those of these rooms with a name or a canonical alias (non-empty): the rooms whose summary has
+   * no heroes, as clients need heroes only to make up a name.
+   */
+  async namedRooms(roomIds: readonly string[]): Promise<Set<string>> {
+    const named = new Set<string>();
+    for (const chunk of chunks(roomIds, CHUNK)) {
+      const refs = await this.db
+        .selectFrom('current_state')
+        .select(['room_id', 'event_id'])
+        .where(anyOf(this.engine, 'room_id', chunk))
+        .where('type', 'in', ['m.room.name', 'm.room.canonical_alias'])
+        .where('state_key', '=', '')
+        .execute();
+      for (const row of await this.events.getMany(refs.map((r) => r.event_id))) {
+        let content: { name?: unknown; alias?: unknown } | undefined;
+        try {
+          content = (JSON.parse(row.pdu) as { content?: { name?: unknown; alias?: unknown } }).content;
+        } catch {
+          content = undefined;
+        }
+        const value = row.type === 'm.room.name' ? content?.name : content?.alias;
+        if (typeof value === 'string' && value !== '') named.add(row.room_id);
+      }
+    }
+    return named;
+  }
+
   /** The joined members of these rooms. */
   async joinedMembers(roomIds: readonly string[]): Promise<string[]> {
     const out = new Set<string>();

@@ -1,5 +1,5 @@
 import type { Clock } from '../../clock.js';
-import { forbidden, invalidParam, notFound } from '../../errors.js';
+import { forbidden, invalidParam, MatrixError, notFound } from '../../errors.js';
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
 import type { RoomRow } from '../../storage/rooms.js';
@@ -58,6 +58,15 @@ export interface ContextResponse {
   state: ClientEvent[];
 }
 
+export interface RoomInitialSync {
+  room_id: string;
+  membership?: Membership;
+  messages: { chunk: ClientEvent[]; start: string; end: string };
+  state: ClientEvent[];
+  visibility: 'public' | 'private';
+  account_data: { type: string; content: JsonObject }[];
+}
+
 interface Page {
   rows: EventRow[];
   cursor: RoomPoint;
@@ -81,8 +90,11 @@ export class RoomReadService {
     return (await this.store.rooms.roomsOf(userId, ['join'])).map((m) => m.room_id);
   }
 
+  /** One event; the spec answers 404 both for an unknown event and for one the user may not read. */
   async event(requester: Requester, roomId: string, eventId: string): Promise<ClientEvent> {
-    const access = await this.access(roomId, requester);
+    const access = await this.access(roomId, requester).catch((err: unknown) => {
+      throw err instanceof MatrixError && err.errcode === 'M_FORBIDDEN' ? notFound('Event not found') : err;
+    });
     const row = await this.store.events.get(eventId);
     if (!row || row.room_id !== roomId || !this.readable(access, row)) throw notFound('Event not found');
     return (await this.serialize([row], access))[0]!;
@@ -164,6 +176,28 @@ export class RoomReadService {
       end: encodeRoomToken(after.cursor),
       state,
     };
+  }
+
+  /**
+   * GET /rooms/{roomId}/initialSync (old, still in the spec): the room's state (for a departed user,
+   * as they left it), its latest `limit` events in order, the user's membership and the room's
+   * directory visibility, and the user's account data of the room. Presence is the caller's to add.
+   */
+  async initialSync(requester: Requester, roomId: string, limit: number | undefined): Promise<RoomInitialSync> {
+    const access = await this.access(roomId, requester);
+    const [state, page, member] = await Promise.all([
+      this.state(requester, roomId),
+      this.messages(requester, roomId, { dir: 'b', limit }),
+      this.store.rooms.member(roomId, requester.userId),
+    ]);
+    // With nothing earlier, `start` may be left out; it is given anyway (the room's beginning), as clients of this old API expect it.
+    const messages: RoomInitialSync['messages'] = { chunk: page.chunk.reverse(), start: page.end ?? encodeRoomToken({ depth: 0, pos: 0 }), end: page.start };
+    const accountData = (await this.store.accountData.changed(requester.userId, 0, Number.MAX_SAFE_INTEGER))
+      .filter((entry) => entry.room_id === roomId)
+      .map((entry) => ({ type: entry.type, content: JSON.parse(entry.content) as JsonObject }));
+    const response: RoomInitialSync = { room_id: roomId, messages, state, visibility: Number(access.room.is_public) ? 'public' : 'private', account_data: accountData };
+    if (member && Number(member.forgotten) === 0) response.membership = member.membership as Membership;
+    return response;
   }
 
   /**

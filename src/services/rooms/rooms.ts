@@ -138,7 +138,17 @@ export class RoomService {
     const roomId = await this.resolveRoom(roomIdOrAlias);
     if (await this.store.adminRooms.isBlocked(roomId)) throw forbidden('This room has been blocked on this server');
     const profile = await this.profileContent(userId);
-    await this.creator.write(roomId, (room) => room.append(userId, { type: 'm.room.member', state_key: userId, content: { membership: 'join', ...profile, ...withReason(reason) } }), 'not-found');
+    const content: JsonObject = { membership: 'join', ...profile, ...withReason(reason) };
+    await this.creator.write(
+      roomId,
+      async (room) => {
+        // Joining again with nothing changed adds no event (as setting the same state again does not).
+        const existing = await room.state('m.room.member', userId);
+        if (existing && existing.sender === userId && canonicalJson(existing.content) === canonicalJson(content)) return;
+        await room.append(userId, { type: 'm.room.member', state_key: userId, content });
+      },
+      'not-found',
+    );
     return roomId;
   }
 
@@ -290,6 +300,32 @@ export class RoomService {
       if (!joined || powerLevelOf(userId, state, version) < requiredPowerLevel('m.room.canonical_alias', true, state)) throw forbidden('You may not remove this alias');
     }
     await this.store.rooms.deleteAlias(alias);
+    await this.dropFromCanonicalAlias(userId, entry.room_id, alias);
+  }
+
+  /**
+   * Takes a deleted alias out of the room's m.room.canonical_alias, as the spec lets a server do: sent
+   * by the deleting user when the room's rules allow them, otherwise left as it is (the deletion stands).
+   */
+  private async dropFromCanonicalAlias(userId: string, roomId: string, alias: string): Promise<void> {
+    const without = (content: JsonObject): JsonObject | undefined => {
+      const next = { ...content };
+      if (next.alias === alias) delete next.alias;
+      if (Array.isArray(next.alt_aliases)) next.alt_aliases = next.alt_aliases.filter((a) => a !== alias);
+      return canonicalJson(next) === canonicalJson(content) ? undefined : next;
+    };
+    const key = stateKeyOf('m.room.canonical_alias', '');
+    const current = (await currentStateEvents(this.store, roomId, [key])).get(key);
+    if (!current || !without(current.content)) return;
+    await this.creator
+      .write(roomId, async (room) => {
+        const existing = await room.state('m.room.canonical_alias');
+        const content = existing && without(existing.content);
+        if (content) await room.append(userId, { type: 'm.room.canonical_alias', state_key: '', content });
+      })
+      .catch((err: unknown) => {
+        if (!(err instanceof MatrixError && err.errcode === 'M_FORBIDDEN')) throw err;
+      });
   }
 
   /** Leaves every room the user is joined to or invited to (deactivation). */

@@ -259,7 +259,9 @@ export class RoomsSync {
         entry.ephemeral = { events: ephemeralEvents };
         entry.unread_notifications = unread.get(j.roomId) ?? { highlight_count: 0, notification_count: 0 };
         if (j.summary) entry.summary = j.summary;
-        if (!content && !j.summary && j.mode === 'incremental') continue;
+        // A summary alone does not bring a room into an incremental sync: the filters left out every
+        // event that changed it (a display name change with member events filtered out changes no count).
+        if (!content && j.mode === 'incremental') continue;
         rooms.join[j.roomId] = entry;
       } else {
         rooms.leave[j.roomId] = entry;
@@ -391,13 +393,19 @@ export class RoomsSync {
     if (jobs.length === 0) return;
     const ids = jobs.map((j) => j.roomId);
     const counts = await this.repo.memberCounts(ids);
-    const heroes = await this.repo.heroes(ids, userId, ['join', 'invite'], HEROES);
-    const lonely = ids.filter((id) => !heroes.has(id));
+    // Heroes only for rooms without a name or canonical alias (the spec requires them only there), so
+    // that lazy-loading sends no member events for them in named rooms either.
+    const named = await this.repo.namedRooms(ids);
+    const unnamed = ids.filter((id) => !named.has(id));
+    const heroes = unnamed.length > 0 ? await this.repo.heroes(unnamed, userId, ['join', 'invite'], HEROES) : new Map<string, string[]>();
+    const lonely = unnamed.filter((id) => !heroes.has(id));
     const formerHeroes = lonely.length > 0 ? await this.repo.heroes(lonely, userId, ['leave', 'ban'], HEROES) : new Map<string, string[]>();
     for (const j of jobs) {
-      j.heroes = heroes.get(j.roomId) ?? formerHeroes.get(j.roomId) ?? [];
       const c = counts.get(j.roomId)!;
-      j.summary = { 'm.heroes': j.heroes, 'm.joined_member_count': c.joined, 'm.invited_member_count': c.invited };
+      j.summary = { 'm.joined_member_count': c.joined, 'm.invited_member_count': c.invited };
+      if (named.has(j.roomId)) continue;
+      j.heroes = heroes.get(j.roomId) ?? formerHeroes.get(j.roomId) ?? [];
+      j.summary['m.heroes'] = j.heroes;
     }
   }
 

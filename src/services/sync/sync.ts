@@ -125,7 +125,7 @@ export class SyncService {
     const left = rooms.deviceLists.left;
     const deviceListChanges = snapshot.deviceLists.filter((d) => d.stream_pos <= upto).map((d) => d.user_id);
     const changed = since === undefined ? [] : [...new Set([...deviceListChanges, ...rooms.deviceLists.changed])].filter((u) => !left.includes(u));
-    const presence = applyEventFilter(this.presence.syncEventsOf(snapshot.presence, userId, initial ? undefined : after, upto), filter?.presence);
+    const presence = applyEventFilter(await this.presence.syncEventsOf(snapshot.presence, userId, initial ? undefined : after, upto, rooms.deviceLists.changed), filter?.presence);
 
     const body: JsonObject = {
       next_batch: encodeSyncToken(upto),
