@@ -2,20 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ADMIN_SECRET, registerWithSecret } from './helpers/admin.js';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+import type { PublicRoomsChunk } from '../src/services/directory/room-directory.js';
 
 type Session = { user_id: string; access_token: string; device_id: string };
-type Chunk = {
-  room_id: string;
-  num_joined_members: number;
-  world_readable: boolean;
-  guest_can_join: boolean;
-  name?: string;
-  topic?: string;
-  canonical_alias?: string;
-  avatar_url?: string;
-  join_rule?: string;
-  room_type?: string;
-};
+type Chunk = PublicRoomsChunk;
 type PublicRooms = { chunk: Chunk[]; next_batch?: string; prev_batch?: string; total_room_count_estimate: number; errcode?: string };
 
 // Both engines: the directory's rows are kept by the room write path and read with engine-specific SQL
