@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type autocannon from 'autocannon';
 import type { ChildHandle } from './children.js';
+import type { Alongside } from './run.js';
 import type { MailedSession } from './smtp-sink.js';
 
 /** What the email cases need from run.ts: a case shape, with hooks around each timed run. */
@@ -15,6 +16,7 @@ export interface EmailCase {
   after?: (result: autocannon.Result) => Promise<void>;
   overallRate?: number;
   note?: string;
+  alongside?: Alongside;
 }
 
 export const MAIL_USERS = 100;
@@ -97,7 +99,7 @@ export class EmailBench {
     if (submit.status !== 200) throw new Error(`submit_url refused the mailed code: ${submit.status} ${await submit.text()}`);
   }
 
-  private requestTokenCase(overallRate?: number): EmailCase {
+  private requestTokenCase(overallRate?: number, alongside?: Alongside): EmailCase {
     let mailsAtStart = 0;
     let startedAt = 0;
     return {
@@ -108,6 +110,7 @@ export class EmailBench {
       headers: { 'content-type': 'application/json' },
       setupRequest: (req) => ({ ...req, body: this.tokenRequest() }),
       overallRate,
+      alongside,
       before: async () => {
         // Untimed: start from an empty queue, so each run is measured on its own.
         await this.drain(60_000);
@@ -131,9 +134,10 @@ export class EmailBench {
     };
   }
 
-  cases(): EmailCase[] {
+  /** `alongside`: a light load run beside the flat-out requestToken case. */
+  cases(alongside?: Alongside): EmailCase[] {
     return [
-      this.requestTokenCase(),
+      this.requestTokenCase(undefined, alongside),
       this.requestTokenCase(this.mailRate),
       {
         name: `${SUBMIT_NAME}${this.label}`,

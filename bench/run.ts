@@ -77,6 +77,18 @@ export interface Case {
   /** A fixed offered load (requests/s over all connections) instead of as fast as possible. */
   overallRate?: number;
   note?: string;
+  /** A second, lighter load on the same server for the whole run, whose latency is reported on its own. */
+  alongside?: Alongside;
+}
+
+/** E.g. whoami on a few connections while requestToken floods the server: does a cheap request stay fast? */
+export interface Alongside {
+  name: string;
+  path: string;
+  headers?: Record<string, string>;
+  connections: number;
+  /** Requests/s over its connections: low, so that its CPU hardly counts in the case's CPU per request. */
+  rate: number;
 }
 
 interface Run {
@@ -86,6 +98,7 @@ interface Run {
   /** The machine's load averages when the run started and when it ended. */
   loadBefore: number[];
   loadAfter: number[];
+  alongside?: autocannon.Result;
 }
 
 async function runCase(c: Case, duration: number): Promise<Run> {
@@ -94,11 +107,15 @@ async function runCase(c: Case, duration: number): Promise<Run> {
   await c.before?.();
   const loadBefore = load();
   const before = await c.server.cpuMicros();
+  const beside = c.alongside
+    ? autocannon({ url: c.server.url, connections: c.alongside.connections, duration, requests: [{ method: 'GET', path: c.alongside.path, headers: c.alongside.headers }], timeout: 30, overallRate: c.alongside.rate })
+    : undefined;
   const result = await autocannon({ url: c.server.url, connections: CONNECTIONS, duration, requests: [request], timeout: 30, overallRate: c.overallRate, setupClient: c.setupClient });
+  const alongside = await beside;
   const cpuMicros = (await c.server.cpuMicros()) - before;
   const loadAfter = load();
   await c.after?.(result);
-  return { result, cpuMicros, loadBefore, loadAfter };
+  return { result, cpuMicros, loadBefore, loadAfter, alongside };
 }
 
 /** Median figures per case over the rounds; ratios are against the bare server's medians. */
@@ -123,9 +140,25 @@ function summarise(cases: Case[], runs: Map<Case, Run[]>, bare: Case): Row[] {
       non2xx: rs.reduce((n, r) => n + r.result.non2xx, 0),
       errors: rs.reduce((n, r) => n + r.result.errors, 0),
       note: c.note,
+      alongside: alongsideSummary(c, rs),
       loadPerRound: rs.map((r) => ({ before: r.loadBefore[0]!, after: r.loadAfter[0]! })),
     };
   });
+}
+
+function alongsideSummary(c: Case, rs: Run[]): Row['alongside'] {
+  const results = rs.flatMap((r) => (r.alongside ? [r.alongside] : []));
+  if (!c.alongside || results.length === 0) return undefined;
+  return {
+    name: c.alongside.name,
+    connections: c.alongside.connections,
+    rps: median(results.map((r) => r.requests.average)),
+    p50: median(results.map((r) => r.latency.p50)),
+    p99: median(results.map((r) => r.latency.p99)),
+    p99PerRound: results.map((r) => r.latency.p99),
+    non2xx: results.reduce((n, r) => n + r.non2xx, 0),
+    errors: results.reduce((n, r) => n + r.errors, 0),
+  };
 }
 
 /** The mail queue kept up with a run when what was left queued at its end is under a second's worth of its requests. */
@@ -175,6 +208,10 @@ async function startMyelin(dir: string, database: Record<string, unknown>, optio
   return myelin;
 }
 
+const WHOAMI_PATH = '/_matrix/client/v3/account/whoami';
+/** The light whoami load run beside the requestToken flood (its CPU, ~1% of the case's, is counted in it). */
+const ALONGSIDE = { connections: 4, rate: 200 };
+
 const LOGIN_BODY = { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'bench' }, password: PASSWORD };
 
 /** The account endpoints of one Myelin process, checked once by hand before they are timed. */
@@ -190,7 +227,7 @@ async function myelinCases(myelin: ChildHandle, label: string): Promise<Case[]> 
       name: `GET /_matrix/client/v3/account/whoami${label}`,
       server: myelin,
       method: 'GET',
-      path: '/_matrix/client/v3/account/whoami',
+      path: WHOAMI_PATH,
       headers: { authorization: `Bearer ${token}` },
     },
     {
@@ -272,7 +309,8 @@ async function main(): Promise<void> {
       if (sink) {
         const bench = new EmailBench(myelin, sink, Number(flags['mail-rate']), variant.label);
         await bench.check();
-        cases.push(...bench.cases());
+        const whoami = cases.find((c) => c.server === myelin && c.path === WHOAMI_PATH)!;
+        cases.push(...bench.cases({ name: `GET whoami beside it${variant.label}`, path: WHOAMI_PATH, headers: whoami.headers, ...ALONGSIDE }));
         emails.push({ label: variant.label, bench });
       }
     }
@@ -307,6 +345,14 @@ async function main(): Promise<void> {
       code: { this_checkout: commitOf(import.meta.dirname), ...(flags.compare ? { compared: { src: flags.compare, ...commitOf(checkoutOf(flags.compare)) } } : {}) },
     };
     console.log(formatTable(rows));
+    for (const r of rows) {
+      const a = r.alongside;
+      if (!a) continue;
+      console.log(
+        `\n${a.name} (${a.connections} connections offering ${ALONGSIDE.rate}/s, during "${r.name}"): ${a.rps.toFixed(0)} req/s, p50 ${a.p50} ms, ` +
+          `p99 ${a.p99} ms (per round ${a.p99PerRound.join(' / ')} ms), ${a.non2xx} non-2xx, ${a.errors} errors`,
+      );
+    }
     for (const m of mail) {
       const runsText = m.perRun
         .map((r) => `${r.offered ? `offered ${r.offered}/s` : 'flat out'}: ${r.requestsPerSecond} req/s -> ${r.mailsPerSecond} mails/s sent during the run, ${r.backlogAtEnd} queued at its end (${keepsUp(r) ? 'keeps up' : 'falls behind'})`)

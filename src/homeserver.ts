@@ -63,7 +63,7 @@ export function buildApp(services: Services, logger: Logger, trustProxy: AppOpti
   const app = createApp({ logger, trustProxy, bodyLimit: services.config.max_request_body_size }, (path) => routerRef.router?.pathExists(path) ?? false);
   metrics?.instrument(app);
   healthRoutes(app, services.store.db.kysely);
-  const router = new Router(app, services.devices, () => services.clock.now());
+  const router = new Router(app, services.devices, () => services.clock.now(), services.admission);
   routerRef.router = router;
   clientRoutes(router, services);
   serverKeyRoutes(router, services);

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import FindMyWay from 'find-my-way';
 import { MatrixError, invalidParam } from '../errors.js';
 import type { Requester, DeviceService } from '../services/devices.js';
+import type { Admission } from './admission.js';
 import { hasNul } from './input-checks.js';
 import { HtmlReply, JsonReply, RedirectReply, StreamReply } from './reply.js';
 
@@ -34,6 +35,11 @@ interface RouteOptions {
    * closes the connection, rather than reading the rest.
    */
   streamBody?: boolean;
+  /**
+   * A costly write that floods can be made of (e.g. a token request that sends mail): its handler
+   * waits for a place in the process's admission bound, so cheap requests are not queued behind it.
+   */
+  costly?: boolean;
 }
 
 export const CLIENT_PREFIXES = ['/_matrix/client/v3', '/_matrix/client/r0'] as const;
@@ -88,6 +94,7 @@ export class Router {
     private readonly app: FastifyInstance,
     private readonly devices: DeviceService,
     private readonly now: () => number,
+    private readonly admission?: Admission,
   ) {
     routesByApp.set(app, this.routes);
   }
@@ -139,7 +146,8 @@ export class Router {
               throw MISSING_TOKEN();
             }
           }
-          return send(reply, await handler(ctx));
+          const admission = options.costly ? this.admission : undefined;
+          return send(reply, await (admission ? admission.run(() => handler(ctx)) : handler(ctx)));
         },
       };
       if (options.streamBody) this.app.register(async (child) => streamBodyRoute(child, route));

@@ -52,8 +52,12 @@ import { UiaService } from './uia.js';
 import { MSISDN_STAGE } from './threepid/msisdn.js';
 import { AdminServices } from './admin/index.js';
 import { RegistrationTokenService, withRegistrationToken } from './admin/registration-tokens.js';
+import { Admission } from '../http/admission.js';
 import { RegistrationTokenStage } from './stages/registration-token.js';
 import { FileStore, MediaService, mediaStorePath } from './media/index.js';
+
+/** How many costly write handlers start in one turn of the event loop (http/admission.ts). */
+const COSTLY_STARTS_PER_TURN = 4;
 
 /** Every domain service of one homeserver process, wired together. */
 export interface Services {
@@ -61,6 +65,8 @@ export interface Services {
   clock: Clock;
   store: Store;
   limiter: RateLimiter;
+  /** The bound on costly write handlers running at once (routes marked `costly`). */
+  admission: Admission;
   uia: UiaService;
   /** Devices and their access and refresh tokens. */
   devices: DeviceService;
@@ -184,7 +190,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     sign: (data) => keyring()[0]!.sign(data),
   });
   // Room writes take at most half of a PostgreSQL pool, leaving the rest to everything else.
-  const eventCreator = new EventCreator(store, notifier, eventSigner, clock, 'cp_max' in config.database.args ? Math.max(1, Math.floor(config.database.args.cp_max / 2)) : 5);
+  const halfPool = 'cp_max' in config.database.args ? Math.max(1, Math.floor(config.database.args.cp_max / 2)) : undefined;
+  const eventCreator = new EventCreator(store, notifier, eventSigner, clock, halfPool ?? 5);
   const eventSerializer = new ClientEventSerializer(store);
   const typing = new TypingService(store, writer, clock);
   const roomReads = new RoomReadService(store, eventSerializer, clock);
@@ -258,6 +265,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
       'm.get_login_token': { enabled: false },
       'm.room_versions': { default: config.default_room_version, available: Object.fromEntries(SUPPORTED_ROOM_VERSIONS.map((v) => [v, 'stable'])) },
     }),
+    admission: new Admission(COSTLY_STARTS_PER_TURN),
     stoppers: [],
   };
   services.stoppers.push(() => notifier.close());

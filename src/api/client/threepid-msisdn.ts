@@ -20,7 +20,9 @@ const UNSTABLE = '/_matrix/client/unstable';
 /** The msisdn requestToken endpoints and the submit_url for SMS codes. */
 export function msisdnRoutes(router: Router, services: Services): void {
   for (const flow of THREEPID_FLOWS) {
-    router.public('POST', REQUEST_TOKEN_PATHS[flow], async (ctx) => services.threepid.msisdn.requestToken(flow, parseBody(MsisdnTokenRequest, ctx.body), { ip: ctx.ip }));
+    router.public('POST', REQUEST_TOKEN_PATHS[flow], async (ctx) => services.threepid.msisdn.requestToken(flow, parseBody(MsisdnTokenRequest, ctx.body), { ip: ctx.ip }), {
+      costly: true,
+    });
     router.public('POST', submitTokenPath(flow, 'msisdn').slice(UNSTABLE.length), submitTokenHandler(services, flow, 'msisdn'), { prefixes: [UNSTABLE] });
   }
 }

@@ -49,6 +49,7 @@ export function threepidRoutes(router: Router, services: Services): void {
   for (const flow of THREEPID_FLOWS) {
     router.public('POST', REQUEST_TOKEN_PATHS[flow], async (ctx) =>
       threepid.email.requestToken(flow, parseBody(EmailTokenRequest, ctx.body), { ip: ctx.ip, acceptLanguage: ctx.headers['accept-language'] }),
+      { costly: true },
     );
     const path = submitTokenPath(flow, 'email');
     const prefix = '/_matrix/client/unstable';
