@@ -15,6 +15,7 @@ import { PresenceService } from './presence.js';
 import { PushRuleService } from './push-rules/push-rules.js';
 import { PusherService } from './push/pushers.js';
 import { pushGatewayChannel } from './push/gateway.js';
+import { PushEvaluator } from './push/evaluator.js';
 import { PUSH_CHANNEL, PushProcessor } from './push/processor.js';
 import { PushRuleCache } from './push/rule-cache.js';
 import { NotificationService } from './push/notifications.js';
@@ -202,11 +203,12 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   devices.deviceDeletionHooks.push((work, userId, deviceIds) => work.pushers.deleteForDevices(userId, deviceIds));
   delivery.addChannel(PUSH_CHANNEL, pushGatewayChannel(store));
   const receipts = new ReceiptService(store, writer, clock);
-  // A read receipt of the main timeline clears the counts up to the event it acknowledges.
-  receipts.onReceipt(async (tx, receipt) => {
-    if (receipt.receipt_type !== 'm.fully_read' && (receipt.thread_id === '' || receipt.thread_id === 'main')) await tx.push.recountAfter(receipt.user_id, receipt.room_id, Number(receipt.event_pos));
-  });
-  const push = new PushProcessor(store, new PushRuleCache(store), config.server_name, outboxClock, clock, () => delivery.worker.poke());
+  // A read receipt (unthreaded, main timeline or a thread) recounts the room's counts, at its position.
+  receipts.onReceipt((tx, receipt) => tx.push.recount(receipt.user_id, receipt.room_id, Number(receipt.stream_pos)));
+  const pushRuleCache = new PushRuleCache(store);
+  pushRules.changed.push((userId) => pushRuleCache.forget(userId));
+  eventCreator.eventHooks.push(new PushEvaluator(pushRuleCache, config.server_name, clock).hook);
+  const push = new PushProcessor(store, pushRuleCache, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
 

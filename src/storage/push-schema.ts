@@ -25,18 +25,26 @@ export interface PushProgressTable {
   position: number;
 }
 
-/** Unread notifications per user and room, counted as events arrive; a read receipt resets them. */
+/**
+ * Unread notifications per user, room and thread (`main`: the main timeline), counted in the
+ * transaction of the event that notifies; a read receipt recounts them (migration 0019).
+ */
 export interface PushCountsTable {
   user_id: string;
   room_id: string;
+  thread_id: string;
   notification_count: number;
   highlight_count: number;
+  /** The stream position of the last change (the event's or the receipt's). */
+  stream_pos: number;
 }
 
 /** Each event that notified a user, for GET /notifications. */
 export interface PushNotificationsTable {
   user_id: string;
   room_id: string;
+  /** `main`, or the root of the thread the event is in. */
+  thread_id: string;
   event_id: string;
   stream_pos: number;
   /** JSON array: the matching rule's actions. */

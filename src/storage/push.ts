@@ -1,4 +1,4 @@
-import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Engine } from './db.js';
 import type { PushNotificationsTable } from './push-schema.js';
 import type { Database } from './schema.js';
@@ -6,23 +6,42 @@ import type { Database } from './schema.js';
 export type PushNotificationRow = Selectable<PushNotificationsTable>;
 
 const PROGRESS = 'events';
+/** The thread ID of the main timeline (as read receipts name it). */
+export const MAIN_THREAD = 'main';
+
+export interface UnreadCounts {
+  notification_count: number;
+  highlight_count: number;
+}
+
+/** A user's unread counts in one room. */
+export interface RoomUnread {
+  /** Every thread's, the main timeline's included. */
+  total: UnreadCounts;
+  main: UnreadCounts;
+  /** Threads with notifications, by root event ID. */
+  threads: Map<string, UnreadCounts>;
+  /** The stream position of the counts' last change. */
+  streamPos: number;
+}
+
 const CHUNK = 500;
 
-/** Push evaluation's progress along the global stream, unread notification counts, and notifications. */
+/** Push delivery's progress along the global stream, unread notification counts, and notifications. */
 export class PushRepo {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly engine: Engine,
   ) {}
 
-  /** The last stream position evaluated. */
+  /** The last stream position whose notifications were queued for pushers. */
   async progress(): Promise<number> {
     const row = await this.db.selectFrom('push_progress').select('position').where('name', '=', PROGRESS).executeTakeFirst();
     return Number(row?.position ?? 0);
   }
 
   /**
-   * The last position evaluated, with its row locked to this transaction (PostgreSQL): of several
+   * The last position queued, with its row locked to this transaction (PostgreSQL): of several
    * processes, one at a time records a batch. SQLite's write transactions are serial anyway.
    */
   async lockProgress(): Promise<number> {
@@ -37,33 +56,19 @@ export class PushRepo {
   }
 
   /**
-   * Room events at positions in (after, upto], oldest first, at most `limit`: the rooms that moved
-   * first (rooms.last_pos is indexed), then their events (by room and position), so that no index
-   * is added to every event's write.
+   * The notifications in (after, upto] of users with an http pusher, oldest first, at most `limit`
+   * (by the key, user by user: the table has no index by position alone).
    */
-  async eventsBetween(after: number, upto: number, limit: number): Promise<{ event_id: string; room_id: string; stream_pos: number; pdu: string }[]> {
-    const rooms = await this.db.selectFrom('rooms').select('room_id').where('last_pos', '>', after).execute();
-    if (rooms.length === 0) return [];
-    const rows: { event_id: string; room_id: string; stream_pos: number; pdu: string }[] = [];
-    for (let i = 0; i < rooms.length; i += CHUNK) {
-      const chunk = rooms.slice(i, i + CHUNK).map((r) => r.room_id);
-      rows.push(
-        ...(await this.db
-          .selectFrom('events')
-          .select(['event_id', 'room_id', 'stream_pos', 'pdu'])
-          .where('room_id', 'in', chunk)
-          .where('stream_pos', '>', after)
-          .where('stream_pos', '<=', upto)
-          .where('outlier', '=', 0)
-          .orderBy('stream_pos')
-          .limit(limit)
-          .execute()),
-      );
-    }
-    return rows
-      .map((r) => ({ ...r, stream_pos: Number(r.stream_pos) }))
-      .sort((a, b) => a.stream_pos - b.stream_pos)
-      .slice(0, limit);
+  async pushable(after: number, upto: number, limit?: number): Promise<PushNotificationRow[]> {
+    let query = this.db
+      .selectFrom('push_notifications')
+      .selectAll()
+      .where('user_id', 'in', (eb) => eb.selectFrom('pushers').select('user_id').where('kind', '=', 'http'))
+      .where('stream_pos', '>', after)
+      .where('stream_pos', '<=', upto)
+      .orderBy('stream_pos');
+    if (limit !== undefined) query = query.limit(limit);
+    return (await query.execute()).map((r) => ({ ...r, stream_pos: Number(r.stream_pos), ts: Number(r.ts) }));
   }
 
   /** Users whose push rules changed at positions in (after, upto]. */
@@ -80,60 +85,67 @@ export class PushRepo {
   }
 
   /**
-   * Adds one notification (and one highlight when `highlight`) to each user's count in the room: one
-   * statement of fixed text whatever the number of users (they go as one JSON array parameter), as
-   * building a many-row insert cost more than running it. A user whose read receipt already covers
-   * the event (at `eventPos`; it can arrive before the event is evaluated) is not counted.
+   * Records that one event (at `event.streamPos`, in `event.threadId`) notified these users, and adds
+   * it to their counts, with the event's position as the counts' last change. The users go as one
+   * JSON array parameter, so the statements' text is fixed whatever their number; on PostgreSQL both
+   * writes are one statement (one round trip in the send's write). No receipt can cover the event
+   * yet: it is written in the event's own transaction.
    */
-  async addCounts(roomId: string, eventPos: number, entries: readonly { userId: string; highlight: boolean }[]): Promise<void> {
-    if (entries.length === 0) return;
-    const list = JSON.stringify(entries.map((e) => [e.userId, e.highlight ? 1 : 0]));
-    const unread = (user: RawBuilder<unknown>) =>
-      sql`NOT EXISTS (SELECT 1 FROM receipts r WHERE r.room_id = ${roomId} AND r.user_id = ${user} AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main') AND r.event_pos >= ${eventPos})`;
-    const update = sql`ON CONFLICT (user_id, room_id) DO UPDATE SET notification_count = push_counts.notification_count + 1, highlight_count = push_counts.highlight_count + excluded.highlight_count`;
-    const query =
-      this.engine === 'postgres'
-        ? sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count) SELECT x ->> 0, ${roomId}::text, 1, (x ->> 1)::integer FROM json_array_elements(${list}::json) AS x WHERE ${unread(sql`x ->> 0`)} ${update}`
-        : sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count) SELECT value ->> 0, ${roomId}, 1, value ->> 1 FROM json_each(${list}) WHERE ${unread(sql`value ->> 0`)} ${update}`;
-    await query.execute(this.db);
-  }
-
-  /** Records that one event notified these users (one statement, as addCounts). */
-  async addNotifications(event: { roomId: string; eventId: string; streamPos: number; ts: number }, users: readonly { userId: string; actions: string; highlight: boolean }[]): Promise<void> {
+  async record(event: { roomId: string; eventId: string; threadId: string; streamPos: number; ts: number }, users: readonly { userId: string; actions: string; highlight: boolean }[]): Promise<void> {
     if (users.length === 0) return;
     const list = JSON.stringify(users.map((u) => [u.userId, u.actions, u.highlight ? 1 : 0]));
-    const columns = sql`INSERT INTO push_notifications (user_id, room_id, event_id, stream_pos, actions, highlight, ts)`;
-    const query =
-      this.engine === 'postgres'
-        ? sql`${columns} SELECT x ->> 0, ${event.roomId}::text, ${event.eventId}::text, ${event.streamPos}::bigint, x ->> 1, (x ->> 2)::integer, ${event.ts}::bigint FROM json_array_elements(${list}::json) AS x ON CONFLICT DO NOTHING`
-        : sql`${columns} SELECT value ->> 0, ${event.roomId}, ${event.eventId}, ${event.streamPos}, value ->> 1, value ->> 2, ${event.ts} FROM json_each(${list}) WHERE true ON CONFLICT DO NOTHING`;
-    await query.execute(this.db);
+    const { roomId, eventId, threadId, streamPos, ts } = event;
+    const notifications = sql`INSERT INTO push_notifications (user_id, stream_pos, room_id, thread_id, event_id, actions, highlight, ts)`;
+    const counts = sql`INSERT INTO push_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)`;
+    const update = sql`ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET notification_count = push_counts.notification_count + 1,
+      highlight_count = push_counts.highlight_count + excluded.highlight_count, stream_pos = excluded.stream_pos`;
+    if (this.engine === 'postgres') {
+      await sql`WITH list AS (SELECT x ->> 0 AS user_id, x ->> 1 AS actions, (x ->> 2)::integer AS highlight FROM json_array_elements(${list}::json) AS x),
+        n AS (${notifications} SELECT user_id, ${streamPos}::bigint, ${roomId}::text, ${threadId}::text, ${eventId}::text, actions, highlight, ${ts}::bigint FROM list)
+        ${counts} SELECT user_id, ${roomId}::text, ${threadId}::text, 1, highlight, ${streamPos}::bigint FROM list ${update}`.execute(this.db);
+      return;
+    }
+    await sql`${notifications} SELECT value ->> 0, ${streamPos}, ${roomId}, ${threadId}, ${eventId}, value ->> 1, value ->> 2, ${ts} FROM json_each(${list})`.execute(this.db);
+    await sql`${counts} SELECT value ->> 0, ${roomId}, ${threadId}, 1, value ->> 2, ${streamPos} FROM json_each(${list}) WHERE true ${update}`.execute(this.db);
   }
 
-  /** Clears a user's counts in a room. */
-  async resetCounts(userId: string, roomId: string): Promise<void> {
+  /**
+   * Recounts a user's counts in a room after a read receipt (at stream position `pos`): per thread,
+   * the notifications after the furthest read receipt covering it (unthreaded, or the thread's own).
+   * The main timeline's row is kept even at zero, with `pos`, so that a sync sees the change.
+   */
+  async recount(userId: string, roomId: string, pos: number): Promise<void> {
     await this.db.deleteFrom('push_counts').where('user_id', '=', userId).where('room_id', '=', roomId).execute();
-  }
-
-  /** A read receipt at `readPos`: the counts become the notifications of events after it. */
-  async recountAfter(userId: string, roomId: string, readPos: number): Promise<void> {
-    await this.resetCounts(userId, roomId);
-    await sql`INSERT INTO push_counts (user_id, room_id, notification_count, highlight_count)
-      SELECT ${userId}, ${roomId}, count(*), sum(highlight) FROM push_notifications
-      WHERE user_id = ${userId} AND room_id = ${roomId} AND stream_pos > ${readPos} HAVING count(*) > 0`.execute(this.db);
+    const readUpTo = sql`COALESCE((SELECT max(r.event_pos) FROM receipts r WHERE r.room_id = ${roomId} AND r.user_id = ${userId}
+      AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', n.thread_id)), -1)`;
+    await sql`INSERT INTO push_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)
+      SELECT CAST(${userId} AS TEXT), CAST(${roomId} AS TEXT), t.thread_id, sum(t.c), sum(t.h), CAST(${pos} AS BIGINT) FROM (
+        SELECT n.thread_id AS thread_id, 1 AS c, n.highlight AS h FROM push_notifications n
+        WHERE n.user_id = ${userId} AND n.room_id = ${roomId} AND n.stream_pos > ${readUpTo}
+        UNION ALL SELECT 'main', 0, 0) AS t
+      GROUP BY t.thread_id`.execute(this.db);
   }
 
   /** The user's counts in these rooms (rooms without notifications are absent). */
-  async counts(userId: string, roomIds: readonly string[]): Promise<Map<string, { notification_count: number; highlight_count: number }>> {
-    const counts = new Map<string, { notification_count: number; highlight_count: number }>();
+  async counts(userId: string, roomIds: readonly string[]): Promise<Map<string, RoomUnread>> {
+    const counts = new Map<string, RoomUnread>();
     for (let i = 0; i < roomIds.length; i += CHUNK) {
       const rows = await this.db
         .selectFrom('push_counts')
-        .select(['room_id', 'notification_count', 'highlight_count'])
+        .select(['room_id', 'thread_id', 'notification_count', 'highlight_count', 'stream_pos'])
         .where('user_id', '=', userId)
         .where('room_id', 'in', roomIds.slice(i, i + CHUNK))
         .execute();
-      for (const r of rows) counts.set(r.room_id, { notification_count: Number(r.notification_count), highlight_count: Number(r.highlight_count) });
+      for (const r of rows) {
+        let room = counts.get(r.room_id);
+        if (!room) counts.set(r.room_id, (room = { total: zero(), main: zero(), threads: new Map(), streamPos: 0 }));
+        const n = { notification_count: Number(r.notification_count), highlight_count: Number(r.highlight_count) };
+        room.total.notification_count += n.notification_count;
+        room.total.highlight_count += n.highlight_count;
+        if (r.thread_id === MAIN_THREAD) room.main = n;
+        else if (n.notification_count > 0) room.threads.set(r.thread_id, n);
+        room.streamPos = Math.max(room.streamPos, Number(r.stream_pos));
+      }
     }
     return counts;
   }
@@ -144,7 +156,7 @@ export class PushRepo {
     for (let i = 0; i < userIds.length; i += CHUNK) {
       const rows = await this.db
         .selectFrom('push_counts')
-        .select((eb) => ['user_id', eb.fn.countAll<number>().as('n')])
+        .select((eb) => ['user_id', eb.fn.count<number>('room_id').distinct().as('n')])
         .where('user_id', 'in', userIds.slice(i, i + CHUNK))
         .where('notification_count', '>', 0)
         .groupBy('user_id')
@@ -162,8 +174,18 @@ export class PushRepo {
     return query.orderBy('stream_pos', 'desc').limit(options.limit).execute();
   }
 
-  /** Forgets notifications older than `before` (ms). */
-  async pruneNotifications(before: number): Promise<void> {
-    await this.db.deleteFrom('push_notifications').where('ts', '<', before).execute();
+  /**
+   * Forgets the notifications older than `before` (ms) that the user has read (a read receipt,
+   * unthreaded or of the notification's thread, at or after its event): unread ones still count.
+   */
+  async pruneNotifications(before: number): Promise<number> {
+    const result = await sql`DELETE FROM push_notifications WHERE ts < ${before} AND EXISTS (SELECT 1 FROM receipts r
+      WHERE r.room_id = push_notifications.room_id AND r.user_id = push_notifications.user_id AND r.receipt_type IN ('m.read', 'm.read.private')
+        AND r.thread_id IN ('', push_notifications.thread_id) AND r.event_pos >= push_notifications.stream_pos)`.execute(this.db);
+    return Number(result.numAffectedRows ?? 0);
   }
+}
+
+function zero(): UnreadCounts {
+  return { notification_count: 0, highlight_count: 0 };
 }

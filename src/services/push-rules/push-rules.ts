@@ -65,6 +65,9 @@ export function buildRuleset(userId: string, rows: readonly PushRuleRow[], overr
 
 /** Push rules: the spec's server-default rules, each user's own rules, and the user's changes to defaults. */
 export class PushRuleService {
+  /** Told of each user whose rules this process changed, once committed. */
+  readonly changed: ((userId: string) => void)[] = [];
+
   constructor(
     private readonly store: Store,
     private readonly writer: StreamWriter,
@@ -176,5 +179,6 @@ export class PushRuleService {
       await fn(tx.store);
       await tx.store.accountData.put(userId, '', 'm.push_rules', '{}', pos);
     });
+    for (const hook of this.changed) hook(userId);
   }
 }

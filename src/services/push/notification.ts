@@ -23,7 +23,7 @@ export interface PushMessage {
   body: { notification: JsonObject };
 }
 
-export function pushMessage(event: StoredEvent, userId: string, outcome: Readonly<PushOutcome>, pusher: PusherRow, room: NotificationRoom, unread: number): PushMessage {
+export function pushMessage(event: StoredEvent, userId: string, outcome: Readonly<Pick<PushOutcome, 'highlight' | 'tweaks'>>, pusher: PusherRow, room: NotificationRoom, unread: number): PushMessage {
   const { url, ...data } = JSON.parse(pusher.data) as JsonObject;
   const tweaks = { ...outcome.tweaks } as JsonObject;
   // As Synapse: an encrypted event (whose content the server cannot judge), a sound or a highlight is urgent.

@@ -7,6 +7,8 @@ import type { ClientEventSerializer } from '../rooms/client-event.js';
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 1000;
+/** How long a read notification stays listed: 30 days, the figure issue #13 gives for Synapse's read push actions. */
+export const READ_NOTIFICATION_RETENTION_MS = 30 * 24 * 3_600_000;
 
 /** GET /notifications: the events that notified the user, newest first. */
 export class NotificationService {
@@ -37,6 +39,14 @@ export class NotificationService {
     });
     const last = rows[rows.length - 1];
     return { notifications, ...(rows.length === limit && last ? { next_token: String(last.stream_pos) } : {}) };
+  }
+
+  /**
+   * Forgets read notifications older than the retention (maintenance); unread ones stay, as their
+   * rooms' counts are recounted from them. Returns how many went.
+   */
+  prune(): Promise<number> {
+    return this.store.push.pruneNotifications(this.clock.now() - READ_NOTIFICATION_RETENTION_MS);
   }
 
   /** Per room, the position of the event the user's main-timeline read receipt is at. */

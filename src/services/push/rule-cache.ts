@@ -7,8 +7,10 @@ const MAX_USERS = 50_000;
 
 /**
  * Users' compiled rulesets, kept between events. A change of someone's rules (in any process) is
- * an m.push_rules account data write at a stream position; before each batch, `refresh` drops the
- * users whose rules changed since the last look, so no change is missed and nothing is polled per user.
+ * an m.push_rules account data write at a stream position; `refresh` (run by the PushProcessor after
+ * every room write and every few seconds) drops the users whose rules changed since the last look, so
+ * no change is missed and nothing is polled per user. This process's own changes are dropped at once
+ * (`forget`); another process's are seen within one refresh.
  */
 export class PushRuleCache {
   private readonly compiled = new Map<string, CompiledRuleset>();
@@ -29,7 +31,13 @@ export class PushRuleCache {
     this.seen = head;
   }
 
-  async rulesets(userIds: readonly string[]): Promise<Map<string, CompiledRuleset>> {
+  /** Forgets a user's ruleset (their rules changed in this process). */
+  forget(userId: string): void {
+    this.compiled.delete(userId);
+  }
+
+  /** The users' rulesets; those not kept are read through `store` (a transaction's, when in one). */
+  async rulesets(userIds: readonly string[], store: Store = this.store): Promise<Map<string, CompiledRuleset>> {
     const found = new Map<string, CompiledRuleset>();
     const missing: string[] = [];
     for (const userId of userIds) {
@@ -38,7 +46,7 @@ export class PushRuleCache {
       else missing.push(userId);
     }
     if (missing.length === 0) return found;
-    const { rules, overrides } = await this.store.pushRules.listForUsers(missing);
+    const { rules, overrides } = await store.pushRules.listForUsers(missing);
     const rulesOf = groupBy(rules);
     const overridesOf = groupBy(overrides);
     if (this.compiled.size + missing.length > MAX_USERS) this.compiled.clear();

@@ -51,6 +51,12 @@ export async function currentStateEvents(store: Store, roomId: string, keys: rea
 }
 
 /**
+ * Work on each event in its room's write, before the event takes its stream position (push rules);
+ * what it returns, if anything, runs in the same transaction once the event has its position.
+ */
+export type EventHook = (write: RoomWrite, event: StoredEvent) => Promise<((pos: number) => Promise<void>) | undefined>;
+
+/**
  * One room's events being written in one transaction, with the room's row locked: each `append`
  * builds the next event on the room's single forward extremity, authorises it against the current
  * state, hashes and signs it, and stores it with the state after it.
@@ -73,7 +79,7 @@ export class RoomWrite {
   /** Messages appended but not stored yet: they take their stream positions last (see flush). */
   private readonly pending: Omit<NewEventRow, 'stream_pos'>[] = [];
   /** The pending messages as events, for their relations (stored with their positions). */
-  private readonly pendingEvents: { event: StoredEvent; redacts: string | undefined }[] = [];
+  private readonly pendingEvents: { event: StoredEvent; redacts: string | undefined; atPosition: ((pos: number) => Promise<void>) | undefined }[] = [];
   private txn: TxnRecord | undefined;
   /** Whether the room's row already holds this write's head (written with its last event). */
   private roomAdvanced = true;
@@ -88,6 +94,7 @@ export class RoomWrite {
     private readonly clock: Clock,
     /** The room's cached head (checked against `room` by the caller), or its forward extremities as read. */
     known: RoomHead | { extremities: string[] },
+    private readonly hooks: readonly EventHook[] = [],
   ) {
     this.depth = Number(room.depth);
     this.stateGroup = Number(room.state_group);
@@ -111,6 +118,11 @@ export class RoomWrite {
 
   get version(): RoomVersionId {
     return this.room.room_version as RoomVersionId;
+  }
+
+  /** The room's state group as of the events appended so far (0 before its first state event). */
+  get currentStateGroup(): number {
+    return this.stateGroup;
   }
 
   private known(key: StateKey): StoredEvent | null | undefined {
@@ -172,6 +184,8 @@ export class RoomWrite {
     const { pdu, eventId, json } = this.signer.finish(unsignedPdu, this.version);
     if (Buffer.byteLength(json) > MAX_PDU_BYTES) throw new MatrixError(413, 'M_TOO_LARGE', 'Event is too large');
     const event: StoredEvent = { ...pdu, event_id: eventId };
+    // Before anything of the event is written: the hooks see the state it was sent in.
+    const atPosition = await this.runHooks(event);
 
     if (this.historyVisibility === undefined) {
       const hv = await this.state('m.room.history_visibility');
@@ -202,7 +216,7 @@ export class RoomWrite {
       // A message takes its position with the room's new head, in finish(): after whatever the
       // caller still writes under the room's lock (its transaction ID), as late as it can be.
       this.pending.push({ ...row, state_key: null, state_group: this.stateGroup, replaces_state: null, membership: null });
-      this.pendingEvents.push({ event, redacts: draft.type === 'm.room.redaction' ? draft.redacts : undefined });
+      this.pendingEvents.push({ event, redacts: draft.type === 'm.room.redaction' ? draft.redacts : undefined, atPosition });
       return event;
     }
 
@@ -223,6 +237,7 @@ export class RoomWrite {
     const membership = draft.type === 'm.room.member' && typeof draft.content.membership === 'string' ? draft.content.membership : null;
     await this.store.events.insert({ ...row, stream_pos: pos, state_key: draft.state_key, state_group: this.stateGroup, replaces_state: replaces, membership });
     await recordRelations(this.store, event, pos, undefined);
+    await atPosition?.(pos);
     this.lastPos = pos;
     this.roomAdvanced = false;
     if (membership !== null) {
@@ -242,6 +257,18 @@ export class RoomWrite {
     return event;
   }
 
+  private async runHooks(event: StoredEvent): Promise<((pos: number) => Promise<void>) | undefined> {
+    const works: ((pos: number) => Promise<void>)[] = [];
+    for (const hook of this.hooks) {
+      const work = await hook(this, event);
+      if (work) works.push(work);
+    }
+    if (works.length === 0) return undefined;
+    return async (pos) => {
+      for (const work of works) await work(pos);
+    };
+  }
+
   /**
    * Stores the messages appended since the last state event, each at the next stream position with
    * the room's head moved to it; the last with the client transaction it answers, when given.
@@ -253,6 +280,7 @@ export class RoomWrite {
       const { pos, recorded } = await this.store.events.insertAtNextPosition(row, i === rows.length - 1 ? txn : undefined);
       if (!recorded) throw new TxnTaken();
       await recordRelations(this.store, events[i]!.event, pos, events[i]!.redacts);
+      await events[i]!.atPosition?.(pos);
       this.lastPos = pos;
       this.roomAdvanced = true;
     }
@@ -316,8 +344,10 @@ export class RoomWrite {
 /** Writes events into rooms, one room at a time in one transaction each, and wakes the syncs concerned once committed. */
 export class EventCreator {
   private readonly gate: WriteGate;
-  /** Work that follows every committed room write (push evaluation); it must not wait on the writer. */
+  /** Work that follows every committed room write (push delivery); it must not wait on the writer. */
   readonly afterPersist: ((roomId: string, position: number) => void)[] = [];
+  /** Work on each event inside its write (push evaluation). */
+  readonly eventHooks: EventHook[] = [];
   private readonly heads = new RoomHeadCache();
 
   constructor(
@@ -364,7 +394,7 @@ export class EventCreator {
     const result = await this.store.transaction(async (store) => {
       const row = await open(store);
       const head = this.heads.get(row);
-      write = new RoomWrite(store, row, this.signer, this.clock, head ?? { extremities: await store.events.forwardExtremities(row.room_id) });
+      write = new RoomWrite(store, row, this.signer, this.clock, head ?? { extremities: await store.events.forwardExtremities(row.room_id) }, this.eventHooks);
       const value = await fn(write);
       await write.finish();
       return value;

@@ -86,7 +86,14 @@ function patternsOf(filter: EventFilter | undefined) {
   };
 }
 
-type RoomFilter = EventFilter & { rooms?: string[]; not_rooms?: string[]; contains_url?: boolean; lazy_load_members?: boolean; include_redundant_members?: boolean };
+type RoomFilter = EventFilter & {
+  rooms?: string[];
+  not_rooms?: string[];
+  contains_url?: boolean;
+  lazy_load_members?: boolean;
+  include_redundant_members?: boolean;
+  unread_thread_notifications?: boolean;
+};
 
 function roomAllowed(filter: { rooms?: string[]; not_rooms?: string[] } | undefined, roomId: string): boolean {
   if (!filter) return true;
@@ -194,6 +201,11 @@ export class RoomsSync {
     // incremental read holds only rooms that changed, and those whose account data did).
     const stayed = memberships.joined.filter((j) => j.sinceJoined && !fullState && inRooms(j.roomId));
     const changed = new Set(stayed.filter((j) => pos({ stream_pos: j.row.last_pos }) > from).map((j) => j.roomId));
+    // Unread counts change with an event of the room or a receipt, both of which bring the room into
+    // the rows read; a room whose counts changed is sent even when the filters leave out that change.
+    const unread = await this.store.push.counts(userId, memberships.joined.filter((j) => inRooms(j.roomId)).map((j) => j.roomId));
+    const countsChanged = (roomId: string) => !initial && (unread.get(roomId)?.streamPos ?? 0) > from;
+    const threadCounts = timelineFilter?.unread_thread_notifications === true;
 
     const jobs: RoomJob[] = [];
     const job = (roomId: string, section: 'join' | 'leave', mode: 'full' | 'incremental', jobAfter: number, cap: number, row: MembershipRow, roomChanged: boolean): RoomJob => ({
@@ -206,7 +218,7 @@ export class RoomsSync {
       else if (!j.sinceJoined) jobs.push(job(j.roomId, 'join', 'full', 0, upto, j.row, true));
       else if (fullState) jobs.push(job(j.roomId, 'join', 'full', from, upto, j.row, true));
       else if (changed.has(j.roomId)) jobs.push(job(j.roomId, 'join', 'incremental', from, upto, j.row, true));
-      else if (accountData.has(j.roomId) || ephemeral.has(j.roomId)) jobs.push(job(j.roomId, 'join', 'incremental', from, upto, j.row, false));
+      else if (accountData.has(j.roomId) || ephemeral.has(j.roomId) || countsChanged(j.roomId)) jobs.push(job(j.roomId, 'join', 'incremental', from, upto, j.row, false));
     }
     for (const l of memberships.left) {
       if (!inRooms(l.roomId)) continue;
@@ -233,7 +245,6 @@ export class RoomsSync {
     const clientEvents = await this.serialize([...jobs.flatMap((j) => j.timeline), ...stateRows.values()], { userId, deviceId }, bundled);
     const stateAllowed = eventPredicate(stateFilter);
 
-    const unread = await this.store.push.counts(userId, jobs.filter((j) => j.section === 'join').map((j) => j.roomId));
     let hasNews = false;
     for (const j of jobs) {
       const timeline = j.timeline;
@@ -257,11 +268,14 @@ export class RoomsSync {
       const content = timeline.length > 0 || stateRowsOfRoom.length > 0 || (entry.account_data as { events: unknown[] }).events.length > 0 || ephemeralEvents.length > 0;
       if (j.section === 'join') {
         entry.ephemeral = { events: ephemeralEvents };
-        entry.unread_notifications = unread.get(j.roomId) ?? { highlight_count: 0, notification_count: 0 };
+        const counts = unread.get(j.roomId);
+        // With thread counts asked for, unread_notifications is the main timeline's alone.
+        entry.unread_notifications = { ...((threadCounts ? counts?.main : counts?.total) ?? { highlight_count: 0, notification_count: 0 }) };
+        if (threadCounts && counts && counts.threads.size > 0) entry.unread_thread_notifications = Object.fromEntries([...counts.threads].map(([id, n]) => [id, { ...n }]));
         if (j.summary) entry.summary = j.summary;
         // A summary alone does not bring a room into an incremental sync: the filters left out every
         // event that changed it (a display name change with member events filtered out changes no count).
-        if (!content && j.mode === 'incremental') continue;
+        if (!content && j.mode === 'incremental' && !countsChanged(j.roomId)) continue;
         rooms.join[j.roomId] = entry;
       } else {
         rooms.leave[j.roomId] = entry;
