@@ -18,8 +18,6 @@ const KEY_OF_TYPE: Readonly<Record<string, readonly [SearchKey, string]>> = {
 /** Highlight markers. Indexed text never holds them (they are blanked), so a marked word is a match. */
 const START = '\u0001';
 const END = '\u0002';
-const MARKS = /[\u0001\u0002]/g;
-const MARKED = /\u0001([^\u0001\u0002]*)\u0002/g;
 const PG_HEADLINE_OPTIONS = `StartSel=${START}, StopSel=${END}, MaxFragments=50`;
 
 /** The index row of an event, when it has text to search: a string body, name or topic. */
@@ -28,7 +26,7 @@ export function searchEntryOf(event: { event_id: string; room_id: string; type: 
   if (!key || event.content === null || typeof event.content !== 'object') return undefined;
   const value = (event.content as Record<string, unknown>)[key[1]];
   if (typeof value !== 'string' || value.trim() === '') return undefined;
-  return { event_id: event.event_id, room_id: event.room_id, key: key[0], value: value.replace(MARKS, ' ') };
+  return { event_id: event.event_id, room_id: event.room_id, key: key[0], value: value.replaceAll(START, ' ').replaceAll(END, ' ') };
 }
 
 export interface SearchQuery {
@@ -124,7 +122,14 @@ export class SearchRepo {
       ).rows.map((r) => r.h);
     }
     const words = new Set<string>();
-    for (const text of marked) for (const m of text.matchAll(MARKED)) if (m[1]!.trim() !== '') words.add(m[1]!.trim().toLowerCase());
+    for (const text of marked) {
+      // Each piece after a start marker holds a match up to its end marker.
+      for (const piece of text.split(START).slice(1)) {
+        const end = piece.indexOf(END);
+        const word = (end === -1 ? '' : piece.slice(0, end)).trim().toLowerCase();
+        if (word !== '') words.add(word);
+      }
+    }
     return [...words];
   }
 }
