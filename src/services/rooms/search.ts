@@ -118,19 +118,12 @@ export class SearchService {
 
     const now = this.clock.now();
     const viewer = { userId: requester.userId, deviceId: requester.deviceId };
-    const events = await this.serializer.serialize(
-      found.map((f) => f.row),
-      viewer,
-      now,
-    );
+    const events = await this.serializer.serialize(found.map((f) => f.row), viewer, now);
     const contexts = criteria.event_context ? await Promise.all(found.map((f) => this.context(f, criteria.event_context!))) : undefined;
     const response: RoomEventsResults = {
       results: found.map((f, i) => ({ rank: f.rank, result: events[i]!, ...(contexts ? { context: contexts[i]! } : {}) })),
       count,
-      highlights: await this.store.search.highlights(
-        criteria.search_term,
-        found.map((f) => f.row.event_id),
-      ),
+      highlights: await this.store.search.highlights(criteria.search_term, found.map((f) => f.row.event_id)),
     };
     const next = exhausted ? undefined : (room?: string) => encodeSearchToken({ order: criteria.order_by, position, ...(room !== undefined ? { room } : {}) });
     if (next) response.next_batch = next(cursor.room);
