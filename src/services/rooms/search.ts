@@ -2,7 +2,7 @@ import type { Clock } from '../../clock.js';
 import { invalidParam, MatrixError } from '../../errors.js';
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
-import type { SearchHit, SearchKey } from '../../storage/search.js';
+import type { SearchHit, SearchKey, SearchQuery } from '../../storage/search.js';
 import type { Requester } from '../devices.js';
 import { applyEventFilter } from '../sync/filters.js';
 import type { ClientEvent, ClientEventSerializer } from './client-event.js';
@@ -108,13 +108,8 @@ export class SearchService {
       exhausted = hits.length < batch && examined === hits.length;
     }
 
-    const countHits = await this.store.search.search({ ...query, order: 'recent', limit: COUNT_SCAN });
-    const countRows = await this.rowsOf(countHits);
-    let count = 0;
-    for (const hit of countHits) {
-      const row = countRows.get(hit.event_id);
-      if (row && (await accepts(row))) count++;
-    }
+    // A first page that examined every match has counted them all.
+    const count = exhausted && nextBatch === undefined ? found.length : await this.count(query, accepts);
 
     const now = this.clock.now();
     const viewer = { userId: requester.userId, deviceId: requester.deviceId };
@@ -156,6 +151,18 @@ export class SearchService {
       if (applyEventFilter([row], rules).length === 0 || !filterPredicate(row.room_id, filter)(row)) return undefined;
       return granted;
     };
+  }
+
+  /** The matches the user may read among the newest COUNT_SCAN. */
+  private async count(query: Omit<SearchQuery, 'limit'>, accepts: (row: EventRow) => Promise<Access | undefined>): Promise<number> {
+    const hits = await this.store.search.search({ ...query, order: 'recent', limit: COUNT_SCAN });
+    const rows = await this.rowsOf(hits);
+    let count = 0;
+    for (const hit of hits) {
+      const row = rows.get(hit.event_id);
+      if (row && (await accepts(row))) count++;
+    }
+    return count;
   }
 
   private async rowsOf(hits: readonly SearchHit[]): Promise<Map<string, EventRow>> {
