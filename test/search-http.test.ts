@@ -389,6 +389,16 @@ for (const engine of ENGINES) {
       assert.deepEqual(none.body, { search_categories: {} });
       const anonymous = await server.api.post('/v3/search', criteria({}));
       assert.equal(anonymous.status, 401);
+      // Synapse's enable_search: false refuses every search.
+      const off = await startTestServer(engine, { enable_search: false });
+      try {
+        const who = await off.api.register('dora');
+        const refused = await off.api.post<SearchAnswer>('/v3/search', criteria({}), { token: who.access_token });
+        assert.equal(refused.status, 400);
+        assert.equal(refused.body.errcode, 'M_UNKNOWN');
+      } finally {
+        await off.close();
+      }
     });
   });
 }

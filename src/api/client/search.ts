@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MatrixError } from '../../errors.js';
 import { optional, parseBody, parseQuery } from '../../http/parse.js';
 import type { Router } from '../../http/router.js';
 import type { Services } from '../../services/index.js';
@@ -26,8 +27,9 @@ const SearchBody = z.object({ search_categories: z.object({ room_events: optiona
 const SearchQuery = z.object({ next_batch: optional(z.string()).transform((value) => (value === '' ? undefined : value)) });
 
 /** POST /search: the room_events category, the only one the spec has. */
-export function searchRoutes(router: Router, { search }: Services): void {
+export function searchRoutes(router: Router, { search, config }: Services): void {
   router.authed('POST', '/search', async ({ requester, body, query }) => {
+    if (!config.enable_search) throw new MatrixError(400, 'M_UNKNOWN', 'Search is disabled on this homeserver');
     const { next_batch: nextBatch } = parseQuery(SearchQuery, query);
     const roomEvents = parseBody(SearchBody, body).search_categories.room_events;
     if (!roomEvents) return { search_categories: {} };
