@@ -43,6 +43,7 @@ export interface SearchQuery {
 
 export interface SearchHit {
   event_id: string;
+  room_id: string;
   stream_pos: number;
   /** Higher is closer. */
   rank: number;
@@ -73,12 +74,12 @@ export class SearchRepo {
     if (q.roomIds.length === 0 || q.keys.length === 0) return [];
     const before = q.order === 'recent' && q.before !== undefined ? sql`AND e.stream_pos < ${q.before}` : sql``;
     const offset = q.order === 'rank' ? (q.offset ?? 0) : 0;
-    let rows: { event_id: string; stream_pos: number | string; rank: number | string }[];
+    let rows: { event_id: string; room_id: string; stream_pos: number | string; rank: number | string }[];
     if (this.engine === 'postgres') {
       const order = q.order === 'rank' ? sql`ORDER BY rank DESC, e.stream_pos DESC` : sql`ORDER BY e.stream_pos DESC`;
       rows = (
         await sql<(typeof rows)[number]>`
-          SELECT s.event_id, e.stream_pos, ts_rank_cd(s.vector, q) AS rank
+          SELECT s.event_id, s.room_id, e.stream_pos, ts_rank_cd(s.vector, q) AS rank
           FROM event_search s CROSS JOIN websearch_to_tsquery('english', ${q.term}) q
           JOIN events e ON e.event_id = s.event_id
           WHERE s.vector @@ q AND ${anyOf(this.engine, 's.room_id', q.roomIds)} AND ${anyOf(this.engine, 's.key', q.keys)} ${before}
@@ -91,14 +92,14 @@ export class SearchRepo {
       const order = q.order === 'rank' ? sql`ORDER BY bm25(event_search_fts), e.stream_pos DESC` : sql`ORDER BY e.stream_pos DESC`;
       rows = (
         await sql<(typeof rows)[number]>`
-          SELECT s.event_id, e.stream_pos, -bm25(event_search_fts) AS rank
+          SELECT s.event_id, s.room_id, e.stream_pos, -bm25(event_search_fts) AS rank
           FROM event_search_fts JOIN event_search s ON s.id = event_search_fts.rowid
           JOIN events e ON e.event_id = s.event_id
           WHERE event_search_fts MATCH ${match} AND ${anyOf(this.engine, 's.room_id', q.roomIds)} AND ${anyOf(this.engine, 's.key', q.keys)} ${before}
           ${order} LIMIT ${q.limit} OFFSET ${offset}`.execute(this.db)
       ).rows;
     }
-    return rows.map((r) => ({ event_id: r.event_id, stream_pos: Number(r.stream_pos), rank: Number(r.rank) }));
+    return rows.map((r) => ({ event_id: r.event_id, room_id: r.room_id, stream_pos: Number(r.stream_pos), rank: Number(r.rank) }));
   }
 
   /** The words of these events' texts that match the term, lower-cased (stemming may have matched other forms than the term's). */

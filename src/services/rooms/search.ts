@@ -91,6 +91,9 @@ export class SearchService {
     const query = { term: criteria.search_term, roomIds, keys: criteria.keys, order: criteria.order_by };
     const found: Found[] = [];
     let position = cursor.position;
+    // Per room, the matches examined: where a rank search narrowed to that room goes on (its
+    // matches keep their relative order, the scores being the same).
+    const examinedIn = new Map<string, number>();
     let exhausted = false;
     for (let round = 0; round < MAX_ROUNDS && found.length < limit && !exhausted; round++) {
       const batch = Math.max(2 * (limit - found.length), 20);
@@ -100,6 +103,7 @@ export class SearchService {
       for (const hit of hits) {
         examined++;
         position = criteria.order_by === 'rank' ? position + 1 : hit.stream_pos;
+        examinedIn.set(hit.room_id, (examinedIn.get(hit.room_id) ?? 0) + 1);
         const row = rows.get(hit.event_id);
         const access = row ? await accepts(row) : undefined;
         if (row && access) found.push({ row, rank: hit.rank, access });
@@ -120,9 +124,17 @@ export class SearchService {
       count,
       highlights: await this.store.search.highlights(criteria.search_term, found.map((f) => f.row.event_id)),
     };
-    const next = exhausted ? undefined : (room?: string) => encodeSearchToken({ order: criteria.order_by, position, ...(room !== undefined ? { room } : {}) });
-    if (next) response.next_batch = next(cursor.room);
-    if (criteria.group_by.length > 0) response.groups = groupsOf(found, criteria, next);
+    if (!exhausted) response.next_batch = encodeSearchToken({ order: criteria.order_by, position, ...(cursor.room !== undefined ? { room: cursor.room } : {}) });
+    // A room's group goes on in that room: from the global position (recent), or past the room's
+    // matches examined so far (rank), known on a first page and on a page narrowed to the room.
+    const rankFrom = (room: string) => (cursor.room === room ? cursor.position : cursor.position === 0 ? 0 : undefined);
+    const roomNext = (room: string) => {
+      if (exhausted) return undefined;
+      if (criteria.order_by === 'recent') return encodeSearchToken({ order: 'recent', position, room });
+      const from = rankFrom(room);
+      return from === undefined ? undefined : encodeSearchToken({ order: 'rank', position: from + (examinedIn.get(room) ?? 0), room });
+    };
+    if (criteria.group_by.length > 0) response.groups = groupsOf(found, criteria.group_by, roomNext);
     if (criteria.include_state) {
       response.state = {};
       for (const roomId of new Set(found.map((f) => f.row.room_id))) response.state[roomId] = await this.reads.state(requester, roomId);
@@ -202,19 +214,24 @@ export class SearchService {
 }
 
 /**
- * The results grouped by room and by sender, each group ordered by its best result. A room's group
- * has its own next_batch (the search narrowed to that room) when the results go on and their order
- * (`recent`) can resume within one room.
+ * The results grouped by room and by sender, each group's `order` the place of its first result in
+ * the list. A room's group has its own next_batch (the search narrowed to that room) when the
+ * results go on and where the room's results go on is known.
  */
-function groupsOf(found: readonly Found[], criteria: RoomEventsCriteria, next: ((room?: string) => string) | undefined): NonNullable<RoomEventsResults['groups']> {
+function groupsOf(found: readonly Found[], groupBy: RoomEventsCriteria['group_by'], roomNext: (room: string) => string | undefined): NonNullable<RoomEventsResults['groups']> {
   const groups: NonNullable<RoomEventsResults['groups']> = {};
-  for (const key of criteria.group_by) {
+  for (const key of groupBy) {
     const byValue: Record<string, Group> = {};
     found.forEach((f, i) => {
       const value = key === 'room_id' ? f.row.room_id : f.row.sender;
       (byValue[value] ??= { results: [], order: i + 1 }).results.push(f.row.event_id);
     });
-    if (key === 'room_id' && next && criteria.order_by === 'recent') for (const [roomId, group] of Object.entries(byValue)) group.next_batch = next(roomId);
+    if (key === 'room_id') {
+      for (const [roomId, group] of Object.entries(byValue)) {
+        const next = roomNext(roomId);
+        if (next !== undefined) group.next_batch = next;
+      }
+    }
     groups[key] = byValue;
   }
   return groups;
