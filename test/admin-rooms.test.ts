@@ -145,6 +145,7 @@ for (const engine of HTTP_ENGINES) {
         event_auth: await count(db.selectFrom('event_auth').select('event_id').where('event_id', 'in', ids).execute()),
         event_txns: await count(db.selectFrom('event_txns').select('event_id').where('event_id', 'in', ids).execute()),
         event_relations: await count(db.selectFrom('event_relations').select('event_id').where('room_id', '=', roomId).execute()),
+        event_search: await count(db.selectFrom('event_search').select('event_id').where('room_id', '=', roomId).execute()),
         forward_extremities: await count(db.selectFrom('forward_extremities').select('event_id').where('room_id', '=', roomId).execute()),
         state_groups: groups.length,
         state_group_entries: await count(db.selectFrom('state_group_entries').select('event_id').where('state_group', 'in', groups.length > 0 ? groups : [-1]).execute()),

@@ -25,6 +25,7 @@ import { RelationReadService } from './rooms/relation-reads.js';
 import { EventCreator } from './rooms/event-creator.js';
 import { serverEventSigner } from './rooms/event-signer.js';
 import { RoomReadService } from './rooms/room-reads.js';
+import { SearchService } from './rooms/search.js';
 import { RoomService } from './rooms/rooms.js';
 import { RoomDirectoryService } from './directory/room-directory.js';
 import { UserDirectoryService } from './directory/user-directory.js';
@@ -116,6 +117,8 @@ export interface Services {
   /** Reading rooms: events, state, /messages, /context, members, aliases, with history visibility. */
   roomReads: RoomReadService;
   relationReads: RelationReadService;
+  /** Server-side search of room events. */
+  search: SearchService;
   /** The published room directory (/publicRooms, /directory/list/room). */
   roomDirectory: RoomDirectoryService;
   userDirectory: UserDirectoryService;
@@ -249,6 +252,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     rooms,
     roomReads,
     relationReads: new RelationReadService(store, roomReads, eventSerializer, clock),
+    search: new SearchService(store, roomReads, eventSerializer, clock),
     roomDirectory: new RoomDirectoryService(store, config),
     userDirectory: new UserDirectoryService(store, config),
     get signingKey() {

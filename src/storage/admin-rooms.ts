@@ -69,7 +69,7 @@ export class AdminRoomsRepo {
 
   /**
    * Removes every row of the room: its events and what hangs off them (edges, auth, transaction
-   * IDs, relations), state groups, current state, memberships, aliases, the room directory's row,
+   * IDs, relations, the search index), state groups, current state, memberships, aliases, the room directory's row,
    * room account data and the room itself.
    * The caller runs it in a transaction holding the room's lock.
    */
@@ -78,7 +78,7 @@ export class AdminRoomsRepo {
     for (const table of EVENT_TABLES) await this.db.deleteFrom(table).where('event_id', 'in', events).execute();
     const groups = this.db.selectFrom('state_groups').select('id').where('room_id', '=', roomId);
     await this.db.deleteFrom('state_group_entries').where('state_group', 'in', groups).execute();
-    for (const table of ['state_groups', 'forward_extremities', 'current_state', 'room_members', 'room_aliases', 'event_relations', 'room_directory', 'events'] as const) {
+    for (const table of ['state_groups', 'forward_extremities', 'current_state', 'room_members', 'room_aliases', 'event_relations', 'event_search', 'room_directory', 'events'] as const) {
       await this.db.deleteFrom(table).where('room_id', '=', roomId).execute();
     }
     await this.db.deleteFrom('account_data').where('room_id', '=', roomId).execute();

@@ -51,6 +51,11 @@ export function parseRoomEventFilter(param: string | undefined): RoomEventFilter
   } catch {
     throw new MatrixError(400, 'M_NOT_JSON', 'The filter is not valid JSON');
   }
+  return roomEventFilterOf(parsed);
+}
+
+/** A RoomEventFilter given as a JSON value, checked as sync checks a filter's timeline part. */
+export function roomEventFilterOf(parsed: unknown): RoomEventFilter {
   if (!isObject(parsed)) throw badJson('The filter must be a JSON object');
   try {
     return parseFilter({ room: { timeline: parsed } }).room!.timeline!;

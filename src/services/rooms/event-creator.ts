@@ -8,6 +8,7 @@ import type { Notifier } from '../sync/notifier.js';
 import { AuthError, authEventsSelection, authorize } from './auth-rules.js';
 import type { EventSigner } from './event-signer.js';
 import { recordRelations } from './relations.js';
+import { indexForSearch } from './search-index.js';
 import { RoomHeadCache, type RoomHead } from './room-head-cache.js';
 import { splitStateKey, stateKeyOf, type Pdu, type RoomVersionId, type StateKey, type StoredEvent } from './pdu.js';
 
@@ -202,6 +203,7 @@ export class RoomWrite {
     this.depth = pdu.depth;
     this.events.push(event);
     if (draft.type === 'm.room.redaction' && draft.redacts !== undefined) await this.store.events.markRedacted(draft.redacts, eventId);
+    await indexForSearch(this.store, event, draft.type === 'm.room.redaction' ? draft.redacts : undefined);
     const row = {
       event_id: eventId,
       room_id: this.roomId,

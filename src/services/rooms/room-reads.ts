@@ -179,6 +179,18 @@ export class RoomReadService {
   }
 
   /**
+   * The events around one the access may read (a search result's context): up to `beforeLimit`
+   * before it, newest first, and up to `afterLimit` after it (not past a departed user's leave), with
+   * the tokens where paging on from them would start.
+   */
+  async around(access: Access, row: EventRow, beforeLimit: number, afterLimit: number): Promise<{ before: EventRow[]; after: EventRow[]; start: string; end: string }> {
+    const cap = access.departed ? pointAfter(access.departed) : undefined;
+    const before = await this.collect(access, pointBefore(row), 'b', beforeLimit, undefined, undefined);
+    const after = await this.collect(access, pointAfter(row), 'f', afterLimit, cap, undefined);
+    return { before: before.rows, after: after.rows, start: encodeRoomToken(before.cursor), end: encodeRoomToken(after.cursor) };
+  }
+
+  /**
    * GET /rooms/{roomId}/initialSync (old, still in the spec): the room's state (for a departed user,
    * as they left it), its latest `limit` events in order, the user's membership and the room's
    * directory visibility, and the user's account data of the room. Presence is the caller's to add.
@@ -327,13 +339,13 @@ export class RoomReadService {
 }
 
 /** The filter's type and sender rules, without its limit (which the page size takes). */
-function typesAndSenders(filter: RoomEventFilter | undefined) {
+export function typesAndSenders(filter: RoomEventFilter | undefined) {
   if (!filter) return undefined;
   return { types: filter.types, not_types: filter.not_types, senders: filter.senders, not_senders: filter.not_senders };
 }
 
 /** The filter's room and contains_url rules. */
-function filterPredicate(roomId: string, filter: RoomEventFilter | undefined): (row: EventRow) => boolean {
+export function filterPredicate(roomId: string, filter: RoomEventFilter | undefined): (row: EventRow) => boolean {
   if (!filter) return () => true;
   if (filter.rooms && !filter.rooms.includes(roomId)) return () => false;
   if (filter.not_rooms?.includes(roomId)) return () => false;

@@ -17,6 +17,7 @@ import * as directories from './0016_directories.js';
 import * as push from './0017_push.js';
 import * as eventRelations from './0018_event_relations.js';
 import * as pushSync from './0019_push_sync.js';
+import * as eventSearch from './0020_event_search.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -38,4 +39,5 @@ export const migrations: Record<string, Migration> = {
   '0017_push': push,
   '0018_event_relations': eventRelations,
   '0019_push_sync': pushSync,
+  '0020_event_search': eventSearch,
 };

@@ -1,0 +1,15 @@
+import type { Store } from '../../storage/index.js';
+import { searchEntryOf } from '../../storage/search.js';
+import type { StoredEvent } from './pdu.js';
+
+/**
+ * The write path's one call for the search index, made for each new event in its transaction
+ * (before the event takes its stream position: the row needs none): a redaction takes the event it
+ * redacts (`redacted`, as the write marked it) out of the index; an event with text to search is
+ * added to it. A search right after the send's answer finds the event.
+ */
+export async function indexForSearch(store: Store, event: StoredEvent, redacted: string | undefined): Promise<void> {
+  if (redacted !== undefined) await store.search.delete(redacted, event.room_id);
+  const entry = searchEntryOf(event);
+  if (entry) await store.search.insert(entry);
+}
