@@ -25,6 +25,7 @@ import { EventCreator } from './rooms/event-creator.js';
 import { serverEventSigner } from './rooms/event-signer.js';
 import { RoomReadService } from './rooms/room-reads.js';
 import { RoomService } from './rooms/rooms.js';
+import { RoomUpgrader } from './rooms/room-upgrade.js';
 import { RoomDirectoryService } from './directory/room-directory.js';
 import { UserDirectoryService } from './directory/user-directory.js';
 import { loadSigningKeys, type ServerSigningKey } from './rooms/signing-key.js';
@@ -108,6 +109,8 @@ export interface Services {
   rooms: RoomService;
   /** Reading rooms: events, state, /messages, /context, members, aliases, with history visibility. */
   roomReads: RoomReadService;
+  /** POST /rooms/{roomId}/upgrade. */
+  roomUpgrades: RoomUpgrader;
   relationReads: RelationReadService;
   /** The published room directory (/publicRooms, /directory/list/room). */
   roomDirectory: RoomDirectoryService;
@@ -201,6 +204,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   });
   const push = new PushProcessor(store, new PushRuleCache(store), config.server_name, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
+  const roomDirectory = new RoomDirectoryService(store, config);
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
 
   const services: Services = {
@@ -240,7 +244,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     rooms,
     roomReads,
     relationReads: new RelationReadService(store, roomReads, eventSerializer, clock),
-    roomDirectory: new RoomDirectoryService(store, config),
+    roomDirectory,
+    roomUpgrades: new RoomUpgrader(store, rooms, eventCreator, roomDirectory, limiter, config, clock),
     userDirectory: new UserDirectoryService(store, config),
     get signingKey() {
       return keyring()[0]!;

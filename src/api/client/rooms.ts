@@ -31,7 +31,13 @@ function roomIdParam(value: string | undefined): string {
   return value;
 }
 
-export function roomRoutes(router: Router, { rooms }: Services): void {
+const Upgrade = z.object({
+  new_version: z.string().max(64),
+  // Room versions with additional creators (12) are not supported: ignored, as the spec says for the others.
+  additional_creators: optional(z.array(UserId).max(100)),
+});
+
+export function roomRoutes(router: Router, { rooms, roomUpgrades }: Services): void {
   router.authed('POST', '/createRoom', async ({ requester, body }) => rooms.createRoom(requester.userId, parseBody(CreateRoom, body)));
 
   const join = async (userId: string, idOrAlias: string | undefined, body: unknown) => {
@@ -71,6 +77,10 @@ export function roomRoutes(router: Router, { rooms }: Services): void {
     await rooms.forget(requester.userId, roomIdParam(params.roomId));
     return {};
   });
+
+  router.authed('POST', '/rooms/:roomId/upgrade', async ({ requester, params, body }) => ({
+    replacement_room: await roomUpgrades.upgrade(requester.userId, roomIdParam(params.roomId), parseBody(Upgrade, body).new_version),
+  }));
 
   router.authed('PUT', '/rooms/:roomId/send/:type/:txnId', async ({ requester, params, body }) => ({
     event_id: await rooms.send(requester, roomIdParam(params.roomId), params.type!, parseBody(JsonObject, body), params.txnId!),
