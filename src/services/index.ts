@@ -26,6 +26,7 @@ import { serverEventSigner } from './rooms/event-signer.js';
 import { RoomReadService } from './rooms/room-reads.js';
 import { RoomService } from './rooms/rooms.js';
 import { RoomUpgrader } from './rooms/room-upgrade.js';
+import { ReportService } from './reports.js';
 import { RoomDirectoryService } from './directory/room-directory.js';
 import { UserDirectoryService } from './directory/user-directory.js';
 import { loadSigningKeys, type ServerSigningKey } from './rooms/signing-key.js';
@@ -111,6 +112,8 @@ export interface Services {
   roomReads: RoomReadService;
   /** POST /rooms/{roomId}/upgrade. */
   roomUpgrades: RoomUpgrader;
+  /** Reports of events and rooms, for the admins. */
+  reports: ReportService;
   relationReads: RelationReadService;
   /** The published room directory (/publicRooms, /directory/list/room). */
   roomDirectory: RoomDirectoryService;
@@ -246,6 +249,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     relationReads: new RelationReadService(store, roomReads, eventSerializer, clock),
     roomDirectory,
     roomUpgrades: new RoomUpgrader(store, rooms, eventCreator, roomDirectory, limiter, config, clock),
+    reports: new ReportService(store, roomReads, limiter, clock, config),
     userDirectory: new UserDirectoryService(store, config),
     get signingKey() {
       return keyring()[0]!;

@@ -30,6 +30,7 @@ import { ReceiptsRepo } from './receipts.js';
 import { TypingRepo } from './typing.js';
 import { MediaRepo } from './media.js';
 import { DirectoryRepo } from './directory.js';
+import { ReportsRepo } from './reports.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -88,6 +89,8 @@ export class Store {
   readonly media: MediaRepo;
   /** The published room directory and the user directory. */
   readonly directory: DirectoryRepo;
+  /** Reported events and rooms. */
+  readonly reports: ReportsRepo;
 
   constructor(
     readonly db: Db,
@@ -126,6 +129,7 @@ export class Store {
     this.typing = new TypingRepo(kysely, db.engine);
     this.media = new MediaRepo(kysely);
     this.directory = new DirectoryRepo(kysely);
+    this.reports = new ReportsRepo(kysely, db.engine);
   }
 
   /** Whether this Store works inside a transaction. */

@@ -8,6 +8,7 @@ import type { DirectoryTables } from './directory-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
 import type { PushTables } from './push-schema.js';
+import type { ReportTables } from './reports-schema.js';
 import type { UserThreepidIdServerTable } from './threepid-id-servers.js';
 import type { ThreepidValidationSessionsTable } from './validation-sessions.js';
 
@@ -88,7 +89,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables, DirectoryTables {
+export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables, DirectoryTables, ReportTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

@@ -21,6 +21,7 @@ import { roomKeyRoutes } from './room-keys.js';
 import { aliasRoutes, roomRoutes } from './rooms.js';
 import { roomReadRoutes } from './room-reads.js';
 import { relationRoutes } from './relations.js';
+import { reportRoutes } from './reports.js';
 import { syncRoutes } from './sync.js';
 import { thirdPartyRoutes } from './thirdparty.js';
 import { toDeviceRoutes } from './to-device.js';
@@ -52,6 +53,7 @@ export function clientRoutes(router: Router, services: Services): void {
   aliasRoutes(router, services);
   roomReadRoutes(router, services);
   relationRoutes(router, services);
+  reportRoutes(router, services);
   directoryRoutes(router, services);
   syncRoutes(router, services);
   thirdPartyRoutes(router, services);

@@ -26,7 +26,7 @@ const CreateRoom = z.object({
 });
 
 /** A room ID from the path: M_INVALID_PARAM when it is not one. */
-function roomIdParam(value: string | undefined): string {
+export function roomIdParam(value: string | undefined): string {
   if (value === undefined || !isRoomId(value)) throw new MatrixError(400, 'M_INVALID_PARAM', 'Invalid room ID');
   return value;
 }
