@@ -25,7 +25,7 @@ for (const engine of ENGINES) {
     const bobSaid: string[] = [];
 
     before(async () => {
-      server = await startTestServer(engine, { registration_shared_secret: ADMIN_SECRET });
+      server = await startTestServer(engine, { registration_shared_secret: ADMIN_SECRET, allow_guest_access: true });
       admin = await registerWithSecret(server, 'root', 'root-password-1', true);
       alice = await server.api.register('alice');
       bob = await server.api.register('bob');
@@ -123,6 +123,12 @@ for (const engine of ENGINES) {
       assert.equal(unknown.body.errcode, 'M_NOT_FOUND');
       assert.equal((await server.api.post(`/v3/rooms/${enc(room)}/report`, {}, as(dave))).status, 400);
       assert.equal((await server.api.post(`/v3/rooms/${enc(room)}/report`, { reason: '' }, as(dave))).status, 200, 'the reason may be blank');
+      assert.equal((await roomReports()).length, 2);
+      const guest = (await server.api.post<User>('/v3/register?kind=guest', {})).body;
+      const refused = await server.api.post(`/v3/rooms/${enc(room)}/report`, { reason: 'guest' }, as(guest));
+      assert.equal(refused.status, 403);
+      assert.equal(refused.body.errcode, 'M_GUEST_ACCESS_FORBIDDEN');
+      assert.equal((await reportEvent(guest, room, bobSaid[0]!)).body.errcode, 'M_GUEST_ACCESS_FORBIDDEN');
       assert.equal((await roomReports()).length, 2);
     });
 

@@ -20,7 +20,7 @@ for (const engine of ENGINES) {
     const as = (who: User) => ({ token: who.access_token });
 
     before(async () => {
-      server = await startTestServer(engine);
+      server = await startTestServer(engine, { allow_guest_access: true });
       alice = await server.api.register('alice');
       bob = await server.api.register('bob');
       carol = await server.api.register('carol');
@@ -160,6 +160,10 @@ for (const engine of ENGINES) {
       assert.equal(outsider.status, 403);
       const unknown = await upgrade(alice, '!nowhere:test.local');
       assert.equal(unknown.status, 403);
+      const guest = (await server.api.post<User>('/v3/register?kind=guest', {})).body;
+      const asGuest = await upgrade(guest, old);
+      assert.equal(asGuest.status, 403);
+      assert.equal(asGuest.body.errcode, 'M_GUEST_ACCESS_FORBIDDEN');
       const rooms = async () => (await server.api.get<{ joined_rooms: string[] }>('/v3/joined_rooms', as(bob))).body.joined_rooms;
       assert.equal((await rooms()).length, bobRooms, 'no replacement room was made for the refused user');
     });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MatrixError } from '../../errors.js';
+import { guestForbidden, MatrixError } from '../../errors.js';
 import { JsonObject, UserId } from '../../http/common-schemas.js';
 import { optional, parseBody } from '../../http/parse.js';
 import type { Router } from '../../http/router.js';
@@ -78,9 +78,10 @@ export function roomRoutes(router: Router, { rooms, roomUpgrades }: Services): v
     return {};
   });
 
-  router.authed('POST', '/rooms/:roomId/upgrade', async ({ requester, params, body }) => ({
-    replacement_room: await roomUpgrades.upgrade(requester.userId, roomIdParam(params.roomId), parseBody(Upgrade, body).new_version),
-  }));
+  router.authed('POST', '/rooms/:roomId/upgrade', async ({ requester, params, body }) => {
+    if (requester.isGuest) throw guestForbidden('Guests cannot upgrade rooms');
+    return { replacement_room: await roomUpgrades.upgrade(requester.userId, roomIdParam(params.roomId), parseBody(Upgrade, body).new_version) };
+  });
 
   router.authed('PUT', '/rooms/:roomId/send/:type/:txnId', async ({ requester, params, body }) => ({
     event_id: await rooms.send(requester, roomIdParam(params.roomId), params.type!, parseBody(JsonObject, body), params.txnId!),
