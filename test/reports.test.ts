@@ -207,6 +207,20 @@ for (const engine of ENGINES) {
       }
       assert.equal((await server.api.get(`${V1}/event_reports/${one!.id}`, as(admin))).status, 200, 'nothing was deleted');
     });
+
+    it('keeps reports when an admin purges the room, as Synapse; the reported event is then gone from the details', async () => {
+      const doomed = await actions.createRoom(alice, { preset: 'public_chat', name: 'Doomed' });
+      const said = await actions.send(alice, doomed, 'soon gone');
+      assert.equal((await reportEvent(alice, doomed, said, { reason: 'evidence' })).status, 200);
+      const purge = await server.api.delete(`${V1}/rooms/${enc(doomed)}`, { purge: true }, as(admin));
+      assert.equal(purge.status, 200, JSON.stringify(purge.body));
+      const [kept] = (await list(`?room_id=${enc(doomed)}`)).event_reports;
+      assert.equal(kept?.reason, 'evidence');
+      assert.equal(kept?.sender, alice.user_id);
+      const details = await server.api.get<Json>(`${V1}/event_reports/${kept!.id}`, as(admin));
+      assert.equal(details.status, 200);
+      assert.equal(details.body.event_json, null);
+    });
   });
 
   describe(`reports are rate limited per user (${engine})`, () => {
