@@ -146,6 +146,22 @@ for (const engine of ENGINES) {
       assert.equal((levelEvents.at(-1)!.content.users as Json)[bob.user_id], 100, 'the first levels, oldest, had Bob at 100');
     });
 
+    it('carries a space’s type, m.federate and its current children over; a removed child stays behind', async () => {
+      const space = await actions.createRoom(alice, { preset: 'private_chat', creation_content: { type: 'm.space', 'm.federate': false } });
+      const via = { via: ['test.local'] };
+      await putState(alice, space, 'm.space.child', via, '!kept:test.local');
+      await putState(alice, space, 'm.space.child', via, '!removed:test.local');
+      await putState(alice, space, 'm.space.child', {}, '!removed:test.local');
+      const res = await upgrade(alice, space);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const events = await state(alice, res.body.replacement_room as string);
+      const create = stateOf(events, 'm.room.create')!.content;
+      assert.equal(create.type, 'm.space');
+      assert.equal(create['m.federate'], false);
+      assert.deepEqual(stateOf(events, 'm.space.child', '!kept:test.local')?.content, via);
+      assert.equal(stateOf(events, 'm.space.child', '!removed:test.local'), undefined);
+    });
+
     it('refuses a member without the power to send m.room.tombstone (403), and writes nothing', async () => {
       const old = await actions.createRoom(alice, { preset: 'public_chat', room_alias_name: 'keep' });
       await actions.join(bob, old);
