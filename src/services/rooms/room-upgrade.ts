@@ -33,7 +33,6 @@ interface OldRoom {
   create: StoredEvent;
   powerLevels: JsonObject;
   copied: StoredEvent[];
-  canonicalAlias: JsonObject | undefined;
   bans: StoredEvent[];
   /** The old room's latest event: the spec's `predecessor.event_id`, "the last known event in the old room". */
   lastEventId: string;
@@ -41,10 +40,12 @@ interface OldRoom {
 }
 
 /**
- * POST /rooms/{roomId}/upgrade (the spec's "Room Upgrades", in Synapse's order): checks that the
- * user may send m.room.tombstone in the old room, creates the replacement room with the old one's
- * state, bans, local aliases and directory entry, then tombstones the old room, takes the moved
- * aliases out of its m.room.canonical_alias, and raises the level needed to talk or invite in it.
+ * POST /rooms/{roomId}/upgrade (the spec's "Room Upgrades", in Synapse's order), in three room
+ * writes: checks that the user may send m.room.tombstone in the old room; creates the replacement
+ * room with the old one's state and bans; tombstones the old room, moves its local aliases, takes
+ * them out of its m.room.canonical_alias, takes it out of the directory and raises the level needed
+ * to talk or invite in it; then gives the new room the canonical alias, the old room's power levels
+ * and the directory entry.
  */
 export class RoomUpgrader {
   /**
@@ -90,10 +91,14 @@ export class RoomUpgrader {
     if (old.create.content['m.federate'] === false) creationContent['m.federate'] = false;
     const { powerLevels, raised } = withUpgraderLevel(userId, old.powerLevels);
     const initialState = old.copied.map((e) => ({ type: e.type, state_key: e.state_key ?? '', content: e.type === 'm.room.power_levels' && e.state_key === '' ? powerLevels : e.content }));
+    // Bans go in with the room's first events: no banned user may join it in between.
     const { room_id: newRoomId } = await this.rooms.createRoom(userId, { room_version: version, preset: 'private_chat', creation_content: creationContent, initial_state: initialState }, (room) =>
-      this.populate(room, userId, old, raised),
+      this.copyBans(room, userId, old),
     );
-    await this.retire(userId, old, newRoomId);
+    // As Synapse: the aliases move only once the old room is tombstoned, so that a tombstone refused
+    // (the upgrader's power taken meanwhile) leaves them, and the directory entry, where they were.
+    const canonicalAlias = await this.retire(userId, old, newRoomId);
+    await this.settle(userId, old, newRoomId, raised, canonicalAlias);
     return newRoomId;
   }
 
@@ -101,7 +106,7 @@ export class RoomUpgrader {
   private async readOldRoom(userId: string, roomId: string): Promise<OldRoom> {
     const room = await this.store.rooms.get(roomId);
     if (!room) throw forbidden('You are not in this room');
-    const keys = [...COPIED_STATE, 'm.room.create', 'm.room.canonical_alias'].map((type) => stateKeyOf(type, ''));
+    const keys = [...COPIED_STATE, 'm.room.create'].map((type) => stateKeyOf(type, ''));
     const state = await currentStateEvents(this.store, roomId, [...keys, stateKeyOf('m.room.member', userId)]);
     if (state.get(stateKeyOf('m.room.member', userId))?.content.membership !== 'join') throw forbidden('You are not in this room');
     if (powerLevelOf(userId, state, room.room_version as RoomVersionId) < requiredPowerLevel('m.room.tombstone', true, state)) throw forbidden('You cannot upgrade this room');
@@ -119,7 +124,6 @@ export class RoomUpgrader {
       create,
       powerLevels: state.get(stateKeyOf('m.room.power_levels', ''))?.content ?? {},
       copied,
-      canonicalAlias: state.get(stateKeyOf('m.room.canonical_alias', ''))?.content,
       bans,
       lastEventId: lastEventId!,
       published: Number(room.is_public) === 1,
@@ -130,23 +134,21 @@ export class RoomUpgrader {
     return (await this.store.events.getMany(eventIds)).map(eventFromRow);
   }
 
-  /** In the new room's creating transaction: bans, local aliases, the canonical alias, the real power levels, the directory entry. */
-  private async populate(room: RoomWrite, userId: string, old: OldRoom, raised: boolean): Promise<void> {
+  private async copyBans(room: RoomWrite, userId: string, old: OldRoom): Promise<void> {
     for (const ban of old.bans) {
       // A ban the room's rules refuse the upgrader (a banned user above them) is left behind, as with Synapse.
       await room.append(userId, { type: 'm.room.member', state_key: ban.state_key!, content: ban.content }).catch(ignoreForbidden);
     }
-    await room.store.rooms.moveAliases(old.roomId, room.roomId);
-    const moved = old.canonicalAlias && this.splitCanonicalAlias(old.canonicalAlias).moved;
-    if (moved && Object.keys(moved).length > 0) await room.append(userId, { type: 'm.room.canonical_alias', state_key: '', content: moved });
-    if (raised) await room.append(userId, { type: 'm.room.power_levels', state_key: '', content: old.powerLevels });
-    if (old.published && (await this.directory.mayPublish(userId, room.roomId, room.store))) await room.store.rooms.setPublic(room.roomId, true);
   }
 
-  /** In the old room: the tombstone, its canonical alias without the moved aliases, power levels that silence it, out of the directory. */
-  private async retire(userId: string, old: OldRoom, newRoomId: string): Promise<void> {
-    await this.creator.write(old.roomId, async (room) => {
+  /**
+   * In the old room: the tombstone, its aliases moved, its canonical alias without them, power levels
+   * that silence it, out of the directory. Answers the canonical alias content it had.
+   */
+  private retire(userId: string, old: OldRoom, newRoomId: string): Promise<JsonObject | undefined> {
+    return this.creator.write(old.roomId, async (room) => {
       await room.append(userId, { type: 'm.room.tombstone', state_key: '', content: { body: 'This room has been replaced', replacement_room: newRoomId } });
+      await room.store.rooms.moveAliases(old.roomId, newRoomId);
       const alias = await room.state('m.room.canonical_alias');
       const kept = alias && this.splitCanonicalAlias(alias.content).kept;
       if (kept && canonicalJson(kept) !== canonicalJson(alias.content)) await room.append(userId, { type: 'm.room.canonical_alias', state_key: '', content: kept }).catch(ignoreForbidden);
@@ -154,6 +156,17 @@ export class RoomUpgrader {
       const restricted = levels && restrictedPowerLevels(levels.content);
       if (restricted) await room.append(userId, { type: 'm.room.power_levels', state_key: '', content: restricted }).catch(ignoreForbidden);
       if (old.published) await room.store.rooms.setPublic(old.roomId, false);
+      return alias?.content;
+    });
+  }
+
+  /** In the new room, last: the moved canonical alias, the old room's own power levels, the directory entry. */
+  private async settle(userId: string, old: OldRoom, newRoomId: string, raised: boolean, canonicalAlias: JsonObject | undefined): Promise<void> {
+    await this.creator.write(newRoomId, async (room) => {
+      const moved = canonicalAlias && this.splitCanonicalAlias(canonicalAlias).moved;
+      if (moved && Object.keys(moved).length > 0) await room.append(userId, { type: 'm.room.canonical_alias', state_key: '', content: moved });
+      if (raised) await room.append(userId, { type: 'm.room.power_levels', state_key: '', content: old.powerLevels });
+      if (old.published && (await this.directory.mayPublish(userId, newRoomId, room.store))) await room.store.rooms.setPublic(newRoomId, true);
     });
   }
 
