@@ -25,6 +25,8 @@ export const invalidParam = (msg: string) => new MatrixError(400, 'M_INVALID_PAR
 export const forbidden = (msg: string) => new MatrixError(403, 'M_FORBIDDEN', msg);
 export const notFound = (msg: string) => new MatrixError(404, 'M_NOT_FOUND', msg);
 export const unrecognized = (status: 400 | 404 | 405, msg = 'Unrecognized request') => new MatrixError(status, 'M_UNRECOGNIZED', msg);
+/** What Synapse answers a guest on an endpoint that does not allow guests. */
+export const guestForbidden = (msg = 'Guest access is not allowed') => new MatrixError(403, 'M_GUEST_ACCESS_FORBIDDEN', msg);
 export const unknown = (status: number, msg: string) => new MatrixError(status, 'M_UNKNOWN', msg);
 
 export function limitExceeded(retryAfterMs: number): MatrixError {

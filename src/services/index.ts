@@ -27,6 +27,8 @@ import { serverEventSigner } from './rooms/event-signer.js';
 import { RoomReadService } from './rooms/room-reads.js';
 import { SearchService } from './rooms/search.js';
 import { RoomService } from './rooms/rooms.js';
+import { RoomUpgrader } from './rooms/room-upgrade.js';
+import { ReportService } from './reports.js';
 import { RoomDirectoryService } from './directory/room-directory.js';
 import { UserDirectoryService } from './directory/user-directory.js';
 import { loadSigningKeys, type ServerSigningKey } from './rooms/signing-key.js';
@@ -116,6 +118,10 @@ export interface Services {
   rooms: RoomService;
   /** Reading rooms: events, state, /messages, /context, members, aliases, with history visibility. */
   roomReads: RoomReadService;
+  /** POST /rooms/{roomId}/upgrade. */
+  roomUpgrades: RoomUpgrader;
+  /** Reports of events and rooms, for the admins. */
+  reports: ReportService;
   relationReads: RelationReadService;
   /** Server-side search of room events. */
   search: SearchService;
@@ -213,6 +219,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   eventCreator.eventHooks.push(new PushEvaluator(pushRuleCache, config.server_name, clock).hook);
   const push = new PushProcessor(store, pushRuleCache, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
+  const roomDirectory = new RoomDirectoryService(store, config);
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
 
   const services: Services = {
@@ -253,7 +260,9 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     roomReads,
     relationReads: new RelationReadService(store, roomReads, eventSerializer, clock),
     search: new SearchService(store, roomReads, eventSerializer, clock),
-    roomDirectory: new RoomDirectoryService(store, config),
+    roomDirectory,
+    roomUpgrades: new RoomUpgrader(store, rooms, eventCreator, roomDirectory, limiter, config, clock),
+    reports: new ReportService(store, roomReads, limiter, clock, config),
     userDirectory: new UserDirectoryService(store, config),
     get signingKey() {
       return keyring()[0]!;

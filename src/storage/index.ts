@@ -31,6 +31,7 @@ import { TypingRepo } from './typing.js';
 import { MediaRepo } from './media.js';
 import { DirectoryRepo } from './directory.js';
 import { SearchRepo } from './search.js';
+import { ReportsRepo } from './reports.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -91,6 +92,8 @@ export class Store {
   readonly directory: DirectoryRepo;
   /** The full-text index of room events. */
   readonly search: SearchRepo;
+  /** Reported events and rooms. */
+  readonly reports: ReportsRepo;
 
   constructor(
     readonly db: Db,
@@ -130,6 +133,7 @@ export class Store {
     this.media = new MediaRepo(kysely);
     this.directory = new DirectoryRepo(kysely);
     this.search = new SearchRepo(kysely, db.engine);
+    this.reports = new ReportsRepo(kysely, db.engine);
   }
 
   /** Whether this Store works inside a transaction. */

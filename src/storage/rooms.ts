@@ -210,6 +210,11 @@ export class RoomsRepo {
     await this.db.deleteFrom('room_aliases').where('alias', '=', alias).execute();
   }
 
+  /** Points every alias of `from` at `to` (a room upgrade). */
+  async moveAliases(from: string, to: string): Promise<void> {
+    await this.db.updateTable('room_aliases').set({ room_id: to }).where('room_id', '=', from).execute();
+  }
+
   async aliasesOf(roomId: string): Promise<string[]> {
     const rows = await this.db.selectFrom('room_aliases').select('alias').where('room_id', '=', roomId).orderBy('alias').execute();
     return rows.map((r) => r.alias);

@@ -9,6 +9,7 @@ import type { SearchTables } from './search-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
 import type { PushTables } from './push-schema.js';
+import type { ReportTables } from './reports-schema.js';
 import type { UserThreepidIdServerTable } from './threepid-id-servers.js';
 import type { ThreepidValidationSessionsTable } from './validation-sessions.js';
 
@@ -89,7 +90,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables, DirectoryTables, SearchTables {
+export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables, DirectoryTables, SearchTables, ReportTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

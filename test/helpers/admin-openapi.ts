@@ -1,6 +1,6 @@
 /**
  * Response shapes of Synapse's admin API as its documentation gives them (docs/admin_api/
- * user_admin_api.md, rooms.md, registration_tokens.md, media_admin_api.md, version_api.md), for the routes Myelin
+ * user_admin_api.md, rooms.md, registration_tokens.md, media_admin_api.md, event_reports.md, version_api.md), for the routes Myelin
  * serves: every admin answer a test receives is checked against these.
  */
 
@@ -74,6 +74,18 @@ const room = {
 };
 const registrationToken = obj({ token: { type: 'string', pattern: '^[A-Za-z0-9._~-]{1,64}$' }, uses_allowed: nullableInt, pending: int, completed: int, expiry_time: nullableInt });
 const userIds = { type: 'array', items: userId };
+const eventReport = {
+  id: { type: 'integer', minimum: 1 },
+  received_ts: int,
+  room_id: str,
+  name: nullableStr,
+  event_id: str,
+  user_id: userId,
+  reason: nullableStr,
+  score: { type: ['integer', 'null'], minimum: -100, maximum: 0 },
+  sender: userId,
+  canonical_alias: nullableStr,
+};
 
 export interface AdminOperation {
   method: string;
@@ -121,6 +133,13 @@ export function adminOperations(): AdminOperation[] {
     { method: 'POST', template: `${v1}/media/quarantine/{serverName}/{mediaId}`, responses: { 200: empty } },
     { method: 'POST', template: `${v1}/media/unquarantine/{serverName}/{mediaId}`, responses: { 200: empty } },
     { method: 'DELETE', template: `${v1}/media/{serverName}/{mediaId}`, responses: { 200: obj({ deleted_media: { type: 'array', items: str }, total: int }) } },
+    {
+      method: 'GET',
+      template: `${v1}/event_reports`,
+      responses: { 200: obj({ event_reports: { type: 'array', items: obj(eventReport) }, total: int }, ['event_reports', 'total'], { next_token: int }) },
+    },
+    { method: 'GET', template: `${v1}/event_reports/{reportId}`, responses: { 200: obj({ ...eventReport, event_json: { type: ['object', 'null'] } }) } },
+    { method: 'DELETE', template: `${v1}/event_reports/{reportId}`, responses: { 200: empty } },
     { method: 'GET', template: `${v1}/server_version`, responses: { 200: obj({ server_version: { type: 'string', minLength: 1 } }) } },
   ];
 }

@@ -22,6 +22,7 @@ import { aliasRoutes, roomRoutes } from './rooms.js';
 import { roomReadRoutes } from './room-reads.js';
 import { relationRoutes } from './relations.js';
 import { searchRoutes } from './search.js';
+import { reportRoutes } from './reports.js';
 import { syncRoutes } from './sync.js';
 import { thirdPartyRoutes } from './thirdparty.js';
 import { toDeviceRoutes } from './to-device.js';
@@ -54,6 +55,7 @@ export function clientRoutes(router: Router, services: Services): void {
   roomReadRoutes(router, services);
   relationRoutes(router, services);
   searchRoutes(router, services);
+  reportRoutes(router, services);
   directoryRoutes(router, services);
   syncRoutes(router, services);
   thirdPartyRoutes(router, services);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MatrixError } from '../../errors.js';
+import { guestForbidden, MatrixError } from '../../errors.js';
 import { JsonObject, UserId } from '../../http/common-schemas.js';
 import { optional, parseBody } from '../../http/parse.js';
 import type { Router } from '../../http/router.js';
@@ -26,12 +26,18 @@ const CreateRoom = z.object({
 });
 
 /** A room ID from the path: M_INVALID_PARAM when it is not one. */
-function roomIdParam(value: string | undefined): string {
+export function roomIdParam(value: string | undefined): string {
   if (value === undefined || !isRoomId(value)) throw new MatrixError(400, 'M_INVALID_PARAM', 'Invalid room ID');
   return value;
 }
 
-export function roomRoutes(router: Router, { rooms }: Services): void {
+const Upgrade = z.object({
+  new_version: z.string().max(64),
+  // Room versions with additional creators (12) are not supported: ignored, as the spec says for the others.
+  additional_creators: optional(z.array(UserId).max(100)),
+});
+
+export function roomRoutes(router: Router, { rooms, roomUpgrades }: Services): void {
   router.authed('POST', '/createRoom', async ({ requester, body }) => rooms.createRoom(requester.userId, parseBody(CreateRoom, body)));
 
   const join = async (userId: string, idOrAlias: string | undefined, body: unknown) => {
@@ -70,6 +76,11 @@ export function roomRoutes(router: Router, { rooms }: Services): void {
   router.authed('POST', '/rooms/:roomId/forget', async ({ requester, params }) => {
     await rooms.forget(requester.userId, roomIdParam(params.roomId));
     return {};
+  });
+
+  router.authed('POST', '/rooms/:roomId/upgrade', async ({ requester, params, body }) => {
+    if (requester.isGuest) throw guestForbidden('Guests cannot upgrade rooms');
+    return { replacement_room: await roomUpgrades.upgrade(requester.userId, roomIdParam(params.roomId), parseBody(Upgrade, body).new_version) };
   });
 
   router.authed('PUT', '/rooms/:roomId/send/:type/:txnId', async ({ requester, params, body }) => ({

@@ -7,6 +7,7 @@ import type { AccountService } from '../accounts.js';
 import type { DeviceService, Requester } from '../devices.js';
 import type { RoomService } from '../rooms/rooms.js';
 import type { IdentityUnbinding } from '../threepid/identity-unbind.js';
+import { AdminEventReportService } from './event-reports.js';
 import { AdminRoomService } from './rooms.js';
 import type { RegistrationTokenService } from './registration-tokens.js';
 import { AdminUserService } from './users.js';
@@ -25,6 +26,7 @@ function readVersion(): string {
 export class AdminServices {
   readonly users: AdminUserService;
   readonly rooms: AdminRoomService;
+  readonly eventReports: AdminEventReportService;
   /** As Synapse words it: the version first, then what it is (here, which server). */
   readonly serverVersion = `${readVersion()} (Myelin)`;
 
@@ -40,6 +42,7 @@ export class AdminServices {
   ) {
     this.users = new AdminUserService(store, clock, config, accounts, devices, identity);
     this.rooms = new AdminRoomService(store, rooms, clock, config);
+    this.eventReports = new AdminEventReportService(store);
   }
 
   /** Every admin endpoint starts here: 403 M_FORBIDDEN unless the requester is a server admin. */

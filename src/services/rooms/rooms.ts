@@ -63,7 +63,8 @@ export class RoomService {
     return roomId;
   }
 
-  async createRoom(userId: string, request: CreateRoomRequest): Promise<{ room_id: string; room_alias?: string }> {
+  /** `populate` writes more into the new room, last, in the same transaction (a room upgrade's copied state). */
+  async createRoom(userId: string, request: CreateRoomRequest, populate?: (room: RoomWrite) => Promise<void>): Promise<{ room_id: string; room_alias?: string }> {
     const version = request.room_version ?? this.config.default_room_version;
     if (!isSupportedRoomVersion(version)) throw unsupportedRoomVersion(version);
     const preset: Preset = request.preset ?? (request.visibility === 'public' ? 'public_chat' : 'private_chat');
@@ -122,6 +123,7 @@ export class RoomService {
       }
       // As Synapse: a room the publication rules refuse is still created, only not published.
       if (request.visibility === 'public' && this.publication.allows(userId, roomId, alias ? [alias] : [])) await room.store.rooms.setPublic(roomId, true);
+      if (populate) await populate(room);
     });
     return alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
   }

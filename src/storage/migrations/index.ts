@@ -18,6 +18,7 @@ import * as push from './0017_push.js';
 import * as eventRelations from './0018_event_relations.js';
 import * as pushSync from './0019_push_sync.js';
 import * as eventSearch from './0020_event_search.js';
+import * as reports from './0021_reports.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -40,4 +41,5 @@ export const migrations: Record<string, Migration> = {
   '0018_event_relations': eventRelations,
   '0019_push_sync': pushSync,
   '0020_event_search': eventSearch,
+  '0021_reports': reports,
 };
