@@ -6,6 +6,7 @@ import { emailSection } from './sections/email.js';
 import { smsConfigSection } from './sections/sms.js';
 import { threepidSection } from './sections/threepid.js';
 import { mediaSection } from './sections/media.js';
+import { profileSection } from './sections/profile.js';
 import { voipSection } from './sections/voip.js';
 
 /**
@@ -20,6 +21,7 @@ export const configSchema = coreConfigSchema.extend({
   ...adminSection,
   ...mediaSection,
   ...directorySection,
+  ...profileSection,
 });
 
 export type Config = z.infer<typeof configSchema>;

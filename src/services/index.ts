@@ -25,6 +25,8 @@ import { EventCreator } from './rooms/event-creator.js';
 import { serverEventSigner } from './rooms/event-signer.js';
 import { RoomReadService } from './rooms/room-reads.js';
 import { RoomService } from './rooms/rooms.js';
+import { ProfilePropagation } from './rooms/profile-propagation.js';
+import { ProfileService } from './profile.js';
 import { RoomDirectoryService } from './directory/room-directory.js';
 import { UserDirectoryService } from './directory/user-directory.js';
 import { loadSigningKeys, type ServerSigningKey } from './rooms/signing-key.js';
@@ -65,6 +67,10 @@ export interface Services {
   /** Devices and their access and refresh tokens. */
   devices: DeviceService;
   accounts: AccountService;
+  /** Profile reads (with their lookup limits) and changes. */
+  profiles: ProfileService;
+  /** Writes profile changes into the users' rooms, in the background (start it with `start`). */
+  profilePropagation: ProfilePropagation;
   login: LoginService;
   registration: RegistrationService;
   passwordReset: PasswordResetService;
@@ -191,6 +197,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
+  const profilePropagation = new ProfilePropagation(store, rooms, clock);
   const pushers = new PusherService(store, clock);
   devices.deviceDeletionHooks.push((work, userId, deviceIds) => work.pushers.deleteForDevices(userId, deviceIds));
   delivery.addChannel(PUSH_CHANNEL, pushGatewayChannel(store));
@@ -211,6 +218,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     uia,
     devices,
     accounts,
+    profiles: new ProfileService(store, config, accounts, profilePropagation),
+    profilePropagation,
     login,
     registration,
     passwordReset,

@@ -30,6 +30,7 @@ import { ReceiptsRepo } from './receipts.js';
 import { TypingRepo } from './typing.js';
 import { MediaRepo } from './media.js';
 import { DirectoryRepo } from './directory.js';
+import { ProfilePropagationsRepo } from './profile-propagations.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -88,6 +89,8 @@ export class Store {
   readonly media: MediaRepo;
   /** The published room directory and the user directory. */
   readonly directory: DirectoryRepo;
+  /** Profile changes still to be written into the users' rooms. */
+  readonly profilePropagations: ProfilePropagationsRepo;
 
   constructor(
     readonly db: Db,
@@ -126,6 +129,7 @@ export class Store {
     this.typing = new TypingRepo(kysely, db.engine);
     this.media = new MediaRepo(kysely);
     this.directory = new DirectoryRepo(kysely);
+    this.profilePropagations = new ProfilePropagationsRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */

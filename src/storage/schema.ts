@@ -5,6 +5,7 @@ import type { ClientStateTables } from './client-state-schema.js';
 import type { EphemeralTables } from './ephemeral-schema.js';
 import type { RelationTables } from './relations-schema.js';
 import type { DirectoryTables } from './directory-schema.js';
+import type { ProfileTables } from './profile-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
 import type { PushTables } from './push-schema.js';
@@ -88,7 +89,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables, DirectoryTables {
+export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables, DirectoryTables, ProfileTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;
