@@ -3,7 +3,10 @@ import type { Services } from './index.js';
 
 const INTERVAL_MS = 10 * 60_000;
 
-/** Periodically deletes expired UIA and 3PID sessions (releasing their registration tokens' pending uses), idle rate-limit buckets old to-device transaction IDs and media IDs created and never uploaded to. Returns its stopper. */
+/**
+ * Periodically deletes expired UIA and 3PID sessions (releasing their registration tokens' pending uses), idle rate-limit buckets old to-device transaction IDs and media IDs created and never uploaded to,
+ * and takes up profile changes a process that died left part-way. Returns its stopper.
+ */
 export function startMaintenance(services: Services, logger: Logger): () => Promise<void> {
   const run = async () => {
     try {
@@ -13,6 +16,7 @@ export function startMaintenance(services: Services, logger: Logger): () => Prom
       await services.threepid.sessions.prune();
       await services.toDevice.prune();
       await services.media.pruneUnused();
+      await services.profilePropagation.takeUpAbandoned();
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'maintenance failed');
     }

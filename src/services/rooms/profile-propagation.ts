@@ -7,8 +7,7 @@ import type { RoomService } from './rooms.js';
 
 /** How long a process holds a user's job without word from it (renewed at each room). */
 const LEASE_MS = 30_000;
-/** How often each process looks for jobs nobody holds (a process that stopped mid-way). */
-const SWEEP_MS = 15_000;
+/** At most this many abandoned jobs are taken up at once; when one ends, the next are looked for. */
 const SWEEP_BATCH = 100;
 
 type Outcome = 'done' | 'replaced' | 'stopped';
@@ -17,8 +16,9 @@ type Outcome = 'done' | 'replaced' | 'stopped';
  * A profile change reaches every room the user is joined to as a new member event, as Synapse's
  * `_update_join_states` does, but after the HTTP answer rather than in it: the change's transaction
  * records a job (one row per user), and a worker in the process writes the rooms one by one in room
- * ID order, recording after each how far it got. A restart part-way resumes from there (at start-up,
- * or within SWEEP_MS for a job whose process died, once its lease ran out); a newer change while
+ * ID order, recording after each how far it got. A restart part-way resumes from there: at start-up
+ * (a process that stops hands its job back), or for a job whose process died, once its lease ran
+ * out, at any process's next start or maintenance run (every 10 minutes); a newer change while
  * rooms are being written starts them over (rooms already up to date get no new event). The writes
  * take no rate limit: the change was the user's one request. A room that refuses the event (its
  * rules, a blocked room) is skipped.
@@ -28,8 +28,9 @@ export class ProfilePropagation {
   private readonly running = new Map<string, Promise<void>>();
   /** Users whose job changed while it ran here: looked at again once it ends. */
   private readonly again = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The last look for abandoned jobs found a full batch: there may be more. */
+  private moreAbandoned = false;
   private logger: Logger | undefined;
 
   constructor(
@@ -56,6 +57,7 @@ export class ProfilePropagation {
       .finally(() => {
         this.running.delete(userId);
         if (this.again.delete(userId)) this.poke(userId);
+        else if (this.moreAbandoned) void this.takeUpAbandoned();
       });
     this.running.set(userId, run);
   }
@@ -96,23 +98,24 @@ export class ProfilePropagation {
     return 'done';
   }
 
-  private async sweep(): Promise<void> {
+  /** Takes up the jobs nobody holds (their process stopped, or died and its lease ran out). */
+  async takeUpAbandoned(): Promise<void> {
     try {
-      for (const userId of await this.store.profilePropagations.unclaimed(this.clock.now(), SWEEP_BATCH)) this.poke(userId);
+      this.moreAbandoned = false;
+      const userIds = await this.store.profilePropagations.unclaimed(this.clock.now(), SWEEP_BATCH);
+      this.moreAbandoned = userIds.length === SWEEP_BATCH;
+      for (const userId of userIds) this.poke(userId);
     } catch (err) {
       if (!this.closed) this.logger?.warn({ err: (err as Error).message }, 'looking for profile changes to propagate failed');
     }
   }
 
-  /** Takes up the jobs nobody holds, now and every SWEEP_MS; the stopper lets each running job finish its room and hands it back. */
+  /** Takes up the jobs nobody holds; the stopper lets each running job finish its room and hands it back. */
   start(logger: Logger): () => Promise<void> {
     this.logger = logger;
-    void this.sweep();
-    this.timer = setInterval(() => void this.sweep(), SWEEP_MS);
-    this.timer.unref();
+    void this.takeUpAbandoned();
     return async () => {
       this.closed = true;
-      clearInterval(this.timer);
       await Promise.allSettled([...this.running.values()]);
     };
   }
