@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { ADMIN_SECRET, registerWithSecret } from './helpers/admin.js';
 import { enc, roomActions, type User } from './helpers/room-actions.js';
 import { prepared, SdkClients } from './helpers/sdk.js';
 import { ENGINES, HTTP_ENGINES, startTestServer, type TestServer } from './helpers/server.js';
@@ -35,7 +36,7 @@ for (const engine of ENGINES) {
 
     before(async () => {
       // Tight message limits: the propagation must not be held up by them.
-      server = await startTestServer(engine, { rc_message: { per_second: 0.1, burst_count: 3 } });
+      server = await startTestServer(engine, { rc_message: { per_second: 0.1, burst_count: 3 }, registration_shared_secret: ADMIN_SECRET });
       alice = await server.api.register('alice');
       bob = await server.api.register('bob');
     });
@@ -179,6 +180,35 @@ for (const engine of ENGINES) {
       await until(async () => (await server.hs.services.store.profilePropagations.get(dave.user_id)) === undefined, 'the job to be done');
       const seen = await timelineSync(alice, since);
       for (const roomId of rooms) assert.equal(memberEvents(seen, roomId, dave.user_id).length, 1, `exactly one new member event in each room (${roomId})`);
+    });
+
+    it('takes up a job whose process died, once its lease ran out', async () => {
+      const finn = await server.api.register('finn');
+      const roomId = await createRoom(alice);
+      await join(finn, roomId);
+      // As a process that died would leave it: the profile changed, the job held by a lease that then ran out.
+      const store = server.hs.services.store;
+      await store.users.setProfileField(finn.user_id, 'displayname', 'Finnegan');
+      await store.profilePropagations.request(finn.user_id);
+      const now = Date.now();
+      assert.ok(await store.profilePropagations.claim(finn.user_id, now, now + 200));
+      await server.hs.services.profilePropagation.takeUpAbandoned();
+      assert.equal((await memberOf(alice, roomId, finn.user_id)).content.displayname, 'finn', 'not while the lease holds');
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      // What the maintenance run does every 10 minutes.
+      await server.hs.services.profilePropagation.takeUpAbandoned();
+      await until(async () => (await memberOf(alice, roomId, finn.user_id)).content.displayname === 'Finnegan', 'the room to get the new name');
+    });
+
+    it("an admin's change of a user's profile reaches their rooms too (as Synapse)", async () => {
+      const admin = await registerWithSecret(server, 'root', 'root-password-1', true);
+      const gil = await server.api.register('gil');
+      const roomId = await createRoom(alice);
+      await join(gil, roomId);
+      const res = await server.api.put(`/_synapse/admin/v2/users/${enc(gil.user_id)}`, { displayname: 'Gilbert' }, { token: admin.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      await until(async () => (await memberOf(alice, roomId, gil.user_id)).content.displayname === 'Gilbert', 'the room to get the name the admin set');
+      assert.equal((await memberOf(alice, roomId, gil.user_id)).sender, gil.user_id, 'sent as the user themself');
     });
 
     it('a newer change while rooms are being written wins everywhere', async () => {

@@ -208,7 +208,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   });
   const push = new PushProcessor(store, new PushRuleCache(store), config.server_name, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
-  const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
+  const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens, profilePropagation);
 
   const services: Services = {
     config,
