@@ -94,6 +94,8 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   services.stoppers.push(services.push.start(logger));
   services.stoppers.push(startMaintenance(services, logger));
   services.stoppers.push(services.typing.start(logger));
+  // Stopped first: a room write it is finishing still wakes syncs and push evaluation.
+  services.stoppers.unshift(services.profilePropagation.start(logger));
   const apps: FastifyInstance[] = [];
   const urls: string[] = [];
   try {

@@ -7,6 +7,7 @@ import { smsConfigSection } from './sections/sms.js';
 import { threepidSection } from './sections/threepid.js';
 import { mediaSection } from './sections/media.js';
 import { searchSection } from './sections/search.js';
+import { profileSection } from './sections/profile.js';
 import { voipSection } from './sections/voip.js';
 
 /**
@@ -22,6 +23,7 @@ export const configSchema = coreConfigSchema.extend({
   ...mediaSection,
   ...directorySection,
   ...searchSection,
+  ...profileSection,
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -29,6 +29,8 @@ import { SearchService } from './rooms/search.js';
 import { RoomService } from './rooms/rooms.js';
 import { RoomUpgrader } from './rooms/room-upgrade.js';
 import { ReportService } from './reports.js';
+import { ProfilePropagation } from './rooms/profile-propagation.js';
+import { ProfileService } from './profile.js';
 import { RoomDirectoryService } from './directory/room-directory.js';
 import { UserDirectoryService } from './directory/user-directory.js';
 import { loadSigningKeys, type ServerSigningKey } from './rooms/signing-key.js';
@@ -75,6 +77,10 @@ export interface Services {
   /** Devices and their access and refresh tokens. */
   devices: DeviceService;
   accounts: AccountService;
+  /** Profile reads (with their lookup limits) and changes. */
+  profiles: ProfileService;
+  /** Writes profile changes into the users' rooms, in the background (start it with `start`). */
+  profilePropagation: ProfilePropagation;
   login: LoginService;
   registration: RegistrationService;
   passwordReset: PasswordResetService;
@@ -208,6 +214,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const rooms = new RoomService(store, eventCreator, clock, config, limiter);
   // As Synapse does: a deactivated account leaves every room, and its pending invites are rejected.
   accounts.onDeactivated((userId) => rooms.leaveAll(userId));
+  const profilePropagation = new ProfilePropagation(store, rooms, clock);
   const pushers = new PusherService(store, clock);
   devices.deviceDeletionHooks.push((work, userId, deviceIds) => work.pushers.deleteForDevices(userId, deviceIds));
   delivery.addChannel(PUSH_CHANNEL, pushGatewayChannel(store));
@@ -220,7 +227,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const push = new PushProcessor(store, pushRuleCache, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
   const roomDirectory = new RoomDirectoryService(store, config);
-  const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens);
+  const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens, profilePropagation);
 
   const services: Services = {
     config,
@@ -230,6 +237,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     uia,
     devices,
     accounts,
+    profiles: new ProfileService(store, config, accounts, profilePropagation),
+    profilePropagation,
     login,
     registration,
     passwordReset,

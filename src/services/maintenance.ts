@@ -3,7 +3,12 @@ import type { Services } from './index.js';
 
 const INTERVAL_MS = 10 * 60_000;
 
-/** Periodically deletes expired UIA and 3PID sessions (releasing their registration tokens' pending uses), idle rate-limit buckets old to-device transaction IDs, media IDs created and never uploaded to, and read notifications past their retention. Returns its stopper. */
+/**
+ * Periodically deletes expired UIA and 3PID sessions (releasing their registration tokens' pending uses), idle rate-limit
+ * buckets, old to-device transaction IDs, media IDs created and never uploaded to
+ * and read notifications past their retention,
+ * and takes up profile changes a process that died left part-way. Returns its stopper.
+ */
 export function startMaintenance(services: Services, logger: Logger): () => Promise<void> {
   const run = async () => {
     try {
@@ -14,6 +19,7 @@ export function startMaintenance(services: Services, logger: Logger): () => Prom
       await services.toDevice.prune();
       await services.media.pruneUnused();
       await services.notifications.prune();
+      await services.profilePropagation.takeUpAbandoned();
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'maintenance failed');
     }

@@ -32,6 +32,7 @@ import { MediaRepo } from './media.js';
 import { DirectoryRepo } from './directory.js';
 import { SearchRepo } from './search.js';
 import { ReportsRepo } from './reports.js';
+import { ProfilePropagationsRepo } from './profile-propagations.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -94,6 +95,8 @@ export class Store {
   readonly search: SearchRepo;
   /** Reported events and rooms. */
   readonly reports: ReportsRepo;
+  /** Profile changes still to be written into the users' rooms. */
+  readonly profilePropagations: ProfilePropagationsRepo;
 
   constructor(
     readonly db: Db,
@@ -134,6 +137,7 @@ export class Store {
     this.directory = new DirectoryRepo(kysely);
     this.search = new SearchRepo(kysely, db.engine);
     this.reports = new ReportsRepo(kysely, db.engine);
+    this.profilePropagations = new ProfilePropagationsRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */

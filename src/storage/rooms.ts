@@ -186,6 +186,21 @@ export class RoomsRepo {
     return rows.map((r) => r.user_id);
   }
 
+  /** Whether the two users are both joined to some room. */
+  async shareRoom(userId: string, otherId: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('room_members as mine')
+      .innerJoin('room_members as other', 'other.room_id', 'mine.room_id')
+      .select('mine.room_id')
+      .where('mine.user_id', '=', userId)
+      .where('mine.membership', '=', 'join')
+      .where('other.user_id', '=', otherId)
+      .where('other.membership', '=', 'join')
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   async aliasRoom(alias: string): Promise<string | undefined> {
     const row = await this.db.selectFrom('room_aliases').select('room_id').where('alias', '=', alias).executeTakeFirst();
     return row?.room_id;

@@ -6,6 +6,7 @@ import type { EphemeralTables } from './ephemeral-schema.js';
 import type { RelationTables } from './relations-schema.js';
 import type { DirectoryTables } from './directory-schema.js';
 import type { SearchTables } from './search-schema.js';
+import type { ProfileTables } from './profile-schema.js';
 import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
 import type { PushTables } from './push-schema.js';
@@ -90,7 +91,7 @@ export interface RateLimitsTable {
   tat: number;
 }
 
-export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables, DirectoryTables, SearchTables, ReportTables {
+export interface Database extends ClientStateTables, RoomTables, RelationTables, AdminTables, MediaTables, EphemeralTables, PushTables, DirectoryTables, SearchTables, ReportTables, ProfileTables {
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

@@ -40,6 +40,17 @@ export class TypingRepo {
     return Number(result.numUpdatedRows) > 0;
   }
 
+  /** The user no longer types in the room (they left it), as of `position`; nothing when they were not typing. */
+  async stopAt(roomId: string, userId: string, position: number): Promise<void> {
+    await this.db
+      .updateTable('room_typing')
+      .set({ typing: 0, stream_pos: position })
+      .where('room_id', '=', roomId)
+      .where('user_id', '=', userId)
+      .where('typing', '=', 1)
+      .execute();
+  }
+
   /**
    * Of these rooms, the rows a sync needs: those changed in (after, upto] (after 0: none) and those
    * of users typing at `now`.

@@ -5,6 +5,7 @@ import { forbidden } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import type { AccountService } from '../accounts.js';
 import type { DeviceService, Requester } from '../devices.js';
+import type { ProfilePropagation } from '../rooms/profile-propagation.js';
 import type { RoomService } from '../rooms/rooms.js';
 import type { IdentityUnbinding } from '../threepid/identity-unbind.js';
 import { AdminEventReportService } from './event-reports.js';
@@ -39,8 +40,9 @@ export class AdminServices {
     rooms: RoomService,
     identity: Pick<IdentityUnbinding, 'unbind'>,
     readonly registrationTokens: RegistrationTokenService,
+    profilePropagation: Pick<ProfilePropagation, 'request'>,
   ) {
-    this.users = new AdminUserService(store, clock, config, accounts, devices, identity);
+    this.users = new AdminUserService(store, clock, config, accounts, devices, identity, profilePropagation);
     this.rooms = new AdminRoomService(store, rooms, clock, config);
     this.eventReports = new AdminEventReportService(store);
   }

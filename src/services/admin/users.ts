@@ -9,6 +9,7 @@ import type { UserRow } from '../../storage/users.js';
 import type { AccountService } from '../accounts.js';
 import { canonicaliseAddress } from '../threepid/address.js';
 import type { IdentityUnbinding } from '../threepid/identity-unbind.js';
+import type { ProfilePropagation } from '../rooms/profile-propagation.js';
 import { isUserId } from '../user-ids.js';
 
 /** GET /_synapse/admin/v2/users, as parsed at the edge. */
@@ -51,6 +52,8 @@ export class AdminUserService {
     private readonly devices: DeviceService,
     /** Unbinds an address at the identity servers it was bound to through Myelin. */
     private readonly identity: Pick<IdentityUnbinding, 'unbind'>,
+    /** As Synapse: a profile the admin changes reaches the user's rooms, as the user's own change does. */
+    private readonly profilePropagation: Pick<ProfilePropagation, 'request'>,
   ) {}
 
   /** A user ID the admin API may act on: well formed and of this server (400 otherwise). */
@@ -170,6 +173,8 @@ export class AdminUserService {
     await this.store.transaction(async (tx) => {
       if (req.displayname !== undefined) await tx.users.setProfileField(userId, 'displayname', req.displayname === '' ? null : req.displayname);
       if (req.avatar_url !== undefined) await tx.users.setProfileField(userId, 'avatar_url', req.avatar_url === '' ? null : req.avatar_url);
+      // Not for an account being deactivated: it leaves its rooms instead.
+      if ((req.displayname !== undefined || req.avatar_url !== undefined) && !deactivate) await this.profilePropagation.request(tx, userId);
       if (threepids) await replaceThreepids(tx, userId, threepids, now);
       if (req.admin !== undefined) await tx.adminUsers.setAdmin(userId, req.admin);
       if (reactivate) {

@@ -255,6 +255,8 @@ export class RoomWrite {
         avatar_url: str(draft.content.avatar_url),
       });
       this.touchedUsers.add(draft.state_key);
+      // Whoever leaves (or is kicked or banned) stops typing there, in the same sync as the leave.
+      if (membership === 'leave' || membership === 'ban') await this.store.typing.stopAt(this.roomId, draft.state_key, pos);
     }
     return event;
   }

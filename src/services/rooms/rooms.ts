@@ -154,6 +154,23 @@ export class RoomService {
     return roomId;
   }
 
+  /**
+   * Writes the user's global profile into their member event in a room they are joined to, as
+   * Synapse does on a profile change: a join with the profile's displayname and avatar_url and
+   * nothing else (a per-room name is overwritten). Nothing when they are not joined, or when their
+   * member event already says so; M_FORBIDDEN when the room's rules do not let them.
+   */
+  async refreshProfile(userId: string, roomId: string): Promise<void> {
+    if (await this.store.adminRooms.isBlocked(roomId)) throw forbidden('This room has been blocked on this server');
+    const content: JsonObject = { membership: 'join', ...(await this.profileContent(userId)) };
+    await this.creator.write(roomId, async (room) => {
+      const existing = await room.state('m.room.member', userId);
+      if (existing?.content.membership !== 'join') return;
+      if (existing.sender === userId && canonicalJson(existing.content) === canonicalJson(content)) return;
+      await room.append(userId, { type: 'm.room.member', state_key: userId, content });
+    });
+  }
+
   async invite(sender: string, roomId: string, target: string, reason?: string): Promise<void> {
     if (this.isLocalUser(target) && !(await this.store.users.get(target))) throw notFound('Unknown user');
     const profile = await this.profileContent(target);
