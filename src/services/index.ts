@@ -225,7 +225,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     pushRules,
     pushers,
     push,
-    notifications: new NotificationService(store, eventSerializer, clock),
+    notifications: new NotificationService(store, eventSerializer, clock, push),
     accountData: new AccountDataService(store, writer, pushRules),
     receipts,
     typing,

@@ -4,9 +4,12 @@ import type { Store } from '../../storage/index.js';
 import type { JsonObject } from '../../validate.js';
 import type { Requester } from '../devices.js';
 import type { ClientEventSerializer } from '../rooms/client-event.js';
+import type { PushProcessor } from './processor.js';
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 1000;
+/** How long a read waits for the events sent before it to be evaluated. */
+const EVALUATION_WAIT_MS = 2_000;
 
 /** GET /notifications: the events that notified the user, newest first. */
 export class NotificationService {
@@ -14,6 +17,7 @@ export class NotificationService {
     private readonly store: Store,
     private readonly serializer: ClientEventSerializer,
     private readonly clock: Clock,
+    private readonly processor: PushProcessor,
   ) {}
 
   async list(requester: Requester, options: { from?: string; limit?: number; only?: string }): Promise<{ notifications: JsonObject[]; next_token?: string }> {
@@ -24,6 +28,8 @@ export class NotificationService {
     }
     if (options.limit !== undefined && options.limit < 0) throw invalidParam("'limit' must not be negative");
     const limit = Math.min(options.limit ?? DEFAULT_LIMIT, MAX_LIMIT);
+    // Evaluation runs after a send's commit: wait for it, so that an event already sent is listed.
+    await this.processor.evaluated(await this.store.streams.head(), EVALUATION_WAIT_MS);
     const rows = await this.store.push.notifications(requester.userId, { before, limit, highlightOnly: options.only === 'highlight' });
     const events = await this.store.events.getMany(rows.map((r) => r.event_id));
     const serialized = await this.serializer.serialize(events, requester, this.clock.now());

@@ -53,6 +53,9 @@ export class PushProcessor {
   private logger: Logger | undefined;
   private readonly rooms = new Map<string, RoomContext | null>();
   private unrecorded: { persisted: number; reached: number } | undefined;
+  /** The stream position up to which every event is known to be evaluated. */
+  private evaluatedUpTo = 0;
+  private readonly waiters = new Set<{ position: number; resolve: () => void }>();
   private recordedAt = 0;
   private soon: NodeJS.Timeout | undefined;
 
@@ -76,10 +79,37 @@ export class PushProcessor {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const waiter of this.waiters) waiter.resolve();
     if (this.timer) clearTimeout(this.timer);
     if (this.soon) clearTimeout(this.soon);
     this.soon = undefined;
     await this.running;
+  }
+
+  /**
+   * Resolves once the events up to stream position `position` are evaluated (their notifications
+   * recorded), or after `timeoutMs`: a read of notifications then shows an event whose send returned.
+   */
+  async evaluated(position: number, timeoutMs: number): Promise<void> {
+    if (this.evaluatedUpTo >= position || this.stopped) return;
+    await new Promise<void>((resolve) => {
+      const waiter = {
+        position,
+        resolve: () => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve();
+        },
+      };
+      const timer = setTimeout(waiter.resolve, timeoutMs);
+      this.waiters.add(waiter);
+      this.poke();
+    });
+  }
+
+  private reached(position: number): void {
+    this.evaluatedUpTo = Math.max(this.evaluatedUpTo, position);
+    for (const waiter of this.waiters) if (waiter.position <= this.evaluatedUpTo) waiter.resolve();
   }
 
   /**
@@ -130,7 +160,10 @@ export class PushProcessor {
     // another process has recorded progress since, they need no second look.
     const from = this.unrecorded?.persisted === persisted ? this.unrecorded.reached : persisted;
     const head = await this.store.streams.head();
-    if (head <= from) return false;
+    if (head <= from) {
+      this.reached(head);
+      return false;
+    }
     await this.rules.refresh(head);
     const rows = await this.store.push.eventsBetween(from, head, BATCH);
     const upto = rows.length < BATCH ? head : rows[rows.length - 1]!.stream_pos;
@@ -148,15 +181,18 @@ export class PushProcessor {
     const now = this.clock.now();
     if (found.length === 0 && upto - persisted < RECORD_EVERY_POSITIONS && now - this.recordedAt < RECORD_EVERY_MS) {
       this.unrecorded = { persisted, reached: upto };
+      this.reached(upto);
       return upto < head;
     }
     const notifyUsers = [...new Set(found.flatMap((f) => f.recipients.filter((r) => r.outcome.notify).map((r) => r.userId)))];
     const pushers = groupPushers(notifyUsers.length > 0 ? await this.store.pushers.httpPushersOf(notifyUsers) : []);
 
     let queued = 0;
+    let recordedElsewhere = 0;
     const done = await this.store.transaction(async (tx) => {
       // Another process recorded this batch meanwhile: leave it to that one.
-      if ((await tx.push.lockProgress()) !== persisted) return false;
+      recordedElsewhere = await tx.push.lockProgress();
+      if (recordedElsewhere !== persisted) return false;
       for (const { event, pos, recipients, room } of found) {
         const notified = recipients.filter((r) => r.outcome.notify);
         if (notified.length === 0) continue;
@@ -185,6 +221,7 @@ export class PushProcessor {
     });
     this.unrecorded = undefined;
     if (done) this.recordedAt = now;
+    this.reached(done ? upto : recordedElsewhere);
     if (queued > 0) this.onQueued();
     return done && upto < head;
   }
