@@ -207,6 +207,8 @@ export class PushProcessor {
         const notificationRoom = room.notificationRoom(event.sender);
         for (const r of withPushers) {
           for (const pusher of pushers.get(r.userId)!) {
+            // As Synapse: a pusher is for what happens once it is set, even if evaluation lags behind.
+            if (Number(pusher.pushkey_ts) > event.origin_server_ts) continue;
             const message = pushMessage(event, r.userId, r.outcome, pusher, notificationRoom, unread.get(r.userId) ?? 0);
             const id = randomUUID();
             // The payload is stored as plain JSON (the outbox seal opens it as it is): it holds an
