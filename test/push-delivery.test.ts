@@ -104,6 +104,19 @@ for (const engine of ENGINES) {
       assert.equal((await pushesOf(unevaluated, 2, 30_000)).length, 2);
     });
 
+    it('does not push an event sent before the pusher was set, even when it is evaluated after', async () => {
+      await server.hs.services.push.stop();
+      const before = await send(alice, { msgtype: 'm.text', body: 'before carol set her pusher' });
+      await sleep(20);
+      const pusher = { kind: 'http', app_id: 'org.example.app', app_display_name: 'App', device_display_name: 'Phone', lang: 'en' };
+      assert.equal((await server.api.post('/v3/pushers/set', { ...pusher, pushkey: 'carol-late', data: { url: gateway.url } }, { token: carol.access_token })).status, 200);
+      server.hs.services.push.start(server.hs.logger);
+      const afterwards = await send(alice, { msgtype: 'm.text', body: 'after carol set her pusher' });
+      assert.deepEqual((await pushesOf(afterwards, 3)).map((p) => p.devices[0]!.pushkey).sort(), ['bob-full', 'bob-id-only', 'carol-late']);
+      assert.deepEqual(gateway.of(before).map((p) => p.devices[0]!.pushkey).sort(), ['bob-full', 'bob-id-only'], 'the earlier event went to the pushers that existed');
+      assert.equal((await server.api.post('/v3/pushers/set', { ...pusher, kind: null, pushkey: 'carol-late', data: {} }, { token: carol.access_token })).status, 200);
+    });
+
     it('pushes to a member who joined after the room was last read, under their new display name rules', async () => {
       const dave = await server.api.register('dave');
       await server.api.post('/v3/pushers/set', { kind: 'http', app_id: 'org.example.app', app_display_name: 'App', device_display_name: 'Phone', lang: 'en', pushkey: 'dave', data: { url: gateway.url } }, { token: dave.access_token });

@@ -90,5 +90,16 @@ for (const engine of ENGINES) {
       assert.equal(res.status, 200);
       await until(async () => (await counts(bob)).notification_count === 1, 'a new message counts again after the receipt');
     });
+
+    it('lists an event as soon as its send has returned (its notifications commit with it)', async () => {
+      for (let i = 0; i < 3; i++) {
+        const res = await server.api.put<{ event_id: string }>(`/v3/rooms/${enc(roomId)}/send/m.room.message/at-once-${i}`, { msgtype: 'm.text', body: `at once ${i}` }, { token: alice.access_token });
+        assert.equal(res.status, 200);
+        const list = await server.api.get<{ notifications: Notification[] }>('/v3/notifications?limit=1', { token: bob.access_token });
+        assert.equal(list.status, 200);
+        assert.equal(list.body.notifications[0]?.event.event_id, res.body.event_id, `send ${i}: the newest notification is the event just sent`);
+        assert.equal(list.body.notifications[0]?.read, false);
+      }
+    });
   });
 }

@@ -144,6 +144,8 @@ export class PushProcessor {
         if (!room) rooms.set(key, (room = await notificationRoom(tx, event)));
         const outcome = actionsOutcome(JSON.parse(row.actions) as unknown[]);
         for (const pusher of pushers.get(row.user_id)!) {
+          // As Synapse: a pusher is for what happens once it is set, even if its pushes are queued late.
+          if (Number(pusher.pushkey_ts) > event.origin_server_ts) continue;
           const message = pushMessage(event, row.user_id, outcome, pusher, room, unread.get(row.user_id) ?? 0);
           // The payload is stored as plain JSON (the outbox seal opens it as it is): it holds an
           // event the events table holds in the clear, and no secret.
