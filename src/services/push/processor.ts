@@ -55,6 +55,8 @@ export class PushProcessor {
   private unrecorded: { persisted: number; reached: number } | undefined;
   private recordedAt = 0;
   private soon: NodeJS.Timeout | undefined;
+  /** Called once a batch that notified someone is committed (email pushers look then). */
+  readonly onRecorded: (() => void)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -186,6 +188,7 @@ export class PushProcessor {
     this.unrecorded = undefined;
     if (done) this.recordedAt = now;
     if (queued > 0) this.onQueued();
+    if (done && found.length > 0) for (const hook of this.onRecorded) hook();
     return done && upto < head;
   }
 

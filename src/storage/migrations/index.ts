@@ -16,6 +16,7 @@ import * as receiptsTyping from './0015_receipts_typing.js';
 import * as directories from './0016_directories.js';
 import * as push from './0017_push.js';
 import * as eventRelations from './0018_event_relations.js';
+import * as emailNotifs from './0022_email_notifs.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -36,4 +37,5 @@ export const migrations: Record<string, Migration> = {
   '0016_directories': directories,
   '0017_push': push,
   '0018_event_relations': eventRelations,
+  '0022_email_notifs': emailNotifs,
 };
