@@ -84,7 +84,7 @@ export class EmailNotifsRepo {
   async setThrottle(key: EmailPusherKey, roomId: string, throttle: Throttle): Promise<void> {
     await this.db
       .insertInto('email_pusher_throttle')
-      .values({ ...key, room_id: roomId, ...throttle })
+      .values({ user_id: key.user_id, app_id: key.app_id, pushkey: key.pushkey, room_id: roomId, ...throttle })
       .onConflict((oc) => oc.columns(['user_id', 'app_id', 'pushkey', 'room_id']).doUpdateSet(throttle))
       .execute();
   }
