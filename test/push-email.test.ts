@@ -151,6 +151,23 @@ for (const engine of ENGINES) {
       await sleep(DELAY_MS * 3);
       assert.equal(notifications().length, 3, 'no pusher, no mail');
     });
+
+    it('a pusher set with POST /pushers/set mails only what notifies after it, and goes with its address', async () => {
+      const { api } = env.server;
+      const pusher = { kind: 'email', app_id: 'org.example.mail', pushkey: 'Bob@Example.org', app_display_name: 'Mail', device_display_name: 'bob', lang: 'en', data: {} };
+      assert.equal((await api.post('/v3/pushers/set', pusher, { token: bob.access_token })).status, 200);
+      await sleep(DELAY_MS * 3);
+      assert.equal(notifications().length, 3, 'the message sent before the pusher is not mailed');
+      const other = await createRoom('Third room');
+      await send(other, { msgtype: 'm.text', body: 'for the new pusher' });
+      const mail = await nthMail(4);
+      assert.ok(mail.text.includes('for the new pusher') && !mail.text.includes('after unsubscribing'));
+      assert.match(mail.header('list-unsubscribe') ?? '', /app_id=org.example.mail&pushkey=bob%40example.org>$/);
+      const removed = await api.post('/v3/account/3pid/delete', { medium: 'email', address: BOB_MAIL }, { token: bob.access_token });
+      assert.equal(removed.status, 200, JSON.stringify(removed.body));
+      const left = await api.get<{ pushers: unknown[] }>('/v3/pushers', { token: bob.access_token });
+      assert.deepEqual(left.body.pushers, [], 'no address, no email pusher');
+    });
   });
 }
 
