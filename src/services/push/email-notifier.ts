@@ -16,7 +16,8 @@ const THROTTLE_RESET_AFTER_MS = 12 * 3_600_000;
 const MAX_PER_MAIL = 20;
 /** How often to look for notifications that other processes recorded. */
 const POLL_MS = 30_000;
-const COALESCE_MS = 50;
+/** A notification recorded just before a poke is due at most this long after the poke's delay. */
+const SLACK_MS = 50;
 
 /**
  * Email pushers (Synapse's emailpusher): a notification still unread `delayMs` after it arrived,
@@ -28,9 +29,11 @@ const COALESCE_MS = 50;
  */
 export class EmailNotifier {
   private running: Promise<void> | undefined;
-  private again = false;
+  /** When a pass is wanted that the running one may not cover. */
+  private wantedAt: number | undefined;
   private stopped = true;
   private timer: NodeJS.Timeout | undefined;
+  private timerAt = 0;
   private logger: Logger | undefined;
 
   constructor(
@@ -44,7 +47,7 @@ export class EmailNotifier {
   start(logger: Logger): () => Promise<void> {
     this.logger = logger;
     this.stopped = false;
-    this.poke();
+    this.wakeAt(this.clock.now());
     return () => this.stop();
   }
 
@@ -54,36 +57,42 @@ export class EmailNotifier {
     await this.running;
   }
 
-  /** New notifications were recorded: look shortly (pokes close together make one pass). */
+  /**
+   * New notifications were recorded: none of them can be due before the delay has passed, so a
+   * pass is wanted then, not now (a busy server's pokes cost no reads).
+   */
   poke(): void {
-    this.wakeIn(COALESCE_MS);
+    this.wakeAt(this.clock.now() + this.delayMs + SLACK_MS);
   }
 
-  private wakeIn(ms: number): void {
+  /** Runs a pass at `at`, unless one is set for earlier. */
+  private wakeAt(at: number): void {
     if (this.stopped) return;
     if (this.running) {
-      if (ms <= COALESCE_MS) this.again = true;
+      this.wantedAt = Math.min(this.wantedAt ?? at, at);
       return;
     }
+    if (this.timer && this.timerAt <= at) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.run(), Math.max(0, ms));
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.run(), Math.max(0, at - this.clock.now()));
     this.timer.unref();
   }
 
   private run(): void {
     if (this.stopped || this.running) return;
     this.timer = undefined;
-    let next = POLL_MS;
+    let next = this.clock.now() + POLL_MS;
     this.running = this.pass()
       .then((due) => {
-        if (due !== undefined) next = Math.min(next, due - this.clock.now());
+        if (due !== undefined) next = Math.min(next, due);
       })
       .catch((err: unknown) => this.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'email notifications: a pass failed; will retry'))
       .finally(() => {
         this.running = undefined;
-        const again = this.again;
-        this.again = false;
-        this.wakeIn(again ? COALESCE_MS : next);
+        const wanted = this.wantedAt;
+        this.wantedAt = undefined;
+        this.wakeAt(Math.min(next, wanted ?? next));
       });
   }
 

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyDb = Kysely<any>;
@@ -10,6 +10,8 @@ type AnyDb = Kysely<any>;
  */
 export async function up(db: AnyDb): Promise<void> {
   await db.schema.alterTable('pushers').addColumn('mailed_pos', 'bigint').execute();
+  // Email pushers set before this mail from now on, as new ones do.
+  await sql`UPDATE pushers SET mailed_pos = (SELECT position FROM push_progress WHERE name = 'events') WHERE kind = 'email'`.execute(db);
   await db.schema
     .createTable('email_pusher_throttle')
     .addColumn('user_id', 'text', (c) => c.notNull())
