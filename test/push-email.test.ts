@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../src/config/load.js';
-import { ENGINES } from './helpers/server.js';
+import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 import type { ReceivedMail } from './helpers/smtp.js';
 import { codeOf, followLink, openLink, secret, startEmailEnv, type EmailEnv } from './helpers/threepid-email.js';
 import { until } from './helpers/until.js';
@@ -170,6 +170,36 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe('email pushers: two processes on one PostgreSQL database', () => {
+  let env: EmailEnv;
+  let second: TestServer;
+  before(async () => {
+    const overrides = { email: { enable_notifs: true, notif_delay_before_mail: DELAY_MS } };
+    env = await startEmailEnv('postgres', overrides);
+    second = await startTestServer('postgres', { email: env.smtp.emailConfig(overrides.email) }, { database: env.server.config.database as unknown as Record<string, unknown> });
+  });
+  after(async () => {
+    await second?.close();
+    await env?.close();
+  });
+
+  it('mails each notification once, whichever process recorded it and whichever mails it', async () => {
+    const bob = await registerWithEmail(env, 'bob', BOB_MAIL);
+    const alice = await second.api.register('alice');
+    const roomId = (await second.api.post<{ room_id: string }>('/v3/createRoom', { name: 'Shared', preset: 'public_chat' }, { token: alice.access_token })).body.room_id;
+    assert.equal((await env.server.api.post(`/v3/join/${enc(roomId)}`, {}, { token: bob.access_token })).status, 200);
+    for (const [i, api] of [env.server.api, second.api, env.server.api, second.api].entries()) {
+      const res = await api.put(`/v3/rooms/${enc(roomId)}/send/m.room.message/two${i}`, { msgtype: 'm.text', body: `from process ${i % 2} #${i}` }, { token: alice.access_token });
+      assert.equal(res.status, 200);
+    }
+    await until(() => env.smtp.messages.some(isNotification), 'a notification mail', 20_000);
+    await sleep(DELAY_MS * 3);
+    const mails = env.smtp.messages.filter(isNotification);
+    assert.equal(mails.length, 1, 'one mail, not one per process');
+    for (let i = 0; i < 4; i++) assert.ok(mails[0]!.text.includes(`#${i}`), `message ${i} in the mail`);
+  });
+});
 
 describe('email notification config', () => {
   const base = { server_name: 'example.org', email: { notif_from: 'x <noreply@example.org>' } };
