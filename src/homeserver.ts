@@ -7,6 +7,7 @@ import { clientRoutes } from './api/client/index.js';
 import { serverKeyRoutes } from './api/key/index.js';
 import { mediaRoutes } from './api/media/index.js';
 import { threepidPageRoutes } from './api/pages/threepid.js';
+import { unsubscribeRoutes } from './api/pages/unsubscribe.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/index.js';
 import { createApp, requestsInFlight, type AppOptions } from './http/app.js';
@@ -71,6 +72,7 @@ export function buildApp(services: Services, logger: Logger, trustProxy: AppOpti
   // Release waiting long-poll syncs first, or close would wait out their timeouts.
   app.addHook('preClose', async () => services.notifier.close());
   threepidPageRoutes(router, services);
+  unsubscribeRoutes(router, services);
   const { config, store, accounts, clock } = services;
   sharedSecretRegistrationRoutes(router, new SharedSecretRegistration(config, store.uia, accounts, clock));
   adminRoutes(router, services);
@@ -92,6 +94,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   const metrics = config.enable_metrics ? new Metrics(services, db) : undefined;
   services.stoppers.push(services.delivery.start(logger));
   services.stoppers.push(services.push.start(logger));
+  if (services.emailNotifs) services.stoppers.push(services.emailNotifs.notifier.start(logger));
   services.stoppers.push(startMaintenance(services, logger));
   services.stoppers.push(services.typing.start(logger));
   // Stopped first: a room write it is finishing still wakes syncs and push evaluation.

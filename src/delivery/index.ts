@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
+import { ConfigError } from '../config/load.js';
 import { DEFAULT_ADD_THREEPID_SUBJECT, DEFAULT_SUBJECTS, isEmailConfigured, substitute } from '../config/sections/email.js';
 import type { Store } from '../storage/index.js';
 import type { ChannelProvider, DeliveryChannel } from './channels.js';
@@ -15,9 +16,12 @@ import { OutboxWorker, type WorkerOptions } from './worker.js';
 export type { Outbox, DeliveryRequest, EmailRequest, SmsRequest, IdentityUnbindRequest, EnqueueOptions } from './types.js';
 export { Templates, type RenderedEmail } from './templates.js';
 export { PermanentDeliveryError, maskRecipient, type ChannelProvider, type DeliveryChannel } from './channels.js';
+export { deliverySecret } from './payload-seal.js';
 
 /** Mail templates and pages every process can render. */
 const EMAIL_TEMPLATES: EmailTemplateName[] = ['registration', 'password_reset', 'add_threepid', 'already_in_use'];
+/** The pages of a notification mail's unsubscribe link. */
+const UNSUBSCRIBE_PAGES = ['notif_unsubscribe_confirmation', 'notif_unsubscribe_success', 'notif_unsubscribe_failure'].map((page) => `${page}.html`);
 const PAGES = ['registration', 'add_threepid', 'password_reset'].flatMap((flow) => ['confirmation', 'success', 'failure'].map((page) => `${flow}_${page}.html`));
 
 export interface Delivery {
@@ -44,7 +48,12 @@ export function createTemplates(config: Config): Templates {
       already_in_use: substitute(subjects.email_already_in_use, names),
     },
   });
-  templates.check([...EMAIL_TEMPLATES.flatMap((n) => [`${n}.html`, `${n}.txt`]), ...PAGES]);
+  templates.check([...EMAIL_TEMPLATES.flatMap((n) => [`${n}.html`, `${n}.txt`]), ...PAGES, ...UNSUBSCRIBE_PAGES]);
+  if (config.email?.enable_notifs) {
+    const files = [config.email.notif_template_html, config.email.notif_template_text];
+    for (const file of files) if (!templates.has(file)) throw new ConfigError(`email: the notification template ${file} is in no template directory`);
+    templates.check(files);
+  }
   return templates;
 }
 

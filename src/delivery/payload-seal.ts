@@ -27,13 +27,7 @@ export class PayloadSeal {
 
   /** The seal of this configuration; throws ConfigError when several processes could not agree on one. */
   static forConfig(config: Config): PayloadSeal {
-    const secret = config.macaroon_secret_key ?? config.registration_shared_secret;
-    if (secret !== undefined) return PayloadSeal.fromSecret(secret);
-    if (config.database.name === 'sqlite3' || config.database.name === 'sqlite') {
-      const path = config.database.args.database;
-      return PayloadSeal.fromSecret(path === ':memory:' ? randomBytes(32) : keyFile(`${path}.outbox-key`));
-    }
-    throw new ConfigError('macaroon_secret_key: required with PostgreSQL when email, sms or trusted_third_party_id_servers is configured (the same in every process), to encrypt queued messages');
+    return PayloadSeal.fromSecret(deliverySecret(config));
   }
 
   seal(id: string, plaintext: string): string {
@@ -55,6 +49,20 @@ export class PayloadSeal {
     decipher.setAuthTag(data.subarray(data.length - TAG_BYTES));
     return Buffer.concat([decipher.update(data.subarray(0, data.length - TAG_BYTES)), decipher.final()]).toString('utf8');
   }
+}
+
+/**
+ * The secret that delivery's keys derive from (each with its own HKDF label): the same in every
+ * process; throws ConfigError when several processes could not agree on one.
+ */
+export function deliverySecret(config: Config): string | Buffer {
+  const secret = config.macaroon_secret_key ?? config.registration_shared_secret;
+  if (secret !== undefined) return secret;
+  if (config.database.name === 'sqlite3' || config.database.name === 'sqlite') {
+    const path = config.database.args.database;
+    return path === ':memory:' ? randomBytes(32) : keyFile(`${path}.outbox-key`);
+  }
+  throw new ConfigError('macaroon_secret_key: required with PostgreSQL when email, sms or trusted_third_party_id_servers is configured (the same in every process), to encrypt queued messages');
 }
 
 /** The key in `path`, created (owner-only) when absent; processes starting together agree on one. */

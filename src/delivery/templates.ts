@@ -123,6 +123,15 @@ export class Templates {
     return this.html.render(this.localized(file, language), this.vars(vars));
   }
 
+  /** Renders a mail from the named files (not translated), under a subject already made. */
+  renderMail(files: { html: string; text: string }, subject: string, vars: Record<string, unknown>): RenderedEmail {
+    const context = this.vars(vars);
+    // The subject holds names people chose: no control character may reach the header.
+    // eslint-disable-next-line no-control-regex
+    const line = subject.replace(/[\s\x00-\x1f\x7f]+/g, ' ').trim();
+    return { subject: line, text: this.text.render(files.text, context), html: this.html.render(files.html, context), language: undefined };
+  }
+
   /** Renders a mail's subject, text and HTML, all in one language (the reader's when available). */
   renderEmail(name: EmailTemplateName, vars: Record<string, unknown> = {}, acceptLanguage?: string): RenderedEmail {
     const files = [`${name}.html`, `${name}.txt`];

@@ -19,6 +19,18 @@ export interface EmailRequest {
   acceptLanguage?: string;
 }
 
+/** The mail of an email pusher: its notifications, rendered from notif_template_html / notif_template_text. */
+export interface NotificationEmailRequest {
+  channel: 'email';
+  to: string;
+  template: 'notif_mail';
+  /** The summary line (Synapse's subjects), already made. */
+  subject: string;
+  vars: Record<string, unknown>;
+  /** The link that deletes the pusher. */
+  unsubscribeLink: string;
+}
+
 export interface SmsRequest {
   channel: 'sms';
   /** E.164 digits without '+'. */
@@ -37,7 +49,7 @@ export interface IdentityUnbindRequest {
   address: string;
 }
 
-export type DeliveryRequest = EmailRequest | SmsRequest | IdentityUnbindRequest;
+export type DeliveryRequest = EmailRequest | NotificationEmailRequest | SmsRequest | IdentityUnbindRequest;
 
 export interface EnqueueOptions {
   /** At most one message is ever queued per key (e.g. `email:<sid>:<send_attempt>`). */

@@ -31,6 +31,8 @@ export interface RegisterArgs {
   threepids?: NewThreepid[];
   /** More of the new account (e.g. admin, profile), written in its creating transaction. */
   onCreated?: (work: Store, userId: string) => Promise<void>;
+  /** Runs once the first device is signed in (not with inhibitLogin), in the creating transaction. */
+  onSignedIn?: (work: Store, userId: string, deviceId: string) => Promise<void>;
 }
 
 /** What every user row of one registration is created with. */
@@ -142,6 +144,7 @@ export class AccountService {
     const firstSession = async (tx: Store, userId: string): Promise<RegisterResult> => {
       if (args.inhibitLogin) return { user_id: userId };
       const issued = await this.devices.within(tx).signIn({ userId, deviceId: args.deviceId, displayName: args.displayName, refresh: args.refresh, ip: args.ip });
+      await args.onSignedIn?.(tx, userId, issued.device_id);
       return { user_id: userId, ...issued };
     };
     if (args.localpart === undefined) return this.createNumericUser(newUser, firstSession);

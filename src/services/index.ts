@@ -2,7 +2,11 @@ import { systemClock, type Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
 import { ConfigError } from '../config/load.js';
 import { PasswordHasher } from '../crypto/passwords.js';
-import { createDelivery, type Delivery, type Outbox, type Templates } from '../delivery/index.js';
+import { createDelivery, deliverySecret, type Delivery, type Outbox, type Templates } from '../delivery/index.js';
+import type { EmailConfig } from '../config/sections/email.js';
+import { NotificationMailer } from './push/email-mail.js';
+import { EmailNotifier } from './push/email-notifier.js';
+import { EmailUnsubscribe } from './push/unsubscribe.js';
 import type { Db } from '../storage/db.js';
 import { Store } from '../storage/index.js';
 import { AccountService } from './accounts.js';
@@ -101,6 +105,8 @@ export interface Services {
   pushers: PusherService;
   /** Evaluates new room events against members' push rules; queues pushes, counts notifications. */
   push: PushProcessor;
+  /** With email.enable_notifs: email pushers' mails, and their unsubscribe links. */
+  emailNotifs: { notifier: EmailNotifier; unsubscribe: EmailUnsubscribe } | undefined;
   /** GET /notifications. */
   notifications: NotificationService;
   accountData: AccountDataService;
@@ -151,6 +157,12 @@ export function publicBaseUrlOf(config: Config): string {
   if (config.public_baseurl) return config.public_baseurl.endsWith('/') ? config.public_baseurl : `${config.public_baseurl}/`;
   const listener = config.listeners[0]!;
   return `http://${config.server_name.includes(':') ? config.server_name : `${config.server_name}:${listener.port}`}/`;
+}
+
+function emailNotifications(email: EmailConfig, store: Store, delivery: Delivery, clock: Clock, publicBaseUrl: string, secret: string | Buffer): { notifier: EmailNotifier; unsubscribe: EmailUnsubscribe } {
+  const unsubscribe = new EmailUnsubscribe(store, secret, publicBaseUrl);
+  const notifier = new EmailNotifier(store, new NotificationMailer(store, email, unsubscribe), delivery.outbox, clock, email.notif_delay_before_mail);
+  return { notifier, unsubscribe };
 }
 
 /** `outboxClock` times the mail and SMS queue, apart from `clock` (see delivery/worker.ts). */
@@ -227,6 +239,15 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const push = new PushProcessor(store, pushRuleCache, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
   const roomDirectory = new RoomDirectoryService(store, config);
+  const emailNotifs = config.email?.enable_notifs ? emailNotifications(config.email, store, delivery, clock, publicBaseUrlOf(config), deliverySecret(config)) : undefined;
+  if (emailNotifs) {
+    push.onRecorded.push(() => emailNotifs.notifier.poke());
+    if (config.email?.notif_for_new_users) {
+      registration.onSignedIn(async (work, userId, deviceId, threepids) => {
+        for (const t of threepids) if (t.medium === 'email') await pushers.addForNewUser(work, userId, deviceId, t.address);
+      });
+    }
+  }
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens, profilePropagation);
 
   const services: Services = {
@@ -253,6 +274,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     pushRules,
     pushers,
     push,
+    emailNotifs,
     notifications: new NotificationService(store, eventSerializer, clock),
     accountData: new AccountDataService(store, writer, pushRules),
     receipts,

@@ -1,7 +1,7 @@
 import type { Config } from '../config/index.js';
 import type { Store } from '../storage/index.js';
 import { MatrixError, forbidden, missingParam } from '../errors.js';
-import type { AccountService, RegisterResult } from './accounts.js';
+import type { AccountService, NewThreepid, RegisterResult } from './accounts.js';
 import { addressBucket, type RateLimiter } from './ratelimiter.js';
 import type { DeviceService } from './devices.js';
 import { Operation, validatedThreepids, type AuthDict, type UiaParams, type UiaReplay, type UiaRequired, type UiaService } from './uia.js';
@@ -34,9 +34,13 @@ type RecordedRegistration = { user_id: string; device_id?: string };
 /** Another area's part in a registration completing (e.g. a registration token's use), in the creating transaction. */
 export type RegistrationHook = (work: Store, sessionId: string, userId: string) => Promise<void>;
 
+/** Another area's part once a registration's first device is signed in, with the 3PIDs bound at registration. */
+export type SignedInHook = (work: Store, userId: string, deviceId: string, threepids: readonly NewThreepid[]) => Promise<void>;
+
 /** POST /register: who may register, with which UIA flows, and under which limits. */
 export class RegistrationService {
   private readonly completionHooks: RegistrationHook[] = [];
+  private readonly signedInHooks: SignedInHook[] = [];
 
   constructor(
     private readonly config: Config,
@@ -50,6 +54,11 @@ export class RegistrationService {
   /** Runs `hook` in the transaction that creates each account registered through UIA. */
   onCompleted(hook: RegistrationHook): void {
     this.completionHooks.push(hook);
+  }
+
+  /** Runs `hook` in the transaction that creates each account registered through UIA with a device. */
+  onSignedIn(hook: SignedInHook): void {
+    this.signedInHooks.push(hook);
   }
 
   async register(req: RegistrationRequest): Promise<RegisterResult> {
@@ -91,6 +100,7 @@ export class RegistrationService {
         },
         run: async ({ sessionId, params, secretHash, results }) => {
           await this.limiter.take(`register:ip:${addressBucket(ip)}`, this.config.rc_registration);
+          const threepids = validatedThreepids(results);
           return this.accounts.register({
             localpart: finalLocalpart,
             ...(password !== undefined ? { password } : { passwordHash: secretHash }),
@@ -100,9 +110,12 @@ export class RegistrationService {
             inhibitLogin: params.inhibit_login ?? false,
             refresh,
             ip,
-            threepids: validatedThreepids(results),
+            threepids,
             onCreated: async (work, userId) => {
               for (const hook of this.completionHooks) await hook(work, sessionId, userId);
+            },
+            onSignedIn: async (work, userId, deviceId) => {
+              for (const hook of this.signedInHooks) await hook(work, userId, deviceId, threepids);
             },
           });
         },

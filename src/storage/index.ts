@@ -7,6 +7,7 @@ import { PresenceRepo } from './presence.js';
 import { PushRulesRepo } from './push-rules.js';
 import { PushersRepo } from './pushers.js';
 import { PushRepo } from './push.js';
+import { EmailNotifsRepo } from './email-notifs.js';
 import { StreamsRepo } from './streams.js';
 import { ToDeviceRepo } from './to-device.js';
 import type { Db } from './db.js';
@@ -77,6 +78,7 @@ export class Store {
   readonly pushers: PushersRepo;
   /** Push evaluation's progress, notification counts and notifications. */
   readonly push: PushRepo;
+  readonly emailNotifs: EmailNotifsRepo;
   readonly keyBackup: KeyBackupRepo;
   readonly presence: PresenceRepo;
   readonly rooms: RoomsRepo;
@@ -123,6 +125,7 @@ export class Store {
     this.pushRules = new PushRulesRepo(kysely);
     this.pushers = new PushersRepo(kysely);
     this.push = new PushRepo(kysely, db.engine);
+    this.emailNotifs = new EmailNotifsRepo(kysely);
     this.keyBackup = new KeyBackupRepo(kysely);
     this.presence = new PresenceRepo(kysely);
     this.rooms = new RoomsRepo(kysely, db.engine);

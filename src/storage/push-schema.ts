@@ -17,6 +17,18 @@ export interface PushersTable {
   device_id: string | null;
   /** When the pushkey was last set (sent to the gateway as pushkey_ts, in seconds). */
   pushkey_ts: number;
+  /** Email pushers: the stream position up to which notifications were mailed (migration 0022). */
+  mailed_pos: number | null;
+}
+
+/** Per email pusher and room: when it last mailed, and how long the room waits after that. */
+export interface EmailPusherThrottleTable {
+  user_id: string;
+  app_id: string;
+  pushkey: string;
+  room_id: string;
+  last_sent_ts: number;
+  throttle_ms: number;
 }
 
 /** How far along the global stream push evaluation has got (one row, name 'events'). */
@@ -58,4 +70,5 @@ export interface PushTables {
   push_progress: PushProgressTable;
   push_counts: PushCountsTable;
   push_notifications: PushNotificationsTable;
+  email_pusher_throttle: EmailPusherThrottleTable;
 }

@@ -35,6 +35,10 @@ export class UserThreepidsRepo {
     return inserted !== undefined || (await this.findUser(row.medium, row.address)) === row.user_id;
   }
 
+  /**
+   * Removes the address from the account, and, as Synapse does, the account's email pushers that
+   * mail it: they may only mail the account's own addresses.
+   */
   async delete(userId: string, medium: string, address: string): Promise<boolean> {
     const result = await this.db
       .deleteFrom('user_threepids')
@@ -42,10 +46,13 @@ export class UserThreepidsRepo {
       .where('medium', '=', medium)
       .where('address', '=', address)
       .executeTakeFirst();
+    if (medium === 'email') await this.db.deleteFrom('pushers').where('user_id', '=', userId).where('kind', '=', 'email').where('pushkey', '=', address).execute();
     return Number(result.numDeletedRows) > 0;
   }
 
+  /** Removes every address of the account, and its email pushers with them. */
   async deleteAll(userId: string): Promise<UserThreepidRow[]> {
+    await this.db.deleteFrom('pushers').where('user_id', '=', userId).where('kind', '=', 'email').execute();
     return this.db.deleteFrom('user_threepids').where('user_id', '=', userId).returningAll().execute();
   }
 }

@@ -25,6 +25,14 @@ export const DEFAULT_ADD_THREEPID_SUBJECT = '[%(server_name)s] Confirm the addre
 
 const noLineBreaks = (s: string) => !/[\r\n]/.test(s);
 
+const httpUrl = z
+  .string()
+  .refine((s) => URL.canParse(s) && ['http:', 'https:'].includes(new URL(s).protocol), 'must be an http(s) URL')
+  .transform((s) => s.replace(/\/+$/, ''));
+
+/** A file name in a template directory, no path. */
+const templateFile = z.string().regex(/^[A-Za-z0-9_.-]+\.(html|txt)$/, 'must be a file name ending .html or .txt, without a directory');
+
 const subjects = z
   .object(
     Object.fromEntries(
@@ -57,6 +65,19 @@ export const emailConfig = z.object({
   subjects,
   /** Myelin: `log` writes mails to the log instead of sending them (development only). */
   transport: z.enum(['smtp', 'log']).default('smtp'),
+  /** Email pushers mail the notifications still unread after `notif_delay_before_mail`. */
+  enable_notifs: z.boolean().default(false),
+  /** With enable_notifs: an account registered with an email address gets an email pusher for it. */
+  notif_for_new_users: z.boolean().default(true),
+  /** The web client the notification mails link to (rooms and events); matrix.to links when unset. */
+  client_base_url: httpUrl.optional(),
+  /** Synapse's former name of client_base_url, still read when client_base_url is absent. */
+  riot_base_url: httpUrl.optional(),
+  /** Template file names (in custom_template_directory or the shipped ones) of the notification mail. */
+  notif_template_html: templateFile.default('notif_mail.html'),
+  notif_template_text: templateFile.default('notif_mail.txt'),
+  /** How long a notification stays unread before it is mailed. */
+  notif_delay_before_mail: duration.default(10 * 60_000),
 });
 
 export type EmailConfig = z.infer<typeof emailConfig>;

@@ -18,6 +18,11 @@ export function emailChannel(config: EmailConfig, templates: Templates, makeTran
     render(request) {
       if (request.channel !== 'email') throw new Error(`email channel cannot render a ${request.channel} message`);
       assertSingleAddress(request.to);
+      if (request.template === 'notif_mail') {
+        const mail = templates.renderMail({ html: config.notif_template_html, text: config.notif_template_text }, request.subject, request.vars);
+        const payload: EmailPayload = { to: request.to, subject: mail.subject, text: mail.text, html: mail.html, messageId: newMessageId(sender), date: clock.now(), unsubscribe: request.unsubscribeLink };
+        return payload;
+      }
       const mail = templates.renderEmail(request.template, request.vars, request.acceptLanguage);
       const payload: EmailPayload = { to: request.to, subject: mail.subject, text: mail.text, html: mail.html, messageId: newMessageId(sender), date: clock.now() };
       return payload;

@@ -9,6 +9,8 @@ export interface EmailPayload {
   /** Fixed when queued, so that every retry carries the same Message-ID and Date. */
   messageId: string;
   date: number;
+  /** The notification mail's unsubscribe link (List-Unsubscribe, RFC 2369; one-click POST, RFC 8058). */
+  unsubscribe?: string;
 }
 
 /** The sender: `notif_from` with `%(app)s` already substituted, split into name and address. */

@@ -33,6 +33,7 @@ export class SmtpTransport implements EmailTransport {
     assertSingleAddress(mail.to);
     assertHeaderSafe('Subject', mail.subject);
     assertHeaderSafe('Message-ID', mail.messageId);
+    if (mail.unsubscribe !== undefined) assertHeaderSafe('List-Unsubscribe', mail.unsubscribe);
     try {
       await this.transporter.sendMail({
         from: { name: from.name, address: from.address },
@@ -42,7 +43,10 @@ export class SmtpTransport implements EmailTransport {
         html: mail.html,
         messageId: mail.messageId,
         date: new Date(mail.date),
-        headers: { 'Auto-Submitted': 'auto-generated' },
+        headers: {
+          'Auto-Submitted': 'auto-generated',
+          ...(mail.unsubscribe !== undefined ? { 'List-Unsubscribe': `<${mail.unsubscribe}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' } : {}),
+        },
         // As Synapse sends its mails; cheaper to encode than quoted-printable, which nodemailer would pick.
         textEncoding: 'base64',
         disableFileAccess: true,

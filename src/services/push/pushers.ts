@@ -11,6 +11,8 @@ export const NOTIFY_PATH = '/_matrix/push/v1/notify';
 export const MAX_APP_ID_CHARS = 64;
 export const MAX_PUSHKEY_BYTES = 512;
 const KINDS = ['http', 'email'] as const;
+/** The app ID of the email pushers made at registration, as Synapse names it. */
+export const EMAIL_APP_ID = 'm.email';
 
 /** POST /pushers/set, as checked at the edge. */
 export interface SetPusherRequest {
@@ -72,6 +74,27 @@ export class PusherService {
     private readonly clock: Clock,
   ) {}
 
+  /**
+   * The email pusher Synapse gives an account registered with an email address (notif_for_new_users),
+   * tied to the registration's device, in the registering transaction.
+   */
+  async addForNewUser(work: Store, userId: string, deviceId: string, address: string): Promise<void> {
+    await work.pushers.upsert({
+      user_id: userId,
+      app_id: EMAIL_APP_ID,
+      pushkey: address,
+      kind: 'email',
+      app_display_name: 'Email Notifications',
+      device_display_name: address,
+      profile_tag: null,
+      lang: 'en',
+      data: '{}',
+      device_id: deviceId,
+      pushkey_ts: this.clock.now(),
+      mailed_pos: await work.push.progress(),
+    });
+  }
+
   async list(userId: string): Promise<PusherView[]> {
     return (await this.store.pushers.list(userId)).map(pusherView);
   }
@@ -109,6 +132,8 @@ export class PusherService {
       data: JSON.stringify(data),
       device_id: requester.deviceId,
       pushkey_ts: this.clock.now(),
+      // As Synapse: a new email pusher mails only what notifies from now on.
+      mailed_pos: request.kind === 'email' ? await this.store.push.progress() : null,
     };
     await this.store.transaction(async (tx) => {
       await tx.pushers.upsert(row);

@@ -19,6 +19,7 @@ import * as eventRelations from './0018_event_relations.js';
 import * as pushSync from './0019_push_sync.js';
 import * as eventSearch from './0020_event_search.js';
 import * as reports from './0021_reports.js';
+import * as emailNotifs from './0022_email_notifs.js';
 import * as profilePropagation from './0023_profile_propagation.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
@@ -43,5 +44,6 @@ export const migrations: Record<string, Migration> = {
   '0019_push_sync': pushSync,
   '0020_event_search': eventSearch,
   '0021_reports': reports,
+  '0022_email_notifs': emailNotifs,
   '0023_profile_propagation': profilePropagation,
 };
