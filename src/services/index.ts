@@ -235,13 +235,14 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   receipts.onReceipt((tx, receipt) => tx.push.recount(receipt.user_id, receipt.room_id, Number(receipt.stream_pos)));
   const pushRuleCache = new PushRuleCache(store);
   pushRules.changed.push((userId) => pushRuleCache.forget(userId));
-  eventCreator.eventHooks.push(new PushEvaluator(pushRuleCache, config.server_name, clock).hook);
+  const pushEvaluator = new PushEvaluator(pushRuleCache, config.server_name, clock);
+  eventCreator.eventHooks.push(pushEvaluator.hook);
   const push = new PushProcessor(store, pushRuleCache, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
   const roomDirectory = new RoomDirectoryService(store, config);
   const emailNotifs = config.email?.enable_notifs ? emailNotifications(config.email, store, delivery, clock, publicBaseUrlOf(config), deliverySecret(config)) : undefined;
   if (emailNotifs) {
-    push.onRecorded.push(() => emailNotifs.notifier.poke());
+    pushEvaluator.onNotifying.push(() => emailNotifs.notifier.poke());
     if (config.email?.notif_for_new_users) {
       registration.onSignedIn(async (work, userId, deviceId, threepids) => {
         for (const t of threepids) if (t.medium === 'email') await pushers.addForNewUser(work, userId, deviceId, t.address);

@@ -98,7 +98,8 @@ export class EmailNotifier {
 
   /** Mails what is due; returns when the next notification falls due (undefined: none is waiting). */
   async pass(): Promise<number | undefined> {
-    const upto = await this.store.push.progress();
+    // Notifications commit with their events, so everything up to the stream's head is recorded.
+    const upto = await this.store.streams.head();
     let soonest: number | undefined;
     for (const pusher of await this.store.emailNotifs.withUnread(upto)) {
       if (this.stopped) break;

@@ -43,10 +43,14 @@ export class PushEvaluator {
     private readonly clock: Clock,
   ) {}
 
+  /** Called when an event being written notifies someone (email pushers then plan a look; no I/O). */
+  readonly onNotifying: (() => void)[] = [];
+
   /** For EventCreator: the work to run with the event's position, if it notifies anyone. */
   readonly hook: EventHook = async (write, event) => {
     const recipients = await this.evaluate(write, event);
     if (recipients.length === 0) return undefined;
+    for (const notify of this.onNotifying) notify();
     const threadId = await threadOf(write.store, event);
     const ts = this.clock.now();
     const users = recipients.map((r) => ({ userId: r.userId, actions: JSON.stringify(r.outcome.actions), highlight: r.outcome.highlight }));

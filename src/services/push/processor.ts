@@ -39,8 +39,6 @@ export class PushProcessor {
   private unrecorded: { persisted: number; reached: number } | undefined;
   private recordedAt = 0;
   private soon: NodeJS.Timeout | undefined;
-  /** Called once a batch of notifications is handled (email pushers look then). */
-  readonly onRecorded: (() => void)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -161,7 +159,6 @@ export class PushProcessor {
     this.unrecorded = undefined;
     if (done) this.recordedAt = now;
     if (queued > 0) this.onQueued();
-    if (done && rows.length > 0) for (const hook of this.onRecorded) hook();
     return done && upto < head;
   }
 }
