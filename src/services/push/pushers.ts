@@ -91,7 +91,7 @@ export class PusherService {
       data: '{}',
       device_id: deviceId,
       pushkey_ts: this.clock.now(),
-      mailed_pos: await work.push.progress(),
+      mailed_pos: await work.streams.head(),
     });
   }
 
@@ -133,7 +133,7 @@ export class PusherService {
       device_id: requester.deviceId,
       pushkey_ts: this.clock.now(),
       // As Synapse: a new email pusher mails only what notifies from now on.
-      mailed_pos: request.kind === 'email' ? await this.store.push.progress() : null,
+      mailed_pos: request.kind === 'email' ? await this.store.streams.head() : null,
     };
     await this.store.transaction(async (tx) => {
       await tx.pushers.upsert(row);
