@@ -1,21 +1,10 @@
-import { sql, type Expression, type ExpressionBuilder, type Kysely, type SqlBool } from 'kysely';
+import { sql, type Expression, type ExpressionBuilder, type Kysely, type Selectable, type SqlBool } from 'kysely';
 import type { Engine } from './db.js';
 import type { EventReportsTable, RoomReportsTable } from './reports-schema.js';
 import type { Database } from './schema.js';
 
 /** An event report as the admin API shows it: with the room's name and canonical alias as they are now. */
-export interface EventReportRow {
-  id: number;
-  received_ts: number;
-  room_id: string;
-  event_id: string;
-  user_id: string;
-  reason: string | null;
-  score: number | null;
-  sender: string;
-  name: string | null;
-  canonical_alias: string | null;
-}
+export type EventReportRow = Selectable<EventReportsTable> & { name: string | null; canonical_alias: string | null };
 
 export interface EventReportFilter {
   /** Part of the reporter's user ID. */
