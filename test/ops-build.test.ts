@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { Api } from './helpers/api.js';
 import { scrape } from './helpers/metrics.js';
 import { startMyelinProcess } from './helpers/process.js';
+import { until } from './helpers/until.js';
 import { freePort, freshDatabase, rawTestConfig } from './helpers/server.js';
 import { SmtpSink } from './helpers/smtp.js';
 import { codeOf, linkOf, secret } from './helpers/threepid-email.js';
@@ -93,8 +94,9 @@ describe('the production build runs without a TypeScript loader', () => {
     const health = await fetch(`${proc.url}/health`);
     assert.equal(health.status, 200);
     assert.equal(await health.text(), 'OK');
-    const metrics = await scrape(`${proc.url}/_synapse/metrics`);
-    assert.equal(metrics.value('myelin_outbox_sent_total', { channel: 'email' }), 1);
+    // The sink has the mail as soon as SMTP ends; the outbox counts it once the SMTP thread has answered.
+    const sent = async () => (await scrape(`${proc.url}/_synapse/metrics`)).value('myelin_outbox_sent_total', { channel: 'email' });
+    await until(async () => (await sent()) === 1, 'the mail counted as sent');
 
     proc.kill('SIGTERM');
     assert.deepEqual(await proc.exited, { code: 0, signal: null });
