@@ -12,6 +12,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/index.js';
 import { createApp, requestsInFlight, type AppOptions } from './http/app.js';
 import { trustProxySetting } from './http/client-address.js';
+import type { RequestTimeouts } from './http/request-timeouts.js';
 import { Router } from './http/router.js';
 import { Metrics } from './metrics/index.js';
 import { createServices, type Services } from './services/index.js';
@@ -48,6 +49,8 @@ export interface StartOptions {
   /** The mail and SMS queue's clock; wall-clock time unless a test steps it. */
   outboxClock?: Clock;
   logger?: Logger;
+  /** Shorter limits on how long clients may take to send requests (tests). */
+  timeouts?: RequestTimeouts;
 }
 
 export function createLogger(config: Config): Logger {
@@ -59,9 +62,9 @@ export function createLogger(config: Config): Logger {
 }
 
 /** Builds the Fastify app for one listener, with every route. */
-export function buildApp(services: Services, logger: Logger, trustProxy: AppOptions['trustProxy'], metrics?: Metrics): FastifyInstance {
+export function buildApp(services: Services, logger: Logger, trustProxy: AppOptions['trustProxy'], metrics?: Metrics, timeouts?: RequestTimeouts): FastifyInstance {
   const routerRef: { router?: Router } = {};
-  const app = createApp({ logger, trustProxy, bodyLimit: services.config.max_request_body_size }, (path) => routerRef.router?.pathExists(path) ?? false);
+  const app = createApp({ logger, trustProxy, bodyLimit: services.config.max_request_body_size, timeouts }, (path) => routerRef.router?.pathExists(path) ?? false);
   metrics?.instrument(app);
   healthRoutes(app, services.store.db.kysely);
   const router = new Router(app, services.devices, () => services.clock.now(), services.admission);
@@ -111,7 +114,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
         app = metricsApp(logger);
         metrics.serve(app, [METRICS_PATH, '/metrics']);
       } else {
-        app = buildApp(services, logger, trustProxySetting(listener), metrics);
+        app = buildApp(services, logger, trustProxySetting(listener), metrics, options.timeouts);
         if (servesMetrics && metrics) metrics.serve(app, [METRICS_PATH]);
       }
       apps.push(app);

@@ -5,12 +5,15 @@ import { FormBody } from './form.js';
 import { checkJsonBody, hasNul } from './input-checks.js';
 import { plainJsonContentType } from './json-content-type.js';
 import { redactUrl } from './redact.js';
+import { DEFAULT_REQUEST_TIMEOUTS, httpServerTimeouts, requestTimeouts, type RequestTimeouts } from './request-timeouts.js';
 
 export interface AppOptions {
   logger: FastifyBaseLogger;
   /** Fastify's trustProxy: false, or the proxies' addresses and ranges (trustProxySetting). */
   trustProxy: false | string[];
   bodyLimit: number;
+  /** How long clients may take to send requests; DEFAULT_REQUEST_TIMEOUTS unless a test shortens them. */
+  timeouts?: RequestTimeouts;
 }
 
 type FastifyReplyLike = {
@@ -61,6 +64,7 @@ function matrixErrorOf(err: FastifyError | Error): MatrixError {
  * bodies for every failure, CORS on every answer, 404 and 405 as M_UNRECOGNIZED.
  */
 export function createApp(options: AppOptions, pathExists: (path: string) => boolean): FastifyInstance {
+  const timeouts = options.timeouts ?? DEFAULT_REQUEST_TIMEOUTS;
   const app = Fastify({
     loggerInstance: options.logger,
     trustProxy: options.trustProxy,
@@ -71,8 +75,9 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     // Once closing, requests arriving on open connections get 503 (and Connection: close); those in
     // flight are finished, within the homeserver's shutdown grace period (homeserver.ts closeApp).
     return503OnClosing: true,
-    // A client that trickles its request (headers and body) is cut off rather than held forever.
-    requestTimeout: 60_000,
+    // A client that trickles its request (headers and body) is cut off rather than held forever:
+    // headers by Node, bodies per route by requestTimeouts (uploads may be slow, not silent).
+    http: httpServerTimeouts(timeouts),
     // Not true: that would cut requests in flight. Idle connections are closed by server.close().
     forceCloseConnections: false,
     frameworkErrors: (_error, _req, reply) => {
@@ -124,6 +129,7 @@ export function createApp(options: AppOptions, pathExists: (path: string) => boo
     else done();
   });
 
+  requestTimeouts(app, timeouts);
   plainJsonContentType(app);
 
   app.addHook('onResponse', (request, reply, done) => {

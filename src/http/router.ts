@@ -32,7 +32,8 @@ interface RouteOptions {
   /**
    * The body is not read: `ctx.body` is the request stream, whatever its type and length (uploads,
    * which the handler streams and limits itself). A refusal sent before the whole body arrived
-   * closes the connection, rather than reading the rest.
+   * closes the connection, rather than reading the rest. The body may take as long as it needs, but
+   * not go silent (see request-timeouts).
    */
   streamBody?: boolean;
   /**
@@ -173,6 +174,7 @@ function streamBodyRoute(child: FastifyInstance, route: { method: HTTPMethods; u
   const handler = route.handler;
   child.route({
     ...route,
+    config: { idleBoundBody: true },
     handler: async (request, reply) => {
       try {
         return await handler(request, reply);

@@ -8,6 +8,7 @@ import type { Clock } from '../../src/clock.js';
 import type { Config } from '../../src/config/index.js';
 import { parseConfig } from '../../src/config/load.js';
 import { startHomeserver, type Homeserver } from '../../src/homeserver.js';
+import type { RequestTimeouts } from '../../src/http/request-timeouts.js';
 import { Api } from './api.js';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -118,6 +119,8 @@ export interface TestServerOptions {
   database?: Record<string, unknown>;
   /** Extra keys for the one listener (e.g. x_forwarded). */
   listener?: Record<string, unknown>;
+  /** Shorter limits on how long clients may take to send requests. */
+  timeouts?: RequestTimeouts;
 }
 
 /** Starts a homeserver on a fresh database of the given engine, listening on a free loopback port. */
@@ -125,7 +128,7 @@ export async function startTestServer(engine: Engine, overrides: Record<string, 
   const fresh = options.database ? { database: options.database, drop: async () => undefined } : await freshDatabase(engine);
   const port = await freePort();
   const config = testConfig(port, fresh.database, overrides, options.listener);
-  const start = { clock: options.clock, outboxClock: options.outboxClock };
+  const start = { clock: options.clock, outboxClock: options.outboxClock, timeouts: options.timeouts };
   let hs = await startHomeserver(config, start);
   const url = `http://127.0.0.1:${port}`;
   const server: TestServer = {
