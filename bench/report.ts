@@ -16,7 +16,7 @@ export interface Row {
   errors: number;
   note?: string;
   /** The light load run beside this case (medians over the rounds), if it had one. */
-  alongside?: { name: string; connections: number; rps: number; p50: number; p99: number; p99PerRound: number[]; non2xx: number; errors: number };
+  alongside?: { name: string; connections: number; rate: number; rps: number; p50: number; p99: number; p99PerRound: number[]; non2xx: number; errors: number };
   /** The one-minute load average at the start and end of each round's run. */
   loadPerRound: { before: number; after: number }[];
 }

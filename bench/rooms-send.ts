@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type autocannon from 'autocannon';
 import type { ChildHandle } from './children.js';
-import { median } from './report.js';
+import type { Alongside } from './run.js';
+import { median, type Row } from './report.js';
 
 /**
  * The room cases of `npm run bench` (`--only roomSend`, or `--only roomSendOneRoom` for the second):
@@ -14,13 +15,48 @@ import { median } from './report.js';
  * - roomSendOneRoom: every connection into one room, joined by all of them: the room's lock orders
  *   every event, so events are written one at a time.
  *
+ * - roomSendStorm, roomSendOneRoomStorm: the same two loads while other users of one sender's room
+ *   (the first sender's own room, or the shared room) post m.read receipts into it at a fixed
+ *   100/s, each on the latest event the first sender has sent there: does a receipt storm slow sends?
+ *   The receipts' server CPU counts in the case's CPU per send.
+ *
  * Beside each timed run, a probe measures how long a message takes to reach a room-mate's waiting
  * /sync (from the send request to the long-poll's answer holding the event), in a quiet room of its
  * own, a message every quarter second or so (its work counts in the server's CPU per request, a
  * little). Until /sync returns room events it reports itself as pending.
  */
 
-export const ROOM_CASE_NAMES = ['PUT send, a room per connection (roomSend)', 'PUT send, every connection into one room (roomSendOneRoom)'];
+export const ROOM_CASE_NAMES = [
+  'PUT send, a room per connection (roomSend)',
+  'PUT send, every connection into one room (roomSendOneRoom)',
+  'PUT send, a room per connection, receipts storming one (roomSendStorm)',
+  'PUT send, every connection into one room, receipts storming it (roomSendOneRoomStorm)',
+];
+
+/** Each storm case beside its quiet twin: sends/s and CPU per send, and what the storm achieved. */
+export function stormComparison(rows: Row[]): string[] {
+  const pairs = [[ROOM_CASE_NAMES[0]!, ROOM_CASE_NAMES[2]!], [ROOM_CASE_NAMES[1]!, ROOM_CASE_NAMES[3]!]] as const;
+  return rows.flatMap((storm) => {
+    const pair = pairs.find(([, name]) => storm.name.startsWith(name));
+    const quiet = pair && rows.find((r) => r.name === storm.name.replace(pair[1], pair[0]));
+    if (!pair || !quiet || !storm.alongside) return [];
+    const a = storm.alongside;
+    const change = (x: number, y: number) => `${(((y - x) / x) * 100).toFixed(1)}%`;
+    return [
+      `${storm.name}: ${storm.rps.toFixed(0)} sends/s vs ${quiet.rps.toFixed(0)} without (${change(quiet.rps, storm.rps)}), ` +
+        `CPU ${storm.cpuPerRequestUs.toFixed(0)} vs ${quiet.cpuPerRequestUs.toFixed(0)} µs/send (${change(quiet.cpuPerRequestUs, storm.cpuPerRequestUs)}); ` +
+        `receipts ${a.rps.toFixed(1)}/s of ${a.rate}/s offered, p99 ${a.p99} ms, ${a.non2xx} non-2xx, ${a.errors} errors`,
+    ];
+  });
+}
+
+/**
+ * The storm: receipts/s offered, by its users over its connections. A rate-limited connection waits for
+ * each answer, so at 2/s each the rate holds while a receipt takes up to half a second.
+ */
+const STORM_RATE = 100;
+const STORM_USERS = 10;
+const STORM_CONNECTIONS = 50;
 
 /** What a room case needs from run.ts: a case shape, with a per-connection setup. */
 export interface RoomCase {
@@ -34,6 +70,7 @@ export interface RoomCase {
   before: () => Promise<void>;
   after: (result: autocannon.Result) => Promise<void>;
   note: string;
+  alongside?: Alongside;
 }
 
 interface Session {
@@ -85,6 +122,9 @@ export class RoomSendBench {
   private nextSlot = 0;
   private runPrefix = '';
   private probe?: Probe;
+  private stormers: Session[] = [];
+  /** Per room, the latest event the first sender has sent into it: what the storm's receipts point at. */
+  private readonly latest = new Map<string, string>();
   /** Why the send-to-sync latency is not measured, when it is not. */
   probePending?: string;
   readonly probeRuns: ProbeRun[] = [];
@@ -98,9 +138,9 @@ export class RoomSendBench {
     private readonly label = '',
   ) {}
 
-  /** The localparts to seed the server with (the two probe users after the senders). */
+  /** The localparts to seed the server with (the two probe users after the senders, then the storming users). */
   static seedUsers(connections: number, password: string): { localpart: string; password: string }[] {
-    return Array.from({ length: connections + 2 }, (_, i) => ({ localpart: ROOM_USER(i), password }));
+    return Array.from({ length: connections + 2 + STORM_USERS }, (_, i) => ({ localpart: ROOM_USER(i), password }));
   }
 
   /** Logs the users in, makes the rooms and the shared room, and checks a send by hand. */
@@ -112,8 +152,9 @@ export class RoomSendBench {
     };
     // A few at a time: argon2id at the default cost on a small machine.
     const all: Session[] = [];
-    for (let i = 0; i < this.connections + 2; i += 4) {
-      all.push(...(await Promise.all(Array.from({ length: Math.min(4, this.connections + 2 - i) }, (_, j) => login(i + j)))));
+    const count = this.connections + 2 + STORM_USERS;
+    for (let i = 0; i < count; i += 4) {
+      all.push(...(await Promise.all(Array.from({ length: Math.min(4, count - i) }, (_, j) => login(i + j)))));
     }
     this.users = all.slice(0, this.connections);
     for (const user of this.users) this.ownRooms.push((await ok(base, 'POST', '/v3/createRoom', { preset: 'private_chat' }, user.access_token)).room_id as string);
@@ -121,6 +162,19 @@ export class RoomSendBench {
     for (const user of this.users.slice(1)) await ok(base, 'POST', `/v3/join/${enc(this.sharedRoom)}`, {}, user.access_token);
     const sent = await ok(base, 'PUT', `/v3/rooms/${enc(this.sharedRoom)}/send/m.room.message/check`, { msgtype: 'm.text', body: 'check' }, this.users[1]!.access_token);
     if (typeof sent.event_id !== 'string') throw new Error(`send answered no event_id: ${JSON.stringify(sent)}`);
+
+    // The storming users join the first sender's own room (by invitation) and the shared room, and check a receipt.
+    this.stormers = all.slice(this.connections + 2);
+    const first = this.users[0]!;
+    for (const user of this.stormers) {
+      await ok(base, 'POST', `/v3/rooms/${enc(this.ownRooms[0]!)}/invite`, { user_id: user.user_id }, first.access_token);
+      for (const room of [this.ownRooms[0]!, this.sharedRoom]) await ok(base, 'POST', `/v3/join/${enc(room)}`, {}, user.access_token);
+    }
+    for (const room of [this.ownRooms[0]!, this.sharedRoom]) {
+      const event = await ok(base, 'PUT', `/v3/rooms/${enc(room)}/send/m.room.message/storm-check`, { msgtype: 'm.text', body: 'check' }, first.access_token);
+      this.latest.set(room, event.event_id as string);
+      await ok(base, 'POST', `/v3/rooms/${enc(room)}/receipt/m.read/${enc(event.event_id as string)}`, {}, this.stormers[0]!.access_token);
+    }
 
     const [sender, mate] = all.slice(this.connections) as [Session, Session];
     const probeRoom = (await ok(base, 'POST', '/v3/createRoom', { preset: 'public_chat' }, sender.access_token)).room_id as string;
@@ -147,6 +201,7 @@ export class RoomSendBench {
         const path = `/_matrix/client/v3/rooms/${enc(roomOf(slot))}/send/m.room.message/`;
         const prefix = `${this.runPrefix}.${slot}.`;
         let n = 0;
+        const room = roomOf(slot);
         client.setRequests([
           {
             method: 'PUT',
@@ -154,6 +209,7 @@ export class RoomSendBench {
             headers: { 'content-type': 'application/json', authorization: `Bearer ${user.access_token}` },
             body,
             setupRequest: (req) => ({ ...req, path: `${path}${prefix}${n++}` }),
+            ...(slot === 0 ? { onResponse: (status: number, answer: string) => status === 200 && this.latest.set(room, (JSON.parse(answer) as { event_id: string }).event_id) } : {}),
           },
         ]);
       },
@@ -178,12 +234,41 @@ export class RoomSendBench {
     };
   }
 
+  /** STORM_RATE m.read receipts/s into the room, each on the latest event the first sender sent there. */
+  private storm(room: string): Alongside {
+    const path = (eventId: string) => `/_matrix/client/v3/rooms/${enc(room)}/receipt/m.read/${enc(eventId)}`;
+    let next = 0;
+    return {
+      name: `POST receipt/m.read into ${room}${this.label}`,
+      method: 'POST',
+      path: path(this.latest.get(room)!),
+      connections: STORM_CONNECTIONS,
+      rate: STORM_RATE,
+      setupClient: (client) => {
+        const user = this.stormers[next++ % STORM_USERS]!;
+        client.setRequests([
+          {
+            method: 'POST',
+            path: path(this.latest.get(room)!),
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${user.access_token}` },
+            body: '{}',
+            setupRequest: (req) => ({ ...req, path: path(this.latest.get(room)!) }),
+          },
+        ]);
+      },
+    };
+  }
+
   cases(): RoomCase[] {
     const own = this.sendCase(ROOM_CASE_NAMES[0]!, (slot) => this.ownRooms[slot]!);
     own.note = `${this.connections} users, each sending into a private room of its own`;
     const one = this.sendCase(ROOM_CASE_NAMES[1]!, () => this.sharedRoom);
     one.note = `${this.connections} users, all joined to one public room, all sending into it`;
-    return [own, one];
+    const ownStorm = { ...this.sendCase(ROOM_CASE_NAMES[2]!, (slot) => this.ownRooms[slot]!), alongside: this.storm(this.ownRooms[0]!) };
+    ownStorm.note = `as roomSend, while ${STORM_USERS} other users of the first sender's room post ${STORM_RATE} m.read receipts/s into it`;
+    const oneStorm = { ...this.sendCase(ROOM_CASE_NAMES[3]!, () => this.sharedRoom), alongside: this.storm(this.sharedRoom) };
+    oneStorm.note = `as roomSendOneRoom, while ${STORM_USERS} other users of the room post ${STORM_RATE} m.read receipts/s into it`;
+    return [own, ownStorm, one, oneStorm];
   }
 
   /** Send-to-sync latency per case, the median over its timed runs (warm-ups left out). */

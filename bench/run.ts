@@ -11,6 +11,8 @@
  *
  * The room cases (`--only roomSend`, bench/rooms-send.ts) send messages with each connection its own
  * user, into a room per connection or all into one room, rc_message lifted like the other limits.
+ * Their Storm twins (`--only roomSendStorm`) run the same sends while other users post 100 read
+ * receipts/s into one sender's room, and the two are printed side by side.
  *
  * The machine may be shared (and has few cores), so the cases run in interleaved rounds, each figure
  * is the median over the rounds, and the CPU time each server process spends per request is reported
@@ -26,7 +28,7 @@ import { freshDatabase } from '../test/helpers/server.js';
 import { startChild, freePort, type ChildHandle } from './children.js';
 import { EMAIL_CASE_NAMES, EmailBench, MAIL_USERS, emailConfig, mailAddress } from './email.js';
 import { formatTable, median, type Row } from './report.js';
-import { ROOM_CASE_NAMES, RoomSendBench } from './rooms-send.js';
+import { ROOM_CASE_NAMES, RoomSendBench, stormComparison } from './rooms-send.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -84,8 +86,12 @@ export interface Case {
 /** E.g. whoami on a few connections while requestToken floods the server: does a cheap request stay fast? */
 export interface Alongside {
   name: string;
+  method?: 'GET' | 'POST';
   path: string;
   headers?: Record<string, string>;
+  body?: string;
+  /** Binds each of its connections (e.g. to a user of its own), as Case.setupClient. */
+  setupClient?: (client: autocannon.Client) => void;
   connections: number;
   /** Requests/s over its connections: low, so that its CPU hardly counts in the case's CPU per request. */
   rate: number;
@@ -107,8 +113,9 @@ async function runCase(c: Case, duration: number): Promise<Run> {
   await c.before?.();
   const loadBefore = load();
   const before = await c.server.cpuMicros();
-  const beside = c.alongside
-    ? autocannon({ url: c.server.url, connections: c.alongside.connections, duration, requests: [{ method: 'GET', path: c.alongside.path, headers: c.alongside.headers }], timeout: 30, overallRate: c.alongside.rate })
+  const a = c.alongside;
+  const beside = a
+    ? autocannon({ url: c.server.url, connections: a.connections, duration, requests: [{ method: a.method ?? 'GET', path: a.path, headers: a.headers, body: a.body }], timeout: 30, overallRate: a.rate, setupClient: a.setupClient })
     : undefined;
   const result = await autocannon({ url: c.server.url, connections: CONNECTIONS, duration, requests: [request], timeout: 30, overallRate: c.overallRate, setupClient: c.setupClient });
   const alongside = await beside;
@@ -152,6 +159,7 @@ function alongsideSummary(c: Case, rs: Run[]): Row['alongside'] {
   return {
     name: c.alongside.name,
     connections: c.alongside.connections,
+    rate: c.alongside.rate,
     rps: median(results.map((r) => r.requests.average)),
     p50: median(results.map((r) => r.latency.p50)),
     p99: median(results.map((r) => r.latency.p99)),
@@ -349,10 +357,12 @@ async function main(): Promise<void> {
       const a = r.alongside;
       if (!a) continue;
       console.log(
-        `\n${a.name} (${a.connections} connections offering ${ALONGSIDE.rate}/s, during "${r.name}"): ${a.rps.toFixed(0)} req/s, p50 ${a.p50} ms, ` +
+        `\n${a.name} (${a.connections} connections offering ${a.rate}/s, during "${r.name}"): ${a.rps.toFixed(0)} req/s, p50 ${a.p50} ms, ` +
           `p99 ${a.p99} ms (per round ${a.p99PerRound.join(' / ')} ms), ${a.non2xx} non-2xx, ${a.errors} errors`,
       );
     }
+    const storms = stormComparison(rows);
+    if (storms.length > 0) console.log(`\nSends with a receipt storm against the same sends without (medians over the rounds):\n  ${storms.join('\n  ')}`);
     for (const m of mail) {
       const runsText = m.perRun
         .map((r) => `${r.offered ? `offered ${r.offered}/s` : 'flat out'}: ${r.requestsPerSecond} req/s -> ${r.mailsPerSecond} mails/s sent during the run, ${r.backlogAtEnd} queued at its end (${keepsUp(r) ? 'keeps up' : 'falls behind'})`)
