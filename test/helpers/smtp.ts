@@ -89,6 +89,10 @@ export class SmtpSink {
         if (this.refusing) callback(Object.assign(new Error('refusing mail for now'), { responseCode: 421 }));
         else callback();
       },
+      onMailFrom: (_address, _session, callback) => {
+        if (this.refusing) callback(Object.assign(new Error('refusing mail for now'), { responseCode: 451 }));
+        else callback();
+      },
       onRcptTo: (address, _session, callback) => {
         if (this.rejecting(address.address)) callback(Object.assign(new Error('no such mailbox'), { responseCode: 550 }));
         else callback();
@@ -122,7 +126,11 @@ export class SmtpSink {
     this.server = server;
   }
 
-  /** While on, every connection is answered `421` (a temporary failure), as a struggling server does. */
+  /**
+   * While on, every new connection is answered `421` and every mail on a connection already open
+   * `451` (temporary failures), as a struggling server does: a client's pooled connection gets no
+   * way past it.
+   */
   refuse(on = true): void {
     this.refusing = on;
   }
