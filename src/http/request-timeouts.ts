@@ -44,13 +44,19 @@ function cut(socket: Socket, reply: FastifyReply): void {
  */
 export function requestTimeouts(app: FastifyInstance, timeouts: RequestTimeouts): void {
   app.addHook('onRequest', (request, reply, done) => {
-    // A request without a body (most of them) is complete once its headers are parsed.
-    if (!request.raw.complete) {
+    // Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 §6.3): most GETs,
+    // which then need no timer. (`complete` is only set once the parser has seen the end.)
+    if (!request.raw.complete && hasBody(request)) {
       if (request.routeOptions.config.idleBoundBody) boundBySilence(request, reply, timeouts.uploadIdleMs);
       else boundByTime(request, reply, timeouts.requestMs);
     }
     done();
   });
+}
+
+function hasBody(request: FastifyRequest): boolean {
+  const { headers } = request;
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
 }
 
 function boundByTime(request: FastifyRequest, reply: FastifyReply, ms: number): void {
