@@ -100,6 +100,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   if (services.emailNotifs) services.stoppers.push(services.emailNotifs.notifier.start(logger));
   services.stoppers.push(startMaintenance(services, logger));
   services.stoppers.push(services.typing.start(logger));
+  services.upgradeUserState.logger = logger;
   // Stopped first: a room write it is finishing still wakes syncs and push evaluation.
   services.stoppers.unshift(services.profilePropagation.start(logger));
   const apps: FastifyInstance[] = [];

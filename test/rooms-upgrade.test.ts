@@ -211,6 +211,142 @@ for (const engine of ENGINES) {
       assert.equal(again.body.replacement_room, first.body.replacement_room, 'as Synapse: a repeat within minutes answers the same room');
     });
 
+    // Per-user state, as Synapse's copy_user_state_on_room_upgrade: tags, m.direct, push rules about the room.
+    const tagsOf = async (who: User, roomId: string) => {
+      const res = await server.api.get<{ tags: Json }>(`/v3/user/${enc(who.user_id)}/rooms/${enc(roomId)}/tags`, as(who));
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.tags;
+    };
+    const tag = async (who: User, roomId: string, name: string, content: Json = {}) => {
+      const res = await server.api.put(`/v3/user/${enc(who.user_id)}/rooms/${enc(roomId)}/tags/${enc(name)}`, content, as(who));
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    };
+    const putDirect = async (who: User, content: Json) => {
+      const res = await server.api.put(`/v3/user/${enc(who.user_id)}/account_data/m.direct`, content, as(who));
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    };
+    const direct = async (who: User) => (await server.api.get<Json>(`/v3/user/${enc(who.user_id)}/account_data/m.direct`, as(who))).body;
+    const putRule = async (who: User, kind: string, ruleId: string, body: Json) => {
+      const res = await server.api.put(`/v3/pushrules/global/${kind}/${enc(ruleId)}`, body, as(who));
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    };
+    const rule = (who: User, kind: string, ruleId: string) => server.api.get<Json>(`/v3/pushrules/global/${kind}/${enc(ruleId)}`, as(who));
+    const roomCondition = (roomId: string) => ({ kind: 'event_match', key: 'room_id', pattern: roomId });
+    /** Tags, an m.direct entry and push rules about `roomId`, with a few that are not about it. */
+    const personalise = async (who: User, roomId: string, prefix: string) => {
+      await tag(who, roomId, 'm.favourite', { order: 0.25 });
+      await tag(who, roomId, `u.${prefix}`);
+      await putDirect(who, { '@someone:test.local': ['!elsewhere:test.local', roomId], '@other:test.local': ['!elsewhere:test.local'] });
+      await putRule(who, 'room', roomId, { actions: ['dont_notify'] });
+      await putRule(who, 'override', `${prefix}-loud`, { conditions: [roomCondition(roomId), { kind: 'event_match', key: 'content.body', pattern: 'alarm' }], actions: ['notify', { set_tweak: 'sound', value: 'bell' }] });
+      await putRule(who, 'underride', `${prefix}-elsewhere`, { conditions: [roomCondition('!elsewhere:test.local')], actions: ['notify'] });
+      await putRule(who, 'room', '!elsewhere:test.local', { actions: ['notify'] });
+    };
+    /** Asserts what personalise() set about `oldRoom` is there for `newRoom` too (and still for `oldRoom`). */
+    const assertCopied = async (who: User, oldRoom: string, newRoom: string, prefix: string) => {
+      assert.deepEqual(await tagsOf(who, newRoom), { 'm.favourite': { order: 0.25 }, [`u.${prefix}`]: {} });
+      assert.deepEqual(await direct(who), { '@someone:test.local': ['!elsewhere:test.local', oldRoom, newRoom], '@other:test.local': ['!elsewhere:test.local'] });
+      const roomRule = await rule(who, 'room', newRoom);
+      assert.equal(roomRule.status, 200, JSON.stringify(roomRule.body));
+      assert.deepEqual(roomRule.body.actions, ['dont_notify']);
+      assert.equal(roomRule.body.enabled, true);
+      // Synapse names the copy of an override rule about the room by the new room's ID.
+      const override = await rule(who, 'override', newRoom);
+      assert.equal(override.status, 200, JSON.stringify(override.body));
+      assert.deepEqual(override.body.conditions, [roomCondition(newRoom), { kind: 'event_match', key: 'content.body', pattern: 'alarm' }]);
+      assert.deepEqual(override.body.actions, ['notify', { set_tweak: 'sound', value: 'bell' }]);
+      assert.equal((await rule(who, 'override', `${prefix}-loud`)).status, 200, 'the old room’s rule stays');
+      assert.equal((await rule(who, 'room', oldRoom)).status, 200);
+      const all = (await server.api.get<{ global: Record<string, { rule_id: string }[]> }>('/v3/pushrules/', as(who))).body.global;
+      assert.ok(!all.underride!.some((r) => r.rule_id === newRoom), 'a rule about another room is not copied');
+      assert.deepEqual(all.room!.map((r) => r.rule_id), [newRoom, '!elsewhere:test.local', oldRoom], 'the copy comes first, as Synapse adds it');
+    };
+    const assertNothingCopied = async (who: User, oldRoom: string, newRoom: string) => {
+      assert.deepEqual(await tagsOf(who, newRoom), {});
+      assert.deepEqual(await direct(who), { '@someone:test.local': ['!elsewhere:test.local', oldRoom], '@other:test.local': ['!elsewhere:test.local'] });
+      assert.equal((await rule(who, 'room', newRoom)).status, 404);
+      assert.equal((await rule(who, 'override', newRoom)).status, 404);
+    };
+    /** The account data a sync since `since` brings: global by type, and the room's by type. */
+    const accountDataSince = async (who: User, since: string, roomId: string) => {
+      const body = await actions.sync(who, { since, timeout: 0 });
+      const byType = (events: { type: string; content: Json }[] = []) => new Map(events.map((e) => [e.type, e.content]));
+      return { global: byType(body.account_data.events), room: byType(body.rooms.join[roomId]?.account_data.events) };
+    };
+
+    it('copies the tags, m.direct entries and push rules about the old room of each local member, the upgrader’s in their sync; not those of a user who is not in it', async () => {
+      const [upgrader, member, outsider, leaver] = await Promise.all(['copy-up', 'copy-member', 'copy-out', 'copy-left'].map((name) => server.api.register(name)));
+      const old = await actions.createRoom(upgrader!, { preset: 'public_chat' });
+      await actions.join(member!, old);
+      await actions.join(leaver!, old);
+      for (const [who, prefix] of [[upgrader!, 'up'], [member!, 'member'], [outsider!, 'out'], [leaver!, 'left']] as const) await personalise(who, old, prefix);
+      assert.equal((await server.api.post(`/v3/rooms/${enc(old)}/leave`, {}, as(leaver!))).status, 200);
+      // A disabled rule about the room is not copied (as Synapse).
+      await putRule(member!, 'underride', 'member-off', { conditions: [roomCondition(old)], actions: ['notify'] });
+      assert.equal((await server.api.put(`/v3/pushrules/global/underride/member-off/enabled`, { enabled: false }, as(member!))).status, 200);
+      const since = (await actions.sync(upgrader!)).next_batch;
+
+      const res = await upgrade(upgrader!, old);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const replacement = res.body.replacement_room as string;
+
+      await assertCopied(upgrader!, old, replacement, 'up');
+      const seen = await accountDataSince(upgrader!, since, replacement);
+      assert.deepEqual(seen.room.get('m.tag'), { tags: { 'm.favourite': { order: 0.25 }, 'u.up': {} } }, 'the tags in the upgrader’s sync');
+      assert.deepEqual((seen.global.get('m.direct')!['@someone:test.local'] as string[]).at(-1), replacement, 'm.direct in the upgrader’s sync');
+      const pushRules = seen.global.get('m.push_rules') as { global: Record<string, { rule_id: string }[]> } | undefined;
+      assert.ok(pushRules?.global.room!.some((r) => r.rule_id === replacement), 'the copied rules in the upgrader’s sync');
+
+      // A member at the time of the upgrade has theirs copied at once (Synapse), seen once they join.
+      await assertCopied(member!, old, replacement, 'member');
+      assert.equal((await rule(member!, 'underride', replacement)).status, 404);
+      await actions.join(member!, replacement);
+      await assertCopied(member!, old, replacement, 'member');
+      const memberSync = await actions.sync(member!);
+      const memberTags = memberSync.rooms.join[replacement]!.account_data.events.find((e) => e.type === 'm.tag');
+      assert.deepEqual(memberTags?.content, { tags: { 'm.favourite': { order: 0.25 }, 'u.member': {} } });
+
+      // Someone never in the old room, or who left it, gets nothing: not at the upgrade, not on joining.
+      for (const who of [outsider!, leaver!]) {
+        await assertNothingCopied(who, old, replacement);
+        await actions.join(who, replacement);
+        await assertNothingCopied(who, old, replacement);
+      }
+    });
+
+    it('copies on a later join of the new room by a member of the old one, only what the new room lacks, into their sync', async () => {
+      const [upgrader, late] = await Promise.all(['later-up', 'later-member'].map((name) => server.api.register(name)));
+      const old = await actions.createRoom(upgrader!, { preset: 'public_chat' });
+      const res = await upgrade(upgrader!, old);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const replacement = res.body.replacement_room as string;
+      // Joined and personalised after the upgrade: nothing to copy at the upgrade, all of it on joining.
+      await actions.join(late!, old);
+      await personalise(late!, old, 'late');
+      await tag(late!, replacement, 'm.favourite', { order: 0.75 });
+      await putRule(late!, 'room', replacement, { actions: ['notify'] });
+      const since = (await actions.sync(late!)).next_batch;
+
+      await actions.join(late!, replacement);
+      assert.deepEqual(await tagsOf(late!, replacement), { 'm.favourite': { order: 0.75 }, 'u.late': {} }, 'a tag the new room has keeps its content');
+      assert.deepEqual((await rule(late!, 'room', replacement)).body.actions, ['notify'], 'a rule the new room has is kept');
+      assert.deepEqual((await direct(late!))['@someone:test.local'], ['!elsewhere:test.local', old, replacement]);
+      assert.deepEqual((await rule(late!, 'override', replacement)).body.conditions, [roomCondition(replacement), { kind: 'event_match', key: 'content.body', pattern: 'alarm' }]);
+
+      const seen = await accountDataSince(late!, since, replacement);
+      assert.deepEqual(seen.room.get('m.tag'), { tags: { 'm.favourite': { order: 0.75 }, 'u.late': {} } });
+      assert.deepEqual((seen.global.get('m.direct')!['@someone:test.local'] as string[]).at(-1), replacement);
+      const pushRules = seen.global.get('m.push_rules') as { global: Record<string, { rule_id: string }[]> } | undefined;
+      assert.ok(pushRules?.global.override!.some((r) => r.rule_id === replacement), 'the copied override rule in the sync');
+
+      // Joining through PUT state (a membership event of one's own) copies too.
+      const [viaState] = await Promise.all(['later-state'].map((name) => server.api.register(name)));
+      await actions.join(viaState!, old);
+      await tag(viaState!, old, 'u.state');
+      await putState(viaState!, replacement, 'm.room.member', { membership: 'join' }, viaState!.user_id);
+      assert.deepEqual(await tagsOf(viaState!, replacement), { 'u.state': {} });
+    });
+
     it('matrix-js-sdk sees the tombstone and follows it to the replacement room', async () => {
       const clients = new SdkClients(() => server.url);
       const client = clients.create({ userId: bob.user_id, accessToken: bob.access_token, deviceId: bob.device_id });
@@ -220,10 +356,8 @@ for (const engine of ENGINES) {
         const ready = prepared(client);
         await client.startClient({ initialSyncLimit: 10 });
         await ready;
-        const res = await upgrade(alice, old);
-        assert.equal(res.status, 200);
-        const replacement = res.body.replacement_room as string;
-        await waitFor<unknown>(
+        // Listened for before the upgrade: the tombstone may reach Bob's client before the answer reaches us.
+        const tombstoneSeen = waitFor<unknown>(
           (h) => {
             client.on(sdk.RoomStateEvent.Events, h);
             return () => client.off(sdk.RoomStateEvent.Events, h);
@@ -231,6 +365,10 @@ for (const engine of ENGINES) {
           () => (client.getRoom(old)?.currentState.getStateEvents('m.room.tombstone', '') ?? null) !== null,
           'the tombstone in Bob’s client',
         );
+        const res = await upgrade(alice, old);
+        assert.equal(res.status, 200);
+        const replacement = res.body.replacement_room as string;
+        await tombstoneSeen;
         const room = client.getRoom(old)!;
         assert.equal(room.currentState.getStateEvents('m.room.tombstone', '')?.getContent().replacement_room, replacement);
         await client.joinRoom(replacement);
@@ -253,3 +391,61 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+// Two processes share only the database: the upgrade's claim on the old room (migration 0025) is
+// what makes one replacement room of two requests, whichever process each reaches.
+describe('room upgrades through two processes on one PostgreSQL database', () => {
+  let first: TestServer;
+  let second: TestServer;
+  let alice: User;
+  let bob: User;
+  const actions = roomActions(() => first);
+  const upgradeVia = (server: TestServer, who: User, roomId: string) => server.api.post<Json>(`/v3/rooms/${enc(roomId)}/upgrade`, { new_version: '11' }, { token: who.access_token });
+  const roomCount = async () => Number((await first.hs.services.store.db.kysely.selectFrom('rooms').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+  const tombstones = async (roomId: string) =>
+    (await first.hs.services.store.db.kysely.selectFrom('events').select('event_id').where('room_id', '=', roomId).where('type', '=', 'm.room.tombstone').execute()).length;
+
+  before(async () => {
+    first = await startTestServer('postgres');
+    second = await startTestServer('postgres', {}, { database: first.config.database as unknown as Record<string, unknown> });
+    alice = await first.api.register('alice');
+    bob = await second.api.register('bob');
+  });
+  after(async () => {
+    await second.close();
+    await first.close();
+  });
+
+  it('the same user asking both processes at once, twice each: one replacement room, answered to all four', async () => {
+    for (let round = 0; round < 3; round++) {
+      const old = await actions.createRoom(alice, { preset: 'public_chat' });
+      const rooms = await roomCount();
+      const answers = await Promise.all([first, second, first, second].map((server) => upgradeVia(server, alice, old)));
+      assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200], JSON.stringify(answers.map((a) => a.body)));
+      assert.equal(new Set(answers.map((a) => a.body.replacement_room)).size, 1, `one replacement room in round ${round}`);
+      assert.equal(await roomCount(), rooms + 1, 'exactly one room was made');
+      assert.equal(await tombstones(old), 1);
+      const again = await upgradeVia(round % 2 === 0 ? second : first, alice, old);
+      assert.equal(again.body.replacement_room, answers[0]!.body.replacement_room, 'a repeat on either process answers the same room');
+    }
+  });
+
+  it('two users asking one process each at once: one upgrades, the other gets 400 (then and after), one replacement room', async () => {
+    for (let round = 0; round < 3; round++) {
+      const old = await actions.createRoom(alice, { preset: 'public_chat', power_level_content_override: { users: { [alice.user_id]: 100, [bob.user_id]: 100 } } });
+      await actions.join(bob, old);
+      const rooms = await roomCount();
+      const [a, b] = await Promise.all([upgradeVia(first, alice, old), upgradeVia(second, bob, old)]);
+      const won = [a, b].filter((r) => r.status === 200);
+      const lost = [a, b].filter((r) => r.status !== 200);
+      assert.equal(won.length, 1, JSON.stringify([a.body, b.body]));
+      assert.equal(lost[0]!.status, 400);
+      assert.equal(lost[0]!.body.errcode, 'M_UNKNOWN');
+      assert.equal(await roomCount(), rooms + 1, 'exactly one room was made');
+      assert.equal(await tombstones(old), 1);
+      const loser = a.status === 200 ? bob : alice;
+      const late = await upgradeVia(a.status === 200 ? first : second, loser, old);
+      assert.equal(late.status, 400, 'the other user is refused on the winner’s process too, once it is done');
+    }
+  });
+});

@@ -32,6 +32,7 @@ import { RoomReadService } from './rooms/room-reads.js';
 import { SearchService } from './rooms/search.js';
 import { RoomService } from './rooms/rooms.js';
 import { RoomUpgrader } from './rooms/room-upgrade.js';
+import { UpgradeUserState } from './rooms/upgrade-user-state.js';
 import { ReportService } from './reports.js';
 import { ProfilePropagation } from './rooms/profile-propagation.js';
 import { ProfileService } from './profile.js';
@@ -132,6 +133,8 @@ export interface Services {
   roomReads: RoomReadService;
   /** POST /rooms/{roomId}/upgrade. */
   roomUpgrades: RoomUpgrader;
+  /** What of a user's own state (tags, m.direct, push rules) follows them into an upgraded room's replacement. */
+  upgradeUserState: UpgradeUserState;
   /** Reports of events and rooms, for the admins. */
   reports: ReportService;
   relationReads: RelationReadService;
@@ -240,6 +243,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   const push = new PushProcessor(store, pushRuleCache, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
   const roomDirectory = new RoomDirectoryService(store, config);
+  const upgradeUserState = new UpgradeUserState(store, writer, pushRules);
+  rooms.joinedReplacement.push((userId, roomId, predecessorId) => upgradeUserState.copyOnJoin(userId, roomId, predecessorId));
   const emailNotifs = config.email?.enable_notifs ? emailNotifications(config.email, store, delivery, clock, publicBaseUrlOf(config), deliverySecret(config)) : undefined;
   if (emailNotifs) {
     pushEvaluator.onNotifying.push(() => emailNotifs.notifier.poke());
@@ -293,7 +298,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     relationReads: new RelationReadService(store, roomReads, eventSerializer, clock),
     search: new SearchService(store, roomReads, eventSerializer, clock),
     roomDirectory,
-    roomUpgrades: new RoomUpgrader(store, rooms, eventCreator, roomDirectory, limiter, config, clock),
+    roomUpgrades: new RoomUpgrader(store, rooms, eventCreator, roomDirectory, limiter, config, clock, upgradeUserState),
+    upgradeUserState,
     reports: new ReportService(store, roomReads, limiter, clock, config),
     userDirectory: new UserDirectoryService(store, config),
     get signingKey() {

@@ -34,6 +34,7 @@ import { DirectoryRepo } from './directory.js';
 import { SearchRepo } from './search.js';
 import { ReportsRepo } from './reports.js';
 import { ProfilePropagationsRepo } from './profile-propagations.js';
+import { RoomUpgradesRepo } from './room-upgrades.js';
 
 /**
  * One unit of work: what one transaction (or, on the root Store, the database outside any
@@ -99,6 +100,8 @@ export class Store {
   readonly reports: ReportsRepo;
   /** Profile changes still to be written into the users' rooms. */
   readonly profilePropagations: ProfilePropagationsRepo;
+  /** Room upgrades under way or lately done, for every process on the database. */
+  readonly roomUpgrades: RoomUpgradesRepo;
 
   constructor(
     readonly db: Db,
@@ -141,6 +144,7 @@ export class Store {
     this.search = new SearchRepo(kysely, db.engine);
     this.reports = new ReportsRepo(kysely, db.engine);
     this.profilePropagations = new ProfilePropagationsRepo(kysely);
+    this.roomUpgrades = new RoomUpgradesRepo(kysely);
   }
 
   /** Whether this Store works inside a transaction. */

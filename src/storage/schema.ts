@@ -11,6 +11,7 @@ import type { RoomTables } from './rooms-schema.js';
 import type { OutboxTable } from './outbox.js';
 import type { PushTables } from './push-schema.js';
 import type { ReportTables } from './reports-schema.js';
+import type { RoomUpgradesTable } from './room-upgrades.js';
 import type { UserThreepidIdServerTable } from './threepid-id-servers.js';
 import type { ThreepidValidationSessionsTable } from './validation-sessions.js';
 
@@ -102,4 +103,5 @@ export interface Database extends ClientStateTables, RoomTables, RelationTables,
   rate_limits: RateLimitsTable;
   outbox: OutboxTable;
   threepid_validation_sessions: ThreepidValidationSessionsTable;
+  room_upgrades: RoomUpgradesTable;
 }

@@ -1,7 +1,7 @@
 import { MatrixError, invalidParam, missingParam, notFound, unrecognized } from '../../errors.js';
 import type { PushRuleOverrideRow, PushRuleRow } from '../../storage/push-rules.js';
 import type { Store } from '../../storage/index.js';
-import type { JsonObject } from '../../validate.js';
+import { isObject, type JsonObject } from '../../validate.js';
 import { DEFAULT_CONTENT, DEFAULT_OVERRIDE, DEFAULT_UNDERRIDE, MASTER_RULE, personalise, type PushKind, type PushRule } from './push-defaults.js';
 import type { StreamWriter } from '../sync/stream-writer.js';
 
@@ -172,6 +172,28 @@ export class PushRuleService {
     });
   }
 
+  /**
+   * A room upgrade: the user's enabled rules about the old room (a `room` rule keyed by its ID, an
+   * override or underride rule with a `room_id` condition naming it) made again for the new room, as
+   * Synapse copies them: named by the new room's ID, each `room_id` condition naming the new room,
+   * ahead of the rest of their kind. A rule the new room already has is left as it is. Answers
+   * whether any was copied (nothing is written, and no sync woken, when none is).
+   */
+  async copyRoomRules(userId: string, oldRoomId: string, newRoomId: string): Promise<boolean> {
+    if (roomRuleCopies(await this.store.pushRules.list(userId), oldRoomId, newRoomId).size === 0) return false;
+    let copied = false;
+    await this.change(userId, async (store) => {
+      // Read again under the stream position: a rule changed meanwhile is not lost.
+      const rows = await store.pushRules.list(userId);
+      for (const [kind, copies] of roomRuleCopies(rows, oldRoomId, newRoomId)) {
+        const own = rows.filter((r) => r.kind === kind).map((r) => ({ rule_id: r.rule_id, conditions: r.conditions, pattern: r.pattern, actions: r.actions, enabled: r.enabled }));
+        await store.pushRules.replaceKind(userId, kind, [...copies, ...own]);
+        copied = true;
+      }
+    });
+    return copied;
+  }
+
   /** Applies a change and records an m.push_rules account data change, so that syncs deliver the new rules. */
   private async change(userId: string, fn: (store: Store) => Promise<void>): Promise<void> {
     await this.writer.write(async (tx) => {
@@ -181,4 +203,31 @@ export class PushRuleService {
     });
     for (const hook of this.changed) hook(userId);
   }
+}
+
+type RuleCopy = Omit<PushRuleRow, 'user_id' | 'kind' | 'priority'>;
+
+/** The copies, by kind, of the enabled rules about `oldRoomId` for `newRoomId`, but for a rule ID the kind already has. */
+export function roomRuleCopies(rows: readonly PushRuleRow[], oldRoomId: string, newRoomId: string): Map<PushKind, RuleCopy[]> {
+  const copies = new Map<PushKind, RuleCopy[]>();
+  const add = (kind: PushKind, copy: RuleCopy) => {
+    if (rows.some((r) => r.kind === kind && r.rule_id === copy.rule_id)) return;
+    const list = copies.get(kind) ?? [];
+    if (list.some((c) => c.rule_id === copy.rule_id)) return;
+    copies.set(kind, [...list, copy]);
+  };
+  for (const row of rows) {
+    if (row.enabled !== 1) continue;
+    const kind = row.kind as PushKind;
+    if (kind === 'room' && row.rule_id === oldRoomId) add(kind, { rule_id: newRoomId, conditions: null, pattern: null, actions: row.actions, enabled: 1 });
+    if ((kind === 'override' || kind === 'underride') && row.conditions) {
+      const conditions = JSON.parse(row.conditions) as unknown;
+      if (!Array.isArray(conditions)) continue;
+      const aboutRoom = (c: unknown): c is JsonObject => isObject(c) && c.key === 'room_id';
+      if (!conditions.some((c) => aboutRoom(c) && c.pattern === oldRoomId)) continue;
+      const moved = conditions.map((c: unknown) => (aboutRoom(c) ? { ...c, pattern: newRoomId } : c));
+      add(kind, { rule_id: newRoomId, conditions: JSON.stringify(moved), pattern: null, actions: row.actions, enabled: 1 });
+    }
+  }
+  return copies;
 }

@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config/index.js';
+import { randomLetters } from '../../crypto/tokens.js';
 import { forbidden, MatrixError } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import type { JsonObject } from '../../validate.js';
@@ -10,6 +12,7 @@ import { canonicalJson } from './canonical-json.js';
 import { currentStateEvents, eventFromRow, type EventCreator, type RoomWrite } from './event-creator.js';
 import { isSupportedRoomVersion, stateKeyOf, type RoomVersionId, type StoredEvent } from './pdu.js';
 import { unsupportedRoomVersion, type RoomService } from './rooms.js';
+import type { UpgradeUserState } from './upgrade-user-state.js';
 
 /** The state the replacement room starts with, as Synapse copies it (and m.space.child, for a space). */
 const COPIED_STATE = [
@@ -26,6 +29,10 @@ const COPIED_STATE = [
 
 /** How long an upgrade's answer is given again to the same user asking again (Synapse's five minutes). */
 const REPEAT_WINDOW_MS = 5 * 60_000;
+/** How often a request waits between looks at an upgrade another request (in any process) is running. */
+const POLL_MS = 50;
+/** How long it waits before claiming again, which takes over a claim that has lapsed meanwhile. */
+const WAIT_MS = 2_000;
 
 /** What the upgrade reads of the old room before it writes anything. */
 interface OldRoom {
@@ -45,15 +52,9 @@ interface OldRoom {
  * room with the old one's state and bans; tombstones the old room, moves its local aliases, takes
  * them out of its m.room.canonical_alias, takes it out of the directory and raises the level needed
  * to talk or invite in it; then gives the new room the canonical alias, the old room's power levels
- * and the directory entry.
+ * and the directory entry; last, copies the old room's local members' tags, m.direct and push rules.
  */
 export class RoomUpgrader {
-  /**
-   * Upgrades of this process by old room, running or done in the last REPEAT_WINDOW_MS (Synapse's
-   * response cache): the same user asking again gets the same room, anyone else an error.
-   */
-  private readonly recent = new Map<string, { userId: string; done: Promise<string>; finishedAt?: number }>();
-
   constructor(
     private readonly store: Store,
     private readonly rooms: RoomService,
@@ -62,31 +63,57 @@ export class RoomUpgrader {
     private readonly limiter: RateLimiter,
     private readonly config: Config,
     private readonly clock: Clock,
+    private readonly userState: UpgradeUserState,
   ) {}
 
-  /** The replacement room's ID. The same user asking again while it runs gets the same room; anyone else an error. */
-  upgrade(userId: string, roomId: string, newVersion: string): Promise<string> {
-    if (!isSupportedRoomVersion(newVersion)) return Promise.reject(unsupportedRoomVersion(newVersion));
-    const now = this.clock.now();
-    for (const [id, entry] of this.recent) if (entry.finishedAt !== undefined && now - entry.finishedAt > REPEAT_WINDOW_MS) this.recent.delete(id);
-    const previous = this.recent.get(roomId);
-    if (previous?.userId === userId) return previous.done;
-    if (previous) return Promise.reject(new MatrixError(400, 'M_UNKNOWN', 'An upgrade for this room is currently in progress'));
-    const entry: { userId: string; done: Promise<string>; finishedAt?: number } = { userId, done: this.run(userId, roomId, newVersion) };
-    this.recent.set(roomId, entry);
-    entry.done.then(
-      () => (entry.finishedAt = this.clock.now()),
-      () => {
-        if (this.recent.get(roomId) === entry) this.recent.delete(roomId);
-      },
-    );
-    return entry.done;
-  }
-
-  private async run(userId: string, roomId: string, version: RoomVersionId): Promise<string> {
+  /**
+   * The replacement room's ID. As Synapse's response cache, but in the database so that it holds
+   * across processes: while an upgrade of the room runs and for REPEAT_WINDOW_MS after, the same user
+   * asking again gets the same room, anyone else a 400.
+   */
+  async upgrade(userId: string, roomId: string, newVersion: string): Promise<string> {
+    if (!isSupportedRoomVersion(newVersion)) throw unsupportedRoomVersion(newVersion);
     const old = await this.readOldRoom(userId, roomId);
     await this.limiter.take(`message:${userId}`, this.config.rc_message);
-    const creationContent: JsonObject = { predecessor: { room_id: roomId, event_id: old.lastEventId } };
+    for (;;) {
+      const claimId = randomLetters(16);
+      const now = this.clock.now();
+      const held = await this.store.roomUpgrades.claim(roomId, claimId, userId, now, now - REPEAT_WINDOW_MS);
+      if (!held) continue;
+      if (held.ours) return this.runClaimed(claimId, userId, old, newVersion);
+      if (held.claim.userId !== userId) throw new MatrixError(400, 'M_UNKNOWN', 'An upgrade for this room is currently in progress');
+      const newRoomId = held.claim.newRoomId ?? (await this.waitFor(roomId, held.claim.claimId));
+      if (newRoomId !== undefined) return newRoomId;
+      // Failed, or still running after WAIT_MS: claimed again (which fails while the claim is live).
+    }
+  }
+
+  private async runClaimed(claimId: string, userId: string, old: OldRoom, version: RoomVersionId): Promise<string> {
+    let newRoomId: string;
+    try {
+      newRoomId = await this.run(userId, old, version);
+    } catch (err) {
+      // Should giving the claim up fail too, the claim lapses by itself: the upgrade's own error is the answer.
+      await this.store.roomUpgrades.abandon(old.roomId, claimId).catch(() => undefined);
+      throw err;
+    }
+    await this.store.roomUpgrades.finish(old.roomId, claimId, newRoomId, this.clock.now());
+    return newRoomId;
+  }
+
+  /** The claim's replacement room once it has one; undefined should the claim go (its upgrade failed) or WAIT_MS pass. */
+  private async waitFor(roomId: string, claimId: string): Promise<string | undefined> {
+    for (let waited = 0; waited < WAIT_MS; waited += POLL_MS) {
+      await sleep(POLL_MS);
+      const claim = await this.store.roomUpgrades.get(roomId);
+      if (claim?.claimId !== claimId) return undefined;
+      if (claim.newRoomId !== null) return claim.newRoomId;
+    }
+    return undefined;
+  }
+
+  private async run(userId: string, old: OldRoom, version: RoomVersionId): Promise<string> {
+    const creationContent: JsonObject = { predecessor: { room_id: old.roomId, event_id: old.lastEventId } };
     if (typeof old.create.content.type === 'string') creationContent.type = old.create.content.type;
     if (old.create.content['m.federate'] === false) creationContent['m.federate'] = false;
     const { powerLevels, raised } = withUpgraderLevel(userId, old.powerLevels);
@@ -99,6 +126,7 @@ export class RoomUpgrader {
     // (the upgrader's power taken meanwhile) leaves them, and the directory entry, where they were.
     const canonicalAlias = await this.retire(userId, old, newRoomId);
     await this.settle(userId, old, newRoomId, raised, canonicalAlias);
+    await this.userState.copyForMembers(old.roomId, newRoomId, (member) => this.rooms.isLocalUser(member));
     return newRoomId;
   }
 

@@ -4,7 +4,7 @@ import { randomLetters } from '../../crypto/tokens.js';
 import { forbidden, MatrixError, notFound } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import { txnKeyOf } from '../../storage/events.js';
-import type { JsonObject } from '../../validate.js';
+import { isObject, type JsonObject } from '../../validate.js';
 import type { Requester } from '../devices.js';
 import { PublicationRules } from '../directory/publication-rules.js';
 import type { RateLimiter } from '../ratelimiter.js';
@@ -36,6 +36,11 @@ const MAX_KEY_BYTES = 255;
 /** Room creation, membership, messages, state and redactions: every write a client asks of a room. */
 export class RoomService {
   private readonly publication: PublicationRules;
+  /**
+   * Awaited by a join, once committed, when a local user newly joined a room whose m.room.create
+   * names a `predecessor` room (a room upgrade's replacement): copies what follows them there.
+   */
+  readonly joinedReplacement: ((userId: string, roomId: string, predecessorId: string) => Promise<void>)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -141,17 +146,24 @@ export class RoomService {
     if (await this.store.adminRooms.isBlocked(roomId)) throw forbidden('This room has been blocked on this server');
     const profile = await this.profileContent(userId);
     const content: JsonObject = { membership: 'join', ...profile, ...withReason(reason) };
-    await this.creator.write(
+    const predecessor = await this.creator.write(
       roomId,
       async (room) => {
         // Joining again with nothing changed adds no event (as setting the same state again does not).
         const existing = await room.state('m.room.member', userId);
-        if (existing && existing.sender === userId && canonicalJson(existing.content) === canonicalJson(content)) return;
+        if (existing && existing.sender === userId && canonicalJson(existing.content) === canonicalJson(content)) return undefined;
         await room.append(userId, { type: 'm.room.member', state_key: userId, content });
+        return existing?.content.membership === 'join' ? undefined : predecessorOf(room);
       },
       'not-found',
     );
+    if (predecessor !== undefined) await this.afterJoiningReplacement(userId, roomId, predecessor);
     return roomId;
+  }
+
+  private async afterJoiningReplacement(userId: string, roomId: string, predecessorId: string): Promise<void> {
+    if (!this.isLocalUser(userId)) return;
+    for (const hook of this.joinedReplacement) await hook(userId, roomId, predecessorId);
   }
 
   /**
@@ -235,9 +247,9 @@ export class RoomService {
     await this.limiter.take(`message:${requester.userId}`, this.config.rc_message);
     // Read outside the room's transaction: on SQLite the root store waits for the one connection.
     const profile = type === 'm.room.member' && (content.membership === 'join' || content.membership === 'invite') ? await this.profileContent(stateKey) : {};
-    return this.creator.write(roomId, async (room) => {
+    const written = await this.creator.write(roomId, async (room) => {
       const existing = await room.state(type, stateKey);
-      if (existing && existing.sender === requester.userId && canonicalJson(existing.content) === canonicalJson(content)) return existing.event_id;
+      if (existing && existing.sender === requester.userId && canonicalJson(existing.content) === canonicalJson(content)) return { eventId: existing.event_id };
       if (type === 'm.room.member') {
         const membership = content.membership;
         if (membership === 'join' && stateKey !== requester.userId) throw forbidden('You may only join as yourself');
@@ -245,8 +257,12 @@ export class RoomService {
       } else {
         await this.requireJoined(room, requester.userId);
       }
-      return (await room.append(requester.userId, { type, state_key: stateKey, content })).event_id;
+      const eventId = (await room.append(requester.userId, { type, state_key: stateKey, content })).event_id;
+      const newlyJoined = type === 'm.room.member' && content.membership === 'join' && existing?.content.membership !== 'join';
+      return { eventId, predecessor: newlyJoined ? await predecessorOf(room) : undefined };
     });
+    if (written.predecessor !== undefined) await this.afterJoiningReplacement(requester.userId, roomId, written.predecessor);
+    return written.eventId;
   }
 
   private async checkCanonicalAlias(roomId: string, content: JsonObject): Promise<void> {
@@ -353,6 +369,12 @@ export class RoomService {
       await this.creator.write(member.room_id, (room) => room.append(userId, { type: 'm.room.member', state_key: userId, content: { membership: 'leave' } })).catch(() => undefined);
     }
   }
+}
+
+/** The room its m.room.create names as `predecessor` (the room it replaced in an upgrade), if any. */
+async function predecessorOf(room: RoomWrite): Promise<string | undefined> {
+  const predecessor = (await room.state('m.room.create'))?.content.predecessor;
+  return isObject(predecessor) && typeof predecessor.room_id === 'string' ? predecessor.room_id : undefined;
 }
 
 function withReason(reason: string | undefined): JsonObject {

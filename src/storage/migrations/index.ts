@@ -21,6 +21,7 @@ import * as eventSearch from './0020_event_search.js';
 import * as reports from './0021_reports.js';
 import * as emailNotifs from './0022_email_notifs.js';
 import * as profilePropagation from './0023_profile_propagation.js';
+import * as roomUpgrades from './0025_room_upgrades.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -46,4 +47,5 @@ export const migrations: Record<string, Migration> = {
   '0021_reports': reports,
   '0022_email_notifs': emailNotifs,
   '0023_profile_propagation': profilePropagation,
+  '0025_room_upgrades': roomUpgrades,
 };
