@@ -64,10 +64,19 @@ export class PresenceService {
   }
 
   /** syncEvents, the user's own presence row already read. */
-  async syncEventsOf(own: PresenceRow | undefined, userId: string, after: number | undefined, upto: number, newMates: readonly string[] = []): Promise<{ type: string; sender: string; content: JsonObject }[]> {
+  async syncEventsOf(
+    own: PresenceRow | undefined,
+    userId: string,
+    after: number | undefined,
+    upto: number,
+    newMates: readonly string[] = [],
+    /** The room-mates' presence changed after `after`, already read (up to a head at or past `upto`). */
+    matesChanged?: readonly PresenceRow[],
+  ): Promise<{ type: string; sender: string; content: JsonObject }[]> {
     const rows = new Map<string, PresenceRow>();
     if (own && own.stream_pos <= upto && (after === undefined || own.stream_pos > after)) rows.set(userId, own);
-    for (const row of await this.store.presence.roomMatesChanged(userId, after, upto)) rows.set(row.user_id, row);
+    const mates = matesChanged ? matesChanged.filter((r) => r.stream_pos <= upto) : await this.store.presence.roomMatesChanged(userId, after, upto);
+    for (const row of mates) rows.set(row.user_id, row);
     const events = [...rows.values()].map((row) => ({ type: 'm.presence', sender: row.user_id, content: this.view(row) }));
     if (after === undefined) return events;
     // A new room-mate's presence comes once whatever its age; never having had one, they are offline.

@@ -27,6 +27,27 @@ export interface RoomUnread {
 
 const CHUNK = 500;
 
+/** One push_counts row: a user's counts in one thread of a room (the main timeline's as `main`). */
+export interface PushCountRow {
+  room_id: string;
+  thread_id: string;
+  notification_count: number | string;
+  highlight_count: number | string;
+  stream_pos: number | string;
+}
+
+/** Adds one push_counts row to its room's counts in `counts`. */
+export function addCountRow(counts: Map<string, RoomUnread>, r: PushCountRow): void {
+  let room = counts.get(r.room_id);
+  if (!room) counts.set(r.room_id, (room = { total: zero(), main: zero(), threads: new Map(), streamPos: 0 }));
+  const n = { notification_count: Number(r.notification_count), highlight_count: Number(r.highlight_count) };
+  room.total.notification_count += n.notification_count;
+  room.total.highlight_count += n.highlight_count;
+  if (r.thread_id === MAIN_THREAD) room.main = n;
+  else if (n.notification_count > 0) room.threads.set(r.thread_id, n);
+  room.streamPos = Math.max(room.streamPos, Number(r.stream_pos));
+}
+
 /** Push delivery's progress along the global stream, unread notification counts, and notifications. */
 export class PushRepo {
   constructor(
@@ -136,16 +157,7 @@ export class PushRepo {
         .where('user_id', '=', userId)
         .where('room_id', 'in', roomIds.slice(i, i + CHUNK))
         .execute();
-      for (const r of rows) {
-        let room = counts.get(r.room_id);
-        if (!room) counts.set(r.room_id, (room = { total: zero(), main: zero(), threads: new Map(), streamPos: 0 }));
-        const n = { notification_count: Number(r.notification_count), highlight_count: Number(r.highlight_count) };
-        room.total.notification_count += n.notification_count;
-        room.total.highlight_count += n.highlight_count;
-        if (r.thread_id === MAIN_THREAD) room.main = n;
-        else if (n.notification_count > 0) room.threads.set(r.thread_id, n);
-        room.streamPos = Math.max(room.streamPos, Number(r.stream_pos));
-      }
+      for (const r of rows) addCountRow(counts, r);
     }
     return counts;
   }

@@ -4,6 +4,7 @@ import { HotQuery } from './compiled.js';
 import type { Engine } from './db.js';
 import { MUTABLE_EVENT_COLUMNS, type EventKey } from './event-cache.js';
 import type { EventRow, EventsRepo } from './events.js';
+import type { PushCountRow } from './push.js';
 import { RoomsRepo, type MemberRow } from './rooms.js';
 import type { Database } from './schema.js';
 import { ephemeralRoomsSince } from './sync-account.js';
@@ -35,7 +36,13 @@ export interface StateSelection {
 }
 
 /** A user's membership of a room as sync reads it, with the room's latest stream position. */
-export type MembershipRow = Pick<MemberRow, 'room_id' | 'membership' | 'event_id' | 'stream_pos' | 'forgotten'> & { last_pos: number };
+export type MembershipRow = Pick<MemberRow, 'room_id' | 'membership' | 'event_id' | 'stream_pos' | 'forgotten'> & {
+  last_pos: number;
+  /** Read with the rest of a sync's account side (sync-account.ts): whether a receipt or typing changed in the room since the token. */
+  ephemeral?: boolean;
+  /** Read the same way: the user's push_counts rows in the room. */
+  unread?: PushCountRow[];
+};
 
 // Sync's hot reads, built once (see compiled.ts): every incremental sync and long-poll runs them.
 const membershipColumns = ['m.room_id', 'm.membership', 'm.event_id', 'm.stream_pos', 'm.forgotten', 'r.last_pos'] as const;

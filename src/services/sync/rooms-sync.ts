@@ -2,6 +2,7 @@ import { RoomVisibility } from '../rooms/visibility.js';
 import type { AccountDataEntry } from '../../storage/account-data.js';
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
+import { addCountRow, type RoomUnread } from '../../storage/push.js';
 import { RoomSyncRepo, type MembershipRow, type StateEntry, type StateEventRef } from '../../storage/rooms-sync.js';
 import { RoomMemberships, type MemberChange, type Memberships } from './room-memberships.js';
 import { dictionary, isObject, type JsonObject } from '../../validate.js';
@@ -194,7 +195,11 @@ export class RoomsSync {
     }
 
     // Receipts and typing: everything for rooms new to the client, else what changed since the token.
-    const ephemeralRooms = memberships.joined.filter((j) => inRooms(j.roomId)).map((j) => ({ roomId: j.roomId, after: initial || !j.sinceJoined ? undefined : from }));
+    // A room the account side read as having no receipt or typing since the token is left out.
+    const ephemeralRooms = memberships.joined
+      .filter((j) => inRooms(j.roomId))
+      .map((j) => ({ roomId: j.roomId, after: initial || !j.sinceJoined ? undefined : from, quiet: j.row.ephemeral === false }))
+      .filter((r) => r.after === undefined || !r.quiet);
     const ephemeral = this.ephemeral ? await this.ephemeral.read(userId, ephemeralRooms, upto, roomFilter?.ephemeral) : new Map<string, unknown[]>();
 
     // Which joined rooms changed: the membership rows carry each room's latest position (an
@@ -203,7 +208,7 @@ export class RoomsSync {
     const changed = new Set(stayed.filter((j) => pos({ stream_pos: j.row.last_pos }) > from).map((j) => j.roomId));
     // Unread counts change with an event of the room or a receipt, both of which bring the room into
     // the rows read; a room whose counts changed is sent even when the filters leave out that change.
-    const unread = await this.store.push.counts(userId, memberships.joined.filter((j) => inRooms(j.roomId)).map((j) => j.roomId));
+    const unread = await this.unreadCounts(userId, memberships.joined.filter((j) => inRooms(j.roomId)).map((j) => j.row));
     const countsChanged = (roomId: string) => !initial && (unread.get(roomId)?.streamPos ?? 0) > from;
     const threadCounts = timelineFilter?.unread_thread_notifications === true;
 
@@ -306,6 +311,14 @@ export class RoomsSync {
   }
 
   /** `bundled`: the events that get bundled aggregations (none unless given). */
+  /** The user's unread counts in these rooms: from the rows where the account side read them, else from the database. */
+  private async unreadCounts(userId: string, rows: readonly MembershipRow[]): Promise<Map<string, RoomUnread>> {
+    const missing = rows.filter((r) => r.unread === undefined).map((r) => r.room_id);
+    const counts = missing.length > 0 ? await this.store.push.counts(userId, missing) : new Map<string, RoomUnread>();
+    for (const row of rows) for (const count of row.unread ?? []) addCountRow(counts, { ...count, room_id: row.room_id });
+    return counts;
+  }
+
   private async serialize(rows: EventRow[], viewer: { userId: string; deviceId: string }, bundled: ReadonlySet<string> = new Set()): Promise<Map<string, ClientEvent>> {
     const out = new Map<string, ClientEvent>();
     const now = this.now();

@@ -95,6 +95,7 @@ export class SyncService {
       toDeviceLimit: TO_DEVICE_LIMIT,
       acknowledged,
       rooms: since === undefined ? ROOMS.all : fullState ? ROOMS.joined : ROOMS.changed,
+      presenceAfter: initial ? -1 : (since ?? 0),
     });
     const head = snapshot.head;
     const after = Math.min(since ?? 0, head);
@@ -125,7 +126,7 @@ export class SyncService {
     const left = rooms.deviceLists.left;
     const deviceListChanges = snapshot.deviceLists.filter((d) => d.stream_pos <= upto).map((d) => d.user_id);
     const changed = since === undefined ? [] : [...new Set([...deviceListChanges, ...rooms.deviceLists.changed])].filter((u) => !left.includes(u));
-    const presence = applyEventFilter(await this.presence.syncEventsOf(snapshot.presence, userId, initial ? undefined : after, upto, rooms.deviceLists.changed), filter?.presence);
+    const presence = applyEventFilter(await this.presence.syncEventsOf(snapshot.presence, userId, initial ? undefined : after, upto, rooms.deviceLists.changed, snapshot.matesPresence), filter?.presence);
 
     const body: JsonObject = {
       next_batch: encodeSyncToken(upto),
