@@ -379,7 +379,7 @@ async function main(): Promise<void> {
         typeof r.sendToSync === 'string'
           ? r.sendToSync
           : r.sendToSync
-              .map((p) => `${p.caseName}: p50 ${p.p50_ms.toFixed(1)} ms, p99 ${p.p99_ms.toFixed(1)} ms; after the send's answer p50 ${p.after_answer_p50_ms.toFixed(1)} ms (${p.samples} messages)`)
+              .map((p) => `${p.caseName}: p50 ${p.p50_ms.toFixed(1)} ms, p99 ${p.p99_ms.toFixed(1)} ms; after the send's answer p50 ${p.after_answer_p50_ms.toFixed(1)} ms, p99 ${p.after_answer_p99_ms.toFixed(1)} ms (${p.samples} messages)`)
               .join('\n  ');
       console.log(`\nSend to a room-mate's waiting /sync, in a quiet room beside each run, from ${r.myelin}:\n  ${text}`);
     }
