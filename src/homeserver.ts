@@ -14,7 +14,7 @@ import { createApp, requestsInFlight, type AppOptions } from './http/app.js';
 import { trustProxySetting } from './http/client-address.js';
 import type { RequestTimeouts } from './http/request-timeouts.js';
 import { Router } from './http/router.js';
-import { Metrics } from './metrics/index.js';
+import type { Metrics } from './metrics/index.js';
 import { createServices, type Services } from './services/index.js';
 import { startMaintenance } from './services/maintenance.js';
 import { SharedSecretRegistration } from './services/shared-secret-registration.js';
@@ -94,7 +94,8 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     await db.close(); // e.g. a malformed signing key file: a start-up error, not a leaked database
     throw err;
   }
-  const metrics = config.enable_metrics ? new Metrics(services, db) : undefined;
+  // prom-client is loaded only when metrics are on.
+  const metrics = config.enable_metrics ? new (await import('./metrics/index.js')).Metrics(services, db) : undefined;
   services.stoppers.push(services.delivery.start(logger));
   services.stoppers.push(services.push.start(logger));
   if (services.emailNotifs) services.stoppers.push(services.emailNotifs.notifier.start(logger));

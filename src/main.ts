@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from './config/load.js';
 import { generateConfig } from './config/generate.js';
 import { SHUTDOWN_GRACE_MS, createLogger, startHomeserver } from './homeserver.js';
 import { systemClock } from './clock.js';
+import { returnYoungGenerationWhenQuiet } from './idle-heap.js';
 import { createServices } from './services/index.js';
 import { openDb } from './storage/db.js';
 import type { Store } from './storage/index.js';
@@ -24,6 +25,7 @@ async function start(configPath: string | undefined): Promise<void> {
   for (const warning of warnings) logger.warn(warning);
   const hs = await startHomeserver(config, { logger });
   logger.info({ urls: hs.urls, server_name: config.server_name, database: config.database.name }, 'Myelin is listening');
+  const stopHeapWatch = returnYoungGenerationWhenQuiet();
   // The log is written asynchronously: let what is buffered reach it, in order, before exiting.
   const exit = (code: number) => {
     process.exitCode = code;
@@ -41,6 +43,7 @@ async function start(configPath: string | undefined): Promise<void> {
       return;
     }
     stopping = true;
+    stopHeapWatch();
     logger.info({ signal }, 'shutting down');
     const started = Date.now();
     setTimeout(() => {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { sql, type Kysely } from 'kysely';
-import { withTimeout } from '../metrics/index.js';
+import { withTimeout } from '../with-timeout.js';
 import type { Database } from '../storage/schema.js';
 
 /** How long the database gets to answer `select 1` before the homeserver counts as unhealthy. */

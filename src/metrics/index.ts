@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { systemClock } from '../clock.js';
+import { withTimeout } from '../with-timeout.js';
 import type { Services } from '../services/index.js';
 import type { Db } from '../storage/db.js';
 
@@ -135,13 +136,4 @@ export class Metrics {
       });
     }
   }
-}
-
-/** `work`, or a rejection once `ms` have passed without its answer. */
-export function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }

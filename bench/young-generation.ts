@@ -1,0 +1,125 @@
+/**
+ * What the size of V8's young generation costs the built server under request load: CPU time per
+ * request and requests/s with each `--max-semi-space-size` given, side by side in interleaved rounds.
+ *
+ *   npx tsx bench/young-generation.ts [--semi 0,4,2] [--rounds 2] [--duration 8] [--no-build]
+ *
+ * `0` is Node's default (16 MB semi-spaces on 64-bit Node 20). Each round starts `node
+ * --max-semi-space-size=N dist/main.js start` per value on a fresh SQLite database, registers a
+ * user who joins 3 rooms with 20 messages each, then drives `/account/whoami` and `/sync` (full
+ * state, no timeout) with autocannon, 20 connections. CPU time is the server process's (all its
+ * threads) from /proc. Medians over the rounds are printed and written to
+ * bench/results/young-generation-<timestamp>.json with the load average and the commit.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { freePort } from './children.js';
+import { commitOf, load } from './conditions.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const { values: flags } = parseArgs({
+  options: {
+    semi: { type: 'string', default: '0,4,2' },
+    rounds: { type: 'string', default: '2' },
+    duration: { type: 'string', default: '8' },
+    'no-build': { type: 'boolean', default: false },
+  },
+});
+const SEMIS = flags.semi.split(',').map(Number);
+const ROUNDS = Number(flags.rounds);
+const DURATION = Number(flags.duration);
+const CLOCK_TICK = 100; // USER_HZ on Linux
+
+const cpuSeconds = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICK;
+};
+const rssMb = (pid: number) => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+
+async function call(url: string, method: string, path: string, token?: string, body?: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(url + path, { method, headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (res.status !== 200) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+async function startServer(semi: number): Promise<{ child: ChildProcess; url: string; token: string; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'myelin-young-gen-'));
+  const port = await freePort();
+  const configPath = join(dir, 'homeserver.yaml');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      server_name: 'bench.local',
+      listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
+      database: { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } },
+      log_level: 'warn',
+      enable_registration: true,
+      enable_registration_without_verification: true,
+      password_config: { argon2: { memory_cost: 1024, time_cost: 1, parallelism: 1 } },
+      rc_message: { per_second: 10000, burst_count: 10000 },
+    }),
+  );
+  const nodeArgs = semi > 0 ? [`--max-semi-space-size=${semi}`] : [];
+  const child = spawn(process.execPath, [...nodeArgs, 'dist/main.js', 'start', '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${url}/_matrix/client/versions`)).status === 200) break;
+    } catch {
+      if (i > 1200) throw new Error('the server did not start');
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const reg = await call(url, 'POST', '/_matrix/client/v3/register', undefined, { username: 'bench', password: 'bench password 1', auth: { type: 'm.login.dummy' } });
+  const token = reg.access_token as string;
+  for (let r = 0; r < 3; r++) {
+    const { room_id } = (await call(url, 'POST', '/_matrix/client/v3/createRoom', token, { name: `room ${r}` })) as { room_id: string };
+    for (let m = 0; m < 20; m++) await call(url, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(room_id)}/send/m.room.message/t${r}-${m}`, token, { msgtype: 'm.text', body: `message ${m}` });
+  }
+  return { child, url, token, dir };
+}
+
+async function drive(url: string, path: string, token: string, pid: number) {
+  const cpuBefore = cpuSeconds(pid);
+  const result = await autocannon({ url: url + path, connections: 20, duration: DURATION, headers: { authorization: `Bearer ${token}` } });
+  const cpu = cpuSeconds(pid) - cpuBefore;
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`${path}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  return { rps: result.requests.average, cpu_us_per_req: (cpu * 1e6) / result.requests.total, rss_mb: rssMb(pid) };
+}
+
+if (!flags['no-build']) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
+const CASES = { whoami: '/_matrix/client/v3/account/whoami', sync: '/_matrix/client/v3/sync' };
+type Figures = Awaited<ReturnType<typeof drive>>;
+const runs: Record<string, Record<string, Figures[]>> = {};
+const loadBefore = load();
+for (let round = 0; round < ROUNDS; round++) {
+  for (const semi of SEMIS) {
+    const server = await startServer(semi);
+    try {
+      for (const [name, path] of Object.entries(CASES)) {
+        const figures = await drive(server.url, path, server.token, server.child.pid!);
+        ((runs[String(semi)] ??= {})[name] ??= []).push(figures);
+        console.log(`round ${round + 1} semi ${semi || 'default'} ${name}: ${figures.rps.toFixed(0)} req/s, ${figures.cpu_us_per_req.toFixed(0)} µs CPU/req, RSS ${figures.rss_mb.toFixed(0)} MB`);
+      }
+    } finally {
+      server.child.kill('SIGTERM');
+      await new Promise((r) => server.child.once('exit', r));
+      rmSync(server.dir, { recursive: true, force: true });
+    }
+  }
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+const medians = Object.fromEntries(
+  Object.entries(runs).map(([semi, cases]) => [
+    semi === '0' ? 'default' : `max_semi_space_size_${semi}`,
+    Object.fromEntries(Object.entries(cases).map(([name, list]) => [name, { rps: median(list.map((f) => f.rps)), cpu_us_per_req: median(list.map((f) => f.cpu_us_per_req)), rss_mb: median(list.map((f) => f.rss_mb)) }])),
+  ]),
+);
+const result = { medians, runs, rounds: ROUNDS, duration_s: DURATION, connections: 20, load_before: loadBefore, load_after: load(), ...commitOf(ROOT) };
+console.log(JSON.stringify(medians, null, 2));
+mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+writeFileSync(join(ROOT, `bench/results/young-generation-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2));
