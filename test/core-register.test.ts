@@ -317,6 +317,47 @@ for (const engine of HTTP_ENGINES) {
       assert.equal(res.status, 400);
       assert.equal(res.body.errcode, 'M_INVALID_USERNAME');
     });
+
+    it('upgrades a guest to a full account with guest_access_token and its own username', async () => {
+      const guest = (await server.api.post('/v3/register?kind=guest', {})).body as { user_id: string; access_token: string };
+      const other = (await server.api.post('/v3/register?kind=guest', {})).body as { user_id: string; access_token: string };
+      const localpart = guest.user_id.slice(1, guest.user_id.indexOf(':'));
+      const full = await server.api.register('notaguest');
+      const password = 'pw-upgraded-123';
+      const attempt = (body: Record<string, unknown>) => server.api.post('/v3/register', { username: localpart, password, ...body });
+
+      // Another guest's token, a full account's, a bad one, no username, another username: refused.
+      const refusals: [Record<string, unknown>, number, string][] = [
+        [{ guest_access_token: other.access_token, auth: { type: 'm.login.dummy' } }, 403, 'M_FORBIDDEN'],
+        [{ guest_access_token: full.access_token, auth: { type: 'm.login.dummy' } }, 403, 'M_FORBIDDEN'],
+        [{ guest_access_token: 'not-a-token', auth: { type: 'm.login.dummy' } }, 403, 'M_FORBIDDEN'],
+        [{ guest_access_token: guest.access_token, username: undefined, auth: { type: 'm.login.dummy' } }, 400, 'M_MISSING_PARAM'],
+        [{ guest_access_token: guest.access_token, username: 'someoneelse', auth: { type: 'm.login.dummy' } }, 403, 'M_FORBIDDEN'],
+      ];
+      for (const [body, status, errcode] of refusals) {
+        const res = await attempt(body);
+        assert.equal(res.status, status, JSON.stringify([body, res.body]));
+        assert.equal(res.body.errcode, errcode, JSON.stringify(res.body));
+      }
+
+      // The ordinary flow: UIA first, then the same user, no longer a guest, with a new device.
+      const first = await attempt({ guest_access_token: guest.access_token });
+      assert.equal(first.status, 401, JSON.stringify(first.body));
+      const done = await attempt({ guest_access_token: guest.access_token, auth: { type: 'm.login.dummy', session: first.body.session } });
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.equal(done.body.user_id, guest.user_id);
+      const who = await server.api.get('/v3/account/whoami', { token: done.body.access_token as string });
+      assert.equal(who.body.user_id, guest.user_id);
+      assert.equal(who.body.is_guest, undefined);
+      const before = await server.api.get('/v3/account/whoami', { token: guest.access_token });
+      assert.equal(before.status, 200, 'the guest token lives on');
+      assert.equal(before.body.is_guest, undefined, 'and is a guest token no more');
+      const login = await server.api.post('/v3/login', { type: 'm.login.password', identifier: { type: 'm.id.user', user: localpart }, password });
+      assert.equal(login.status, 200, JSON.stringify(login.body));
+      // Upgraded once: the token is no guest's now.
+      const again = await attempt({ guest_access_token: guest.access_token, auth: { type: 'm.login.dummy' } });
+      assert.equal(again.status, 403, JSON.stringify(again.body));
+    });
   });
 
   describe(`register when disabled (${engine})`, () => {

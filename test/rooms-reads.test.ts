@@ -127,6 +127,17 @@ for (const engine of HTTP_ENGINES) {
       const live = await messages(alice, roomId, `dir=f&limit=5&from=${encodeURIComponent(first.body.start)}`);
       assert.deepEqual(live.body.chunk, []);
       assert.equal(live.body.end, undefined);
+      // A forward page that reaches the newest event still ends with a token: later events follow it.
+      const tail = await messages(alice, roomId, `dir=f&limit=50&from=${encodeURIComponent(second.body.end!)}`);
+      assert.deepEqual(bodies(tail.body.chunk), ['m2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8', 'm9']);
+      assert.ok(tail.body.end, JSON.stringify(tail.body));
+      const nothingYet = await messages(alice, roomId, `dir=f&from=${encodeURIComponent(tail.body.end)}`);
+      assert.deepEqual(nothingYet.body.chunk, []);
+      assert.equal(nothingYet.body.end, undefined);
+      await send(alice, roomId, 'm10');
+      const later = await messages(alice, roomId, `dir=f&from=${encodeURIComponent(tail.body.end)}`);
+      assert.deepEqual(bodies(later.body.chunk), ['m10']);
+      assert.ok(later.body.end);
 
       // The default limit is 10.
       const defaults = await messages(alice, roomId, 'dir=b');

@@ -202,6 +202,37 @@ for (const engine of HTTP_ENGINES) {
       assert.deepEqual(Object.keys(only.rooms.join), [hidden]);
     });
 
+    it("gives events as servers exchange them with the filter's event_format 'federation', redacted ones redacted", async () => {
+      const roomId = await createRoom(alice);
+      const secret = await send(alice, roomId, 'to be redacted');
+      const redaction = await server.api.put(`/v3/rooms/${enc(roomId)}/redact/${enc(secret)}/r${++txn}`, {}, { token: alice.access_token });
+      assert.equal(redaction.status, 200, JSON.stringify(redaction.body));
+      const kept = await send(alice, roomId, 'kept');
+      type Pdu = Event & { room_id: string; depth: number; prev_events: string[]; auth_events: string[]; hashes: { sha256: string }; signatures: Record<string, Record<string, string>> };
+      const body = await sync(alice, { filter: { event_format: 'federation', room: { timeline: { limit: 3 } } } });
+      const room = body.rooms.join[roomId]!;
+      const timeline = room.timeline.events as Pdu[];
+      assert.deepEqual(timeline.map((e) => e.event_id), [secret, redaction.body.event_id, kept]);
+      const server_name = alice.user_id.split(':').slice(1).join(':');
+      for (const e of [...timeline, ...(room.state.events as Pdu[])]) {
+        assert.equal(e.room_id, roomId, JSON.stringify(e));
+        assert.ok(Array.isArray(e.prev_events) && Array.isArray(e.auth_events), JSON.stringify(e));
+        if (e.type !== 'm.room.create') assert.ok(e.prev_events.length > 0 && e.auth_events.length > 0, JSON.stringify(e));
+        assert.equal(typeof e.depth, 'number');
+        assert.match(e.hashes.sha256, /^[A-Za-z0-9+/]+$/);
+        assert.ok(e.signatures[server_name], JSON.stringify(e.signatures));
+      }
+      assert.ok(room.state.events.some((e) => e.type === 'm.room.create'), 'the state before a limited timeline, in the same format');
+      assert.deepEqual(timeline[0]!.content, {}, 'a redacted event is served redacted');
+      assert.equal(timeline[2]!.content.body, 'kept');
+      assert.equal(timeline[2]!.unsigned?.transaction_id, `t${txn}`, 'unsigned as in the client format');
+      // The default is the client format.
+      const plain = (await sync(alice, { filter: { room: { timeline: { limit: 1 } } } })).rooms.join[roomId]!.timeline.events[0] as Partial<Pdu>;
+      assert.equal(plain.event_id, kept);
+      assert.equal(plain.hashes, undefined);
+      assert.equal(plain.room_id, undefined);
+    });
+
     it('shows an invite with its stripped state, then the room in full once joined', async () => {
       const dave = await register('dave');
       const roomId = await createRoom(alice, { name: 'Invited', preset: 'private_chat' });

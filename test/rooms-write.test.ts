@@ -272,3 +272,57 @@ describe('rooms: deactivation', () => {
     }
   });
 });
+
+describe('rooms: guests', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer('sqlite', { allow_guest_access: true });
+  });
+  after(() => server.close());
+
+  it("join only rooms whose m.room.guest_access is can_join, and leave them when that is withdrawn", async () => {
+    const alice = await server.api.register('alice');
+    const bob = await server.api.register('bob');
+    const registerGuest = async () => {
+      const res = await server.api.post<Registered>('/v3/register?kind=guest', {});
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body;
+    };
+    const [guest, otherGuest] = [await registerGuest(), await registerGuest()];
+    const roomId = (await server.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: alice.access_token })).body.room_id;
+    const setGuestAccess = async (value: string) => {
+      const res = await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.guest_access`, { guest_access: value }, { token: alice.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    };
+    const membership = async (who: Registered) => (await server.hs.services.store.rooms.member(roomId, who.user_id))?.membership;
+
+    // public_chat: guest_access forbidden. Neither way of joining lets a guest in; a real user joins.
+    const refused = await server.api.post<{ errcode: string }>(`/v3/join/${enc(roomId)}`, {}, { token: guest.access_token });
+    assert.equal(refused.status, 403, JSON.stringify(refused.body));
+    assert.equal(refused.body.errcode, 'M_GUEST_ACCESS_FORBIDDEN');
+    const asState = await server.api.put<{ errcode: string }>(`/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(guest.user_id)}`, { membership: 'join' }, { token: guest.access_token });
+    assert.equal(asState.status, 403, JSON.stringify(asState.body));
+    assert.equal(asState.body.errcode, 'M_GUEST_ACCESS_FORBIDDEN');
+    assert.equal(await membership(guest), undefined);
+    assert.equal((await server.api.post(`/v3/join/${enc(roomId)}`, {}, { token: bob.access_token })).status, 200);
+
+    await setGuestAccess('can_join');
+    for (const g of [guest, otherGuest]) {
+      const res = await server.api.post(`/v3/rooms/${enc(roomId)}/join`, {}, { token: g.access_token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(await membership(g), 'join');
+    }
+
+    // Withdrawn: each guest leaves (by their own leave event), the real members stay.
+    await setGuestAccess('forbidden');
+    for (const g of [guest, otherGuest]) {
+      const member = await server.hs.services.store.rooms.member(roomId, g.user_id);
+      assert.equal(member?.membership, 'leave', g.user_id);
+      assert.equal(member?.sender, g.user_id);
+    }
+    assert.equal(await membership(bob), 'join');
+    assert.equal(await membership(alice), 'join');
+    const again = await server.api.post<{ errcode: string }>(`/v3/join/${enc(roomId)}`, {}, { token: guest.access_token });
+    assert.equal(again.status, 403, JSON.stringify(again.body));
+  });
+});

@@ -153,6 +153,26 @@ export class AccountService {
     return created.result;
   }
 
+  /**
+   * The spec's guest upgrade: the guest account becomes a full one with this password and, unless
+   * inhibited, a new device signs in, in one transaction. The guest's own tokens stay, no longer a guest's.
+   */
+  async upgradeGuest(userId: string, args: Omit<RegisterArgs, 'localpart' | 'guest' | 'threepids'>): Promise<RegisterResult> {
+    const hash = args.password !== undefined ? await this.hasher.hash(args.password) : args.passwordHash;
+    if (hash === undefined) throw new MatrixError(400, 'M_MISSING_PARAM', 'Missing parameter: password');
+    const result = await this.store.transaction(async (tx): Promise<RegisterResult> => {
+      if (!(await tx.users.upgradeGuest(userId, hash))) throw forbidden('This account is not a guest account');
+      await this.devices.within(tx).userChanged(tx, userId);
+      await args.onCreated?.(tx, userId);
+      if (args.inhibitLogin) return { user_id: userId };
+      const issued = await this.devices.within(tx).signIn({ userId, deviceId: args.deviceId, displayName: args.displayName, refresh: args.refresh, ip: args.ip });
+      await args.onSignedIn?.(tx, userId, issued.device_id);
+      return { user_id: userId, ...issued };
+    });
+    await this.devices.revocationsDelivered();
+    return result;
+  }
+
   private async bindThreepids(tx: Store, userId: string, threepids: NewThreepid[], now: number): Promise<void> {
     for (const t of threepids) {
       const added = await tx.threepids.add({ medium: t.medium, address: t.address, user_id: userId, validated_ts: t.validated_ts, added_ts: now });

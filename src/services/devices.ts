@@ -97,6 +97,11 @@ export class DeviceService {
     await this.options.tokenCache?.revoked(tx, userId);
   }
 
+  /** In the transaction that changes what a user's token lookup reads (users.is_guest): caches forget that user. */
+  async userChanged(tx: Store, userId: string): Promise<void> {
+    await this.revoked(tx, userId);
+  }
+
   /**
    * Waits until the revocations committed so far have reached every process (see token-cache.ts);
    * whoever commits a transaction that deleted tokens awaits this before answering.

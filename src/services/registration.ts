@@ -23,6 +23,8 @@ export interface RegistrationRequest extends RegistrationParams {
   password?: string | undefined;
   refresh_token?: boolean | undefined;
   auth?: AuthDict | undefined;
+  /** A guest's access token: the registration upgrades that guest account (the spec's guest upgrade). */
+  guest_access_token?: string | undefined;
   /** This request's parameters as the UIA session remembers them. */
   params: UiaParams<RegistrationParams>;
   ip: string;
@@ -74,7 +76,8 @@ export class RegistrationService {
 
     if (!this.config.enable_registration) throw forbidden('Registration has been disabled');
     if (!this.accounts.passwordsEnabled()) throw forbidden('Registration with a password is disabled');
-    const localpart = req.username !== undefined ? this.accounts.validateLocalpart(req.username) : undefined;
+    const upgrading = req.guest_access_token !== undefined ? await this.guestToUpgrade(req.guest_access_token, req.username) : undefined;
+    const localpart = upgrading === undefined && req.username !== undefined ? this.accounts.validateLocalpart(req.username) : undefined;
     // A retry of a completed registration names a user that now exists: that is not "in use".
     const session = req.auth?.session;
     const retry = session !== undefined && (await this.uia.isCompleted(session));
@@ -94,6 +97,11 @@ export class RegistrationService {
       },
       {
         check: async ({ params, secretHash }) => {
+          if (upgrading !== undefined) {
+            if (params.username?.toLowerCase() !== localpartOf(upgrading)) throw forbidden("A guest upgrade keeps the guest's own username");
+            if (password === undefined && secretHash === undefined) throw missingParam('password');
+            return;
+          }
           finalLocalpart = params.username !== undefined ? this.accounts.validateLocalpart(params.username) : undefined;
           if (finalLocalpart !== undefined && finalLocalpart !== localpart && !this.config.inhibit_user_in_use_error) await this.accounts.ensureAvailable(finalLocalpart);
           if (password === undefined && secretHash === undefined) throw missingParam('password');
@@ -101,6 +109,22 @@ export class RegistrationService {
         run: async ({ sessionId, params, secretHash, results }) => {
           await this.limiter.take(`register:ip:${addressBucket(ip)}`, this.config.rc_registration);
           const threepids = validatedThreepids(results);
+          if (upgrading !== undefined) {
+            return this.accounts.upgradeGuest(upgrading, {
+              ...(password !== undefined ? { password } : { passwordHash: secretHash }),
+              deviceId: params.device_id,
+              displayName: params.initial_device_display_name,
+              inhibitLogin: params.inhibit_login ?? false,
+              refresh,
+              ip,
+              onCreated: async (work, userId) => {
+                for (const hook of this.completionHooks) await hook(work, sessionId, userId);
+              },
+              onSignedIn: async (work, userId, deviceId) => {
+                for (const hook of this.signedInHooks) await hook(work, userId, deviceId, []);
+              },
+            });
+          }
           return this.accounts.register({
             localpart: finalLocalpart,
             ...(password !== undefined ? { password } : { passwordHash: secretHash }),
@@ -125,6 +149,18 @@ export class RegistrationService {
     );
   }
 
+  /** The guest account a guest_access_token names, which `username` must name too (the spec requires it). */
+  private async guestToUpgrade(token: string, username: string | undefined): Promise<string> {
+    // Not M_UNKNOWN_TOKEN: a 401 from /register is a UIA answer.
+    const guest = await this.devices.authenticate(token).catch(() => {
+      throw forbidden('guest_access_token is not a valid access token');
+    });
+    if (!guest.isGuest) throw forbidden('guest_access_token is not the token of a guest account');
+    if (username === undefined) throw missingParam('username');
+    if (username.toLowerCase() !== localpartOf(guest.userId)) throw forbidden("A guest upgrade keeps the guest's own username");
+    return guest.userId;
+  }
+
   /**
    * A retry of the request that completed registration gets its answer again: the same user and
    * device, with a fresh token (the device's earlier one, lost with the first answer, dies). As a
@@ -138,4 +174,8 @@ export class RegistrationService {
     const issued = await this.devices.signIn({ userId: recorded.user_id, deviceId: recorded.device_id, refresh, ip });
     return { user_id: recorded.user_id, ...issued };
   }
+}
+
+function localpartOf(userId: string): string {
+  return userId.slice(1, userId.indexOf(':'));
 }

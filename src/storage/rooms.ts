@@ -162,6 +162,20 @@ export class RoomsRepo {
     return query.orderBy('stream_pos').execute();
   }
 
+  /** The room's joined members who are guest accounts. */
+  async joinedGuests(roomId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('room_members')
+      .innerJoin('users', 'users.user_id', 'room_members.user_id')
+      .select('room_members.user_id')
+      .where('room_members.room_id', '=', roomId)
+      .where('room_members.membership', '=', 'join')
+      .where('users.is_guest', '=', 1)
+      .orderBy('room_members.stream_pos')
+      .execute();
+    return rows.map((r) => r.user_id);
+  }
+
   /** The user's rooms with these memberships, forgotten ones left out. */
   roomsOf(userId: string, memberships: readonly string[]): Promise<MemberRow[]> {
     return this.db.selectFrom('room_members').selectAll().where('user_id', '=', userId).where('membership', 'in', memberships).where('forgotten', '=', 0).execute();

@@ -36,6 +36,18 @@ export class UsersRepo {
     return row !== undefined;
   }
 
+  /** A guest account becomes a full one with this password; false when it is no (active) guest. */
+  async upgradeGuest(userId: string, hash: string): Promise<boolean> {
+    const result = await this.db
+      .updateTable('users')
+      .set({ is_guest: 0, password_hash: hash })
+      .where('user_id', '=', userId)
+      .where('is_guest', '=', 1)
+      .where('deactivated', '=', 0)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
   async setPasswordHash(userId: string, hash: string | null): Promise<void> {
     await this.db.updateTable('users').set({ password_hash: hash }).where('user_id', '=', userId).execute();
   }

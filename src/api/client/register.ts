@@ -20,6 +20,7 @@ const RegisterBody = RegisterParams.extend({
   password: optional(z.string().max(512)),
   refresh_token: optional(z.boolean()),
   auth: optional(AuthDict),
+  guest_access_token: optional(z.string().max(1024)),
 });
 const RegisterQuery = z.object({ kind: optional(z.enum(['user', 'guest'])) });
 const readParams = (raw: JsonObject): RegistrationParams => parseBody(RegisterParams, raw);
@@ -32,7 +33,7 @@ export function registerRoutes(router: Router, { registration, accounts, limiter
     const body = parseBody(RegisterBody, ctx.body);
     // The password is remembered only as a hash. As Synapse does, a display name sent without a
     // password is dropped: some clients send it alone, which would replace the remembered request.
-    const raw = uiaParams(ctx.body, 'password', 'refresh_token');
+    const raw = uiaParams(ctx.body, 'password', 'refresh_token', 'guest_access_token');
     if (body.password === undefined) delete raw.initial_device_display_name;
     const params: UiaParams<RegistrationParams> = { raw, read: readParams };
     return registration.register({ ...body, kind, ip: ctx.ip, params });

@@ -3,6 +3,7 @@ import { guestForbidden, MatrixError } from '../../errors.js';
 import { JsonObject, UserId } from '../../http/common-schemas.js';
 import { optional, parseBody } from '../../http/parse.js';
 import type { Router } from '../../http/router.js';
+import type { Requester } from '../../services/devices.js';
 import type { Services } from '../../services/index.js';
 import { isRoomId } from '../../services/user-ids.js';
 
@@ -40,13 +41,13 @@ const Upgrade = z.object({
 export function roomRoutes(router: Router, { rooms, roomUpgrades }: Services): void {
   router.authed('POST', '/createRoom', async ({ requester, body }) => rooms.createRoom(requester.userId, parseBody(CreateRoom, body)));
 
-  const join = async (userId: string, idOrAlias: string | undefined, body: unknown) => {
+  const join = async ({ userId, isGuest }: Requester, idOrAlias: string | undefined, body: unknown) => {
     const { reason } = parseBody(z.object({ ...Reason, third_party_signed: optional(JsonObject) }), body);
     if (idOrAlias === undefined || !(isRoomId(idOrAlias) || /^#[^:]+:.+$/.test(idOrAlias))) throw new MatrixError(400, 'M_INVALID_PARAM', 'Invalid room ID or alias');
-    return { room_id: await rooms.join(userId, idOrAlias, reason) };
+    return { room_id: await rooms.join(userId, idOrAlias, reason, isGuest) };
   };
-  router.authed('POST', '/join/:roomIdOrAlias', ({ requester, params, body }) => join(requester.userId, params.roomIdOrAlias, body));
-  router.authed('POST', '/rooms/:roomId/join', ({ requester, params, body }) => join(requester.userId, params.roomId, body));
+  router.authed('POST', '/join/:roomIdOrAlias', ({ requester, params, body }) => join(requester, params.roomIdOrAlias, body));
+  router.authed('POST', '/rooms/:roomId/join', ({ requester, params, body }) => join(requester, params.roomId, body));
 
   router.authed('POST', '/rooms/:roomId/leave', async ({ requester, params, body }) => {
     const { reason } = parseBody(z.object(Reason), body);

@@ -136,7 +136,10 @@ export class RoomReadService {
     const start = query.from ?? encodeRoomToken(from);
     const page = await this.collect(access, from, query.dir, limit, to, query.filter);
     const response: MessagesResponse = { chunk: await this.serialize(page.rows, access), start };
-    if (!page.exhausted) response.end = encodeRoomToken(page.cursor);
+    // Forwards with no `to`, reaching the newest event is not the end: later events follow it, so a
+    // page that moved on gives the token to continue from. Only a page that moved nowhere has none.
+    const openEnded = query.dir === 'f' && to === undefined && (page.cursor.depth !== from.depth || page.cursor.pos !== from.pos);
+    if (!page.exhausted || openEnded) response.end = encodeRoomToken(page.cursor);
     if (query.filter?.lazy_load_members && page.rows.length > 0) {
       const at = page.rows[page.rows.length - 1]!;
       response.state = await this.serialize(await this.membersOf(Number(at.state_group), page.rows), access);

@@ -1,7 +1,7 @@
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config/index.js';
 import { randomLetters } from '../../crypto/tokens.js';
-import { forbidden, MatrixError, notFound } from '../../errors.js';
+import { forbidden, guestForbidden, MatrixError, notFound } from '../../errors.js';
 import type { Store } from '../../storage/index.js';
 import { txnKeyOf } from '../../storage/events.js';
 import { isObject, type JsonObject } from '../../validate.js';
@@ -141,7 +141,8 @@ export class RoomService {
     return content;
   }
 
-  async join(userId: string, roomIdOrAlias: string, reason?: string): Promise<string> {
+  /** `guest`: the user is a guest, who may join only rooms whose m.room.guest_access is `can_join`. */
+  async join(userId: string, roomIdOrAlias: string, reason?: string, guest = false): Promise<string> {
     const roomId = await this.resolveRoom(roomIdOrAlias);
     if (await this.store.adminRooms.isBlocked(roomId)) throw forbidden('This room has been blocked on this server');
     const profile = await this.profileContent(userId);
@@ -149,6 +150,7 @@ export class RoomService {
     const predecessor = await this.creator.write(
       roomId,
       async (room) => {
+        if (guest) await requireGuestAccess(room);
         // Joining again with nothing changed adds no event (as setting the same state again does not).
         const existing = await room.state('m.room.member', userId);
         if (existing && existing.sender === userId && canonicalJson(existing.content) === canonicalJson(content)) return undefined;
@@ -253,16 +255,25 @@ export class RoomService {
       if (type === 'm.room.member') {
         const membership = content.membership;
         if (membership === 'join' && stateKey !== requester.userId) throw forbidden('You may only join as yourself');
+        if (membership === 'join' && requester.isGuest) await requireGuestAccess(room);
         content = { ...profile, ...content };
       } else {
         await this.requireJoined(room, requester.userId);
       }
       const eventId = (await room.append(requester.userId, { type, state_key: stateKey, content })).event_id;
+      if (type === 'm.room.guest_access' && stateKey === '' && content.guest_access !== 'can_join') await this.removeGuests(room);
       const newlyJoined = type === 'm.room.member' && content.membership === 'join' && existing?.content.membership !== 'join';
       return { eventId, predecessor: newlyJoined ? await predecessorOf(room) : undefined };
     });
     if (written.predecessor !== undefined) await this.afterJoiningReplacement(requester.userId, roomId, written.predecessor);
     return written.eventId;
+  }
+
+  /** Guest access withdrawn: every guest in the room leaves it (the spec's MUST), in the same write. */
+  private async removeGuests(room: RoomWrite): Promise<void> {
+    for (const guest of await room.store.rooms.joinedGuests(room.room.room_id)) {
+      await room.append(guest, { type: 'm.room.member', state_key: guest, content: { membership: 'leave' } });
+    }
   }
 
   private async checkCanonicalAlias(roomId: string, content: JsonObject): Promise<void> {
@@ -375,6 +386,12 @@ export class RoomService {
 async function predecessorOf(room: RoomWrite): Promise<string | undefined> {
   const predecessor = (await room.state('m.room.create'))?.content.predecessor;
   return isObject(predecessor) && typeof predecessor.room_id === 'string' ? predecessor.room_id : undefined;
+}
+
+/** Guests join only rooms that let them: m.room.guest_access `can_join`. */
+async function requireGuestAccess(room: RoomWrite): Promise<void> {
+  const guestAccess = (await room.state('m.room.guest_access', ''))?.content.guest_access;
+  if (guestAccess !== 'can_join') throw guestForbidden('Guests may not join this room');
 }
 
 function withReason(reason: string | undefined): JsonObject {

@@ -7,7 +7,8 @@ import { RoomSyncRepo, type MembershipRow, type StateEntry, type StateEventRef }
 import { RoomMemberships, type MemberChange, type Memberships } from './room-memberships.js';
 import { dictionary, isObject, type JsonObject } from '../../validate.js';
 import type { ClientEvent, ClientEventSerializer } from '../rooms/client-event.js';
-import { stateKeyOf } from '../rooms/pdu.js';
+import { stateKeyOf, type Pdu } from '../rooms/pdu.js';
+import { redactEvent } from '../rooms/redaction.js';
 import { encodeRoomToken, pointBefore } from '../rooms/room-token.js';
 import { compileGlob } from '../glob.js';
 import { applyEventFilter, type EventFilter, type Filter } from './filters.js';
@@ -249,6 +250,8 @@ export class RoomsSync {
     const bundled = new Set(jobs.filter((j) => j.limited).flatMap((j) => j.timeline.map((r) => r.event_id)));
     const clientEvents = await this.serialize([...jobs.flatMap((j) => j.timeline), ...stateRows.values()], { userId, deviceId }, bundled);
     const stateAllowed = eventPredicate(stateFilter);
+    const federationEvents = filter?.event_format === 'federation' ? await this.federationFormat([...jobs.flatMap((j) => j.timeline), ...stateRows.values()], clientEvents) : undefined;
+    const present = (r: EventRow) => federationEvents?.get(r.event_id) ?? withoutRoomId(clientEvents.get(r.event_id)!);
 
     let hasNews = false;
     for (const j of jobs) {
@@ -261,11 +264,11 @@ export class RoomsSync {
       const first = timeline[0];
       const entry: JsonObject = {
         timeline: {
-          events: timeline.map((r) => withoutRoomId(clientEvents.get(r.event_id)!)),
+          events: timeline.map(present),
           limited: j.limited,
           prev_batch: first ? encodeRoomToken(pointBefore(first)) : encodeSyncToken(j.cap),
         },
-        state: { events: stateRowsOfRoom.map((r) => withoutRoomId(clientEvents.get(r.event_id)!)) },
+        state: { events: stateRowsOfRoom.map(present) },
         account_data: { events: accountData.get(j.roomId) ?? [] },
       };
       accountData.delete(j.roomId);
@@ -326,6 +329,21 @@ export class RoomsSync {
     // The serializer reads transaction IDs for at most 500 events per call.
     for (let i = 0; i < unique.length; i += 400) {
       for (const event of await this.serializer.serialize(unique.slice(i, i + 400), viewer, now, bundled)) out.set(event.event_id, event);
+    }
+    return out;
+  }
+
+  /**
+   * The filter's `event_format: federation`: each event as servers exchange it (its PDU, redacted if
+   * it was, with `room_id`), plus its ID and the `unsigned` the client format gives it.
+   */
+  private async federationFormat(rows: EventRow[], clientEvents: Map<string, ClientEvent>): Promise<Map<string, JsonObject>> {
+    const out = new Map<string, JsonObject>();
+    for (const row of rows) {
+      if (out.has(row.event_id)) continue;
+      let pdu = this.store.events.parsed(row) as Pdu;
+      if (row.redacted_by) pdu = redactEvent(pdu, await this.serializer.roomVersion(row.room_id));
+      out.set(row.event_id, { ...(pdu as unknown as JsonObject), event_id: row.event_id, unsigned: clientEvents.get(row.event_id)!.unsigned });
     }
     return out;
   }
