@@ -21,8 +21,12 @@ export function outboxRow(server: TestServer, dedupeKey: string) {
   return server.hs.services.store.outbox.findByDedupeKey(dedupeKey);
 }
 
-/** Waits until the row with `dedupeKey` has had `attempts` tries and no worker holds it. */
-export async function afterAttempts(server: TestServer, dedupeKey: string, attempts: number, timeoutMs = 10_000) {
+/**
+ * Waits until the row with `dedupeKey` has had `attempts` tries and no worker holds it. The bound is
+ * generous: the first try waits for the SMTP thread to start, which on a loaded machine running the
+ * sources (each thread compiles them afresh) took over 10 s.
+ */
+export async function afterAttempts(server: TestServer, dedupeKey: string, attempts: number, timeoutMs = 30_000) {
   let row = await outboxRow(server, dedupeKey);
   await until(
     async () => {
