@@ -28,7 +28,14 @@ export class RateLimiter {
    */
   async take(key: string, limit: RateLimitConfig, repo = this.repo): Promise<void> {
     const { interval, tolerance } = this.shape(limit);
-    const wait = await repo.take(key, this.clock.now(), interval, tolerance);
+    const now = this.clock.now();
+    let wait = await repo.take(key, now, interval, tolerance);
+    // In a transaction on PostgreSQL the take waits for the bucket's row while another transaction
+    // of the same user holds it; meanwhile later requests may have moved the bucket on, and judged
+    // at its arrival time this one would be refused for the wait alone. It is judged again at the
+    // time it reached the bucket (now holding its row, so nothing moves it in between).
+    const reached = this.clock.now();
+    if (wait > 0 && reached > now) wait = await repo.take(key, reached, interval, tolerance);
     if (wait > 0) throw limitExceeded(wait);
   }
 
