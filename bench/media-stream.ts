@@ -22,15 +22,14 @@
  * upload and the download. Printed, and written to bench/results/media-stream-<timestamp>.json with
  * the load average and the commits.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Api } from '../test/helpers/api.js';
-import { freePort } from './children.js';
+import { startBuiltServer } from './built-server.js';
 import { commitOf, load } from './conditions.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -137,34 +136,11 @@ function commandOf(variant: string, port: number, dir: string, configPath: strin
 
 async function runVariant(variant: string) {
   const BARE = variant === 'bare';
-  const dir = mkdtempSync(join(tmpdir(), 'myelin-media-bench-'));
-  const port = await freePort();
-  const configPath = join(dir, 'homeserver.yaml');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      server_name: 'bench.local',
-      listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
-      database: { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } },
-      log_level: 'warn',
-      enable_registration: true,
-      enable_registration_without_verification: true,
-      max_upload_size: `${Math.ceil(SIZE / 1024 / 1024) + 1}M`,
-      // The one registration should not leave argon2's 19 MiB in the figures.
-      password_config: { argon2: { memory_cost: 1024, time_cost: 1, parallelism: 1 } },
-    }),
-  );
-  const { cwd, args } = commandOf(variant, port, dir, configPath);
-  const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'ignore', 'inherit'] });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/_matrix/client/versions`)).status === 200) break;
-    } catch {
-      if (i > 1200) throw new Error('the server did not start');
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const { child, url, dir } = await startBuiltServer({
+    prefix: 'myelin-media-bench-',
+    extra: { max_upload_size: `${Math.ceil(SIZE / 1024 / 1024) + 1}M` },
+    command: (port, tmp, configPath) => commandOf(variant, port, tmp, configPath),
+  });
   const pid = child.pid!;
   let peakSampled = 0;
   const sampler = setInterval(() => (peakSampled = Math.max(peakSampled, memory(pid).rss)), 10);

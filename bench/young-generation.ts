@@ -11,13 +11,12 @@
  * threads) from /proc. Medians over the rounds are printed and written to
  * bench/results/young-generation-<timestamp>.json with the load average and the commit.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { freePort } from './children.js';
+import { startBuiltServer } from './built-server.js';
 import { commitOf, load } from './conditions.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -47,33 +46,12 @@ async function call(url: string, method: string, path: string, token?: string, b
 }
 
 async function startServer(semi: number): Promise<{ child: ChildProcess; url: string; token: string; dir: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'myelin-young-gen-'));
-  const port = await freePort();
-  const configPath = join(dir, 'homeserver.yaml');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      server_name: 'bench.local',
-      listeners: [{ port, bind_addresses: ['127.0.0.1'] }],
-      database: { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } },
-      log_level: 'warn',
-      enable_registration: true,
-      enable_registration_without_verification: true,
-      password_config: { argon2: { memory_cost: 1024, time_cost: 1, parallelism: 1 } },
-      rc_message: { per_second: 10000, burst_count: 10000 },
-    }),
-  );
-  const nodeArgs = semi > 0 ? [`--max-semi-space-size=${semi}`] : [];
-  const child = spawn(process.execPath, [...nodeArgs, 'dist/main.js', 'start', '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/_matrix/client/versions`)).status === 200) break;
-    } catch {
-      if (i > 1200) throw new Error('the server did not start');
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const { child, url, dir } = await startBuiltServer({
+    prefix: 'myelin-young-gen-',
+    cwd: ROOT,
+    nodeArgs: semi > 0 ? [`--max-semi-space-size=${semi}`] : [],
+    extra: { rc_message: { per_second: 10000, burst_count: 10000 } },
+  });
   const reg = await call(url, 'POST', '/_matrix/client/v3/register', undefined, { username: 'bench', password: 'bench password 1', auth: { type: 'm.login.dummy' } });
   const token = reg.access_token as string;
   for (let r = 0; r < 3; r++) {
