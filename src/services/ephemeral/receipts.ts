@@ -109,12 +109,12 @@ export class ReceiptService {
     if (existing && Number(existing.event_pos) >= eventPos) return;
     await this.writer.write(async (tx) => {
       // A private receipt wakes only its owner's syncs; a public one every member's.
-      const position = type === READ_PRIVATE ? await tx.position(userId) : await tx.roomPosition(roomId);
-      const row: ReceiptRow = { room_id: roomId, receipt_type: type, user_id: userId, thread_id: threadId, event_id: event.event_id, event_pos: eventPos, ts: this.clock.now(), stream_pos: position };
-      // The stream position serialises writers, so the receipt read now is the latest committed one.
-      const current = await tx.store.receipts.get(roomId, type, userId, threadId);
-      if (current && Number(current.event_pos) >= eventPos) return;
-      await tx.store.receipts.put(row);
+      const wake = type === READ_PRIVATE ? { userId } : { roomId };
+      const receipt = { room_id: roomId, receipt_type: type, user_id: userId, thread_id: threadId, event_id: event.event_id, event_pos: eventPos, ts: this.clock.now() };
+      // The stream position serialises writers: whether the receipt moves is decided against the latest committed one.
+      const { position, written } = await tx.takePosition(wake, () => tx.store.receipts.putAtNextPosition(receipt));
+      if (!written) return;
+      const row: ReceiptRow = { ...receipt, stream_pos: position };
       for (const hook of this.hooks) await hook(tx.store, row);
     });
   }
