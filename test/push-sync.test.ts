@@ -176,5 +176,40 @@ for (const engine of ENGINES) {
       await send({ body: 'after pruning' });
       assert.deepEqual((await sync(bob)).rooms?.join?.[roomId]?.unread_notifications, { notification_count: 1, highlight_count: 0 });
     });
+
+    it('a thread receipt recounts its own thread only (the room still comes in the sync), an unthreaded one every thread up to its event', async () => {
+      const inThread = (root: string) => ({ 'm.relates_to': { rel_type: 'm.thread', event_id: root } });
+      const rootA = await send({ body: 'root A' });
+      const rootB = await send({ body: 'root B' });
+      const a1 = await send({ body: 'a1', ...inThread(rootA) });
+      const b1 = await send({ body: 'b1', ...inThread(rootB) });
+      const a2 = await send({ body: 'a2', ...inThread(rootA) });
+      await send({ body: 'b2, mentioning bob', 'm.mentions': { user_ids: [bob.user_id] }, ...inThread(rootB) });
+      await send({ body: 'main again' });
+      // Only counts: messages and receipts filtered out.
+      const countsOnly = { room: { timeline: { not_types: ['m.room.message'], unread_thread_notifications: true }, ephemeral: { not_types: ['*'] } } };
+      let since = (await sync(bob, { filter: countsOnly })).next_batch;
+      const counts = async () => {
+        const body = await sync(bob, { since, filter: countsOnly });
+        since = body.next_batch;
+        const room = body.rooms?.join?.[roomId];
+        assert.ok(room, 'the room is in the sync');
+        return { main: room.unread_notifications, threads: room.unread_thread_notifications };
+      };
+      const n = (notification_count: number, highlight_count = 0) => ({ notification_count, highlight_count });
+
+      // 'after pruning' (from before), both roots and 'main again' on the main timeline.
+      await receipt(a1, { thread_id: rootA });
+      assert.deepEqual(await counts(), { main: n(4), threads: { [rootA]: n(1), [rootB]: n(2, 1) } });
+      // On thread B's root: nothing in the thread is read, yet the room comes, its counts as they were.
+      await receipt(rootB, { thread_id: rootB });
+      assert.deepEqual(await counts(), { main: n(4), threads: { [rootA]: n(1), [rootB]: n(2, 1) } });
+      // Unthreaded, on b1: the main timeline up to it, thread B up to it, thread A kept at its own further receipt.
+      await receipt(b1);
+      assert.deepEqual(await counts(), { main: n(1), threads: { [rootA]: n(1), [rootB]: n(1, 1) } });
+      // Thread A read to its end: it has no count left, and the room still comes with the change.
+      await receipt(a2, { thread_id: rootA });
+      assert.deepEqual(await counts(), { main: n(1), threads: { [rootB]: n(1, 1) } });
+    });
   });
 }

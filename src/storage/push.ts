@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type { Engine } from './db.js';
 import type { PushNotificationsTable } from './push-schema.js';
 import type { Database } from './schema.js';
@@ -131,20 +131,45 @@ export class PushRepo {
   }
 
   /**
-   * Recounts a user's counts in a room after a read receipt (at stream position `pos`): per thread,
-   * the notifications after the furthest read receipt covering it (unthreaded, or the thread's own).
-   * The main timeline's row is kept even at zero, with `pos`, so that a sync sees the change.
+   * Recounts a user's counts in a room after a read receipt in `threadId` ('' unthreaded) moved
+   * forwards (at stream position `pos`): per thread the receipt covers (every thread for an
+   * unthreaded one, else its own), the notifications after the furthest read receipt covering that
+   * thread (unthreaded, or the thread's own). The other threads' counts cannot have changed. The main
+   * timeline's row is kept even at zero, and always takes `pos`, so that a sync sees the change.
+   *
+   * Every covered thread is read up to at least the receipt's own `bound`, a constant: the scan is a
+   * range of the (user, position) key from there, not the user's every notification (which made a
+   * receipt cost more with every message the user was ever notified of). Call it with the stream
+   * position taken: on PostgreSQL that lock orders it after every send that notified, so that what
+   * it reads is every notification up to now and no send's count is lost.
    */
-  async recount(userId: string, roomId: string, pos: number): Promise<void> {
-    await this.db.deleteFrom('push_counts').where('user_id', '=', userId).where('room_id', '=', roomId).execute();
-    const readUpTo = sql`COALESCE((SELECT max(r.event_pos) FROM receipts r WHERE r.room_id = ${roomId} AND r.user_id = ${userId}
-      AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', n.thread_id)), -1)`;
-    await sql`INSERT INTO push_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)
-      SELECT CAST(${userId} AS TEXT), CAST(${roomId} AS TEXT), t.thread_id, sum(t.c), sum(t.h), CAST(${pos} AS BIGINT) FROM (
+  async recount(userId: string, roomId: string, pos: number, threadId: string): Promise<void> {
+    const readBy = (thread: RawBuilder<unknown>) => sql`COALESCE((SELECT max(r.event_pos) FROM receipts r WHERE r.room_id = ${roomId} AND r.user_id = ${userId}
+      AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', ${thread})), -1)`;
+    const counted = sql`SELECT t.thread_id AS thread_id, sum(t.c) AS n, sum(t.h) AS h FROM (
         SELECT n.thread_id AS thread_id, 1 AS c, n.highlight AS h FROM push_notifications n
-        WHERE n.user_id = ${userId} AND n.room_id = ${roomId} AND n.stream_pos > ${readUpTo}
+        WHERE n.user_id = ${userId} AND n.stream_pos > ${readBy(sql`${threadId}`)} AND n.room_id = ${roomId}
+          AND ${threadId} IN ('', n.thread_id) AND n.stream_pos > ${readBy(sql.ref('n.thread_id'))}
         UNION ALL SELECT 'main', 0, 0) AS t
-      GROUP BY t.thread_id`.execute(this.db);
+      GROUP BY t.thread_id`;
+    const columns = sql`push_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)`;
+    const row = sql`CAST(${userId} AS TEXT), CAST(${roomId} AS TEXT), c.thread_id, c.n, c.h, CAST(${pos} AS BIGINT)`;
+    if (this.engine === 'postgres') {
+      // One statement, one round trip under the stream position's lock: the covered rows upserted
+      // (the main row's counts kept when the receipt is another thread's), the covered ones gone to zero deleted.
+      const covered = (column: string) => sql`CASE WHEN ${threadId} IN ('', push_counts.thread_id) THEN excluded.${sql.ref(column)} ELSE push_counts.${sql.ref(column)} END`;
+      await sql`WITH c AS (${counted}),
+        gone AS (DELETE FROM push_counts WHERE user_id = ${userId} AND room_id = ${roomId} AND ${threadId} IN ('', thread_id)
+          AND thread_id NOT IN (SELECT thread_id FROM c))
+        INSERT INTO ${columns} SELECT ${row} FROM c
+        ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET notification_count = ${covered('notification_count')},
+          highlight_count = ${covered('highlight_count')}, stream_pos = excluded.stream_pos`.execute(this.db);
+      return;
+    }
+    await sql`DELETE FROM push_counts WHERE user_id = ${userId} AND room_id = ${roomId} AND ${threadId} IN ('', thread_id)`.execute(this.db);
+    // Only the main row can conflict (when the receipt is another thread's): its counts stay.
+    await sql`INSERT INTO ${columns} SELECT ${row} FROM (${counted}) AS c WHERE true
+      ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET stream_pos = excluded.stream_pos`.execute(this.db);
   }
 
   /** The user's counts in these rooms (rooms without notifications are absent). */

@@ -1,4 +1,5 @@
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
+import { HotQuery, RawHotQuery } from './compiled.js';
 import { anyOf } from './any-of.js';
 import type { Engine } from './db.js';
 import type { ReceiptsTable } from './ephemeral-schema.js';
@@ -26,6 +27,23 @@ export class ReceiptsRepo {
       .where('user_id', '=', userId)
       .where('thread_id', '=', threadId)
       .executeTakeFirst();
+  }
+
+  /**
+   * Stores the receipt at the next global stream position, unless the stored one of its room, type,
+   * user and thread is at or after its event (receipts never move backwards). On PostgreSQL the
+   * position and the write are one statement: the stream head's lock is held from that round trip
+   * to the commit. The position is taken either way; `written` says whether the receipt moved.
+   */
+  async putAtNextPosition(row: Omit<ReceiptRow, 'stream_pos'>): Promise<{ position: number; written: boolean }> {
+    const { room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts } = row;
+    if (this.engine === 'postgres') {
+      const result = await PUT_AT_NEXT_POSITION_PG.execute(this.db, [room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts]);
+      return { position: Number(result.rows[0]!.position), written: Number(result.rows[0]!.written) === 1 };
+    }
+    const position = Number((await ADVANCE_STREAM.execute(this.db)).rows[0]!.position);
+    const result = await PUT_IF_FORWARD.execute(this.db, room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, position);
+    return { position, written: Number(result.numAffectedRows ?? 0) > 0 };
   }
 
   async put(row: ReceiptRow): Promise<void> {
@@ -62,3 +80,32 @@ export class ReceiptsRepo {
     return out;
   }
 }
+
+const ADVANCE_STREAM = new HotQuery((db: Kysely<Database>) => db.updateTable('stream_head').set({ position: sql<number>`position + 1` }).returning('position'));
+
+const PUT_IF_FORWARD = new HotQuery(
+  (db: Kysely<Database>, room_id: string, receipt_type: string, user_id: string, thread_id: string, event_id: string, event_pos: number, ts: number, stream_pos: number) =>
+    db
+      .insertInto('receipts')
+      .values({ room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos })
+      .onConflict((oc) =>
+        oc
+          .columns(['room_id', 'receipt_type', 'user_id', 'thread_id'])
+          .doUpdateSet((eb) => ({ event_id: eb.ref('excluded.event_id'), event_pos: eb.ref('excluded.event_pos'), ts: eb.ref('excluded.ts'), stream_pos: eb.ref('excluded.stream_pos') }))
+          .where('receipts.event_pos', '<', (eb) => eb.ref('excluded.event_pos')),
+      ),
+);
+
+/** The position and the receipt in one round trip (see putAtNextPosition); `written` is 0 when a receipt at or after it was kept. */
+const PUT_AT_NEXT_POSITION_PG = new RawHotQuery<{ position: number; written: number }>(
+  `WITH p AS (UPDATE stream_head SET position = position + 1 RETURNING position),
+  w AS (
+    INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
+    SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, p.position FROM p
+    ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE
+      SET event_id = excluded.event_id, event_pos = excluded.event_pos, ts = excluded.ts, stream_pos = excluded.stream_pos
+      WHERE receipts.event_pos < excluded.event_pos
+    RETURNING 1
+  )
+  SELECT p.position AS position, (SELECT count(*) FROM w)::int AS written FROM p`,
+);

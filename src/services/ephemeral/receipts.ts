@@ -52,6 +52,8 @@ function toReadReceipt(row: ReceiptRow): ReadReceipt {
  */
 export class ReceiptService {
   private readonly hooks: ReceiptHook[] = [];
+  /** Clients repeat a receipt on the event they last sent it for (every few seconds, per device): answered from here. */
+  private readonly seen = new SeenReceipts();
 
   constructor(
     private readonly store: Store,
@@ -68,6 +70,9 @@ export class ReceiptService {
   async send(userId: string, roomId: string, type: ReceiptType, eventId: string, threadId: string | undefined): Promise<void> {
     if (threadId !== undefined && type === FULLY_READ) throw invalidParam(`thread_id is not compatible with ${FULLY_READ} receipts`);
     const member = await requireJoined(this.store, roomId, userId);
+    // The receipt this process last saw there is on this very event (it was checked then): nothing
+    // can move, whatever another process stored since (receipts only move forwards).
+    if (type !== FULLY_READ && this.seen.isAt(roomId, type, userId, threadId ?? '', eventId)) return;
     const event = await visibleEvent(this.store, member, eventId);
     if (threadId !== undefined && !(await receiptFitsThread(this.store, event, threadId))) {
       throw invalidParam(`event_id ${eventId} is not related to thread ${threadId}`);
@@ -106,16 +111,18 @@ export class ReceiptService {
     const eventPos = Number(event.stream_pos);
     // Most repeated receipts stop here, before taking a stream position.
     const existing = await this.store.receipts.get(roomId, type, userId, threadId);
+    if (existing) this.seen.set(roomId, type, userId, threadId, existing.event_id);
     if (existing && Number(existing.event_pos) >= eventPos) return;
     await this.writer.write(async (tx) => {
       // A private receipt wakes only its owner's syncs; a public one every member's.
-      const position = type === READ_PRIVATE ? await tx.position(userId) : await tx.roomPosition(roomId);
-      const row: ReceiptRow = { room_id: roomId, receipt_type: type, user_id: userId, thread_id: threadId, event_id: event.event_id, event_pos: eventPos, ts: this.clock.now(), stream_pos: position };
-      // The stream position serialises writers, so the receipt read now is the latest committed one.
-      const current = await tx.store.receipts.get(roomId, type, userId, threadId);
-      if (current && Number(current.event_pos) >= eventPos) return;
-      await tx.store.receipts.put(row);
+      const wake = type === READ_PRIVATE ? { userId } : { roomId };
+      const receipt = { room_id: roomId, receipt_type: type, user_id: userId, thread_id: threadId, event_id: event.event_id, event_pos: eventPos, ts: this.clock.now() };
+      // The stream position serialises writers: whether the receipt moves is decided against the latest committed one.
+      const { position, written } = await tx.takePosition(wake, () => tx.store.receipts.putAtNextPosition(receipt));
+      if (!written) return;
+      const row: ReceiptRow = { ...receipt, stream_pos: position };
       for (const hook of this.hooks) await hook(tx.store, row);
+      tx.store.afterCommit(() => this.seen.set(roomId, type, userId, threadId, event.event_id));
     });
   }
 
@@ -138,4 +145,27 @@ async function fullyReadPos(store: Store, userId: string, roomId: string): Promi
   const eventId = json === undefined ? undefined : (JSON.parse(json) as { event_id?: unknown }).event_id;
   const row = typeof eventId === 'string' ? await store.events.get(eventId) : undefined;
   return row ? Number(row.stream_pos) : -1;
+}
+
+/**
+ * The event of the receipts this process stored or read lately, per room, type, user and thread. An
+ * entry may lag behind the database (another process moved the receipt since), never run ahead:
+ * it names an event the receipt was at, so a receipt on that same event is never a move.
+ */
+class SeenReceipts {
+  private static readonly LIMIT = 50_000;
+  private readonly events = new Map<string, string>();
+
+  private static key(roomId: string, type: string, userId: string, threadId: string): string {
+    return `${roomId}\u0000${type}\u0000${userId}\u0000${threadId}`;
+  }
+
+  isAt(roomId: string, type: string, userId: string, threadId: string, eventId: string): boolean {
+    return this.events.get(SeenReceipts.key(roomId, type, userId, threadId)) === eventId;
+  }
+
+  set(roomId: string, type: string, userId: string, threadId: string, eventId: string): void {
+    if (this.events.size >= SeenReceipts.LIMIT) this.events.clear();
+    this.events.set(SeenReceipts.key(roomId, type, userId, threadId), eventId);
+  }
 }

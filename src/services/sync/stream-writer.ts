@@ -12,6 +12,12 @@ export interface StreamTx {
   position(userId: string): Promise<number>;
   /** The same position, for a change every member of `roomId` must see (receipts, typing); wakes the room's syncs. */
   roomPosition(roomId: string): Promise<number>;
+  /**
+   * The position taken by the caller's own statement `take`, one that advances the stream head and
+   * writes with it (one round trip where `position` then a write are two); as the transaction's
+   * first position only. Wakes `wake`'s user or room as `position` / `roomPosition` do.
+   */
+  takePosition<T extends { position: number }>(wake: { userId: string } | { roomId: string }, take: () => Promise<T>): Promise<T>;
 }
 
 /** Runs a change to the stream in one transaction, and wakes the syncs it concerns once it is committed. */
@@ -40,6 +46,14 @@ export class StreamWriter {
           rooms.add(roomId);
           position ??= store.streams.advance();
           return position;
+        },
+        takePosition: (wake, take) => {
+          if (position) throw new Error('the stream position is taken already in this transaction');
+          if ('userId' in wake) users.add(wake.userId);
+          else rooms.add(wake.roomId);
+          const taken = take();
+          position = taken.then((t) => t.position);
+          return taken;
         },
       });
     });
