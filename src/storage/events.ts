@@ -5,6 +5,7 @@ import type { Db, Engine } from './db.js';
 import { eventCacheOf, MUTABLE_EVENT_COLUMNS, type EventCache, type EventKey, type FixedEventColumns } from './event-cache.js';
 import type { EventsTable } from './rooms-schema.js';
 import type { Database } from './schema.js';
+import { advanceStream } from './streams.js';
 
 export type EventRow = Selectable<EventsTable>;
 
@@ -91,7 +92,7 @@ export class EventsRepo {
       }
     } else {
       if (txn && !(await this.recordTxn(txn.userId, txn.deviceId, txn.txnKey, row.event_id, txn.now))) return { pos: 0, recorded: false };
-      pos = Number((await ADVANCE_STREAM.execute(this.db)).rows[0]!.position);
+      pos = await advanceStream(this.db);
       await INSERT_EVENT.execute(this.db, row.event_id, row.room_id, pos, row.depth, row.type, row.state_key, row.sender, row.origin_server_ts, row.pdu, row.state_group, row.replaces_state, row.membership, row.history_visibility);
       await ADVANCE_ROOM.execute(this.db, row.depth, pos, row.state_group, row.room_id);
     }
@@ -307,7 +308,6 @@ const MOVE_EXTREMITY = new HotQuery((db: Kysely<Database>, eventId: string, room
   db.updateTable('forward_extremities').set({ event_id: eventId }).where('room_id', '=', roomId).where('event_id', '=', previous),
 );
 
-const ADVANCE_STREAM = new HotQuery((db: Kysely<Database>) => db.updateTable('stream_head').set({ position: sql<number>`position + 1` }).returning('position'));
 
 const INSERT_EVENT = new HotQuery(
   (

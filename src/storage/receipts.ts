@@ -1,9 +1,10 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import { HotQuery, RawHotQuery } from './compiled.js';
 import { anyOf } from './any-of.js';
 import type { Engine } from './db.js';
 import type { ReceiptsTable } from './ephemeral-schema.js';
 import type { Database } from './schema.js';
+import { advanceStream } from './streams.js';
 
 export type ReceiptRow = Selectable<ReceiptsTable>;
 export type SyncReceipt = Pick<ReceiptRow, 'room_id' | 'receipt_type' | 'user_id' | 'thread_id' | 'event_id' | 'ts'>;
@@ -41,7 +42,7 @@ export class ReceiptsRepo {
       const result = await PUT_AT_NEXT_POSITION_PG.execute(this.db, [room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts]);
       return { position: Number(result.rows[0]!.position), written: Number(result.rows[0]!.written) === 1 };
     }
-    const position = Number((await ADVANCE_STREAM.execute(this.db)).rows[0]!.position);
+    const position = await advanceStream(this.db);
     const result = await PUT_IF_FORWARD.execute(this.db, room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, position);
     return { position, written: Number(result.numAffectedRows ?? 0) > 0 };
   }
@@ -81,7 +82,6 @@ export class ReceiptsRepo {
   }
 }
 
-const ADVANCE_STREAM = new HotQuery((db: Kysely<Database>) => db.updateTable('stream_head').set({ position: sql<number>`position + 1` }).returning('position'));
 
 const PUT_IF_FORWARD = new HotQuery(
   (db: Kysely<Database>, room_id: string, receipt_type: string, user_id: string, thread_id: string, event_id: string, event_pos: number, ts: number, stream_pos: number) =>

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { HotQuery } from './compiled.js';
 import type { Database } from './schema.js';
 
 /**
@@ -19,17 +20,19 @@ import type { Database } from './schema.js';
  * (Synapse's MultiWriterIdGenerator: each writer its own sequence, a token carries a vector of
  * positions), without breaking tokens issued today.
  */
+const ADVANCE = new HotQuery((db: Kysely<Database>) => db.updateTable('stream_head').set({ position: sql<number>`position + 1` }).returning('position'));
+
+/** Takes the next global position (see StreamsRepo); for a repository writing at it in the caller's transaction. */
+export async function advanceStream(db: Kysely<Database>): Promise<number> {
+  return Number((await ADVANCE.execute(db)).rows[0]!.position);
+}
+
 export class StreamsRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
   /** Takes the next global position; call inside the transaction that writes the change. */
-  async advance(): Promise<number> {
-    const row = await this.db
-      .updateTable('stream_head')
-      .set({ position: sql<number>`position + 1` })
-      .returning('position')
-      .executeTakeFirstOrThrow();
-    return Number(row.position);
+  advance(): Promise<number> {
+    return advanceStream(this.db);
   }
 
   /** The latest committed position. */
