@@ -198,9 +198,8 @@ export class RoomsSync {
     // Receipts and typing: everything for rooms new to the client, else what changed since the token.
     // A room the account side read as having no receipt or typing since the token is left out.
     const ephemeralRooms = memberships.joined
-      .filter((j) => inRooms(j.roomId))
-      .map((j) => ({ roomId: j.roomId, after: initial || !j.sinceJoined ? undefined : from, quiet: j.row.ephemeral === false }))
-      .filter((r) => r.after === undefined || !r.quiet);
+      .filter((j) => inRooms(j.roomId) && (initial || !j.sinceJoined || j.row.ephemeral !== false))
+      .map((j) => ({ roomId: j.roomId, after: initial || !j.sinceJoined ? undefined : from }));
     const ephemeral = this.ephemeral ? await this.ephemeral.read(userId, ephemeralRooms, upto, roomFilter?.ephemeral) : new Map<string, unknown[]>();
 
     // Which joined rooms changed: the membership rows carry each room's latest position (an
@@ -313,7 +312,6 @@ export class RoomsSync {
     return { rooms, hasNews, deviceLists };
   }
 
-  /** `bundled`: the events that get bundled aggregations (none unless given). */
   /** The user's unread counts in these rooms: from the rows where the account side read them, else from the database. */
   private async unreadCounts(userId: string, rows: readonly MembershipRow[]): Promise<Map<string, RoomUnread>> {
     const missing = rows.filter((r) => r.unread === undefined).map((r) => r.room_id);
@@ -322,6 +320,7 @@ export class RoomsSync {
     return counts;
   }
 
+  /** `bundled`: the events that get bundled aggregations (none unless given). */
   private async serialize(rows: EventRow[], viewer: { userId: string; deviceId: string }, bundled: ReadonlySet<string> = new Set()): Promise<Map<string, ClientEvent>> {
     const out = new Map<string, ClientEvent>();
     const now = this.now();
