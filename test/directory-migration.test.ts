@@ -5,7 +5,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { startHomeserver } from '../src/homeserver.js';
 import { migrations } from '../src/storage/migrations/index.js';
-import { Api } from './helpers/api.js';
+import { Api, freshConnections } from './helpers/api.js';
 import { ENGINES, freePort, freshDatabase, testConfig, type Engine } from './helpers/server.js';
 
 /** Undoes migration 0016 on a database no server has open: its tables go, the rest stays. */
@@ -64,6 +64,7 @@ for (const engine of ENGINES) {
         await hs.close();
         await migrateBeforeDirectories(engine, fresh.database);
         hs = await startHomeserver(config);
+        freshConnections();
 
         assert.deepEqual(await rooms(), before.rooms);
         assert.deepEqual(await users('lidd'), before.lidd);

@@ -5,7 +5,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { startHomeserver } from '../src/homeserver.js';
 import { migrations } from '../src/storage/migrations/index.js';
-import { Api } from './helpers/api.js';
+import { Api, freshConnections } from './helpers/api.js';
 import { ENGINES, freePort, freshDatabase, testConfig, type Engine } from './helpers/server.js';
 
 /** Undoes migration 0020 (and any after it) on a database no server has open: the index goes, the events stay. */
@@ -65,6 +65,7 @@ for (const engine of ENGINES) {
         await hs.close();
         await migrateBeforeSearch(engine, fresh.database);
         hs = await startHomeserver(config);
+        freshConnections();
 
         const after = await search();
         assert.deepEqual(after.results.map((r) => r.result.event_id), before.results.map((r) => r.result.event_id));

@@ -1,4 +1,17 @@
+import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { validateResponse } from './openapi.js';
+
+/**
+ * Makes fetch open new connections from now on; the kept-alive ones are closed once their requests
+ * are answered. Call it after restarting a server on the same port: a pooled socket whose close the
+ * event loop has not seen yet would otherwise carry the next request to the closed server, which
+ * fails as "fetch failed".
+ */
+export function freshConnections(): void {
+  const old = getGlobalDispatcher();
+  setGlobalDispatcher(new Agent());
+  void old.close();
+}
 
 export interface ApiResponse<T = Record<string, unknown>> {
   status: number;

@@ -9,7 +9,7 @@ import type { Config } from '../../src/config/index.js';
 import { parseConfig } from '../../src/config/load.js';
 import { startHomeserver, type Homeserver } from '../../src/homeserver.js';
 import type { RequestTimeouts } from '../../src/http/request-timeouts.js';
-import { Api } from './api.js';
+import { Api, freshConnections } from './api.js';
 
 export type Engine = 'sqlite' | 'postgres';
 /**
@@ -141,6 +141,7 @@ export async function startTestServer(engine: Engine, overrides: Record<string, 
       await hs.close();
       hs = await startHomeserver(config, start);
       server.hs = hs;
+      freshConnections();
     },
     async close() {
       await hs.close();
