@@ -27,6 +27,7 @@ function row(eventId: string, body: string): EventRow {
     outlier: 0,
     soft_failed: 0,
     rejection_reason: null,
+    sender_erased: 0,
   };
 }
 

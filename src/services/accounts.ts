@@ -239,8 +239,9 @@ export class AccountService {
    * no 3PIDs, no profile. Devices go the one way devices go, so every area's clean-up runs. Its
    * addresses are unbound at identity servers (at `idServer` too, when given): first tried at once,
    * then, for an identity server that did not answer, queued in the outbox with the deactivation.
+   * `erase`: its events are served redacted from now on to whoever was not joined when they were sent.
    */
-  async deactivate(userId: string, options: { idServer?: string | undefined } = {}): Promise<DeactivationResult> {
+  async deactivate(userId: string, options: { idServer?: string | undefined; erase?: boolean | undefined } = {}): Promise<DeactivationResult> {
     const unbinding = await this.unbinder?.prepareDeactivation(this.store, userId, options.idServer);
     const result = await this.store.transaction(async (tx): Promise<DeactivationResult> => {
       await tx.users.markDeactivated(userId);
@@ -250,6 +251,8 @@ export class AccountService {
     });
     await this.devices.revocationsDelivered();
     for (const hook of this.deactivationHooks) await hook(userId);
+    // After the hooks: the member events that left the account's rooms are its last events, and erased too.
+    if (options.erase === true) await this.store.adminUsers.setErased(userId, true);
     return result;
   }
 

@@ -47,13 +47,16 @@ export class AdminUsersRepo {
     await this.db.updateTable('users').set({ admin: admin ? 1 : 0 }).where('user_id', '=', userId).execute();
   }
 
+  /** Marks the account erased (or not), and every event it sent with it: how they are served depends on it. */
   async setErased(userId: string, erased: boolean): Promise<void> {
     await this.db.updateTable('users').set({ erased: erased ? 1 : 0 }).where('user_id', '=', userId).execute();
+    await this.db.updateTable('events').set({ sender_erased: erased ? 1 : 0 }).where('sender', '=', userId).where('sender_erased', '=', erased ? 0 : 1).execute();
   }
 
   /** Makes a deactivated account usable again (it comes back without devices, 3PIDs or profile). */
   async reactivate(userId: string): Promise<void> {
-    await this.db.updateTable('users').set({ deactivated: 0, erased: 0 }).where('user_id', '=', userId).execute();
+    await this.db.updateTable('users').set({ deactivated: 0 }).where('user_id', '=', userId).execute();
+    await this.setErased(userId, false);
     // Found again by its localpart (its display name, if one is set again, follows through UsersRepo).
     await new DirectoryRepo(this.db).setUserWords(userId, userDirectoryWords(userId, null));
   }

@@ -2,7 +2,7 @@ import type { Db } from './db.js';
 import type { EventRow } from './events.js';
 
 /** The columns of an event row that can change after it is stored: always read from the database. */
-export const MUTABLE_EVENT_COLUMNS = ['redacted_by', 'outlier', 'soft_failed', 'rejection_reason'] as const;
+export const MUTABLE_EVENT_COLUMNS = ['redacted_by', 'outlier', 'soft_failed', 'rejection_reason', 'sender_erased'] as const;
 type Mutable = (typeof MUTABLE_EVENT_COLUMNS)[number];
 
 /** What a read returns for an event the cache holds: its ID and the columns that can change. */
@@ -30,8 +30,8 @@ const ROW_COST = 1.7;
 const PARSED_COST = 1.5;
 
 /**
- * The unchanging part of recently read events (every column but redacted_by and the federation
- * flags), with their parsed PDUs, by event ID, within about 48 MB of heap, the least recently used
+ * The unchanging part of recently read events (every column but redacted_by, the federation
+ * flags and the sender's erasure), with their parsed PDUs, by event ID, within about 48 MB of heap, the least recently used
  * going first (approximately: CLOCK, see evict). Reads that find an event here still read its
  * changing columns from the database, so the cache needs no invalidation across processes sharing
  * one database: a redaction by another process is seen on the next read. Reading those few columns instead of the row costs a fraction (drivers build

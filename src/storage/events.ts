@@ -10,7 +10,7 @@ import { advanceStream } from './streams.js';
 export type EventRow = Selectable<EventsTable>;
 
 /** A stored event as the room layer writes it. */
-export type NewEventRow = Omit<EventsTable, 'redacted_by' | 'outlier' | 'soft_failed' | 'rejection_reason'>;
+export type NewEventRow = Omit<EventsTable, 'redacted_by' | 'outlier' | 'soft_failed' | 'rejection_reason' | 'sender_erased'>;
 
 /** A client's transaction ID, as a device's send recorded it (see txnKeyOf). */
 export interface TxnRecord {
@@ -39,6 +39,11 @@ export class EventsRepo {
   ) {
     this.cache = eventCacheOf(owner);
     this.engine = owner.engine;
+  }
+
+  /** Marks (or unmarks) every event the user sent as sent by an erased account. */
+  async setSenderErased(userId: string, erased: boolean): Promise<void> {
+    await this.db.updateTable('events').set({ sender_erased: erased ? 1 : 0 }).where('sender', '=', userId).execute();
   }
 
   /** The event's row; its DAG edges (prev and auth events) with insertEdges, or here. */
@@ -169,7 +174,7 @@ export class EventsRepo {
     let query = this.db
       .selectFrom('current_state as cs')
       .innerJoin('events as e', 'e.event_id', 'cs.event_id')
-      .select(['e.event_id', 'e.redacted_by', 'e.outlier', 'e.soft_failed', 'e.rejection_reason'])
+      .select(['e.event_id', 'e.redacted_by', 'e.outlier', 'e.soft_failed', 'e.rejection_reason', 'e.sender_erased'])
       .where('cs.room_id', '=', roomId);
     if (type !== undefined) query = query.where('cs.type', '=', type);
     return this.complete(await query.execute());
@@ -402,6 +407,7 @@ function rowOf(f: FixedEventColumns, key: EventKey): EventRow {
     outlier: key.outlier,
     soft_failed: key.soft_failed,
     rejection_reason: key.rejection_reason,
+    sender_erased: key.sender_erased,
   };
 }
 

@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+
 /** Tables of rooms and their events (migration 0010). JSON documents are stored as text. */
 
 export interface RoomsTable {
@@ -39,6 +41,8 @@ export interface EventsTable {
   outlier: number;
   soft_failed: number;
   rejection_reason: string | null;
+  /** 1 while the sender's account is erased (migration 0026): served redacted to whoever was not joined at the event. */
+  sender_erased: Generated<number>;
 }
 
 export interface EventEdgesTable {

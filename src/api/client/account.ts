@@ -62,7 +62,7 @@ export function accountRoutes(router: Router, { accounts, uia, passwordReset, th
   });
 
   router.authed('POST', '/account/deactivate', async (ctx) => {
-    const { auth, id_server: idServer } = parseBody(DeactivateBody, ctx.body);
+    const { auth, id_server: idServer, erase } = parseBody(DeactivateBody, ctx.body);
     if (ctx.requester.isGuest) throw new MatrixError(403, 'M_GUEST_ACCESS_FORBIDDEN', 'Guests cannot deactivate an account');
     // An identity server that may not be called is refused before the password is asked for.
     if (idServer !== undefined) threepid.identity.requireTrusted(idServer);
@@ -70,7 +70,7 @@ export function accountRoutes(router: Router, { accounts, uia, passwordReset, th
       { auth, operation: Operation.deactivate, userId: ctx.requester.userId, flows: [['m.login.password']], ip: ctx.ip, params: unreadParams(ctx.body) },
       {
         run: async () => {
-          const { id_server_unbind_result } = await accounts.deactivate(ctx.requester.userId, { idServer });
+          const { id_server_unbind_result } = await accounts.deactivate(ctx.requester.userId, { idServer, erase });
           return { id_server_unbind_result };
         },
       },

@@ -213,8 +213,7 @@ export class AdminUserService {
   /** Deactivates the account the way the user's own deactivation does; `erase` also marks it erased. */
   async deactivate(userId: string, erase: boolean): Promise<{ id_server_unbind_result: string }> {
     await this.existing(userId);
-    const { id_server_unbind_result: unbound } = await this.accounts.deactivate(userId);
-    if (erase) await this.store.adminUsers.setErased(userId, true);
+    const { id_server_unbind_result: unbound } = await this.accounts.deactivate(userId, { erase });
     return { id_server_unbind_result: unbound };
   }
 

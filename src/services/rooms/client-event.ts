@@ -4,6 +4,7 @@ import type { JsonObject } from '../../validate.js';
 import { RelationBundler } from './bundled-aggregations.js';
 import type { Pdu } from './pdu.js';
 import { redactEvent } from './redaction.js';
+import { RoomVisibility } from './visibility.js';
 
 /** An event as clients see it (ClientEvent in the spec): the PDU's client fields and `unsigned`. */
 export interface ClientEvent {
@@ -25,7 +26,8 @@ export interface Viewer {
 }
 
 /**
- * Serves stored events to a viewer: redacted ones redacted (with `redacted_because`), state events
+ * Serves stored events to a viewer: redacted ones redacted (with `redacted_because`), those of an
+ * erased account redacted to a viewer who was not joined when they were sent, state events
  * with `prev_content` and `replaces_state`, the sending device's `transaction_id`, `age`, and the
  * bundled aggregations of relations (`m.relations`). The reads it needs for a batch (replaced
  * state, redactions, transaction IDs, relations) are made once per batch.
@@ -63,11 +65,12 @@ export class ClientEventSerializer {
   private async serializeAt(rows: readonly EventRow[], viewer: Viewer | undefined, now: number, level: number, bundleOnly?: ReadonlySet<string>): Promise<ClientEvent[]> {
     const related = [...rows.flatMap((r) => [r.replaces_state, r.redacted_by]).filter((id): id is string => id !== null)];
     const relatedRows = new Map((await this.store.events.getMany(related)).map((r) => [r.event_id, r]));
+    const erased = await this.erasedForViewer(rows, viewer);
     const txnIds = viewer?.deviceId ? await this.store.events.txnIdsOf(viewer.userId, viewer.deviceId, rows.filter((r) => r.sender === viewer.userId).map((r) => r.event_id)) : new Map<string, string>();
     const out: ClientEvent[] = [];
     for (const row of rows) {
       const version = await this.roomVersion(row.room_id);
-      const event = toClientEvent(row, version, now, this.pdu(row));
+      const event = toClientEvent(row, version, now, this.pdu(row), erased.has(row.event_id));
       const redaction = row.redacted_by ? relatedRows.get(row.redacted_by) : undefined;
       if (redaction) event.unsigned.redacted_because = toClientEvent(redaction, version, now, this.pdu(redaction));
       const replaced = row.replaces_state ? relatedRows.get(row.replaces_state) : undefined;
@@ -85,6 +88,24 @@ export class ClientEventSerializer {
     return out;
   }
 
+  /**
+   * The events of erased accounts that this viewer gets redacted: those sent while the viewer's
+   * membership was not join (as Synapse serves erasure). Their membership history is read only for
+   * rooms with such events, which few batches have.
+   */
+  private async erasedForViewer(rows: readonly EventRow[], viewer: Viewer | undefined): Promise<Set<string>> {
+    const out = new Set<string>();
+    const candidates = rows.filter((r) => Number(r.sender_erased) === 1 && r.sender !== viewer?.userId);
+    if (candidates.length === 0) return out;
+    const histories = new Map<string, RoomVisibility>();
+    for (const row of candidates) {
+      let history = histories.get(row.room_id);
+      if (!history) histories.set(row.room_id, (history = await RoomVisibility.load(this.store.events, row.room_id, viewer?.userId)));
+      if (history.membershipBefore(Number(row.stream_pos)) !== 'join') out.add(row.event_id);
+    }
+    return out;
+  }
+
   /** The row's PDU parsed, through the event cache. */
   private pdu(row: EventRow): Pdu {
     return this.store.events.parsed(row) as Pdu;
@@ -92,13 +113,14 @@ export class ClientEventSerializer {
 }
 
 /**
- * One stored event in the client format, redacted if it was; without the fields that need other
+ * One stored event in the client format, redacted if it was (or if `erased`: its sender's account
+ * was erased and the viewer may see only what a redaction keeps); without the fields that need other
  * reads. `parsed` is the row's PDU already parsed (it may be shared: it is not changed, and the
  * event's `content` is that object, not a copy).
  */
-export function toClientEvent(row: EventRow, version: string, now: number, parsed?: Pdu): ClientEvent {
+export function toClientEvent(row: EventRow, version: string, now: number, parsed?: Pdu, erased = false): ClientEvent {
   let pdu = parsed ?? (JSON.parse(row.pdu) as Pdu);
-  if (row.redacted_by) pdu = redactEvent(pdu, version);
+  if (row.redacted_by || erased) pdu = redactEvent(pdu, version);
   const event: ClientEvent = {
     event_id: row.event_id,
     type: pdu.type,

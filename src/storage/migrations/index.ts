@@ -22,6 +22,7 @@ import * as reports from './0021_reports.js';
 import * as emailNotifs from './0022_email_notifs.js';
 import * as profilePropagation from './0023_profile_propagation.js';
 import * as roomUpgrades from './0025_room_upgrades.js';
+import * as erasedSenders from './0026_erased_senders.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -48,4 +49,5 @@ export const migrations: Record<string, Migration> = {
   '0022_email_notifs': emailNotifs,
   '0023_profile_propagation': profilePropagation,
   '0025_room_upgrades': roomUpgrades,
+  '0026_erased_senders': erasedSenders,
 };
