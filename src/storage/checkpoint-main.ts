@@ -13,12 +13,19 @@ import type { CheckpointReply, CheckpointRequest, CheckpointTarget } from './che
  *   checkpoint: it copies what is in the WAL into the database file while writers go on.
  * - When everything was copied and nothing was committed since the previous checkpoint (idle), or
  *   when the WAL is past its bound, a TRUNCATE checkpoint: the next write starts the WAL afresh
- *   from an empty file. Past the bound that takes the write lock for the copy of the frames
- *   written since the PASSIVE checkpoint; writers wait that long (one fsync, up to a few tens of
- *   ms on a slow disk), once per bound's worth of writes.
+ *   from an empty file. That takes the write lock for the copy of the frames written since the
+ *   PASSIVE checkpoint, so it follows only a PASSIVE one that copied everything and took under
+ *   QUICK_MS: past the bound, PASSIVE checkpoints are repeated (each copies what was written during
+ *   the one before) until one is that quick. A slow disk's long copy then never happens under the
+ *   write lock, where writers would wait for it past their busy timeout and fail.
  */
 const port = parentPort;
 if (!port) throw new Error('checkpoint-main runs only as a worker thread');
+
+/** A PASSIVE checkpoint this quick leaves a TRUNCATE one little to copy under the write lock. */
+const QUICK_MS = 50;
+/** PASSIVE checkpoints past the bound in one poll, at most, to reach a quick one. */
+const MAX_PASSES = 4;
 
 interface CheckpointResult {
   busy: number;
@@ -60,14 +67,21 @@ class Checkpointer {
       const due = now - this.lastCheckpointAt >= intervalMs || size - this.sizeAtCheckpoint >= sizeLimitBytes / 4 || overLimit;
       if (size > 0 && due) {
         this.lastCheckpointAt = now;
-        const passive = this.checkpoint('PASSIVE');
+        let quick = false;
+        let copied = false;
+        for (let pass = 0; pass < (overLimit ? MAX_PASSES : 1) && !quick; pass++) {
+          const started = performance.now();
+          const passive = this.checkpoint('PASSIVE');
+          copied = passive !== undefined && passive.busy === 0 && passive.log === passive.checkpointed;
+          quick = copied && performance.now() - started < QUICK_MS;
+          if (!copied) break; // a reader holds older frames: more passes would copy nothing more
+        }
         this.sizeAtCheckpoint = this.walSize();
         // Changes only when another connection committed since it was last read here.
         const version = this.db.pragma('data_version', { simple: true });
         const idle = version === this.lastVersion;
         this.lastVersion = version;
-        const copied = passive !== undefined && passive.busy === 0 && passive.log === passive.checkpointed;
-        if (overLimit || (copied && idle)) {
+        if (quick && (overLimit || idle)) {
           if (this.checkpoint('TRUNCATE')?.busy === 0) this.sizeAtCheckpoint = 0;
         }
       }
