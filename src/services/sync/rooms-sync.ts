@@ -413,9 +413,14 @@ export class RoomsSync {
     const chain = (await this.memberships.chains(new Map([[j.roomId, j.row.event_id]]), oldest - 1)).get(j.roomId) ?? [];
     // The chain reaches back past the oldest row, so the rules see the membership before each row.
     const rules = new RoomVisibility(userId, chain.filter((e) => pos(e) <= j.cap));
+    // State events still in the room's current state always: a joined member reads that state anyway
+    // (GET /state), and a client that missed it from the timeline would show the room wrong (as
+    // Synapse serves them, for matrix-ios-sdk issue 341).
+    const hiddenState = j.section === 'join' ? rows.filter((r) => r.state_key !== null && restricted(r)) : [];
+    const current = new Set(hiddenState.length === 0 ? [] : (await this.store.rooms.currentStateIds(j.roomId, hiddenState.map((r) => [r.type, r.state_key!] as const))).map((c) => c.event_id));
     // The user's own member events always (as Synapse serves them): a rejected invite or a kick must
     // reach the client, or the room never leaves its list.
-    return (row) => !restricted(row) || (row.type === MEMBER && row.state_key === userId) || rules.canSee(row);
+    return (row) => !restricted(row) || (row.type === MEMBER && row.state_key === userId) || current.has(row.event_id) || rules.canSee(row);
   }
 
   /** For incremental rooms whose timeline does not reach back to `since`: the state events in the gap. */
