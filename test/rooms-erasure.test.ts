@@ -85,6 +85,21 @@ for (const engine of ENGINES) {
       assert.deepEqual(leave.content, { membership: 'leave' });
     });
 
+    it("judges each room of one sync by the viewer's own membership there", async () => {
+      const [creator, viewer] = [await register('oscar'), await register('pat')];
+      const early = await actions.createRoom(creator);
+      await actions.join(viewer, early);
+      const seen = await actions.send(creator, early, 'pat was there');
+      const late = await actions.createRoom(creator);
+      const unseen = await actions.send(creator, late, 'before pat');
+      await actions.join(viewer, late);
+      await deactivate(creator, true);
+      const sync = await actions.sync(viewer, { filter: { room: { timeline: { limit: 50 } } } });
+      const timelineOf = (roomId: string) => sync.rooms.join[roomId]!.timeline.events as unknown as Event[];
+      assert.equal(find(timelineOf(early), seen).content.body, 'pat was there');
+      assert.deepEqual(find(timelineOf(late), unseen).content, {});
+    });
+
     it('leaves the events of an account deactivated without erasure whole', async () => {
       const [creator, joiner] = [await register('victor'), await register('walter')];
       const roomId = await actions.createRoom(creator);

@@ -261,6 +261,26 @@ export class EventsRepo {
       .execute();
   }
 
+  /** membershipHistory for several rooms in one statement, by room (rooms without any are absent). */
+  async membershipHistories(roomIds: readonly string[], userId: string): Promise<Map<string, Pick<EventRow, 'stream_pos' | 'membership'>[]>> {
+    const out = new Map<string, Pick<EventRow, 'stream_pos' | 'membership'>[]>();
+    if (roomIds.length === 0) return out;
+    const rows = await this.db
+      .selectFrom('events')
+      .select(['room_id', 'stream_pos', 'membership'])
+      .where(anyOf(this.engine, 'room_id', roomIds))
+      .where(sql<boolean>`type = 'm.room.member'`)
+      .where('state_key', '=', userId)
+      .orderBy('stream_pos')
+      .execute();
+    for (const { room_id, ...change } of rows) {
+      const list = out.get(room_id);
+      if (list) list.push(change);
+      else out.set(room_id, [change]);
+    }
+    return out;
+  }
+
   async forwardExtremities(roomId: string): Promise<string[]> {
     const rows = await this.db.selectFrom('forward_extremities').select('event_id').where('room_id', '=', roomId).execute();
     return rows.map((r) => r.event_id);

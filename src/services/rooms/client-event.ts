@@ -90,19 +90,17 @@ export class ClientEventSerializer {
 
   /**
    * The events of erased accounts that this viewer gets redacted: those sent while the viewer's
-   * membership was not join (as Synapse serves erasure). Their membership history is read only for
-   * rooms with such events, which few batches have.
+   * membership was not join (as Synapse serves erasure). The viewer's membership history is read
+   * (one statement) only for the rooms of such events, which few batches have.
    */
   private async erasedForViewer(rows: readonly EventRow[], viewer: Viewer | undefined): Promise<Set<string>> {
     const out = new Set<string>();
     const candidates = rows.filter((r) => Number(r.sender_erased) === 1 && r.sender !== viewer?.userId);
     if (candidates.length === 0) return out;
-    const histories = new Map<string, RoomVisibility>();
-    for (const row of candidates) {
-      let history = histories.get(row.room_id);
-      if (!history) histories.set(row.room_id, (history = await RoomVisibility.load(this.store.events, row.room_id, viewer?.userId)));
-      if (history.membershipBefore(Number(row.stream_pos)) !== 'join') out.add(row.event_id);
-    }
+    const roomIds = [...new Set(candidates.map((r) => r.room_id))];
+    const histories = viewer === undefined ? new Map<string, never[]>() : await this.store.events.membershipHistories(roomIds, viewer.userId);
+    const rooms = new Map(roomIds.map((id) => [id, new RoomVisibility(viewer?.userId, histories.get(id) ?? [])]));
+    for (const row of candidates) if (rooms.get(row.room_id)!.membershipBefore(Number(row.stream_pos)) !== 'join') out.add(row.event_id);
     return out;
   }
 
