@@ -292,6 +292,8 @@ for (const engine of HTTP_ENGINES) {
       await leave(mallory, roomId);
       await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.topic/`, { topic: 'second' }, { token: alice.access_token });
       await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.topic/`, { topic: 'third' }, { token: alice.access_token });
+      // More hidden messages after it than four timelines' worth: the sync reads back past them.
+      for (let i = 0; i < 45; i++) await send(alice, roomId, `while mallory is away ${i}`);
       const beforeRejoin = await sync(mallory);
       await join(mallory, roomId);
       const rejoined = (await sync(mallory, { since: beforeRejoin.next_batch })).rooms.join[roomId]!;

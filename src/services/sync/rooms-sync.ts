@@ -357,9 +357,12 @@ export class RoomsSync {
     for (const j of jobs) if (j.changed && !roomAllowed(filter, j.roomId)) j.exhausted = false;
     const scan = jobs.filter((j) => j.changed && roomAllowed(filter, j.roomId));
     const batch = allowed ? Math.min(3 * (limit + 1), 300) : limit + 1;
+    // Once a first batch came back short of the limit (filters or history visibility left events out), larger ones.
+    const further = Math.min(3 * (limit + 1), 300);
     const first = await this.repo.latestMany(scan.map((j) => ({ roomId: j.roomId, after: j.after, upto: j.cap, limit: batch })));
     for (const j of scan) {
       let rows = first.get(j.roomId) ?? [];
+      let size = batch;
       const kept: EventRow[] = [];
       let visible: ((row: EventRow) => boolean) | undefined;
       j.newest = rows[0];
@@ -379,14 +382,15 @@ export class RoomsSync {
           j.limited = true;
           break;
         }
-        if (rows.length < batch) break;
+        if (rows.length < size) break;
         if (round >= MAX_SCAN_ROUNDS) {
           j.exhausted = false;
           j.limited = true;
           break;
         }
         const low = pos(rows[rows.length - 1]!);
-        rows = await this.store.events.latest(j.roomId, j.after, low - 1, batch);
+        size = further;
+        rows = await this.store.events.latest(j.roomId, j.after, low - 1, size);
         // History visibility may need more of the user's membership history for older events.
         if (rows.length > 0) visible = await this.visibility(j, userId, rows);
       }
