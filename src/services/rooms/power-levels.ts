@@ -12,8 +12,8 @@ export interface PresetSettings {
   joinRule: 'invite' | 'public';
   /** m.room.history_visibility `history_visibility`. */
   historyVisibility: 'shared';
-  /** m.room.guest_access `guest_access`. */
-  guestAccess: 'can_join' | 'forbidden';
+  /** m.room.guest_access `guest_access`; none for `forbidden`, which an absent event means (Synapse sends none then). */
+  guestAccess: 'can_join' | undefined;
   /** "All invitees are given the same power level as the room creator." */
   inviteesGetCreatorLevel: boolean;
   /** Applied over the default power levels before the client's power_level_content_override. */
@@ -39,7 +39,7 @@ export const PRESETS: Readonly<Record<RoomPreset, Readonly<PresetSettings>>> = {
   public_chat: {
     joinRule: 'public',
     historyVisibility: 'shared',
-    guestAccess: 'forbidden',
+    guestAccess: undefined,
     inviteesGetCreatorLevel: false,
     powerLevelOverride: {},
   },

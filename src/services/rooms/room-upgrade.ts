@@ -118,6 +118,8 @@ export class RoomUpgrader {
     if (old.create.content['m.federate'] === false) creationContent['m.federate'] = false;
     const { powerLevels, raised } = withUpgraderLevel(userId, old.powerLevels);
     const initialState = old.copied.map((e) => ({ type: e.type, state_key: e.state_key ?? '', content: e.type === 'm.room.power_levels' && e.state_key === '' ? powerLevels : e.content }));
+    // No m.room.guest_access means forbidden; the preset below would otherwise let guests in.
+    if (!old.copied.some((e) => e.type === 'm.room.guest_access')) initialState.push({ type: 'm.room.guest_access', state_key: '', content: { guest_access: 'forbidden' } });
     // Bans go in with the room's first events: no banned user may join it in between.
     const { room_id: newRoomId } = await this.rooms.createRoom(userId, { room_version: version, preset: 'private_chat', creation_content: creationContent, initial_state: initialState }, (room) =>
       this.copyBans(room, userId, old),

@@ -116,9 +116,10 @@ export class RoomService {
       for (const [type, content] of [
         ['m.room.join_rules', { join_rule: presetState.joinRule }],
         ['m.room.history_visibility', { history_visibility: presetState.historyVisibility }],
-        ['m.room.guest_access', { guest_access: presetState.guestAccess }],
+        ['m.room.guest_access', presetState.guestAccess === undefined ? undefined : { guest_access: presetState.guestAccess }],
       ] as const) {
-        await room.append(userId, takeInitial(type) ?? { type, state_key: '', content });
+        const draft = takeInitial(type) ?? (content === undefined ? undefined : { type, state_key: '', content });
+        if (draft) await room.append(userId, draft);
       }
       for (const draft of initialState.values()) await room.append(userId, draft);
       if (request.name !== undefined) await room.append(userId, { type: 'm.room.name', state_key: '', content: { name: request.name } });
