@@ -51,8 +51,6 @@ export interface StartOptions {
   logger?: Logger;
   /** Shorter limits on how long clients may take to send requests (tests). */
   timeouts?: RequestTimeouts;
-  /** Run once everything is built and ready, just before the first listener opens (`start` gives V8's young generation back here). */
-  beforeListen?: () => void;
 }
 
 export function createLogger(config: Config): Logger {
@@ -108,7 +106,6 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   services.stoppers.unshift(services.profilePropagation.start(logger));
   const apps: FastifyInstance[] = [];
   const urls: string[] = [];
-  const listening: { app: FastifyInstance; listener: Config['listeners'][number] }[] = [];
   try {
     for (const listener of config.listeners) {
       const servesMetrics = listener.type === 'metrics' || (listener.resources ?? []).some((r) => r.names.includes('metrics'));
@@ -122,12 +119,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
         app = buildApp(services, logger, trustProxySetting(listener), metrics, options.timeouts);
         if (servesMetrics && metrics) metrics.serve(app, [METRICS_PATH]);
       }
-      await app.ready();
       apps.push(app);
-      listening.push({ app, listener });
-    }
-    options.beforeListen?.();
-    for (const { app, listener } of listening) {
       for (const host of listener.bind_addresses) {
         const address = await app.listen({ port: listener.port, host });
         urls.push(address.replace('[::1]', '127.0.0.1'));

@@ -58,7 +58,8 @@ const START_UP_MAX_SCAVENGES = 30;
 
 /**
  * Gives back the young generation that loading the modules grew (to its largest, ~30 MB), once
- * start-up is done and before the server listens, instead of 6 s later (returnYoungGenerationWhenQuiet):
+ * start-up is done (`start` calls it right after the listeners open; it blocks the thread for
+ * ~0.1 s, so nothing else allocates meanwhile), instead of 6 s later (returnYoungGenerationWhenQuiet):
  * a request made right after start-up (e.g. a large upload) would otherwise find it full-sized and
  * add its own garbage on top. A full collection alone does not do it: V8 shrinks the young
  * generation only when its measured allocation rate is low, and it measures that over its last

@@ -23,7 +23,9 @@ async function start(configPath: string | undefined): Promise<void> {
   const { config, warnings } = loadConfig(configPath);
   const logger = createLogger(config);
   for (const warning of warnings) logger.warn(warning);
-  const hs = await startHomeserver(config, { logger, beforeListen: () => void returnYoungGenerationAfterStartUp() });
+  const hs = await startHomeserver(config, { logger });
+  // Blocks for a moment (~0.1 s): a request that came meanwhile waits for it.
+  returnYoungGenerationAfterStartUp();
   logger.info({ urls: hs.urls, server_name: config.server_name, database: config.database.name }, 'Myelin is listening');
   const stopHeapWatch = returnYoungGenerationWhenQuiet();
   // The log is written asynchronously: let what is buffered reach it, in order, before exiting.

@@ -8,7 +8,7 @@ import { returnYoungGenerationAfterStartUp, returnYoungGenerationWhenQuiet } fro
  * only src/idle-heap.ts gives anything back): grows the young generation as a start-up does, then
  * with `watch` starts the watch, and after `quiet` or `busy` seconds prints the sizes and how many
  * forced (own) collections there were as JSON. With `start-up` it gives the young generation back
- * at once, as `start` does before it listens (`full-gc`: one full collection only), and prints the
+ * at once, as `start` does once it listens (`full-gc`: one full collection only), and prints the
  * sizes and how long that took.
  */
 const [mode, activity, seconds] = process.argv.slice(2) as ['watch' | 'none' | 'start-up' | 'full-gc', 'quiet' | 'busy', string];
