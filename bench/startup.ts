@@ -1,7 +1,7 @@
 /**
  * Start-up time and memory of the production build against the TypeScript sources under tsx.
  *
- *   npx tsx bench/startup.ts [--rounds 5] [--requests 3000] [--no-build]
+ *   npx tsx bench/startup.ts [--rounds 5] [--requests 3000] [--no-build] [--compare DIR] [--dist-only]
  *
  * Builds dist/ (npm run build) unless --no-build, then, in interleaved rounds, starts each variant
  * as its own process on its own SQLite database (already migrated by a warm-up start, so a round
@@ -15,13 +15,15 @@
  * (as every start after the first); the same with the cache off (TSX_DISABLE_CACHE=1: the first
  * start after a change). `npm run dev` starts the tsx CLI, which runs the second in a child process
  * of its own (another Node process).
+ * With --compare DIR, another checkout's build (`node dist/main.js` in DIR, built there first
+ * unless --no-build) runs beside them, e.g. main's; --dist-only leaves the tsx variants out.
  * Figures include the process's children (tsx's esbuild service). Medians are printed and written to
  * bench/results/startup-<timestamp>.json with the load average and the commit.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort } from './children.js';
 import { commitOf, load } from './conditions.js';
@@ -32,8 +34,11 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string', default: '5' },
     requests: { type: 'string', default: '3000' },
     'no-build': { type: 'boolean', default: false },
+    compare: { type: 'string' },
+    'dist-only': { type: 'boolean', default: false },
   },
 });
+const COMPARE = flags.compare === undefined ? undefined : resolve(flags.compare);
 const ROUNDS = Number(flags.rounds);
 const REQUESTS = Number(flags.requests);
 
@@ -41,12 +46,19 @@ interface Variant {
   name: string;
   args: string[];
   env?: Record<string, string>;
+  /** Where it runs: this checkout unless set. */
+  cwd?: string;
 }
 
 const VARIANTS: Variant[] = [
   { name: 'node dist/main.js', args: ['dist/main.js'] },
-  { name: 'node --import tsx src/main.ts (cache warm)', args: ['--import', 'tsx', 'src/main.ts'] },
-  { name: 'node --import tsx src/main.ts (cache off)', args: ['--import', 'tsx', 'src/main.ts'], env: { TSX_DISABLE_CACHE: '1' } },
+  ...(flags['dist-only']
+    ? []
+    : [
+        { name: 'node --import tsx src/main.ts (cache warm)', args: ['--import', 'tsx', 'src/main.ts'] },
+        { name: 'node --import tsx src/main.ts (cache off)', args: ['--import', 'tsx', 'src/main.ts'], env: { TSX_DISABLE_CACHE: '1' } },
+      ]),
+  ...(COMPARE ? [{ name: `node dist/main.js in ${COMPARE}`, args: ['dist/main.js'], cwd: COMPARE }] : []),
 ];
 
 interface Sample {
@@ -156,7 +168,7 @@ async function measure(variant: Variant, dir: string, round: number): Promise<Sa
   writeFileSync(configPath, JSON.stringify(config));
   const started = performance.now();
   const child = spawn(process.execPath, [...variant.args, 'start', '--config', configPath], {
-    cwd: ROOT,
+    cwd: variant.cwd ?? ROOT,
     env: { PATH: process.env.PATH, ...variant.env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -199,6 +211,7 @@ async function main(): Promise<void> {
     const t = performance.now();
     execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
     buildMs = Math.round(performance.now() - t);
+    if (COMPARE) execFileSync('npm', ['run', 'build'], { cwd: COMPARE, stdio: 'inherit' });
   }
   const work = mkdtempSync(join(tmpdir(), 'myelin-startup-'));
   const samples = new Map<string, Sample[]>(VARIANTS.map((v) => [v.name, []]));
@@ -237,7 +250,7 @@ async function main(): Promise<void> {
   }
   const out = join(import.meta.dirname, 'results', `startup-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
-  writeFileSync(out, `${JSON.stringify({ conditions: { node: process.version, load_average: loads, code: commitOf(ROOT), rounds: ROUNDS, requests: REQUESTS, build_ms: buildMs }, summary, samples: Object.fromEntries(samples) }, null, 2)}\n`);
+  writeFileSync(out, `${JSON.stringify({ conditions: { node: process.version, load_average: loads, code: commitOf(ROOT), ...(COMPARE ? { compare: { checkout: COMPARE, ...commitOf(COMPARE) } } : {}), rounds: ROUNDS, requests: REQUESTS, build_ms: buildMs }, summary, samples: Object.fromEntries(samples) }, null, 2)}\n`);
   console.log(`\nwritten to ${out}`);
 }
 

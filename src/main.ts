@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from './config/load.js';
 import { generateConfig } from './config/generate.js';
 import { SHUTDOWN_GRACE_MS, createLogger, startHomeserver } from './homeserver.js';
 import { systemClock } from './clock.js';
-import { returnYoungGenerationWhenQuiet } from './idle-heap.js';
+import { returnYoungGenerationAfterStartUp, returnYoungGenerationWhenQuiet } from './idle-heap.js';
 import { createServices } from './services/index.js';
 import { openDb } from './storage/db.js';
 import type { Store } from './storage/index.js';
@@ -24,6 +24,8 @@ async function start(configPath: string | undefined): Promise<void> {
   const logger = createLogger(config);
   for (const warning of warnings) logger.warn(warning);
   const hs = await startHomeserver(config, { logger });
+  // Blocks for a moment (~0.1 s): a request that came meanwhile waits for it.
+  returnYoungGenerationAfterStartUp();
   logger.info({ urls: hs.urls, server_name: config.server_name, database: config.database.name }, 'Myelin is listening');
   const stopHeapWatch = returnYoungGenerationWhenQuiet();
   // The log is written asynchronously: let what is buffered reach it, in order, before exiting.

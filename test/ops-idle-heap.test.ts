@@ -19,6 +19,12 @@ async function child(mode: 'watch' | 'none', activity: 'quiet' | 'busy', seconds
   return JSON.parse(stdout) as Outcome;
 }
 
+/** The same child, giving the young generation back right after growing it (`full-gc`: by one exposed full collection). */
+async function startUpChild(mode: 'start-up' | 'full-gc'): Promise<{ grown: number; after: number; ms: number }> {
+  const { stdout } = await run(process.execPath, ['--no-memory-reducer', ...(mode === 'full-gc' ? ['--expose-gc'] : []), '--import', 'tsx', 'test/helpers/young-generation-child.ts', mode, 'quiet', '0'], { cwd: ROOT });
+  return JSON.parse(stdout) as { grown: number; after: number; ms: number };
+}
+
 /**
  * The young generation grows when much of what is allocated survives (a server's start-up) and V8
  * gives it back only at a full collection made while little is allocated, which a quiet process
@@ -40,5 +46,15 @@ describe('the young generation of a quiet process', () => {
     const busy = await child('watch', 'busy', 12);
     assert.equal(busy.forced, 0);
     assert.ok(busy.after >= busy.grown, `given back while busy: ${busy.after} of ${busy.grown} bytes`);
+  });
+
+  it('is given back right after start-up, where one full collection alone keeps it', async () => {
+    const [startUp, fullGc] = [await startUpChild('start-up'), await startUpChild('full-gc')];
+    assert.ok(startUp.grown >= 16 * 1024 * 1024, `the young generation grew to ${startUp.grown} bytes only`);
+    assert.ok(startUp.after <= startUp.grown / 4, `still ${startUp.after} of ${startUp.grown} bytes`);
+    // V8 shrinks it only once its measured allocation rate is low: a full collection right after
+    // the allocations does not, which is why start-up's samples are pushed out first.
+    assert.ok(fullGc.grown >= 16 * 1024 * 1024, `the young generation grew to ${fullGc.grown} bytes only`);
+    assert.ok(fullGc.after >= fullGc.grown, `given back by a full collection alone: ${fullGc.after} of ${fullGc.grown} bytes`);
   });
 });

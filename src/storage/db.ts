@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type MigrationProvider, type SqliteDatabase } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Config } from '../config/index.js';
 import { WalCheckpointer, type CheckpointOptions } from './checkpoint.js';
 import { preparedStatementNames } from './compiled.js';
@@ -19,8 +19,13 @@ export interface Db {
   close(): Promise<void>;
 }
 
-// BIGINT columns hold millisecond timestamps, well inside JavaScript's safe integer range.
-pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+/** node-postgres, loaded only for a PostgreSQL database: a server on SQLite never needs its ~3 MB of heap. */
+export async function loadPg(): Promise<typeof pg> {
+  const { default: pgModule } = await import('pg');
+  // BIGINT columns hold millisecond timestamps, well inside JavaScript's safe integer range.
+  pgModule.types.setTypeParser(pgModule.types.builtins.INT8, (value) => Number(value));
+  return pgModule;
+}
 
 export interface OpenOptions {
   /** SQLite: when the checkpoint thread runs (tests make it eager). */
@@ -109,8 +114,8 @@ function prepareHotQueries(client: pg.PoolClient): void {
   };
 }
 
-function openPostgres(args: PostgresArgs): { kysely: Kysely<Database>; pool: pg.Pool } {
-  const pool = new pg.Pool({ ...pgConnectionOptions(args), max: args.cp_max });
+async function openPostgres(args: PostgresArgs): Promise<{ kysely: Kysely<Database>; pool: pg.Pool }> {
+  const pool = new (await loadPg()).Pool({ ...pgConnectionOptions(args), max: args.cp_max });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
   pool.on('connect', prepareHotQueries);
@@ -123,7 +128,7 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 export async function openDb(database: Config['database'], options: OpenOptions = {}): Promise<Db> {
   const engine: Engine = database.name === 'sqlite3' || database.name === 'sqlite' ? 'sqlite' : 'postgres';
   const { kysely, pool, stop } =
-    'host' in database.args ? { ...openPostgres(database.args), stop: async () => undefined } : { ...openSqlite(database.args.database, options), pool: undefined };
+    'host' in database.args ? { ...(await openPostgres(database.args)), stop: async () => undefined } : { ...openSqlite(database.args.database, options), pool: undefined };
   // The checkpoint thread's connection closes last: the final checkpoint runs there, not on this thread.
   const close = async () => {
     await kysely.destroy();

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
-import pg from 'pg';
-import { pgConnectionOptions, type PostgresArgs } from './db.js';
+import type pg from 'pg';
+import { loadPg, pgConnectionOptions, type PostgresArgs } from './db.js';
 import type { Database } from './schema.js';
 
 const CHANNEL = 'myelin_stream';
@@ -112,7 +112,9 @@ export class StreamChannel {
 
   async start(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client(pgConnectionOptions(this.args));
+    const { Client } = await loadPg();
+    if (this.closed) return;
+    const client = new Client(pgConnectionOptions(this.args));
     const lost = () => {
       if (this.client !== client) return;
       this.client = undefined;

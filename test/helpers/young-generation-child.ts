@@ -1,14 +1,17 @@
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
-import { returnYoungGenerationWhenQuiet } from '../../src/idle-heap.js';
+import { runInNewContext } from 'node:vm';
+import { returnYoungGenerationAfterStartUp, returnYoungGenerationWhenQuiet } from '../../src/idle-heap.js';
 
 /**
  * Run by test/ops-idle-heap.test.ts in a process of its own (with V8's memory reducer off, so that
  * only src/idle-heap.ts gives anything back): grows the young generation as a start-up does, then
  * with `watch` starts the watch, and after `quiet` or `busy` seconds prints the sizes and how many
- * forced (own) collections there were as JSON.
+ * forced (own) collections there were as JSON. With `start-up` it gives the young generation back
+ * at once, as `start` does once it listens (`full-gc`: one full collection only), and prints the
+ * sizes and how long that took.
  */
-const [mode, activity, seconds] = process.argv.slice(2) as ['watch' | 'none', 'quiet' | 'busy', string];
+const [mode, activity, seconds] = process.argv.slice(2) as ['watch' | 'none' | 'start-up' | 'full-gc', 'quiet' | 'busy', string];
 const young = () => getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')!.space_size;
 const kept: unknown[] = [];
 for (let i = 0; i < 1_000_000 && young() < 16 * 1024 * 1024; i++) kept.push({ i, text: `kept ${i}`, list: [i, i + 1] });
@@ -19,6 +22,14 @@ const observer = new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) if (((entry as unknown as { detail?: { flags?: number } }).detail?.flags ?? 0) & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) forced++;
 });
 observer.observe({ entryTypes: ['gc'] });
+if (mode === 'start-up' || mode === 'full-gc') {
+  const started = performance.now();
+  if (mode === 'start-up') returnYoungGenerationAfterStartUp();
+  else (runInNewContext('gc') as () => void)();
+  const ms = performance.now() - started;
+  console.log(JSON.stringify({ grown, after: young(), ms, kept: kept.length }));
+  process.exit(0);
+}
 const stop = mode === 'watch' ? returnYoungGenerationWhenQuiet() : () => undefined;
 const until = Date.now() + Number(seconds) * 1000;
 let sink = 0;

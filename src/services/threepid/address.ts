@@ -1,7 +1,16 @@
-// The full metadata: the default (min) set cannot tell a mobile number from a premium-rate one,
-// and guesses the country of shared calling codes (+1, +7, +44) from leading digits only.
-import { parsePhoneNumberWithError, type CountryCode, type NumberType } from 'libphonenumber-js/max';
+import { createRequire } from 'node:module';
+import type { CountryCode, NumberType } from 'libphonenumber-js/max';
 import { invalidParam } from '../../errors.js';
+
+type PhoneNumbers = typeof import('libphonenumber-js/max');
+let phoneNumbersModule: PhoneNumbers | undefined;
+/**
+ * libphonenumber-js with the full metadata: the default (min) set cannot tell a mobile number from
+ * a premium-rate one, and guesses the country of shared calling codes (+1, +7, +44) from leading
+ * digits only. Loaded on the first phone number: its metadata is ~2 MB of heap that a server
+ * whose users never give one does not need from start-up on.
+ */
+const phoneNumbers = (): PhoneNumbers => (phoneNumbersModule ??= createRequire(import.meta.url)('libphonenumber-js/max') as PhoneNumbers);
 
 export type Medium = 'email' | 'msisdn';
 
@@ -43,6 +52,7 @@ export function canonicaliseMsisdn(country: string | undefined, phoneNumber: str
   const raw = phoneNumber.trim();
   if (raw.length === 0 || raw.length > 64) throw invalidParam('Unable to parse phone number');
   const region = country ? (country.trim().toUpperCase() as CountryCode) : undefined;
+  const { parsePhoneNumberWithError } = phoneNumbers();
   try {
     const parsed = parsePhoneNumberWithError(raw, region ? { defaultCountry: region } : undefined);
     if (!parsed.isValid()) throw new Error('invalid');
