@@ -234,6 +234,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   devices.deviceDeletionHooks.push((work, userId, deviceIds) => work.pushers.deleteForDevices(userId, deviceIds));
   delivery.addChannel(PUSH_CHANNEL, pushGatewayChannel(store));
   const receipts = new ReceiptService(store, writer, clock);
+  notifier.listen(receipts.changes);
   // A read receipt (unthreaded, main timeline or a thread) recounts the room's counts, at its position.
   receipts.onReceipt((tx, receipt) => tx.push.recount(receipt.user_id, receipt.room_id, Number(receipt.stream_pos), receipt.thread_id));
   const pushRuleCache = new PushRuleCache(store);

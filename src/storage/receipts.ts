@@ -19,15 +19,8 @@ export class ReceiptsRepo {
     private readonly engine: Engine,
   ) {}
 
-  get(roomId: string, type: string, userId: string, threadId: string): Promise<ReceiptRow | undefined> {
-    return this.db
-      .selectFrom('receipts')
-      .selectAll()
-      .where('room_id', '=', roomId)
-      .where('receipt_type', '=', type)
-      .where('user_id', '=', userId)
-      .where('thread_id', '=', threadId)
-      .executeTakeFirst();
+  async get(roomId: string, type: string, userId: string, threadId: string): Promise<ReceiptRow | undefined> {
+    return (await GET.execute(this.db, roomId, type, userId, threadId)).rows[0];
   }
 
   /**
@@ -82,6 +75,9 @@ export class ReceiptsRepo {
   }
 }
 
+const GET = new HotQuery((db: Kysely<Database>, roomId: string, type: string, userId: string, threadId: string) =>
+  db.selectFrom('receipts').selectAll().where('room_id', '=', roomId).where('receipt_type', '=', type).where('user_id', '=', userId).where('thread_id', '=', threadId),
+);
 
 const PUT_IF_FORWARD = new HotQuery(
   (db: Kysely<Database>, room_id: string, receipt_type: string, user_id: string, thread_id: string, event_id: string, event_pos: number, ts: number, stream_pos: number) =>
