@@ -122,10 +122,16 @@ export class ReceiptService {
   private async write(member: MemberRow, type: typeof READ | typeof READ_PRIVATE, threadId: string, event: EventRow, mark: SeenMark): Promise<void> {
     const { room_id: roomId, user_id: userId } = member;
     const eventPos = Number(event.stream_pos);
-    // Most repeated receipts stop here, before taking a stream position.
-    const existing = await this.store.receipts.get(roomId, type, userId, threadId);
-    if (existing) this.seen.set(mark, roomId, type, userId, threadId, existing.event_id);
-    if (existing && Number(existing.event_pos) >= eventPos) return;
+    // A receipt at or after this event is stored already: nothing moves, and no stream position is
+    // taken. What this process saw answers without a read (it never runs ahead of the database);
+    // when it saw an earlier event, the receipt most likely moves, and the write decides.
+    const seen = this.seen.at(roomId, type, userId, threadId);
+    if (seen !== undefined && seen.eventPos >= eventPos) return;
+    if (seen === undefined) {
+      const existing = await this.store.receipts.get(roomId, type, userId, threadId);
+      if (existing) this.seen.set(mark, roomId, type, userId, threadId, existing.event_id, Number(existing.event_pos));
+      if (existing && Number(existing.event_pos) >= eventPos) return;
+    }
     await this.writer.write(async (tx) => {
       // A private receipt wakes only its owner's syncs; a public one every member's.
       const wake = type === READ_PRIVATE ? { userId } : { roomId };
@@ -135,7 +141,7 @@ export class ReceiptService {
       if (!written) return;
       const row: ReceiptRow = { ...receipt, stream_pos: position };
       for (const hook of this.hooks) await hook(tx.store, row);
-      tx.store.afterCommit(() => this.seen.set(mark, roomId, type, userId, threadId, event.event_id));
+      tx.store.afterCommit(() => this.seen.set(mark, roomId, type, userId, threadId, event.event_id, eventPos));
     });
   }
 
@@ -160,6 +166,12 @@ async function fullyReadPos(store: Store, userId: string, roomId: string): Promi
   return row ? Number(row.stream_pos) : -1;
 }
 
+/** A receipt's event, and that event's stream position. */
+interface SeenReceipt {
+  eventId: string;
+  eventPos: number;
+}
+
 interface SeenMark {
   clears: number;
   forgets: number;
@@ -182,7 +194,7 @@ interface SeenMark {
 class SeenReceipts {
   private static readonly LIMIT = 50_000;
   /** Per user, per room, type and thread. */
-  private readonly users = new Map<string, Map<string, string>>();
+  private readonly users = new Map<string, Map<string, SeenReceipt>>();
   private size = 0;
   /** Per user, how often they were forgotten (since `clears` last moved): an entry from a check begun before one is not kept. */
   private readonly forgets = new Map<string, number>();
@@ -193,7 +205,11 @@ class SeenReceipts {
   }
 
   isAt(roomId: string, type: string, userId: string, threadId: string, eventId: string): boolean {
-    return this.users.get(userId)?.get(SeenReceipts.key(roomId, type, threadId)) === eventId;
+    return this.at(roomId, type, userId, threadId)?.eventId === eventId;
+  }
+
+  at(roomId: string, type: string, userId: string, threadId: string): SeenReceipt | undefined {
+    return this.users.get(userId)?.get(SeenReceipts.key(roomId, type, threadId));
   }
 
   /** Read before the user's membership is checked, for `set`. */
@@ -202,14 +218,14 @@ class SeenReceipts {
   }
 
   /** Keeps the receipt's event, unless the user was forgotten since `mark`. */
-  set(mark: SeenMark, roomId: string, type: string, userId: string, threadId: string, eventId: string): void {
+  set(mark: SeenMark, roomId: string, type: string, userId: string, threadId: string, eventId: string, eventPos: number): void {
     if (mark.clears !== this.clears || mark.forgets !== (this.forgets.get(userId) ?? 0)) return;
     if (this.size >= SeenReceipts.LIMIT) this.forgetAll();
     let events = this.users.get(userId);
     if (!events) this.users.set(userId, (events = new Map()));
     const key = SeenReceipts.key(roomId, type, threadId);
     if (!events.has(key)) this.size += 1;
-    events.set(key, eventId);
+    events.set(key, { eventId, eventPos });
   }
 
   forget(userIds: Iterable<string>): void {
