@@ -1,9 +1,11 @@
 import type { Kysely, Selectable } from 'kysely';
+import type pg from 'pg';
 import { HotQuery, RawHotQuery } from './compiled.js';
 import { anyOf } from './any-of.js';
 import type { Engine } from './db.js';
 import type { ReceiptsTable } from './ephemeral-schema.js';
 import type { Database } from './schema.js';
+import { inlineParameters } from './push.js';
 import { advanceStream } from './streams.js';
 
 export type ReceiptRow = Selectable<ReceiptsTable>;
@@ -17,6 +19,8 @@ export class ReceiptsRepo {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly engine: Engine,
+    /** PostgreSQL's pool, for putAtNextPositionAndThen. */
+    private readonly pool?: pg.Pool,
   ) {}
 
   async get(roomId: string, type: string, userId: string, threadId: string): Promise<ReceiptRow | undefined> {
@@ -38,6 +42,22 @@ export class ReceiptsRepo {
     const position = await advanceStream(this.db);
     const result = await PUT_IF_FORWARD.execute(this.db, room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, position);
     return { position, written: Number(result.numAffectedRows ?? 0) > 0 };
+  }
+
+  /**
+   * PostgreSQL, outside any transaction: putAtNextPosition, then `then` (statements whose values
+   * are written in, that read the position off the stream head), in one transaction sent as one
+   * simple query: one round trip, so the stream head's lock is held only while PostgreSQL runs them
+   * and commits, never across a round trip to this process. Each statement reads a fresh snapshot.
+   */
+  async putAtNextPositionAndThen(row: Omit<ReceiptRow, 'stream_pos'>, then: readonly string[]): Promise<{ position: number; written: boolean }> {
+    if (!this.pool) throw new Error('putAtNextPositionAndThen is for PostgreSQL');
+    const { room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts } = row;
+    const put = inlineParameters({ sql: PUT_AT_NEXT_POSITION_SQL, parameters: [room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts] });
+    // A query of several statements runs them as one transaction (committed at its end, rolled back whole on an error).
+    const results = (await this.pool.query([put, ...then].join(';\n'))) as unknown as pg.QueryResult<{ position: number; written: number }>[] | pg.QueryResult<{ position: number; written: number }>;
+    const first = Array.isArray(results) ? results[0]! : results;
+    return { position: Number(first.rows[0]!.position), written: Number(first.rows[0]!.written) === 1 };
   }
 
   async put(row: ReceiptRow): Promise<void> {
@@ -93,8 +113,7 @@ const PUT_IF_FORWARD = new HotQuery(
 );
 
 /** The position and the receipt in one round trip (see putAtNextPosition); `written` is 0 when a receipt at or after it was kept. */
-const PUT_AT_NEXT_POSITION_PG = new RawHotQuery<{ position: number; written: number }>(
-  `WITH p AS (UPDATE stream_head SET position = position + 1 RETURNING position),
+const PUT_AT_NEXT_POSITION_SQL = `WITH p AS (UPDATE stream_head SET position = position + 1 RETURNING position),
   w AS (
     INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
     SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, p.position FROM p
@@ -103,5 +122,5 @@ const PUT_AT_NEXT_POSITION_PG = new RawHotQuery<{ position: number; written: num
       WHERE receipts.event_pos < excluded.event_pos
     RETURNING 1
   )
-  SELECT p.position AS position, (SELECT count(*) FROM w)::int AS written FROM p`,
-);
+  SELECT p.position AS position, (SELECT count(*) FROM w)::int AS written FROM p`;
+const PUT_AT_NEXT_POSITION_PG = new RawHotQuery<{ position: number; written: number }>(PUT_AT_NEXT_POSITION_SQL);

@@ -29,6 +29,11 @@ export interface ReadReceipt {
 
 /** Called in the transaction that stores a receipt that moved forwards (e.g. to clear unread counts). */
 export type ReceiptHook = (store: Store, receipt: ReceiptRow) => Promise<void>;
+/**
+ * PostgreSQL: a statement's text (values written in) to run after a receipt's write in its own round
+ * trip, guarded to change nothing unless the receipt moved (see ReceiptsRepo.putAtNextPositionAndThen).
+ */
+export type ReceiptStatement = (receipt: Omit<ReceiptRow, 'stream_pos'>) => string;
 
 export interface ReadMarkers {
   fullyRead?: string;
@@ -53,6 +58,7 @@ function toReadReceipt(row: ReceiptRow): ReadReceipt {
  */
 export class ReceiptService {
   private readonly hooks: ReceiptHook[] = [];
+  private readonly statements: ReceiptStatement[] = [];
   /** Clients repeat a receipt on the event they last sent it for (every few seconds, per device): answered from here. */
   private readonly seen = new SeenReceipts();
 
@@ -73,6 +79,16 @@ export class ReceiptService {
   /** Runs `hook` for every receipt stored from now on, inside its transaction. */
   onReceipt(hook: ReceiptHook): void {
     this.hooks.push(hook);
+  }
+
+  /**
+   * PostgreSQL: runs `statement` with every receipt from now on, in the receipt's own round trip.
+   * While only these are registered, a receipt's write is one round trip, and the global stream
+   * position's lock is never held across a round trip to this process.
+   */
+  onReceiptStatement(statement: ReceiptStatement): void {
+    if (this.store.db.engine !== 'postgres') throw new Error('receipt statements are for PostgreSQL');
+    this.statements.push(statement);
   }
 
   /** POST /rooms/{roomId}/receipt/{receiptType}/{eventId}. */
@@ -132,10 +148,20 @@ export class ReceiptService {
       if (existing) this.seen.set(mark, roomId, type, userId, threadId, existing.event_id, Number(existing.event_pos));
       if (existing && Number(existing.event_pos) >= eventPos) return;
     }
+    // A private receipt wakes only its owner's syncs; a public one every member's.
+    const wake = type === READ_PRIVATE ? { userId } : { roomId };
+    const receipt = { room_id: roomId, receipt_type: type, user_id: userId, thread_id: threadId, event_id: event.event_id, event_pos: eventPos, ts: this.clock.now() };
+    if (this.store.db.engine === 'postgres' && this.hooks.length === 0 && !this.store.inTransaction) {
+      const { position, written } = await this.store.receipts.putAtNextPositionAndThen(
+        receipt,
+        this.statements.map((statement) => statement(receipt)),
+      );
+      if (!written) return;
+      this.seen.set(mark, roomId, type, userId, threadId, event.event_id, eventPos);
+      this.writer.committed(position, wake);
+      return;
+    }
     await this.writer.write(async (tx) => {
-      // A private receipt wakes only its owner's syncs; a public one every member's.
-      const wake = type === READ_PRIVATE ? { userId } : { roomId };
-      const receipt = { room_id: roomId, receipt_type: type, user_id: userId, thread_id: threadId, event_id: event.event_id, event_pos: eventPos, ts: this.clock.now() };
       // The stream position serialises writers: whether the receipt moves is decided against the latest committed one.
       const { position, written } = await tx.takePosition(wake, () => tx.store.receipts.putAtNextPosition(receipt));
       if (!written) return;
