@@ -214,6 +214,23 @@ for (const engine of ENGINES) {
       assert.deepEqual(holders(receiptsOf(await sync(alice), roomId), 'm.read'), [`${eventId} ${bob.user_id}`]);
     });
 
+    it('stores receipts sent at once (written together on PostgreSQL): every member’s, and each user’s furthest', async () => {
+      const roomId = await createRoom(alice);
+      await join(bob, roomId);
+      await join(carol, roomId);
+      const events = [await send(alice, roomId, 'a'), await send(alice, roomId, 'b'), await send(alice, roomId, 'c')];
+      const answers = await Promise.all([
+        ...events.map((eventId) => receipt(bob, roomId, 'm.read', eventId)),
+        ...[...events].reverse().map((eventId) => receipt(carol, roomId, 'm.read', eventId)),
+        receipt(alice, roomId, 'm.read', events[0]!),
+        receipt(bob, roomId, 'm.read.private', events[1]!),
+      ]);
+      assert.deepEqual(answers.map((a) => a.status), answers.map(() => 200));
+      const seen = receiptsOf(await sync(alice), roomId);
+      assert.deepEqual(holders(seen, 'm.read'), [`${events[0]} ${alice.user_id}`, `${events[2]} ${bob.user_id}`, `${events[2]} ${carol.user_id}`].sort());
+      assert.deepEqual(holders(receiptsOf(await sync(bob), roomId), 'm.read.private'), [`${events[1]} ${bob.user_id}`]);
+    });
+
     it('hides events from before a join that history visibility keeps from the new member', async () => {
       const roomId = await createRoom(alice);
       const state = await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.history_visibility/`, { history_visibility: 'joined' }, { token: alice.access_token });

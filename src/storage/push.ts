@@ -158,7 +158,7 @@ export class PushRepo {
 
   /**
    * PostgreSQL: the recount after a receipt as one statement's text, its values written in, for the
-   * receipt's own round trip (ReceiptsRepo.putAtNextPositionAndThen): at the position its statement
+   * receipt's own round trip (ReceiptsRepo.putAllAtNextPosition): at the position its transaction
    * took (the stream head, which that transaction holds), and only when the receipt was written at
    * it. Statements of one simple query each read a fresh snapshot, so this one, run after the
    * position's lock was taken, sees every send that notified before (see recount).

@@ -19,7 +19,7 @@ export class ReceiptsRepo {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly engine: Engine,
-    /** PostgreSQL's pool, for putAtNextPositionAndThen. */
+    /** PostgreSQL's pool, for putAllAtNextPosition. */
     private readonly pool?: pg.Pool,
   ) {}
 
@@ -45,19 +45,24 @@ export class ReceiptsRepo {
   }
 
   /**
-   * PostgreSQL, outside any transaction: putAtNextPosition, then `then` (statements whose values
-   * are written in, that read the position off the stream head), in one transaction sent as one
-   * simple query: one round trip, so the stream head's lock is held only while PostgreSQL runs them
-   * and commits, never across a round trip to this process. Each statement reads a fresh snapshot.
+   * PostgreSQL, outside any transaction: the receipts at one new global position, each followed by
+   * its `then` (statements whose values are written in, that read the position off the stream head),
+   * in one transaction sent as one simple query. One round trip: the stream head's lock is held only
+   * while PostgreSQL runs them and commits, never across a round trip to this process, and taken
+   * once for them all. Each statement reads a fresh snapshot. Per receipt: whether it moved.
    */
-  async putAtNextPositionAndThen(row: Omit<ReceiptRow, 'stream_pos'>, then: readonly string[]): Promise<{ position: number; written: boolean }> {
-    if (!this.pool) throw new Error('putAtNextPositionAndThen is for PostgreSQL');
-    const { room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts } = row;
-    const put = inlineParameters({ sql: PUT_AT_NEXT_POSITION_SQL, parameters: [room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts] });
+  async putAllAtNextPosition(receipts: readonly { row: Omit<ReceiptRow, 'stream_pos'>; then: readonly string[] }[]): Promise<{ position: number; written: boolean[] }> {
+    if (!this.pool) throw new Error('putAllAtNextPosition is for PostgreSQL');
+    const statements = ['UPDATE stream_head SET position = position + 1 RETURNING position'];
+    const puts: number[] = [];
+    for (const { row, then } of receipts) {
+      const { room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts } = row;
+      puts.push(statements.length);
+      statements.push(inlineParameters({ sql: PUT_AT_HEAD_SQL, parameters: [room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts] }), ...then);
+    }
     // A query of several statements runs them as one transaction (committed at its end, rolled back whole on an error).
-    const results = (await this.pool.query([put, ...then].join(';\n'))) as unknown as pg.QueryResult<{ position: number; written: number }>[] | pg.QueryResult<{ position: number; written: number }>;
-    const first = Array.isArray(results) ? results[0]! : results;
-    return { position: Number(first.rows[0]!.position), written: Number(first.rows[0]!.written) === 1 };
+    const results = (await this.pool.query(statements.join(';\n'))) as unknown as pg.QueryResult<{ position: number }>[];
+    return { position: Number(results[0]!.rows[0]!.position), written: puts.map((i) => (results[i]!.rowCount ?? 0) > 0) };
   }
 
   async put(row: ReceiptRow): Promise<void> {
@@ -113,7 +118,8 @@ const PUT_IF_FORWARD = new HotQuery(
 );
 
 /** The position and the receipt in one round trip (see putAtNextPosition); `written` is 0 when a receipt at or after it was kept. */
-const PUT_AT_NEXT_POSITION_SQL = `WITH p AS (UPDATE stream_head SET position = position + 1 RETURNING position),
+const PUT_AT_NEXT_POSITION_PG = new RawHotQuery<{ position: number; written: number }>(
+  `WITH p AS (UPDATE stream_head SET position = position + 1 RETURNING position),
   w AS (
     INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
     SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, p.position FROM p
@@ -122,5 +128,12 @@ const PUT_AT_NEXT_POSITION_SQL = `WITH p AS (UPDATE stream_head SET position = p
       WHERE receipts.event_pos < excluded.event_pos
     RETURNING 1
   )
-  SELECT p.position AS position, (SELECT count(*) FROM w)::int AS written FROM p`;
-const PUT_AT_NEXT_POSITION_PG = new RawHotQuery<{ position: number; written: number }>(PUT_AT_NEXT_POSITION_SQL);
+  SELECT p.position AS position, (SELECT count(*) FROM w)::int AS written FROM p`,
+);
+
+/** The receipt at the position its transaction took already (the stream head), unless a receipt at or after it is kept. */
+const PUT_AT_HEAD_SQL = `INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
+  SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, position FROM stream_head
+  ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE
+    SET event_id = excluded.event_id, event_pos = excluded.event_pos, ts = excluded.ts, stream_pos = excluded.stream_pos
+    WHERE receipts.event_pos < excluded.event_pos`;

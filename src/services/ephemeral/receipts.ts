@@ -6,6 +6,7 @@ import type { ReceiptRow } from '../../storage/receipts.js';
 import type { MemberRow } from '../../storage/rooms.js';
 import type { ChangeListener } from '../sync/notifier.js';
 import type { StreamWriter } from '../sync/stream-writer.js';
+import { ReceiptBatches } from './receipt-batches.js';
 import { requireJoined, visibleEvent } from './room-member.js';
 import { MAIN_THREAD, receiptFitsThread } from './threads.js';
 
@@ -31,7 +32,7 @@ export interface ReadReceipt {
 export type ReceiptHook = (store: Store, receipt: ReceiptRow) => Promise<void>;
 /**
  * PostgreSQL: a statement's text (values written in) to run after a receipt's write in its own round
- * trip, guarded to change nothing unless the receipt moved (see ReceiptsRepo.putAtNextPositionAndThen).
+ * trip, guarded to change nothing unless the receipt moved (see ReceiptsRepo.putAllAtNextPosition).
  */
 export type ReceiptStatement = (receipt: Omit<ReceiptRow, 'stream_pos'>) => string;
 
@@ -59,6 +60,7 @@ function toReadReceipt(row: ReceiptRow): ReadReceipt {
 export class ReceiptService {
   private readonly hooks: ReceiptHook[] = [];
   private readonly statements: ReceiptStatement[] = [];
+  private readonly batches: ReceiptBatches;
   /** Clients repeat a receipt on the event they last sent it for (every few seconds, per device): answered from here. */
   private readonly seen = new SeenReceipts();
 
@@ -66,7 +68,9 @@ export class ReceiptService {
     private readonly store: Store,
     private readonly writer: StreamWriter,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.batches = new ReceiptBatches(store.receipts);
+  }
 
   /** Forgets what it saw of users whose membership may have changed (see SeenReceipts). */
   readonly changes: ChangeListener = {
@@ -83,8 +87,9 @@ export class ReceiptService {
 
   /**
    * PostgreSQL: runs `statement` with every receipt from now on, in the receipt's own round trip.
-   * While only these are registered, a receipt's write is one round trip, and the global stream
-   * position's lock is never held across a round trip to this process.
+   * While only these are registered, a receipt's write is one round trip, shared with the receipts
+   * that arrived meanwhile (ReceiptBatches), and the global stream position's lock is never held
+   * across a round trip to this process.
    */
   onReceiptStatement(statement: ReceiptStatement): void {
     if (this.store.db.engine !== 'postgres') throw new Error('receipt statements are for PostgreSQL');
@@ -152,7 +157,7 @@ export class ReceiptService {
     const wake = type === READ_PRIVATE ? { userId } : { roomId };
     const receipt = { room_id: roomId, receipt_type: type, user_id: userId, thread_id: threadId, event_id: event.event_id, event_pos: eventPos, ts: this.clock.now() };
     if (this.store.db.engine === 'postgres' && this.hooks.length === 0 && !this.store.inTransaction) {
-      const { position, written } = await this.store.receipts.putAtNextPositionAndThen(
+      const { position, written } = await this.batches.put(
         receipt,
         this.statements.map((statement) => statement(receipt)),
       );
