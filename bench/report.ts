@@ -11,6 +11,8 @@ export interface Row {
   cpuPerRequestUs: number;
   /** The bare server's CPU per request divided by this one's: the throughput ratio on an otherwise idle core. */
   cpuRatio: number;
+  /** CPU time of the PostgreSQL backends serving the server per request, in microseconds (with --database postgres). */
+  pgCpuPerRequestUs?: number;
   total: number;
   non2xx: number;
   errors: number;

@@ -54,6 +54,9 @@ export function stormComparison(rows: Row[]): string[] {
     return [
       `${storm.name}: ${storm.rps.toFixed(0)} sends/s vs ${quiet.rps.toFixed(0)} without (${change(quiet.rps, storm.rps)}), ` +
         `CPU ${storm.cpuPerRequestUs.toFixed(0)} vs ${quiet.cpuPerRequestUs.toFixed(0)} µs/send (${change(quiet.cpuPerRequestUs, storm.cpuPerRequestUs)}); ` +
+        (storm.pgCpuPerRequestUs !== undefined && quiet.pgCpuPerRequestUs !== undefined
+          ? `PostgreSQL's CPU ${storm.pgCpuPerRequestUs.toFixed(0)} vs ${quiet.pgCpuPerRequestUs.toFixed(0)} µs/send (${change(quiet.pgCpuPerRequestUs, storm.pgCpuPerRequestUs)}); `
+          : '') +
         `receipts ${a.rps.toFixed(1)}/s of ${a.rate}/s offered, p99 ${a.p99} ms, ${a.non2xx} non-2xx, ${a.errors} errors`,
     ];
   });

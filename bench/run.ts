@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { freshDatabase } from '../test/helpers/server.js';
 import { startChild, freePort, type ChildHandle } from './children.js';
+import { postgresCpuMicros } from './postgres-cpu.js';
 import { EMAIL_CASE_NAMES, EmailBench, MAIL_USERS, emailConfig, mailAddress } from './email.js';
 import { formatTable, median, type Row } from './report.js';
 import { ROOM_CASE_NAMES, RoomSendBench, stormComparison } from './rooms-send.js';
@@ -101,17 +102,24 @@ interface Run {
   result: autocannon.Result;
   /** CPU time the server process used during the run, in microseconds. */
   cpuMicros: number;
+  /** CPU time the PostgreSQL backends of the server's database used during the run (see postgresCpuMicros). */
+  pgCpuMicros?: number;
   /** The machine's load averages when the run started and when it ended. */
   loadBefore: number[];
   loadAfter: number[];
   alongside?: autocannon.Result;
 }
 
+/** The PostgreSQL database of each Myelin under benchmark (with --database postgres), whose backends' CPU is read around each run. */
+const databaseOf = new Map<ChildHandle, string>();
+
 async function runCase(c: Case, duration: number): Promise<Run> {
   const request: autocannon.Request = { method: c.method, path: c.path, headers: c.headers, body: c.body };
   if (c.setupRequest) request.setupRequest = c.setupRequest;
   await c.before?.();
   const loadBefore = load();
+  const database = databaseOf.get(c.server);
+  const pgBefore = database === undefined ? undefined : await postgresCpuMicros(database);
   const before = await c.server.cpuMicros();
   const a = c.alongside;
   const beside = a
@@ -120,9 +128,11 @@ async function runCase(c: Case, duration: number): Promise<Run> {
   const result = await autocannon({ url: c.server.url, connections: CONNECTIONS, duration, requests: [request], timeout: 30, overallRate: c.overallRate, setupClient: c.setupClient });
   const alongside = await beside;
   const cpuMicros = (await c.server.cpuMicros()) - before;
+  const pgAfter = database === undefined ? undefined : await postgresCpuMicros(database);
+  const pgCpuMicros = pgBefore === undefined || pgAfter === undefined ? undefined : pgAfter - pgBefore;
   const loadAfter = load();
   await c.after?.(result);
-  return { result, cpuMicros, loadBefore, loadAfter, alongside };
+  return { result, cpuMicros, pgCpuMicros, loadBefore, loadAfter, alongside };
 }
 
 /** Median figures per case over the rounds; ratios are against the bare server's medians. */
@@ -143,6 +153,7 @@ function summarise(cases: Case[], runs: Map<Case, Run[]>, bare: Case): Row[] {
       ratio: rps / bareRps,
       cpuPerRequestUs: cpu,
       cpuRatio: bareCpu / cpu,
+      pgCpuPerRequestUs: rs.every((r) => r.pgCpuMicros !== undefined) ? median(rs.map((r) => r.pgCpuMicros! / Math.max(1, r.result.requests.total))) : undefined,
       total: rs.reduce((n, r) => n + r.result.requests.total, 0),
       non2xx: rs.reduce((n, r) => n + r.result.non2xx, 0),
       errors: rs.reduce((n, r) => n + r.result.errors, 0),
@@ -307,6 +318,7 @@ async function main(): Promise<void> {
       }
       const myelin = await startMyelin(join(dir, `myelin-${i}`), database, { src: variant.src, sinkPort: sink ? Number(new URL(sink.url).port) : undefined, rooms: wantRooms });
       children.push(myelin);
+      if (DATABASE === 'postgres') databaseOf.set(myelin, String((database.args as { database: string }).database));
       cases.push(...(await myelinCases(myelin, variant.label)));
       if (wantRooms) {
         const bench = new RoomSendBench(myelin, CONNECTIONS, PASSWORD, variant.label);

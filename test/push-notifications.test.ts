@@ -101,5 +101,35 @@ for (const engine of ENGINES) {
         assert.equal(list.body.notifications[0]?.read, false);
       }
     });
+
+    it('keeps the counts exact while receipts race the sends (each recount sees every send before it)', async () => {
+      const room = (await server.api.post<{ room_id: string }>('/v3/createRoom', { preset: 'public_chat' }, { token: alice.access_token })).body.room_id;
+      assert.equal((await server.api.post(`/v3/join/${enc(room)}`, {}, { token: bob.access_token })).status, 200);
+      const events: string[] = [];
+      let sending = true;
+      const sends = (async () => {
+        for (let i = 0; i < 30; i++) {
+          const res = await server.api.put<{ event_id: string }>(`/v3/rooms/${enc(room)}/send/m.room.message/race-${i}`, { msgtype: 'm.text', body: `race ${i}` }, { token: alice.access_token });
+          assert.equal(res.status, 200);
+          events.push(res.body.event_id);
+        }
+        sending = false;
+      })();
+      // Two of bob's receipts at a time, each on the latest message sent, while the sends go on.
+      const reader = async () => {
+        while (sending) {
+          const latest = events.at(-1);
+          if (latest === undefined) await new Promise((r) => setTimeout(r, 5));
+          else assert.equal((await server.api.post(`/v3/rooms/${enc(room)}/receipt/m.read/${enc(latest)}`, {}, { token: bob.access_token })).status, 200);
+        }
+      };
+      await Promise.all([sends, reader(), reader()]);
+      const read = await server.hs.services.receipts.latestReadReceipt(bob.user_id, room);
+      assert.ok(read, 'bob read some of the messages');
+      const positions = await Promise.all(events.map(async (id) => Number((await server.hs.services.store.events.get(id))!.stream_pos)));
+      const unread = positions.filter((pos) => pos > read.eventPos).length;
+      const res = await server.api.get<{ rooms: { join: Record<string, { unread_notifications: { notification_count: number } }> } }>('/v3/sync', { token: bob.access_token });
+      assert.equal(res.body.rooms.join[room]!.unread_notifications.notification_count, unread, `the messages after bob's receipt (${unread} of ${events.length})`);
+    });
   });
 }

@@ -195,6 +195,42 @@ for (const engine of ENGINES) {
       assert.deepEqual(receiptsOf(await sync(alice), roomId), {});
     });
 
+    it('refuses a receipt repeated on the same event once its sender left, and takes it again after a rejoin', async () => {
+      const roomId = await createRoom(alice);
+      await join(bob, roomId);
+      const eventId = await send(alice, roomId, 'read me');
+      // The second is answered from what the process saw of the first.
+      assert.equal((await receipt(bob, roomId, 'm.read', eventId)).status, 200);
+      assert.equal((await receipt(bob, roomId, 'm.read', eventId)).status, 200);
+      const left = await server.api.post(`/v3/rooms/${enc(roomId)}/leave`, {}, { token: bob.access_token });
+      assert.equal(left.status, 200);
+      const refused = await receipt(bob, roomId, 'm.read', eventId);
+      assert.equal(refused.status, 403, JSON.stringify(refused.body));
+      assert.equal(refused.body.errcode, 'M_FORBIDDEN');
+      // Through read_markers as well (it checks the membership, then would write at the same event).
+      assert.equal((await markers(bob, roomId, { 'm.read': eventId })).status, 403);
+      await join(bob, roomId);
+      assert.equal((await receipt(bob, roomId, 'm.read', eventId)).status, 200);
+      assert.deepEqual(holders(receiptsOf(await sync(alice), roomId), 'm.read'), [`${eventId} ${bob.user_id}`]);
+    });
+
+    it('stores receipts sent at once (written together on PostgreSQL): every member’s, and each user’s furthest', async () => {
+      const roomId = await createRoom(alice);
+      await join(bob, roomId);
+      await join(carol, roomId);
+      const events = [await send(alice, roomId, 'a'), await send(alice, roomId, 'b'), await send(alice, roomId, 'c')];
+      const answers = await Promise.all([
+        ...events.map((eventId) => receipt(bob, roomId, 'm.read', eventId)),
+        ...[...events].reverse().map((eventId) => receipt(carol, roomId, 'm.read', eventId)),
+        receipt(alice, roomId, 'm.read', events[0]!),
+        receipt(bob, roomId, 'm.read.private', events[1]!),
+      ]);
+      assert.deepEqual(answers.map((a) => a.status), answers.map(() => 200));
+      const seen = receiptsOf(await sync(alice), roomId);
+      assert.deepEqual(holders(seen, 'm.read'), [`${events[0]} ${alice.user_id}`, `${events[2]} ${bob.user_id}`, `${events[2]} ${carol.user_id}`].sort());
+      assert.deepEqual(holders(receiptsOf(await sync(bob), roomId), 'm.read.private'), [`${events[1]} ${bob.user_id}`]);
+    });
+
     it('hides events from before a join that history visibility keeps from the new member', async () => {
       const roomId = await createRoom(alice);
       const state = await server.api.put(`/v3/rooms/${enc(roomId)}/state/m.room.history_visibility/`, { history_visibility: 'joined' }, { token: alice.access_token });
@@ -270,5 +306,23 @@ describe('receipts across two homeserver processes sharing PostgreSQL', () => {
     const woken = await waiting;
     assert.ok(Date.now() - sentAt < 5000, `returned ${Date.now() - sentAt} ms after the receipt, long before its 30 s timeout (the machine may be loaded)`);
     assert.deepEqual(holders(receiptsOf(woken.body, roomId), 'm.read'), [`${eventId} ${bob.user_id}`]);
+  });
+
+  it('refuses, on one process, a receipt it saw before once its sender left through the other', async () => {
+    const { createRoom, join, send } = roomActions(() => servers.first);
+    const alice = await servers.first.api.register('alice2');
+    const bob = await servers.first.api.register('bob2');
+    const roomId = await createRoom(alice);
+    await join(bob, roomId);
+    const eventId = await send(alice, roomId, 'seen on the second');
+    const receipt = () => servers.second.api.post(`/v3/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {}, { token: bob.access_token });
+    assert.equal((await receipt()).status, 200);
+    assert.equal((await receipt()).status, 200);
+    const left = await servers.first.api.post(`/v3/rooms/${enc(roomId)}/leave`, {}, { token: bob.access_token });
+    assert.equal(left.status, 200);
+    // The second process hears of the leave through PostgreSQL's notifications, within moments.
+    await until(async () => (await receipt()).status === 403, 'the second process to refuse the left member', 5000);
+    // And keeps refusing (nothing it saw before the leave comes back).
+    assert.equal((await receipt()).status, 403);
   });
 });

@@ -234,8 +234,11 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   devices.deviceDeletionHooks.push((work, userId, deviceIds) => work.pushers.deleteForDevices(userId, deviceIds));
   delivery.addChannel(PUSH_CHANNEL, pushGatewayChannel(store));
   const receipts = new ReceiptService(store, writer, clock);
-  // A read receipt (unthreaded, main timeline or a thread) recounts the room's counts, at its position.
-  receipts.onReceipt((tx, receipt) => tx.push.recount(receipt.user_id, receipt.room_id, Number(receipt.stream_pos), receipt.thread_id));
+  notifier.listen(receipts.changes);
+  // A read receipt (unthreaded, main timeline or a thread) recounts the room's counts, at its
+  // position: on PostgreSQL in the receipt's own round trip, under the position's lock for no longer.
+  if (store.db.engine === 'postgres') receipts.onReceiptStatement((receipt) => store.push.recountAfterReceiptSqlPg(receipt));
+  else receipts.onReceipt((tx, receipt) => tx.push.recount(receipt.user_id, receipt.room_id, Number(receipt.stream_pos), receipt.thread_id));
   const pushRuleCache = new PushRuleCache(store);
   pushRules.changed.push((userId) => pushRuleCache.forget(userId));
   const pushEvaluator = new PushEvaluator(pushRuleCache, config.server_name, clock);

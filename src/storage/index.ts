@@ -137,7 +137,7 @@ export class Store {
     this.adminUsers = new AdminUsersRepo(kysely);
     this.adminRooms = new AdminRoomsRepo(kysely);
     this.registrationTokens = new RegistrationTokensRepo(kysely);
-    this.receipts = new ReceiptsRepo(kysely, db.engine);
+    this.receipts = new ReceiptsRepo(kysely, db.engine, db.pool);
     this.typing = new TypingRepo(kysely, db.engine);
     this.media = new MediaRepo(kysely);
     this.directory = new DirectoryRepo(kysely);

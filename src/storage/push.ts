@@ -1,4 +1,5 @@
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
+import pg from 'pg';
 import type { Engine } from './db.js';
 import type { PushNotificationsTable } from './push-schema.js';
 import type { Database } from './schema.js';
@@ -144,32 +145,30 @@ export class PushRepo {
    * it reads is every notification up to now and no send's count is lost.
    */
   async recount(userId: string, roomId: string, pos: number, threadId: string): Promise<void> {
-    const readBy = (thread: RawBuilder<unknown>) => sql`COALESCE((SELECT max(r.event_pos) FROM receipts r WHERE r.room_id = ${roomId} AND r.user_id = ${userId}
-      AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', ${thread})), -1)`;
-    const counted = sql`SELECT t.thread_id AS thread_id, sum(t.c) AS n, sum(t.h) AS h FROM (
-        SELECT n.thread_id AS thread_id, 1 AS c, n.highlight AS h FROM push_notifications n
-        WHERE n.user_id = ${userId} AND n.stream_pos > ${readBy(sql`${threadId}`)} AND n.room_id = ${roomId}
-          AND ${threadId} IN ('', n.thread_id) AND n.stream_pos > ${readBy(sql.ref('n.thread_id'))}
-        UNION ALL SELECT 'main', 0, 0) AS t
-      GROUP BY t.thread_id`;
-    const columns = sql`push_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)`;
-    const row = sql`CAST(${userId} AS TEXT), CAST(${roomId} AS TEXT), c.thread_id, c.n, c.h, CAST(${pos} AS BIGINT)`;
     if (this.engine === 'postgres') {
-      // One statement, one round trip under the stream position's lock: the covered rows upserted
-      // (the main row's counts kept when the receipt is another thread's), the covered ones gone to zero deleted.
-      const covered = (column: string) => sql`CASE WHEN ${threadId} IN ('', push_counts.thread_id) THEN excluded.${sql.ref(column)} ELSE push_counts.${sql.ref(column)} END`;
-      await sql`WITH c AS (${counted}),
-        gone AS (DELETE FROM push_counts WHERE user_id = ${userId} AND room_id = ${roomId} AND ${threadId} IN ('', thread_id)
-          AND thread_id NOT IN (SELECT thread_id FROM c))
-        INSERT INTO ${columns} SELECT ${row} FROM c
-        ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET notification_count = ${covered('notification_count')},
-          highlight_count = ${covered('highlight_count')}, stream_pos = excluded.stream_pos`.execute(this.db);
+      await recountPg(userId, roomId, sql`CAST(${pos} AS BIGINT)`, threadId).execute(this.db);
       return;
     }
+    const { counted, columns, row } = recountParts(userId, roomId, sql`CAST(${pos} AS BIGINT)`, threadId);
     await sql`DELETE FROM push_counts WHERE user_id = ${userId} AND room_id = ${roomId} AND ${threadId} IN ('', thread_id)`.execute(this.db);
     // Only the main row can conflict (when the receipt is another thread's): its counts stay.
     await sql`INSERT INTO ${columns} SELECT ${row} FROM (${counted}) AS c WHERE true
       ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET stream_pos = excluded.stream_pos`.execute(this.db);
+  }
+
+  /**
+   * PostgreSQL: the recount after a receipt as one statement's text, its values written in, for the
+   * receipt's own round trip (ReceiptsRepo.putAllAtNextPosition): at the position its transaction
+   * took (the stream head, which that transaction holds), and only when the receipt was written at
+   * it. Statements of one simple query each read a fresh snapshot, so this one, run after the
+   * position's lock was taken, sees every send that notified before (see recount).
+   */
+  recountAfterReceiptSqlPg(receipt: { room_id: string; receipt_type: string; user_id: string; thread_id: string }): string {
+    const { room_id: roomId, receipt_type: type, user_id: userId, thread_id: threadId } = receipt;
+    const head = sql`(SELECT position FROM stream_head)`;
+    const written = sql`EXISTS (SELECT 1 FROM receipts WHERE room_id = ${roomId} AND receipt_type = ${type} AND user_id = ${userId}
+      AND thread_id = ${threadId} AND stream_pos = ${head})`;
+    return inlineParameters(recountPg(userId, roomId, head, threadId, written).compile(this.db));
   }
 
   /** The user's counts in these rooms (rooms without notifications are absent). */
@@ -225,4 +224,48 @@ export class PushRepo {
 
 function zero(): UnreadCounts {
   return { notification_count: 0, highlight_count: 0 };
+}
+
+/** The recount's parts (see PushRepo.recount): the counts of the covered threads, and the push_counts row each makes. */
+function recountParts(userId: string, roomId: string, pos: RawBuilder<unknown>, threadId: string) {
+  const readBy = (thread: RawBuilder<unknown>) => sql`COALESCE((SELECT max(r.event_pos) FROM receipts r WHERE r.room_id = ${roomId} AND r.user_id = ${userId}
+    AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', ${thread})), -1)`;
+  const counted = sql`SELECT t.thread_id AS thread_id, sum(t.c) AS n, sum(t.h) AS h FROM (
+      SELECT n.thread_id AS thread_id, 1 AS c, n.highlight AS h FROM push_notifications n
+      WHERE n.user_id = ${userId} AND n.stream_pos > ${readBy(sql`${threadId}`)} AND n.room_id = ${roomId}
+        AND ${threadId} IN ('', n.thread_id) AND n.stream_pos > ${readBy(sql.ref('n.thread_id'))}
+      UNION ALL SELECT 'main', 0, 0) AS t
+    GROUP BY t.thread_id`;
+  const columns = sql`push_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)`;
+  const row = sql`CAST(${userId} AS TEXT), CAST(${roomId} AS TEXT), c.thread_id, c.n, c.h, ${pos}`;
+  return { counted, columns, row };
+}
+
+/**
+ * PostgreSQL's recount in one statement: the covered rows upserted (the main row's counts kept when
+ * the receipt is another thread's), the covered ones gone to zero deleted; all only when `when` holds.
+ */
+function recountPg(userId: string, roomId: string, pos: RawBuilder<unknown>, threadId: string, when: RawBuilder<unknown> = sql`true`): RawBuilder<unknown> {
+  const { counted, columns, row } = recountParts(userId, roomId, pos, threadId);
+  const covered = (column: string) => sql`CASE WHEN ${threadId} IN ('', push_counts.thread_id) THEN excluded.${sql.ref(column)} ELSE push_counts.${sql.ref(column)} END`;
+  return sql`WITH c AS (${counted}),
+    gone AS (DELETE FROM push_counts WHERE user_id = ${userId} AND room_id = ${roomId} AND ${threadId} IN ('', thread_id)
+      AND thread_id NOT IN (SELECT thread_id FROM c) AND ${when})
+    INSERT INTO ${columns} SELECT ${row} FROM c WHERE ${when}
+    ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET notification_count = ${covered('notification_count')},
+      highlight_count = ${covered('highlight_count')}, stream_pos = excluded.stream_pos`;
+}
+
+/**
+ * A compiled PostgreSQL statement with its parameters written in as literals, for a simple query
+ * (which takes none). Only strings and safe integers are taken; the statements it is used for have
+ * no `$` inside their own literals.
+ */
+export function inlineParameters(compiled: { sql: string; parameters: readonly unknown[] }): string {
+  return compiled.sql.replace(/\$(\d+)/g, (_, n: string) => {
+    const value = compiled.parameters[Number(n) - 1];
+    if (typeof value === 'string') return pg.escapeLiteral(value);
+    if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+    throw new Error(`cannot write parameter $${n} (${typeof value}) into a statement`);
+  });
 }

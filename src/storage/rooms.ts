@@ -1,5 +1,6 @@
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import { anyOf } from './any-of.js';
+import { HotQuery } from './compiled.js';
 import type { Engine } from './db.js';
 import type { RoomMembersTable, RoomsTable } from './rooms-schema.js';
 import type { Database } from './schema.js';
@@ -151,8 +152,8 @@ export class RoomsRepo {
       .execute();
   }
 
-  member(roomId: string, userId: string): Promise<MemberRow | undefined> {
-    return this.db.selectFrom('room_members').selectAll().where('room_id', '=', roomId).where('user_id', '=', userId).executeTakeFirst();
+  async member(roomId: string, userId: string): Promise<MemberRow | undefined> {
+    return (await MEMBER.execute(this.db, roomId, userId)).rows[0];
   }
 
   /** The room's members with these memberships (all when undefined). */
@@ -249,3 +250,8 @@ export class RoomsRepo {
     return rows.map((r) => r.alias);
   }
 }
+
+/** Every membership check (each send, receipt and room read) runs it. */
+const MEMBER = new HotQuery((db: Kysely<Database>, roomId: string, userId: string) =>
+  db.selectFrom('room_members').selectAll().where('room_id', '=', roomId).where('user_id', '=', userId),
+);

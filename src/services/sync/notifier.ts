@@ -31,6 +31,16 @@ export interface StreamChange {
   rooms?: Iterable<string>;
 }
 
+/**
+ * Told of every change this process hears of, its own and (through the channel) the other
+ * processes', after it committed; and of when some may have been missed (the channel reconnected).
+ * For caches that must forget what a change made stale.
+ */
+export interface ChangeListener {
+  changed(change: StreamChange): void;
+  missed(): void;
+}
+
 /** Waiters by key (a user ID or a room ID). */
 class WaiterIndex {
   private readonly byKey = new Map<string, Set<Waiter>>();
@@ -71,6 +81,7 @@ export class Notifier {
   private drained: (() => void) | undefined;
   private channel: StreamChannel | undefined;
   private latest = 0;
+  private readonly listeners: ChangeListener[] = [];
   /** Identifies this process in cross-process notifications. */
   readonly origin = randomToken(9);
 
@@ -154,9 +165,15 @@ export class Notifier {
     };
   }
 
+  /** Tells `listener` of every change from now on (see ChangeListener). */
+  listen(listener: ChangeListener): void {
+    this.listeners.push(listener);
+  }
+
   /** Wakes this process's waiters for these users and rooms. */
   wakeLocal(change: StreamChange): void {
     if (change.position > this.latest) this.latest = change.position;
+    for (const listener of this.listeners) listener.changed(change);
     const woken = new Set<Waiter>();
     const rooms = this.pending.size > 0 && change.rooms ? [...change.rooms] : change.rooms;
     this.users.collect(change.users, woken);
@@ -165,7 +182,9 @@ export class Notifier {
     for (const waiter of woken) waiter.wake();
   }
 
+  /** Wakes every waiter here: changes may have been missed (and on close). */
   wakeAll(): void {
+    for (const listener of this.listeners) listener.missed();
     const woken = new Set<Waiter>();
     this.users.all(woken);
     for (const waiter of woken) waiter.wake();

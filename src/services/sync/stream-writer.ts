@@ -27,6 +27,11 @@ export class StreamWriter {
     private readonly notifier: Notifier,
   ) {}
 
+  /** Wakes the syncs of a change committed at `position` by one statement of its own, outside `write`. */
+  committed(position: number, wake: { userId: string } | { roomId: string }): void {
+    this.notifier.notify({ position, users: 'userId' in wake ? [wake.userId] : [], rooms: 'roomId' in wake ? [wake.roomId] : [] });
+  }
+
   async write<T>(fn: (tx: StreamTx) => Promise<T>): Promise<T> {
     const users = new Set<string>();
     const rooms = new Set<string>();
