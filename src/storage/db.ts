@@ -19,11 +19,20 @@ export interface Db {
   close(): Promise<void>;
 }
 
+let pgModule: typeof pg | undefined;
+
 /** node-postgres, loaded only for a PostgreSQL database: a server on SQLite never needs its ~3 MB of heap. */
 export async function loadPg(): Promise<typeof pg> {
-  const { default: pgModule } = await import('pg');
+  if (pgModule) return pgModule;
+  const { default: loaded } = await import('pg');
   // BIGINT columns hold millisecond timestamps, well inside JavaScript's safe integer range.
-  pgModule.types.setTypeParser(pgModule.types.builtins.INT8, (value) => Number(value));
+  loaded.types.setTypeParser(loaded.types.builtins.INT8, (value) => Number(value));
+  return (pgModule = loaded);
+}
+
+/** node-postgres once loadPg has loaded it (a PostgreSQL database is open). */
+export function loadedPg(): typeof pg {
+  if (!pgModule) throw new Error('node-postgres is loaded only for a PostgreSQL database');
   return pgModule;
 }
 

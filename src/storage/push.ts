@@ -1,6 +1,5 @@
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
-import pg from 'pg';
-import type { Engine } from './db.js';
+import { loadedPg, type Engine } from './db.js';
 import type { PushNotificationsTable } from './push-schema.js';
 import type { Database } from './schema.js';
 
@@ -264,7 +263,7 @@ function recountPg(userId: string, roomId: string, pos: RawBuilder<unknown>, thr
 export function inlineParameters(compiled: { sql: string; parameters: readonly unknown[] }): string {
   return compiled.sql.replace(/\$(\d+)/g, (_, n: string) => {
     const value = compiled.parameters[Number(n) - 1];
-    if (typeof value === 'string') return pg.escapeLiteral(value);
+    if (typeof value === 'string') return loadedPg().escapeLiteral(value);
     if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
     throw new Error(`cannot write parameter $${n} (${typeof value}) into a statement`);
   });
