@@ -41,11 +41,6 @@ export class EventsRepo {
     this.engine = owner.engine;
   }
 
-  /** Marks (or unmarks) every event the user sent as sent by an erased account. */
-  async setSenderErased(userId: string, erased: boolean): Promise<void> {
-    await this.db.updateTable('events').set({ sender_erased: erased ? 1 : 0 }).where('sender', '=', userId).execute();
-  }
-
   /** The event's row; its DAG edges (prev and auth events) with insertEdges, or here. */
   async insert(row: NewEventRow, prevEvents: readonly string[] = [], authEvents: readonly string[] = []): Promise<void> {
     await this.db.insertInto('events').values({ ...row, outlier: 0, soft_failed: 0 }).execute();

@@ -1,5 +1,6 @@
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
-import { loadedPg, type Engine } from './db.js';
+import type { Engine } from './db.js';
+import { inlineParameters } from './simple-query.js';
 import type { PushNotificationsTable } from './push-schema.js';
 import type { Database } from './schema.js';
 
@@ -253,18 +254,4 @@ function recountPg(userId: string, roomId: string, pos: RawBuilder<unknown>, thr
     INSERT INTO ${columns} SELECT ${row} FROM c WHERE ${when}
     ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET notification_count = ${covered('notification_count')},
       highlight_count = ${covered('highlight_count')}, stream_pos = excluded.stream_pos`;
-}
-
-/**
- * A compiled PostgreSQL statement with its parameters written in as literals, for a simple query
- * (which takes none). Only strings and safe integers are taken; the statements it is used for have
- * no `$` inside their own literals.
- */
-export function inlineParameters(compiled: { sql: string; parameters: readonly unknown[] }): string {
-  return compiled.sql.replace(/\$(\d+)/g, (_, n: string) => {
-    const value = compiled.parameters[Number(n) - 1];
-    if (typeof value === 'string') return loadedPg().escapeLiteral(value);
-    if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
-    throw new Error(`cannot write parameter $${n} (${typeof value}) into a statement`);
-  });
 }

@@ -5,7 +5,7 @@ import { anyOf } from './any-of.js';
 import type { Engine } from './db.js';
 import type { ReceiptsTable } from './ephemeral-schema.js';
 import type { Database } from './schema.js';
-import { inlineParameters } from './push.js';
+import { inlineParameters } from './simple-query.js';
 import { advanceStream } from './streams.js';
 
 export type ReceiptRow = Selectable<ReceiptsTable>;
