@@ -185,6 +185,48 @@ describe('access-token cache across two processes on one PostgreSQL database', (
     assert.equal((await whoami(second, again.body.access_token)).status, 200);
   });
 
+  /** Makes the process read its token notices `ms` late, as a busy one does; returns the undo. */
+  function readsNoticesLate(server: TestServer, ms: number): () => void {
+    const cache = cacheOf(server);
+    const own = cache.onTokenNotice;
+    cache.onTokenNotice = (notice) => void setTimeout(() => own.call(cache, notice), ms);
+    return () => {
+      cache.onTokenNotice = own;
+    };
+  }
+
+  it('answers a logout only once a process slow to read its notices has forgotten the token', async () => {
+    const ivan = await first.api.register('cacheslowpeer', PW);
+    await cachedOnBoth(ivan.access_token);
+    const undo = readsNoticesLate(second, 600);
+    try {
+      const started = performance.now();
+      assert.equal((await first.api.post('/v3/logout', {}, { token: ivan.access_token })).status, 200);
+      const took = performance.now() - started;
+      await refusedAt(second, ivan.access_token);
+      assert.ok(took >= 550, `the logout waited for the other process's acknowledgement (${Math.round(took)} ms)`);
+    } finally {
+      undo();
+    }
+  });
+
+  it('answers a logout within the bound when a process does not acknowledge, which by then no longer answers from memory', async () => {
+    const judy = await first.api.register('cachestalledpeer', PW);
+    await cachedOnBoth(judy.access_token);
+    const undo = readsNoticesLate(second, 6_000);
+    try {
+      const started = performance.now();
+      assert.equal((await first.api.post('/v3/logout', {}, { token: judy.access_token })).status, 200);
+      const took = performance.now() - started;
+      assert.ok(took >= 3_000 && took < 5_500, `answered after the delivery bound, not before nor much later (${Math.round(took)} ms)`);
+      assert.equal(cacheOf(second).serving, false, 'the stalled process no longer answers from memory');
+      await refusedAt(second, judy.access_token);
+    } finally {
+      undo();
+    }
+    await until(() => cacheOf(second).serving, 'the stalled process to hear itself again', 10_000);
+  });
+
   it('forgets everything and answers from the database while its LISTEN connection is down, then caches again', async () => {
     const gina = await first.api.register('cachedrop', PW);
     const spare = await first.api.login('cachedrop', PW);
@@ -195,15 +237,16 @@ describe('access-token cache across two processes on one PostgreSQL database', (
     assert.equal(killed.rowCount, 2, 'one LISTEN connection per process');
     await until(() => !cacheOf(second).serving && !cacheOf(first).serving, 'both processes to notice the loss', 5000);
     assert.equal(cacheOf(second).size, 0, 'the cache was cleared');
-    // Notices sent now reach nobody: the other process must ask the database.
-    assert.equal((await first.api.post('/v3/logout', {}, { token: gina.access_token })).status, 200);
-    await refusedAt(second, gina.access_token);
     countQueries();
     try {
       sent.length = 0;
       assert.equal((await whoami(second, spare.access_token)).status, 200);
       assert.equal((await whoami(second, spare.access_token)).status, 200);
       assert.equal(tokenLookups(), 2, 'no answer from memory while not listening');
+      // Notices sent now reach nobody: the other process must ask the database. (The logout, unable
+      // to hear acknowledgements, waits out the delivery bound; the connections come back meanwhile.)
+      assert.equal((await first.api.post('/v3/logout', {}, { token: gina.access_token })).status, 200);
+      await refusedAt(second, gina.access_token);
       await until(() => cacheOf(second).serving, 'the LISTEN connection to come back', 5000);
       assert.equal((await whoami(second, spare.access_token)).status, 200);
       sent.length = 0;
@@ -261,7 +304,10 @@ describe('token notices', () => {
     const notice = { origin: 'abc', seq: 7, userId: '@u:example.org' };
     assert.deepEqual(decodeTokenNotice(encodeTokenNotice(notice)), notice);
     assert.deepEqual(decodeTokenNotice(encodeTokenNotice({ origin: 'abc', seq: 8 })), { origin: 'abc', seq: 8 });
-    for (const payload of ['2 abc 1', '1 abc', '1 abc x', '1 abc 1\n!room:example.org', '1 abc 1\n@a:b\n@c:d', '']) {
+    const ack = { origin: 'def', seq: 9, ack: { origin: 'abc', seq: 7 } };
+    assert.deepEqual(decodeTokenNotice(encodeTokenNotice(ack)), ack);
+    const malformed = ['2 abc 1', '1 abc', '1 abc x', '1 abc 1\n!room:example.org', '1 abc 1\n@a:b\n@c:d', '1 abc 1\nack abc', '1 abc 1\nack abc x', '1 abc 1\nnack abc 1', ''];
+    for (const payload of malformed) {
       assert.equal(decodeTokenNotice(payload), undefined, payload);
     }
   });

@@ -15,8 +15,13 @@ export interface TokenCacheOptions {
 const HEARTBEAT_MS = 1_000;
 /** Answers come from memory only while a notice sent no longer ago than this has come back. */
 const HEARD_WITHIN_MS = 3_000;
-/** How long a revocation waits to hear its own notice back before the request is answered anyway. */
-const ECHO_WAIT_MS = 1_000;
+/**
+ * How long after its commit a revocation waits at most for every process to acknowledge it. Past
+ * HEARD_WITHIN_MS, a process that has not heard it no longer answers from memory (see below).
+ */
+const DELIVERY_WAIT_MS = HEARD_WITHIN_MS + 100;
+/** Other processes not heard from for this long are forgotten. */
+const FORGET_PEER_MS = 10_000;
 /** Notices not back after this long are forgotten (their transaction rolled back, or they were lost). */
 const FORGET_SENT_MS = 10_000;
 
@@ -38,8 +43,15 @@ interface Entry {
  *   the sending process forgets the user's entries as it commits, every other one when it hears.
  *   Anything new that deletes tokens or changes what the lookup reads (users.deactivated,
  *   users.is_guest) must call revoked() in its transaction too.
- * - The request that revoked waits (up to ECHO_WAIT_MS) until its process hears its own notice
- *   back before it is answered: PostgreSQL signals every listening process at the same commit.
+ * - The request that revoked is answered only once every other process has acknowledged the notice
+ *   (each sends an ack after forgetting the user), or DELIVERY_WAIT_MS after the commit. Hearing
+ *   its own notice back is not enough: PostgreSQL signals every listener at the commit, but each
+ *   process reads its connection in its own time, and a busy one can still be answering from
+ *   memory when the next request reaches it. Whom to wait for is settled when its own notice comes
+ *   back, so every notice committed before it has been heard: the processes heard within
+ *   HEARD_WITHIN_MS, a set that holds every process still answering from memory (each sends a
+ *   heartbeat). One that does not acknowledge in time stops answering from memory by the end of the
+ *   wait, since every heartbeat it could hear by then was committed after the revocation.
  * - An entry read from the database is kept only if no notice (and no loss of the connection)
  *   came between the read and the keeping (a generation count), so a read that raced a revocation
  *   is not kept.
@@ -61,8 +73,10 @@ export class TokenCache implements TokenNoticeListener {
   private seq = 0;
   /** This process's notices not yet back, and when each was sent. */
   private readonly sent = new Map<number, number>();
-  /** Committed revocations waiting to hear their notice back. */
-  private readonly awaiting = new Map<number, () => void>();
+  /** Committed revocations waiting to be heard back and acknowledged. */
+  private readonly awaiting = new Map<number, Delivery>();
+  /** The other processes on this database, and when each was last heard. */
+  private readonly peers = new Map<string, number>();
   private readonly pending = new Set<Promise<void>>();
   private heartbeat: NodeJS.Timeout | undefined;
 
@@ -118,14 +132,16 @@ export class TokenCache implements TokenNoticeListener {
    */
   async revoked(work: Store, userId: string): Promise<void> {
     const seq = this.send();
+    const delivery = new Delivery();
+    this.awaiting.set(seq, delivery);
     await work.tokens.notifyTokens(encodeTokenNotice({ origin: this.origin, seq, userId }));
     work.afterCommit(() => {
       this.invalidate(userId);
-      this.awaitEcho(seq);
+      this.awaitDelivery(seq, delivery);
     });
   }
 
-  /** Resolves once every revocation committed here has been heard back (or ECHO_WAIT_MS passed). */
+  /** Resolves once every revocation committed here has reached every process (or DELIVERY_WAIT_MS passed). */
   async delivered(): Promise<void> {
     if (this.pending.size > 0) await Promise.all([...this.pending]);
   }
@@ -139,9 +155,16 @@ export class TokenCache implements TokenNoticeListener {
         this.sent.delete(notice.seq);
         if (sentAt > this.heardAt) this.heardAt = sentAt;
       }
-      this.awaiting.get(notice.seq)?.();
+      this.awaiting.get(notice.seq)?.heardBack(this.livePeers());
+      if (notice.userId !== undefined) this.invalidate(notice.userId);
+      return;
     }
-    if (notice.userId !== undefined) this.invalidate(notice.userId);
+    this.peers.set(notice.origin, performance.now());
+    if (notice.ack?.origin === this.origin) this.awaiting.get(notice.ack.seq)?.acknowledged(notice.origin);
+    if (notice.userId !== undefined) {
+      this.invalidate(notice.userId);
+      this.acknowledge(notice.origin, notice.seq);
+    }
   }
 
   onListening(listening: boolean): void {
@@ -159,7 +182,9 @@ export class TokenCache implements TokenNoticeListener {
     this.clear();
     this.heardAt = -Infinity;
     this.sent.clear();
-    for (const done of [...this.awaiting.values()]) done();
+    // Not hearing its own notices back, this process cannot learn who heard a revocation: the
+    // ones waiting, and any committed meanwhile, wait out DELIVERY_WAIT_MS if others may be caching.
+    if (this.livePeers().size === 0) for (const delivery of this.awaiting.values()) delivery.end();
   }
 
   private send(): number {
@@ -174,24 +199,45 @@ export class TokenCache implements TokenNoticeListener {
   }
 
   private ping(): void {
-    const seq = this.send();
-    this.store.tokens.notifyTokens(encodeTokenNotice({ origin: this.origin, seq })).catch(() => undefined);
+    const now = performance.now();
+    for (const [origin, at] of this.peers) if (now - at > FORGET_PEER_MS) this.peers.delete(origin);
+    // Those of transactions that rolled back (a committed one ends within DELIVERY_WAIT_MS).
+    for (const [seq, delivery] of this.awaiting) {
+      if (now - delivery.startedAt > FORGET_SENT_MS) {
+        delivery.end();
+        this.awaiting.delete(seq);
+      }
+    }
+    this.notify({ origin: this.origin, seq: this.send() });
   }
 
-  private awaitEcho(seq: number): void {
-    // Already back (notices can overtake the COMMIT's answer), or not listening: nothing to wait for.
-    if (!this.listening || !this.sent.has(seq)) return;
-    const waiting = new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.awaiting.delete(seq);
-        resolve();
-      };
-      const timer = setTimeout(done, ECHO_WAIT_MS);
-      this.awaiting.set(seq, done);
+  private acknowledge(origin: string, seq: number): void {
+    this.notify({ origin: this.origin, seq: this.send(), ack: { origin, seq } });
+  }
+
+  private notify(notice: TokenNotice): void {
+    this.store.tokens.notifyTokens(encodeTokenNotice(notice)).catch(() => undefined);
+  }
+
+  /** The other processes that may be answering from memory. */
+  private livePeers(): Set<string> {
+    const now = performance.now();
+    const live = new Set<string>();
+    for (const [origin, at] of this.peers) if (now - at <= HEARD_WITHIN_MS) live.add(origin);
+    return live;
+  }
+
+  /** After the commit: the revoking request waits (see delivered()) until the notice reached every process. */
+  private awaitDelivery(seq: number, delivery: Delivery): void {
+    // Neither hearing notices nor knowing of another process: nothing to wait for.
+    if (!this.listening && !delivery.heardBackYet && this.livePeers().size === 0) delivery.end();
+    const timer = setTimeout(() => delivery.end(), DELIVERY_WAIT_MS);
+    const waiting: Promise<void> = delivery.finished.then(() => {
+      clearTimeout(timer);
+      this.awaiting.delete(seq);
+      this.pending.delete(waiting);
     });
     this.pending.add(waiting);
-    void waiting.then(() => this.pending.delete(waiting));
   }
 
   private invalidate(userId: string): void {
@@ -212,6 +258,36 @@ export class TokenCache implements TokenNoticeListener {
     this.generation++;
     this.entries.clear();
     this.byUser.clear();
+  }
+}
+
+/** One revocation on its way to the other processes (from before its commit: notices can overtake the COMMIT's answer). */
+class Delivery {
+  readonly startedAt = performance.now();
+  /** Who must still acknowledge, known once its own notice is back. */
+  private waitingFor: Set<string> | undefined;
+  private readonly acked = new Set<string>();
+  private finish!: () => void;
+  readonly finished = new Promise<void>((resolve) => (this.finish = resolve));
+
+  get heardBackYet(): boolean {
+    return this.waitingFor !== undefined;
+  }
+
+  heardBack(peers: Set<string>): void {
+    if (this.waitingFor) return;
+    for (const origin of this.acked) peers.delete(origin);
+    this.waitingFor = peers;
+    if (peers.size === 0) this.end();
+  }
+
+  acknowledged(origin: string): void {
+    if (!this.waitingFor) this.acked.add(origin);
+    else if (this.waitingFor.delete(origin) && this.waitingFor.size === 0) this.end();
+  }
+
+  end(): void {
+    this.finish();
   }
 }
 

@@ -55,26 +55,34 @@ export function decodeNotice(payload: string): { origin: string; notice: StreamN
 /**
  * On TOKENS_CHANNEL: a user's access tokens changed (revoked, rotated, device deleted, account
  * deactivated), so every process must forget what it cached of them. `seq` numbers the notices of
- * one origin, which waits to hear its own notice back; without a user it is only that (a heartbeat).
+ * one origin, which waits to hear its own notice back and every other process's `ack` of it.
+ * Without a user or an ack it is only a heartbeat.
  */
 export interface TokenNotice {
   origin: string;
   seq: number;
   userId?: string;
+  /** This process has forgotten the user of that origin's notice. */
+  ack?: { origin: string; seq: number };
 }
 
-/** "1 <origin> <seq>" on the first line (the format's version first), then the user ID, if any. */
+/** "1 <origin> <seq>" on the first line (the format's version first), then the user ID or "ack <origin> <seq>", if any. */
 export function encodeTokenNotice(notice: TokenNotice): string {
   const header = `${VERSION} ${notice.origin} ${notice.seq}`;
+  if (notice.ack !== undefined) return `${header}\nack ${notice.ack.origin} ${notice.ack.seq}`;
   return notice.userId === undefined ? header : `${header}\n${notice.userId}`;
 }
 
 /** The notice in a payload, or undefined for a format this process does not know. */
 export function decodeTokenNotice(payload: string): TokenNotice | undefined {
-  const [header, userId, ...rest] = payload.split('\n');
+  const [header, second, ...rest] = payload.split('\n');
   const match = /^1 (\S+) (\d{1,15})$/.exec(header ?? '');
-  if (!match || rest.length > 0 || (userId !== undefined && !userId.startsWith('@'))) return undefined;
-  return { origin: match[1]!, seq: Number(match[2]), ...(userId !== undefined ? { userId } : {}) };
+  if (!match || rest.length > 0) return undefined;
+  const notice: TokenNotice = { origin: match[1]!, seq: Number(match[2]) };
+  if (second === undefined) return notice;
+  if (second.startsWith('@')) return { ...notice, userId: second };
+  const ack = /^ack (\S+) (\d{1,15})$/.exec(second);
+  return ack ? { ...notice, ack: { origin: ack[1]!, seq: Number(ack[2]) } } : undefined;
 }
 
 /** Who hears TOKENS_CHANNEL: the access-token cache (services/token-cache.ts). */
