@@ -114,13 +114,65 @@ type QueryMethod = (...args: unknown[]) => unknown;
  */
 function prepareHotQueries(client: pg.PoolClient): void {
   const target = client as unknown as { query: QueryMethod };
+  let withCommit: DeferredStatement[] = [];
   target.query = function (this: unknown, ...args: unknown[]) {
     // Looked up on each call, not bound once: whoever wraps Client.prototype.query later still sees these.
     const query = (Object.getPrototypeOf(client) as { query: QueryMethod }).query;
     const [text, values] = args;
+    if (typeof text === 'string' && args.length <= 2) {
+      if (text.startsWith(DEFER_MARK)) {
+        const deferred = deferredStatements.get(Number(text.slice(DEFER_MARK.length)));
+        deferredStatements.delete(Number(text.slice(DEFER_MARK.length)));
+        if (deferred) withCommit.push(deferred);
+        return Promise.resolve({ command: 'SELECT', rowCount: 0, rows: [] });
+      }
+      if (withCommit.length > 0 && (text === 'commit' || text === 'rollback')) {
+        const batch = withCommit;
+        withCommit = [];
+        if (text === 'rollback') {
+          for (const d of batch) d.reject(new Error('the transaction rolled back'));
+          return query.apply(client, args);
+        }
+        return (query.call(client, [...batch.map((d) => d.sql), 'commit'].join(';\n')) as Promise<pg.QueryResult[]>).then(
+          (results) => {
+            batch.forEach((d, i) => d.resolve(results[i]!.rows));
+            return results[batch.length];
+          },
+          (err: unknown) => {
+            for (const d of batch) d.reject(err);
+            throw err;
+          },
+        );
+      }
+    }
     const name = typeof text === 'string' && args.length <= 2 ? preparedStatementNames.get(text) : undefined;
     return name === undefined ? query.apply(client, args) : query.call(client, { name, text, values });
   };
+}
+
+/**
+ * Statements sent with their transaction's COMMIT, in one round trip (a simple query: parameters
+ * written in as literals). What this saves is the time between the last statement's answer and the
+ * COMMIT: on a busy process, an event-loop turn or more, during which every lock the transaction
+ * holds (a room's row, the stream position) is held too. See Store.deferToCommit.
+ */
+interface DeferredStatement {
+  sql: string;
+  resolve(rows: unknown[]): void;
+  reject(err: unknown): void;
+}
+const DEFER_MARK = '/* myelin: with the commit */ ';
+const deferredStatements = new Map<number, DeferredStatement>();
+let nextDeferred = 0;
+
+/**
+ * The text that hands `statement` to the connection it is executed on, to be sent with that
+ * connection's next COMMIT (and dropped on ROLLBACK); `rows` settles when it has run.
+ */
+export function deferredStatementText(sqlText: string): { text: string; rows: Promise<unknown[]> } {
+  const id = ++nextDeferred;
+  const rows = new Promise<unknown[]>((resolve, reject) => deferredStatements.set(id, { sql: sqlText, resolve, reject }));
+  return { text: DEFER_MARK + String(id), rows };
 }
 
 async function openPostgres(args: PostgresArgs): Promise<{ kysely: Kysely<Database>; pool: pg.Pool }> {

@@ -100,6 +100,22 @@ export class EventsRepo {
     return { pos, recorded: true };
   }
 
+  /**
+   * insertAtNextPosition's statement, to send with the commit (Store.deferToCommit; PostgreSQL).
+   * There a transaction ID that already has an event fails the statement (a unique violation on
+   * event_txns, see isTxnConflict) and so the commit. Call appended() with its position once committed.
+   */
+  appendStatement(row: Omit<NewEventRow, 'stream_pos'>, txn?: TxnRecord): { sql: string; parameters: unknown[] } {
+    const event = [row.event_id, row.room_id, row.depth, row.type, row.state_key, row.sender, row.origin_server_ts, row.pdu, row.state_group, row.replaces_state, row.membership, row.history_visibility];
+    if (!txn) return { sql: APPEND_EVENT_PG_TEXT, parameters: event };
+    return { sql: APPEND_EVENT_WITH_TXN_AT_COMMIT_PG, parameters: [...event, txn.userId, txn.deviceId, txn.txnKey, txn.now] };
+  }
+
+  /** After appendStatement's commit, at `pos`: what insertAtNextPosition keeps of the event. */
+  appended(row: Omit<NewEventRow, 'stream_pos'>, pos: number): void {
+    this.cache.put({ ...row, stream_pos: pos });
+  }
+
   async insertEdges(eventId: string, prevEvents: readonly string[], authEvents: readonly string[]): Promise<void> {
     if (prevEvents.length > 0) await this.db.insertInto('event_edges').values(prevEvents.map((prev) => ({ event_id: eventId, prev_event_id: prev }))).execute();
     if (authEvents.length > 0) await this.db.insertInto('event_auth').values(authEvents.map((auth) => ({ event_id: eventId, auth_id: auth }))).execute();
@@ -383,8 +399,20 @@ const APPEND_EVENT_CTES = `p AS (UPDATE stream_head SET position = position + 1 
   )`;
 const ADVANCE_ROOM_PG = `UPDATE rooms SET depth = $3::bigint, last_pos = p.position, state_group = $9::bigint FROM p WHERE rooms.room_id = $2::text`;
 
+const APPEND_EVENT_PG_TEXT = `WITH ${APPEND_EVENT_CTES} ${ADVANCE_ROOM_PG} RETURNING p.position AS position`;
 /** The position, the event and the room's head in one round trip (see insertAtNextPosition). */
-const APPEND_EVENT_PG = new RawHotQuery<{ position: number }>(`WITH ${APPEND_EVENT_CTES} ${ADVANCE_ROOM_PG} RETURNING p.position AS position`);
+const APPEND_EVENT_PG = new RawHotQuery<{ position: number }>(APPEND_EVENT_PG_TEXT);
+
+/** The same with the client's transaction recorded, failing on a taken one (appendStatement). */
+const APPEND_EVENT_WITH_TXN_AT_COMMIT_PG = `WITH ${APPEND_EVENT_CTES},
+  tx AS (INSERT INTO event_txns (user_id, device_id, txn_key, event_id, created_ts) VALUES ($13::text, $14::text, $15::text, $1::text, $16::bigint))
+  ${ADVANCE_ROOM_PG} RETURNING p.position AS position`;
+
+/** Whether `err` is appendStatement's commit failing on a transaction ID already taken. */
+export function isTxnConflict(err: unknown): boolean {
+  const e = err as { code?: unknown; table?: unknown } | null;
+  return e?.code === '23505' && e.table === 'event_txns';
+}
 
 /**
  * The same with the client's transaction recorded. A conflict there does not stop the other parts:

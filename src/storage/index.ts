@@ -1,4 +1,6 @@
-import type { ControlledTransaction, Kysely } from 'kysely';
+import { CompiledQuery, type ControlledTransaction, type Kysely } from 'kysely';
+import { deferredStatementText } from './db.js';
+import { inlineParameters } from './simple-query.js';
 import { AccountDataRepo } from './account-data.js';
 import { E2eKeysRepo } from './e2e-keys.js';
 import { FiltersRepo } from './filters.js';
@@ -196,6 +198,30 @@ export class Store {
     } finally {
       work.depth = this.depth;
     }
+  }
+
+  /**
+   * Whether deferToCommit may be used here: on PostgreSQL, in the outer transaction (not in a
+   * savepoint, whose rollback could not take back a statement sent at the commit).
+   */
+  get canDeferToCommit(): boolean {
+    return this.db.engine === 'postgres' && this.work !== undefined && this.depth === 0 && this.work.depth === 0;
+  }
+
+  /**
+   * Sends a write with the transaction's COMMIT, in the same round trip, rather than now; its rows
+   * once committed. Only for a write that nothing later in the transaction reads or depends on, and
+   * only where canDeferToCommit. A deferred write that fails fails the commit, so the whole
+   * transaction (the caller sees the error from `transaction`, the statement's promise rejects too).
+   */
+  async deferToCommit<R>(compiled: { sql: string; parameters: readonly unknown[] }): Promise<{ rows: Promise<R[]> }> {
+    if (!this.canDeferToCommit) throw new Error('deferToCommit outside an outer PostgreSQL transaction');
+    const { text, rows } = deferredStatementText(inlineParameters(compiled));
+    // Whoever ignores the rows learns of a failure from the commit.
+    rows.catch(() => undefined);
+    // Hands the statement to the transaction's connection (see db.ts); nothing is sent yet.
+    await this.work!.trx.executeQuery(CompiledQuery.raw(text, []));
+    return { rows: rows as Promise<R[]> };
   }
 
   /** Runs `callback` once what this Store wrote is committed: at once outside a transaction, else after the outer commit (never on rollback). */

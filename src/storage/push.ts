@@ -1,4 +1,4 @@
-import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
+import { sql, type CompiledQuery, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type { Engine } from './db.js';
 import { inlineParameters } from './simple-query.js';
 import type { PushNotificationsTable } from './push-schema.js';
@@ -48,6 +48,25 @@ export function addCountRow(counts: Map<string, RoomUnread>, r: PushCountRow): v
   else if (n.notification_count > 0) room.threads.set(r.thread_id, n);
   room.streamPos = Math.max(room.streamPos, Number(r.stream_pos));
 }
+
+export interface NotifyingEvent {
+  roomId: string;
+  eventId: string;
+  threadId: string;
+  streamPos: number;
+  ts: number;
+}
+
+export interface NotifiedUser {
+  userId: string;
+  actions: string;
+  highlight: boolean;
+}
+
+const NOTIFICATIONS = sql`INSERT INTO push_notifications (user_id, stream_pos, room_id, thread_id, event_id, actions, highlight, ts)`;
+const COUNTS = sql`INSERT INTO push_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)`;
+const COUNTS_UPDATE = sql`ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET notification_count = push_counts.notification_count + 1,
+  highlight_count = push_counts.highlight_count + excluded.highlight_count, stream_pos = excluded.stream_pos`;
 
 /** Push delivery's progress along the global stream, unread notification counts, and notifications. */
 export class PushRepo {
@@ -113,22 +132,32 @@ export class PushRepo {
    * writes are one statement (one round trip in the send's write). No receipt can cover the event
    * yet: it is written in the event's own transaction.
    */
-  async record(event: { roomId: string; eventId: string; threadId: string; streamPos: number; ts: number }, users: readonly { userId: string; actions: string; highlight: boolean }[]): Promise<void> {
+  async record(event: NotifyingEvent, users: readonly NotifiedUser[]): Promise<void> {
     if (users.length === 0) return;
     const list = JSON.stringify(users.map((u) => [u.userId, u.actions, u.highlight ? 1 : 0]));
     const { roomId, eventId, threadId, streamPos, ts } = event;
-    const notifications = sql`INSERT INTO push_notifications (user_id, stream_pos, room_id, thread_id, event_id, actions, highlight, ts)`;
-    const counts = sql`INSERT INTO push_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)`;
-    const update = sql`ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET notification_count = push_counts.notification_count + 1,
-      highlight_count = push_counts.highlight_count + excluded.highlight_count, stream_pos = excluded.stream_pos`;
     if (this.engine === 'postgres') {
-      await sql`WITH list AS (SELECT x ->> 0 AS user_id, x ->> 1 AS actions, (x ->> 2)::integer AS highlight FROM json_array_elements(${list}::json) AS x),
-        n AS (${notifications} SELECT user_id, ${streamPos}::bigint, ${roomId}::text, ${threadId}::text, ${eventId}::text, actions, highlight, ${ts}::bigint FROM list)
-        ${counts} SELECT user_id, ${roomId}::text, ${threadId}::text, 1, highlight, ${streamPos}::bigint FROM list ${update}`.execute(this.db);
+      await this.db.executeQuery(this.recordStatementPg(event, users, sql`${streamPos}::bigint`));
       return;
     }
-    await sql`${notifications} SELECT value ->> 0, ${streamPos}, ${roomId}, ${threadId}, ${eventId}, value ->> 1, value ->> 2, ${ts} FROM json_each(${list})`.execute(this.db);
-    await sql`${counts} SELECT value ->> 0, ${roomId}, ${threadId}, 1, value ->> 2, ${streamPos} FROM json_each(${list}) WHERE true ${update}`.execute(this.db);
+    await sql`${NOTIFICATIONS} SELECT value ->> 0, ${streamPos}, ${roomId}, ${threadId}, ${eventId}, value ->> 1, value ->> 2, ${ts} FROM json_each(${list})`.execute(this.db);
+    await sql`${COUNTS} SELECT value ->> 0, ${roomId}, ${threadId}, 1, value ->> 2, ${streamPos} FROM json_each(${list}) WHERE true ${COUNTS_UPDATE}`.execute(this.db);
+  }
+
+  /**
+   * record's statement on PostgreSQL at the position the transaction took last (it holds the
+   * stream's row, see StreamsRepo), for Store.deferToCommit after the event's own statement.
+   */
+  recordAtTakenPositionStatement(event: Omit<NotifyingEvent, 'streamPos'>, users: readonly NotifiedUser[]): CompiledQuery {
+    return this.recordStatementPg(event, users, sql`(SELECT position FROM stream_head)`);
+  }
+
+  private recordStatementPg(event: Omit<NotifyingEvent, 'streamPos'>, users: readonly NotifiedUser[], pos: RawBuilder<unknown>): CompiledQuery {
+    const list = JSON.stringify(users.map((u) => [u.userId, u.actions, u.highlight ? 1 : 0]));
+    const { roomId, eventId, threadId, ts } = event;
+    return sql`WITH list AS (SELECT x ->> 0 AS user_id, x ->> 1 AS actions, (x ->> 2)::integer AS highlight FROM json_array_elements(${list}::json) AS x),
+      n AS (${NOTIFICATIONS} SELECT user_id, ${pos}, ${roomId}::text, ${threadId}::text, ${eventId}::text, actions, highlight, ${ts}::bigint FROM list)
+      ${COUNTS} SELECT user_id, ${roomId}::text, ${threadId}::text, 1, highlight, ${pos} FROM list ${COUNTS_UPDATE}`.compile(this.db);
   }
 
   /**

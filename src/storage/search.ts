@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type CompiledQuery, type Kysely } from 'kysely';
 import { anyOf } from './any-of.js';
 import type { Engine } from './db.js';
 import type { Database } from './schema.js';
@@ -60,13 +60,19 @@ export class SearchRepo {
     private readonly engine: Engine,
   ) {}
 
-  async insert(entry: EventSearchTable): Promise<void> {
-    await this.db.insertInto('event_search').values(entry).onConflict((oc) => oc.column('event_id').doNothing()).execute();
+  /** Runs a statement of insertStatement or deleteStatement. */
+  async run(statement: CompiledQuery): Promise<void> {
+    await this.db.executeQuery(statement);
   }
 
-  /** The event is out of the index (it was redacted). */
-  async delete(eventId: string, roomId: string): Promise<void> {
-    await this.db.deleteFrom('event_search').where('event_id', '=', eventId).where('room_id', '=', roomId).execute();
+  /** The event is in the index: a statement, for run() or Store.deferToCommit. */
+  insertStatement(entry: EventSearchTable): CompiledQuery {
+    return this.db.insertInto('event_search').values(entry).onConflict((oc) => oc.column('event_id').doNothing()).compile();
+  }
+
+  /** The event is out of the index (it was redacted): a statement, for run() or Store.deferToCommit. */
+  deleteStatement(eventId: string, roomId: string): CompiledQuery {
+    return this.db.deleteFrom('event_search').where('event_id', '=', eventId).where('room_id', '=', roomId).compile();
   }
 
   /** A page of the matches in these rooms, best first (`rank`) or newest first (`recent`). */

@@ -54,7 +54,11 @@ export class PushEvaluator {
     const threadId = await threadOf(write.store, event);
     const ts = this.clock.now();
     const users = recipients.map((r) => ({ userId: r.userId, actions: JSON.stringify(r.outcome.actions), highlight: r.outcome.highlight }));
-    return (pos) => write.store.push.record({ roomId: event.room_id, eventId: event.event_id, threadId, streamPos: pos, ts }, users);
+    const notifying = { roomId: event.room_id, eventId: event.event_id, threadId, ts };
+    return {
+      atPosition: (pos) => write.store.push.record({ ...notifying, streamPos: pos }, users),
+      atTakenPosition: () => write.store.push.recordAtTakenPositionStatement(notifying, users),
+    };
   };
 
   private async evaluate(write: RoomWrite, event: StoredEvent): Promise<Recipient[]> {

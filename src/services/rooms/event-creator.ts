@@ -1,13 +1,14 @@
+import type { CompiledQuery } from 'kysely';
 import type { Clock } from '../../clock.js';
 import { forbidden, MatrixError, notFound } from '../../errors.js';
-import type { EventRow, NewEventRow, TxnRecord } from '../../storage/events.js';
+import { isTxnConflict, type EventRow, type NewEventRow, type TxnRecord } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
 import { MAX_STATE_HOPS, type RoomRow } from '../../storage/rooms.js';
 import type { JsonObject } from '../../validate.js';
 import type { Notifier } from '../sync/notifier.js';
 import { AuthError, authEventsSelection, authorize } from './auth-rules.js';
 import type { EventSigner } from './event-signer.js';
-import { recordRelations } from './relations.js';
+import { recordRelations, relationOf } from './relations.js';
 import { indexForSearch } from './search-index.js';
 import { RoomHeadCache, type RoomHead } from './room-head-cache.js';
 import { splitStateKey, stateKeyOf, type Pdu, type RoomVersionId, type StateKey, type StoredEvent } from './pdu.js';
@@ -53,9 +54,19 @@ export async function currentStateEvents(store: Store, roomId: string, keys: rea
 
 /**
  * Work on each event in its room's write, before the event takes its stream position (push rules);
- * what it returns, if anything, runs in the same transaction once the event has its position.
+ * what it returns, if anything, is written in the same transaction once the event has its position.
  */
-export type EventHook = (write: RoomWrite, event: StoredEvent) => Promise<((pos: number) => Promise<void>) | undefined>;
+export type EventHook = (write: RoomWrite, event: StoredEvent) => Promise<PositionedWork | undefined>;
+
+/** Writes that need the event's stream position. */
+export interface PositionedWork {
+  atPosition(pos: number): Promise<void>;
+  /**
+   * The same as one statement for Store.deferToCommit, to follow the event's own: it takes the
+   * position as the transaction took it last (the stream's row, which it holds).
+   */
+  atTakenPosition?(): CompiledQuery;
+}
 
 /**
  * One room's events being written in one transaction, with the room's row locked: each `append`
@@ -80,7 +91,9 @@ export class RoomWrite {
   /** Messages appended but not stored yet: they take their stream positions last (see flush). */
   private readonly pending: Omit<NewEventRow, 'stream_pos'>[] = [];
   /** The pending messages as events, for their relations (stored with their positions). */
-  private readonly pendingEvents: { event: StoredEvent; redacts: string | undefined; atPosition: ((pos: number) => Promise<void>) | undefined }[] = [];
+  private readonly pendingEvents: { event: StoredEvent; redacts: string | undefined; atPosition: PositionedWork[] }[] = [];
+  /** The last message, stored with the commit (see finish): its row and its position once committed. */
+  private withCommit: { row: Omit<NewEventRow, 'stream_pos'>; rows: Promise<{ position: number | string }[]> } | undefined;
   private txn: TxnRecord | undefined;
   /** Whether the room's row already holds this write's head (written with its last event). */
   private roomAdvanced = true;
@@ -239,7 +252,7 @@ export class RoomWrite {
     const membership = draft.type === 'm.room.member' && typeof draft.content.membership === 'string' ? draft.content.membership : null;
     await this.store.events.insert({ ...row, stream_pos: pos, state_key: draft.state_key, state_group: this.stateGroup, replaces_state: replaces, membership });
     await recordRelations(this.store, event, pos, undefined);
-    await atPosition?.(pos);
+    for (const work of atPosition) await work.atPosition(pos);
     this.lastPos = pos;
     this.roomAdvanced = false;
     if (membership !== null) {
@@ -261,33 +274,64 @@ export class RoomWrite {
     return event;
   }
 
-  private async runHooks(event: StoredEvent): Promise<((pos: number) => Promise<void>) | undefined> {
-    const works: ((pos: number) => Promise<void>)[] = [];
+  private async runHooks(event: StoredEvent): Promise<PositionedWork[]> {
+    const works: PositionedWork[] = [];
     for (const hook of this.hooks) {
       const work = await hook(this, event);
       if (work) works.push(work);
     }
-    if (works.length === 0) return undefined;
-    return async (pos) => {
-      for (const work of works) await work(pos);
-    };
+    return works;
   }
 
   /**
    * Stores the messages appended since the last state event, each at the next stream position with
    * the room's head moved to it; the last with the client transaction it answers, when given.
    */
-  private async flush(txn?: TxnRecord): Promise<void> {
+  private async flush(txn?: TxnRecord, endsTransaction = false): Promise<void> {
     const rows = this.pending.splice(0);
     const events = this.pendingEvents.splice(0);
     for (const [i, row] of rows.entries()) {
-      const { pos, recorded } = await this.store.events.insertAtNextPosition(row, i === rows.length - 1 ? txn : undefined);
+      const last = i === rows.length - 1;
+      if (last && endsTransaction && (await this.storeWithCommit(row, events[i]!, txn))) return;
+      const { pos, recorded } = await this.store.events.insertAtNextPosition(row, last ? txn : undefined);
       if (!recorded) throw new TxnTaken();
       await recordRelations(this.store, events[i]!.event, pos, events[i]!.redacts);
-      await events[i]!.atPosition?.(pos);
+      for (const work of events[i]!.atPosition) await work.atPosition(pos);
       this.lastPos = pos;
       this.roomAdvanced = true;
     }
+  }
+
+  /**
+   * On PostgreSQL, the transaction's last statements (the message at its position with the room's
+   * head, then what the hooks write at that position) go with its COMMIT, in one round trip
+   * (Store.deferToCommit): from taking the stream position to committing, no turn of this process's
+   * event loop is waited for, while every writer of every room waits for that position (see
+   * StreamsRepo). False, having written nothing, where that cannot be: SQLite, a savepoint, a relation
+   * (its checks read), or a hook without a statement.
+   */
+  private async storeWithCommit(row: Omit<NewEventRow, 'stream_pos'>, pending: (typeof this.pendingEvents)[number], txn: TxnRecord | undefined): Promise<boolean> {
+    if (!this.store.canDeferToCommit || pending.redacts !== undefined || relationOf(pending.event.content) !== undefined) return false;
+    const trailing: CompiledQuery[] = [];
+    for (const work of pending.atPosition) {
+      if (!work.atTakenPosition) return false;
+      trailing.push(work.atTakenPosition());
+    }
+    const { rows } = await this.store.deferToCommit<{ position: number | string }>(this.store.events.appendStatement(row, txn));
+    for (const statement of trailing) await this.store.deferToCommit(statement);
+    this.withCommit = { row, rows };
+    this.roomAdvanced = true;
+    return true;
+  }
+
+  /** Once the transaction committed: the position of a message stored with the commit. */
+  async committed(): Promise<void> {
+    if (!this.withCommit) return;
+    const { row, rows } = this.withCommit;
+    this.withCommit = undefined;
+    const pos = Number((await rows)[0]!.position);
+    this.store.events.appended(row, pos);
+    this.lastPos = pos;
   }
 
   /**
@@ -323,7 +367,7 @@ export class RoomWrite {
     const txn = this.txn;
     this.txn = undefined;
     if (txn && this.pending.length === 0 && !(await this.store.events.recordTxn(txn.userId, txn.deviceId, txn.txnKey, this.events.at(-1)!.event_id, txn.now))) throw new TxnTaken();
-    await this.flush(txn);
+    await this.flush(txn, true);
     if (!this.roomAdvanced) await this.store.rooms.advance(this.roomId, { depth: this.depth, lastPos: this.lastPos, stateGroup: this.stateGroup });
     this.roomAdvanced = true;
   }
@@ -395,14 +439,22 @@ export class EventCreator {
 
   private async run<T>(open: (store: Store) => Promise<RoomRow>, fn: (room: RoomWrite) => Promise<T>): Promise<T> {
     let write: RoomWrite | undefined;
-    const result = await this.store.transaction(async (store) => {
-      const row = await open(store);
-      const head = this.heads.get(row);
-      write = new RoomWrite(store, row, this.signer, this.clock, head ?? { extremities: await store.events.forwardExtremities(row.room_id) }, this.eventHooks);
-      const value = await fn(write);
-      await write.finish();
-      return value;
-    });
+    let result: T;
+    try {
+      result = await this.store.transaction(async (store) => {
+        const row = await open(store);
+        const head = this.heads.get(row);
+        write = new RoomWrite(store, row, this.signer, this.clock, head ?? { extremities: await store.events.forwardExtremities(row.room_id) }, this.eventHooks);
+        const value = await fn(write);
+        await write.finish();
+        return value;
+      });
+    } catch (err) {
+      // A message stored with the commit, its transaction ID taken meanwhile (see EventsRepo.appendStatement).
+      if (isTxnConflict(err)) throw new TxnTaken();
+      throw err;
+    }
+    await write!.committed();
     // Only once committed: a head kept before would be wrong after a rollback. (A write that fails
     // leaves the room's earlier head, still checked against the room's row at every use.)
     const head = write!.head();
