@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { WriteGate } from '../src/services/rooms/event-creator.js';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 
@@ -51,6 +52,23 @@ async function sendAll(servers: TestServer[], users: Registered[], roomId: strin
   const failed = answers.filter((a) => a.status !== 200);
   assert.deepEqual(failed.map((a) => `${a.key}: ${a.status} ${JSON.stringify(a.body)}`), [], 'every send answered 200');
   return new Map(answers.map((a) => [a.key, a.body.event_id as string]));
+}
+
+/**
+ * Asserts that writes that lost a race left nothing behind: no DAG edge, search row or notification
+ * of an event that was not stored (on PostgreSQL they go with the commit that then fails), and one
+ * forward extremity.
+ */
+async function assertNoTraceOfLosers(server: TestServer, roomId: string): Promise<void> {
+  const { kysely } = server.hs.services.store.db;
+  const orphans = await sql<{ kind: string; n: number }>`
+    SELECT 'edges' AS kind, count(*) AS n FROM event_edges WHERE event_id NOT IN (SELECT event_id FROM events)
+    UNION ALL SELECT 'auth', count(*) FROM event_auth WHERE event_id NOT IN (SELECT event_id FROM events)
+    UNION ALL SELECT 'search', count(*) FROM event_search WHERE event_id NOT IN (SELECT event_id FROM events)
+    UNION ALL SELECT 'notifications', count(*) FROM push_notifications WHERE event_id NOT IN (SELECT event_id FROM events)`.execute(kysely);
+  assert.deepEqual(orphans.rows.map((r) => `${r.kind} ${Number(r.n)}`), ['edges 0', 'auth 0', 'search 0', 'notifications 0']);
+  const extremities = await sql<{ event_id: string }>`SELECT event_id FROM forward_extremities WHERE room_id = ${roomId}`.execute(kysely);
+  assert.equal(extremities.rows.length, 1, 'one forward extremity');
 }
 
 /** Asserts the room's events are one chain in stream order, with one forward extremity at its end. */
@@ -120,6 +138,7 @@ for (const engine of ENGINES) {
       assert.equal(events.length, Number(before.depth) + 1, 'exactly one event added');
       assert.equal(events.at(-1)!.event_id, [...ids][0]);
       assert.equal(events.filter((e) => e.pdu.content.body === 'once').length, 1);
+      await assertNoTraceOfLosers(server, roomId);
       // A retry afterwards answers the same event still.
       const later = await server.api.put<{ event_id: string }>(path, { msgtype: 'm.text', body: 'once' }, { token: sender.access_token });
       assert.equal(later.body.event_id, [...ids][0]);
@@ -159,6 +178,7 @@ describe('rooms: concurrent writers through two processes on one PostgreSQL data
     assert.equal(new Set(answers.map((a) => a.body.event_id)).size, 1);
     const events = await assertOneChain(first, roomId);
     assert.equal(events.filter((e) => e.pdu.content.body === 'split').length, 1);
+    await assertNoTraceOfLosers(first, roomId);
   });
 });
 

@@ -72,6 +72,14 @@ export class EventsRepo {
   }
 
   /**
+   * extendChain as one statement for Store.deferToCommit (PostgreSQL): the forward extremity moved
+   * from `previous`, or, where the room had none such, all its extremities replaced.
+   */
+  extendChainStatement(roomId: string, eventId: string, prevEvents: readonly string[], authEvents: readonly string[], previous: string | undefined): { sql: string; parameters: unknown[] } {
+    return { sql: EXTEND_CHAIN_AT_COMMIT_PG, parameters: [eventId, JSON.stringify(prevEvents), JSON.stringify(authEvents), roomId, previous ?? null] };
+  }
+
+  /**
    * Stores a room's next event at the next global stream position, and moves the room's head to it
    * (depth, latest position, state group): what a message needs once its other rows are written.
    * With `txn`, also records the client transaction the event answers, unless that transaction
@@ -391,6 +399,13 @@ const EXTEND_CHAIN_PG = new RawHotQuery<{ moved: number }>(
   auth AS (INSERT INTO event_auth (event_id, auth_id) SELECT $1::text, unnest($3::text[]))
   UPDATE forward_extremities SET event_id = $1::text WHERE room_id = $4::text AND event_id = $5::text RETURNING 1 AS moved`,
 );
+
+/** extendChainStatement's: the edges go as JSON arrays, a statement sent with the commit taking no array parameter. */
+const EXTEND_CHAIN_AT_COMMIT_PG = `WITH prev AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT $1::text, json_array_elements_text($2::json)),
+  auth AS (INSERT INTO event_auth (event_id, auth_id) SELECT $1::text, json_array_elements_text($3::json)),
+  moved AS (UPDATE forward_extremities SET event_id = $1::text WHERE room_id = $4::text AND event_id = $5::text RETURNING 1),
+  cleared AS (DELETE FROM forward_extremities WHERE room_id = $4::text AND NOT EXISTS (SELECT 1 FROM moved))
+  INSERT INTO forward_extremities (room_id, event_id) SELECT $4::text, $1::text WHERE NOT EXISTS (SELECT 1 FROM moved)`;
 
 const APPEND_EVENT_CTES = `p AS (UPDATE stream_head SET position = position + 1 RETURNING position),
   ev AS (

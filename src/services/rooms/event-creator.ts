@@ -58,6 +58,14 @@ export async function currentStateEvents(store: Store, roomId: string, keys: rea
  */
 export type EventHook = (write: RoomWrite, event: StoredEvent) => Promise<PositionedWork | undefined>;
 
+/** An event's place in its room's chain: its DAG edges, and the forward extremity it replaces. */
+interface ChainLink {
+  eventId: string;
+  prevEvents: readonly string[];
+  authEvents: readonly string[];
+  previous: string | undefined;
+}
+
 /** Writes that need the event's stream position. */
 export interface PositionedWork {
   atPosition(pos: number): Promise<void>;
@@ -92,6 +100,8 @@ export class RoomWrite {
   private readonly pending: Omit<NewEventRow, 'stream_pos'>[] = [];
   /** The pending messages as events, for their relations (stored with their positions). */
   private readonly pendingEvents: { event: StoredEvent; redacts: string | undefined; atPosition: PositionedWork[] }[] = [];
+  /** The last message's DAG edges and forward extremity, not written yet (see writeChain). */
+  private chain: ChainLink | undefined;
   /** The last message, stored with the commit (see finish): its row and its position once committed. */
   private withCommit: { row: Omit<NewEventRow, 'stream_pos'>; rows: Promise<{ position: number | string }[]> } | undefined;
   private txn: TxnRecord | undefined;
@@ -210,7 +220,11 @@ export class RoomWrite {
     // What does not need the stream position is written before it is taken: the room's lock already
     // keeps these rows to this writer, while from the position to the commit every writer of every
     // room waits (see StreamsRepo), a wait that on PostgreSQL grows with each round trip left.
-    await this.store.events.extendChain(this.roomId, eventId, pdu.prev_events, pdu.auth_events, this.singleExtremity ? this.extremity : undefined);
+    await this.writeChain();
+    const chain: ChainLink = { eventId, prevEvents: pdu.prev_events, authEvents: pdu.auth_events, previous: this.singleExtremity ? this.extremity : undefined };
+    // A message's link waits (see flush): written before anything else is, or with the commit.
+    if (draft.state_key === undefined) this.chain = chain;
+    else await this.store.events.extendChain(this.roomId, chain.eventId, chain.prevEvents, chain.authEvents, chain.previous);
     this.singleExtremity = true;
     this.extremity = eventId;
     this.depth = pdu.depth;
@@ -287,12 +301,20 @@ export class RoomWrite {
    * Stores the messages appended since the last state event, each at the next stream position with
    * the room's head moved to it; the last with the client transaction it answers, when given.
    */
+  /** Writes the last message's link in the room's chain, if still to be written. */
+  private async writeChain(): Promise<void> {
+    const chain = this.chain;
+    this.chain = undefined;
+    if (chain) await this.store.events.extendChain(this.roomId, chain.eventId, chain.prevEvents, chain.authEvents, chain.previous);
+  }
+
   private async flush(txn?: TxnRecord, endsTransaction = false): Promise<void> {
     const rows = this.pending.splice(0);
     const events = this.pendingEvents.splice(0);
     for (const [i, row] of rows.entries()) {
       const last = i === rows.length - 1;
       if (last && endsTransaction && (await this.storeWithCommit(row, events[i]!, txn))) return;
+      if (last) await this.writeChain();
       const { pos, recorded } = await this.store.events.insertAtNextPosition(row, last ? txn : undefined);
       if (!recorded) throw new TxnTaken();
       await recordRelations(this.store, events[i]!.event, pos, events[i]!.redacts);
@@ -317,6 +339,9 @@ export class RoomWrite {
       if (!work.atTakenPosition) return false;
       trailing.push(work.atTakenPosition());
     }
+    const chain = this.chain;
+    this.chain = undefined;
+    if (chain) await this.store.deferToCommit(this.store.events.extendChainStatement(this.roomId, chain.eventId, chain.prevEvents, chain.authEvents, chain.previous));
     const { rows } = await this.store.deferToCommit<{ position: number | string }>(this.store.events.appendStatement(row, txn));
     for (const statement of trailing) await this.store.deferToCommit(statement);
     this.withCommit = { row, rows };
