@@ -57,7 +57,7 @@ for (const engine of ENGINES) {
     const bodies = (list: Event[]) => list.filter((e) => e.type === 'm.room.message').map((e) => e.content.body);
 
     before(async () => {
-      server = await startTestServer(engine, { rc_message: { per_second: 1000, burst_count: 1000 } });
+      server = await startTestServer(engine, { rc_message: { per_second: 1000, burst_count: 1000 }, allow_guest_access: true });
       alice = await server.api.register('alice');
       bob = await server.api.register('bob');
       carol = await server.api.register('carol');
@@ -241,6 +241,57 @@ for (const engine of ENGINES) {
       const gone = archived.body.rooms.find((r) => r.room_id === left);
       assert.equal(gone?.membership, 'leave');
       assert.deepEqual(bodies(gone.messages.chunk), ['while carol was there']);
+    });
+
+    it('carries receipts, typing, account data and presence in the stream too, as Synapse does', async () => {
+      // These are no ClientEvents, which the spec's schema for /events' chunk names: read without the spec check.
+      const rawEvents = async (who: Session, query: string) => {
+        const res = await fetch(`${server.api.baseUrl}/_matrix/client/v3/events?${query}`, { headers: { authorization: `Bearer ${who.access_token}` } });
+        assert.equal(res.status, 200);
+        return (await res.json()) as { chunk: (Record<string, unknown> & { type: string; content: Record<string, unknown> })[]; end: string };
+      };
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      await post(bob, `/v3/join/${enc(roomId)}`);
+      const from = await now(bob);
+      const eventId = await send(alice, roomId, 'read me');
+      await post(bob, `${room(roomId)}/receipt/m.read/${enc(eventId)}`);
+      const typing = await server.api.put(`${room(roomId)}/typing/${enc(alice.user_id)}`, { typing: true, timeout: 60_000 }, { token: alice.access_token });
+      assert.equal(typing.status, 200);
+      const global = await server.api.put(`/v3/user/${enc(bob.user_id)}/account_data/org.example.cats`, { cats: 2 }, { token: bob.access_token });
+      assert.equal(global.status, 200);
+      const tag = await server.api.put(`/v3/user/${enc(bob.user_id)}/rooms/${enc(roomId)}/tags/u.work`, { order: 0.5 }, { token: bob.access_token });
+      assert.equal(tag.status, 200);
+      const presence = await server.api.put(`/v3/presence/${enc(alice.user_id)}/status`, { presence: 'online', status_msg: 'here' }, { token: alice.access_token });
+      assert.equal(presence.status, 200);
+
+      const { chunk } = await rawEvents(bob, `from=${enc(from)}&timeout=0&limit=50`);
+      const ofType = (type: string) => chunk.filter((e) => e.type === type);
+      assert.deepEqual(ofType('m.room.message').map((e) => e.event_id), [eventId]);
+      const receipt = ofType('m.receipt').find((e) => e.room_id === roomId);
+      assert.ok((receipt?.content[eventId] as { 'm.read'?: Record<string, unknown> } | undefined)?.['m.read']?.[bob.user_id], JSON.stringify(chunk));
+      assert.deepEqual(ofType('m.typing').map((e) => [e.room_id, e.content.user_ids]), [[roomId, [alice.user_id]]]);
+      assert.deepEqual(ofType('org.example.cats'), [{ type: 'org.example.cats', content: { cats: 2 } }]);
+      assert.deepEqual(ofType('m.tag').map((e) => [e.room_id, e.content]), [[roomId, { tags: { 'u.work': { order: 0.5 } } }]]);
+      const status = ofType('m.presence').find((e) => e.content.user_id === alice.user_id);
+      assert.equal(status?.content.status_msg, 'here');
+
+      // initialSync has the joined rooms' receipts, each with its room.
+      const initial = await fetch(`${server.api.baseUrl}/_matrix/client/v3/initialSync?limit=1`, { headers: { authorization: `Bearer ${bob.access_token}` } });
+      const body = (await initial.json()) as { receipts: { type: string; room_id: string; content: Record<string, unknown> }[]; account_data: { type: string }[]; presence: { content: { user_id: string } }[] };
+      assert.ok(body.receipts.some((r) => r.type === 'm.receipt' && r.room_id === roomId && eventId in r.content));
+      assert.ok(body.account_data.some((e) => e.type === 'org.example.cats'));
+      assert.ok(body.presence.some((p) => p.content.user_id === alice.user_id));
+    });
+
+    it('makes a guest name the room it reads', async () => {
+      const guest = await server.api.post<{ access_token: string }>('/v3/register?kind=guest', {});
+      assert.equal(guest.status, 200, JSON.stringify(guest.body));
+      const res = await server.api.get('/v3/events?timeout=0', { token: guest.body.access_token });
+      assert.deepEqual([res.status, res.body.errcode], [400, 'M_MISSING_PARAM']);
+      const open = await createRoom(alice, { preset: 'public_chat' });
+      await setState(alice, open, 'm.room.history_visibility', { history_visibility: 'world_readable' });
+      const peek = await server.api.get(`/v3/events?timeout=0&room_id=${enc(open)}`, { token: guest.body.access_token });
+      assert.equal(peek.status, 200, JSON.stringify(peek.body));
     });
 
     it('refuses bad input with the spec\'s errors, never a 500', async () => {

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Clock } from '../../clock.js';
-import { forbidden, invalidParam, notFound } from '../../errors.js';
+import { forbidden, invalidParam, missingParam, notFound } from '../../errors.js';
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
 import type { JsonObject } from '../../validate.js';
@@ -79,6 +79,8 @@ export class LegacyEventsService {
 
   /** GET /events: what happened after `from` (now when absent), waiting up to the timeout for something. */
   async stream(requester: Requester, request: EventStreamRequest): Promise<EventStreamResponse> {
+    // As Synapse: a guest reads one room's events, never a stream of its own.
+    if (requester.isGuest && request.roomId === undefined) throw missingParam('room_id');
     const head = await this.store.streams.head();
     let from = head;
     if (request.from !== undefined) {
