@@ -8,6 +8,7 @@ import type { Requester } from '../devices.js';
 import type { PresenceService } from '../presence.js';
 import type { ClientEvent, ClientEventSerializer } from '../rooms/client-event.js';
 import type { RoomInitialSync, RoomReadService } from '../rooms/room-reads.js';
+import { parseTopologicalToken } from '../rooms/room-token.js';
 import { historyVisibilityOf, RoomVisibility } from '../rooms/visibility.js';
 import type { EphemeralSync } from './ephemeral.js';
 import type { Notifier } from './notifier.js';
@@ -84,7 +85,8 @@ export class LegacyEventsService {
     const head = await this.store.streams.head();
     let from = head;
     if (request.from !== undefined) {
-      const position = await tokenPosition(request.from, requester.userId, this.store.streams);
+      // A room token (a room initialSync's messages.end, as Synapse's clients pass it) stands for its stream position.
+      const position = parseTopologicalToken(request.from)?.pos ?? (await tokenPosition(request.from, requester.userId, this.store.streams));
       if (position === undefined) throw invalidParam("'from' parameter is invalid");
       from = Math.min(position, head);
     }
