@@ -154,6 +154,20 @@ for (const engine of ENGINES) {
       assert.deepEqual(mine.filter((e) => e.type === 'm.room.member' && e.state_key === bob.user_id).map((e) => e.content.membership), ['invite', 'join']);
     });
 
+    it('reads on past a long run of events hidden by history visibility instead of waiting', async () => {
+      const roomId = await createRoom(alice, { preset: 'private_chat' });
+      await setState(alice, roomId, 'm.room.history_visibility', { history_visibility: 'joined' });
+      const from = await now(bob);
+      for (let i = 0; i < 70; i++) await send(alice, roomId, `hidden ${i}`);
+      await post(alice, `${room(roomId)}/invite`, { user_id: bob.user_id });
+      await post(bob, `/v3/join/${enc(roomId)}`);
+      const startedAt = Date.now();
+      const res = await events(bob, { from, timeout: 10_000, limit: 1 });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.ok(Date.now() - startedAt < 3000, 'answered without waiting for the timeout');
+      assert.deepEqual(res.body.chunk.map((e) => [e.type, e.state_key, e.content.membership]), [['m.room.member', bob.user_id, 'invite']]);
+    });
+
     it('serves redacted events redacted, in the stream and by ID', async () => {
       const roomId = await createRoom(alice, { preset: 'public_chat' });
       await post(bob, `/v3/join/${enc(roomId)}`);

@@ -55,6 +55,8 @@ interface Batch {
   chunk: JsonObject[];
   /** Where the next read starts: every event at or before it was read. */
   end: number;
+  /** `end` is the stream's head as the read saw it: nothing more to read yet. */
+  caughtUp: boolean;
 }
 
 /**
@@ -110,6 +112,8 @@ export class LegacyEventsService {
         const batch = await this.batch(requester, after, limit, peekRoom);
         after = batch.end;
         if (batch.chunk.length > 0 || deadline - performance.now() <= 0 || this.notifier.isClosed) return { chunk: batch.chunk, start, end: encodeSyncToken(batch.end) };
+        // Only hidden events so far, and more of the stream still unread: read on before waiting.
+        if (!batch.caughtUp) continue;
         subscription.listen(peekRoom ? [peekRoom.roomId] : await this.memberships.joinedRoomIds(requester.userId));
         await subscription.wait(deadline - performance.now());
       } finally {
@@ -128,13 +132,13 @@ export class LegacyEventsService {
     const head = await this.store.streams.head();
     let from = after;
     for (let round = 0; ; round++) {
-      if (from >= head) return { chunk: [], end: Math.max(from, head) };
+      if (from >= head) return { chunk: [], end: Math.max(from, head), caughtUp: true };
       const scope = await this.scope(userId, from, head, peekRoom);
       const { rows, end } = await this.roomEvents(userId, scope, from, head, limit);
       const events = (await this.serializer.serialize(rows, { userId, deviceId: requester.deviceId }, this.clock.now(), new Set())).map(legacyEvent);
       const others = await this.nonRoomEvents(userId, scope, from, end, peekRoom);
       const chunk = [...events, ...others];
-      if (chunk.length > 0 || end >= head || round + 1 >= MAX_ROUNDS) return { chunk, end };
+      if (chunk.length > 0 || end >= head || round + 1 >= MAX_ROUNDS) return { chunk, end, caughtUp: end >= head };
       from = end;
     }
   }
