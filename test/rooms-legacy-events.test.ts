@@ -185,6 +185,27 @@ for (const engine of ENGINES) {
       assert.ok(byId.body.redacted_because, 'the old format has redacted_because at the top level too');
     });
 
+    it('serves an erased account\'s events whole to members joined then, redacted to later joiners', async () => {
+      const dave = await server.api.register('dave');
+      const roomId = await createRoom(alice, { preset: 'public_chat' });
+      await post(bob, `/v3/join/${enc(roomId)}`);
+      await post(dave, `/v3/join/${enc(roomId)}`);
+      const from = await now(bob);
+      const eventId = await send(dave, roomId, 'forget me');
+      const auth = { type: 'm.login.password', identifier: { type: 'm.id.user', user: dave.user_id }, password: 'correct horse battery' };
+      await post(dave, '/v3/account/deactivate', { auth, erase: true });
+      const seenByBob = (await events(bob, { from, timeout: 0, limit: 50 })).body.chunk.find((e) => e.event_id === eventId);
+      assert.equal(seenByBob?.content.body, 'forget me', 'joined when it was sent');
+      await post(carol, `/v3/join/${enc(roomId)}`);
+      const snapshot = await server.api.get<Room>(`${room(roomId)}/initialSync?limit=50`, { token: carol.access_token });
+      const seenByCarol = snapshot.body.messages.chunk.find((e) => e.event_id === eventId);
+      assert.ok(seenByCarol, 'shared history');
+      assert.deepEqual(seenByCarol.content, {});
+      const byId = await server.api.get<Event>(`/v3/events/${enc(eventId)}`, { token: carol.access_token });
+      assert.deepEqual([byId.status, byId.body.content], [200, {}]);
+      await post(carol, `${room(roomId)}/leave`);
+    });
+
     it('lets a stranger peek with room_id into a world_readable room only', async () => {
       const open = await createRoom(alice, { preset: 'public_chat' });
       await setState(alice, open, 'm.room.history_visibility', { history_visibility: 'world_readable' });
