@@ -68,6 +68,9 @@ for (const engine of ENGINES) {
       const roomId = await createRoom(alice, { preset: 'public_chat' });
       await post(bob, `/v3/join/${enc(roomId)}`);
       const from = await now(bob);
+      // Reading the stream marks him online, as a sync does.
+      const status = await server.api.get<{ presence: string }>(`/v3/presence/${enc(bob.user_id)}/status`, { token: alice.access_token });
+      assert.equal(status.body.presence, 'online');
       const notifier = server.hs.services.notifier;
       const before = notifier.waiting;
       let answered = false;

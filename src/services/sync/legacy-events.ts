@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Clock } from '../../clock.js';
-import { forbidden, invalidParam, missingParam, notFound } from '../../errors.js';
+import { forbidden, invalidParam, MatrixError, missingParam, notFound } from '../../errors.js';
 import type { EventRow } from '../../storage/events.js';
 import type { Store } from '../../storage/index.js';
 import type { JsonObject } from '../../validate.js';
@@ -84,15 +84,18 @@ export class LegacyEventsService {
   async stream(requester: Requester, request: EventStreamRequest): Promise<EventStreamResponse> {
     // As Synapse: a guest reads one room's events, never a stream of its own.
     if (requester.isGuest && request.roomId === undefined) throw missingParam('room_id');
-    const head = await this.store.streams.head();
-    let from = head;
+    let position: number | undefined;
     if (request.from !== undefined) {
       // A room token (a room initialSync's messages.end, as Synapse's clients pass it) stands for its stream position.
-      const position = parseTopologicalToken(request.from)?.pos ?? (await tokenPosition(request.from, requester.userId, this.store.streams));
+      position = parseTopologicalToken(request.from)?.pos ?? (await tokenPosition(request.from, requester.userId, this.store.streams));
       if (position === undefined) throw invalidParam("'from' parameter is invalid");
-      from = Math.min(position, head);
     }
     const peekRoom = request.roomId !== undefined ? await this.peekable(request.roomId, requester.userId) : undefined;
+    // A client reading the stream is online, as one that syncs (Synapse: not for guests). Before the
+    // head is read: a stream that starts now starts after the change.
+    if (!requester.isGuest) await this.presence.touch(requester.userId, 'online');
+    const head = await this.store.streams.head();
+    const from = position === undefined ? head : Math.min(position, head);
     const start = encodeSyncToken(from);
     const limit = Math.max(1, Math.min(request.limit, MAX_STREAM_LIMIT));
     if (request.timeoutMs <= 0) {
@@ -255,8 +258,12 @@ export class LegacyEventsService {
     }
     const others = memberships.filter((m) => m.membership !== 'invite');
     for (let i = 0; i < others.length; i += ROOM_CONCURRENCY) {
-      const snapshots = await Promise.all(others.slice(i, i + ROOM_CONCURRENCY).map((m) => this.roomSnapshot(requester, m.room_id, options.limit).catch(() => undefined)));
-      // A room gone from under the read (left meanwhile and forgotten) is left out.
+      // A room closed to the user since its membership was read (left meanwhile and forgotten) is left out.
+      const closed = (err: unknown) => {
+        if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') return undefined;
+        throw err;
+      };
+      const snapshots = await Promise.all(others.slice(i, i + ROOM_CONCURRENCY).map((m) => this.roomSnapshot(requester, m.room_id, options.limit).catch(closed)));
       for (const s of snapshots) if (s) rooms.push(formatRoom(s));
     }
     const joined = others.filter((m) => m.membership === 'join').map((m) => m.room_id);
