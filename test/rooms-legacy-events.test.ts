@@ -94,6 +94,11 @@ for (const engine of ENGINES) {
       // With nothing new, a short timeout answers an empty chunk at its end, and the same token back.
       const quiet = await events(bob, { from: res.body.end, timeout: 200 });
       assert.deepEqual([quiet.status, quiet.body.chunk, quiet.body.end], [200, [], res.body.end]);
+      // Without a timeout it answers at once.
+      const askedAt = Date.now();
+      const unasked = await events(bob, { from: res.body.end });
+      assert.deepEqual([unasked.status, unasked.body.chunk], [200, []]);
+      assert.ok(Date.now() - askedAt < 1000);
     });
 
     it('continues from each answer\'s end without losing or repeating an event, also from an initialSync end', async () => {
