@@ -230,6 +230,7 @@ for (const engine of ENGINES) {
       const peek = await server.api.get<Room>(`${room(open)}/initialSync`, { token: carol.access_token });
       assert.equal(peek.status, 200, JSON.stringify(peek.body));
       assert.equal(peek.body.membership, undefined);
+      assert.deepEqual(peek.body.presence, [], 'presence is for room-mates only');
       assert.ok(bodies(peek.body.messages.chunk).includes('hello peekers'));
       // Its messages.end goes on in /events (as clients of Synapse use it), with nothing repeated.
       const next = await send(alice, open, 'after the snapshot');
