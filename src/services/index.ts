@@ -47,6 +47,8 @@ import { SyncService } from './sync/sync.js';
 import { RoomsSync } from './sync/rooms-sync.js';
 import { LazyMembersCache } from './sync/lazy-members.js';
 import { EphemeralSync } from './sync/ephemeral.js';
+import { LegacyEventsService } from './sync/legacy-events.js';
+import { RoomMemberships } from './sync/room-memberships.js';
 import { ReceiptService } from './ephemeral/receipts.js';
 import { RoomTagService } from './ephemeral/room-tags.js';
 import { TypingService } from './ephemeral/typing.js';
@@ -100,6 +102,8 @@ export interface Services {
   /** Wakes waiting syncs when what they report changes. */
   notifier: Notifier;
   sync: SyncService;
+  /** The deprecated event stream and snapshots: GET /events, /initialSync, /rooms/{roomId}/initialSync, /events/{eventId}. */
+  legacyEvents: LegacyEventsService;
   filters: FilterService;
   pushRules: PushRuleService;
   /** Pushers (POST /pushers/set); deleted with the device that set them. */
@@ -257,6 +261,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
       });
     }
   }
+  const ephemeralSync = new EphemeralSync(store, typing, clock);
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens, profilePropagation);
 
   const services: Services = {
@@ -278,7 +283,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     delivery,
     threepid,
     notifier,
-    sync: new SyncService(store, notifier, filters, pushRules, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now(), new EphemeralSync(store, typing, clock))),
+    sync: new SyncService(store, notifier, filters, pushRules, presence, new RoomsSync(store, eventSerializer, new LazyMembersCache(), () => clock.now(), ephemeralSync)),
+    legacyEvents: new LegacyEventsService(store, notifier, eventSerializer, roomReads, new RoomMemberships(store), ephemeralSync, presence, clock),
     filters,
     pushRules,
     pushers,

@@ -235,6 +235,24 @@ export class EventsRepo {
   }
 
   /**
+   * The events of these rooms in stream order within (after, upto], oldest first, at most `limit`:
+   * the old event stream (GET /events), which runs across rooms.
+   */
+  async streamSlice(roomIds: readonly string[], after: number, upto: number, limit: number): Promise<EventRow[]> {
+    if (roomIds.length === 0) return [];
+    const keys = await this.db
+      .selectFrom('events')
+      .select(['event_id', ...MUTABLE_EVENT_COLUMNS])
+      .where(anyOf(this.engine, 'room_id', roomIds))
+      .where('stream_pos', '>', after)
+      .where('stream_pos', '<=', upto)
+      .orderBy('stream_pos', 'asc')
+      .limit(limit)
+      .execute();
+    return this.complete(keys);
+  }
+
+  /**
    * A page of a room's history in topological order from a point (depth, stream position), going
    * backwards (events before it, newest first) or forwards (after it, oldest first).
    */

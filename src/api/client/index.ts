@@ -24,6 +24,7 @@ import { relationRoutes } from './relations.js';
 import { searchRoutes } from './search.js';
 import { reportRoutes } from './reports.js';
 import { syncRoutes } from './sync.js';
+import { legacyEventRoutes } from './legacy-events.js';
 import { thirdPartyRoutes } from './thirdparty.js';
 import { toDeviceRoutes } from './to-device.js';
 import { voipRoutes } from './voip.js';
@@ -58,6 +59,7 @@ export function clientRoutes(router: Router, services: Services): void {
   reportRoutes(router, services);
   directoryRoutes(router, services);
   syncRoutes(router, services);
+  legacyEventRoutes(router, services);
   thirdPartyRoutes(router, services);
   toDeviceRoutes(router, services);
   voipRoutes(router, services);

@@ -30,8 +30,6 @@ const MembersQuery = z.object({
   not_membership: optional(z.enum(MEMBERSHIPS)),
 });
 
-const InitialSyncQuery = z.object({ limit: QueryInteger });
-
 const StateEventQuery = z.object({ format: optional(z.enum(['content', 'event'])) });
 
 function roomIdParam(value: string | undefined): string {
@@ -65,17 +63,8 @@ export function roomEventFilterOf(parsed: unknown): RoomEventFilter {
   }
 }
 
-/** Reading rooms: single events, state, /messages, /context, members and the user's joined rooms. */
-export function roomReadRoutes(router: Router, { roomReads: reads, presence }: Services): void {
-  router.authed('GET', '/rooms/:roomId/initialSync', async ({ requester, params, query }) => {
-    const { limit } = parseQuery(InitialSyncQuery, query);
-    const roomId = roomIdParam(params.roomId);
-    const room = await reads.initialSync(requester, roomId, limit);
-    // Presence is for the room's current members: someone who left (or a stranger to a world_readable room) gets none.
-    const joined = room.membership === 'join' ? room.state.filter((e) => e.type === 'm.room.member' && e.content.membership === 'join').map((e) => e.state_key!) : [];
-    return { ...room, presence: await presence.eventsOf(joined) };
-  });
-
+/** Reading rooms: single events, state, /messages, /context, members and the user's joined rooms (the room initialSync is in legacy-events.ts). */
+export function roomReadRoutes(router: Router, { roomReads: reads }: Services): void {
   router.authed('GET', '/rooms/:roomId/aliases', async ({ requester, params }) => ({ aliases: await reads.aliases(requester, roomIdParam(params.roomId)) }));
 
   router.authed('GET', '/joined_rooms', async ({ requester }) => ({ joined_rooms: await reads.joinedRooms(requester.userId) }));

@@ -26,14 +26,20 @@ export function pointAfter(event: { depth: number; stream_pos: number }): RoomPo
   return { depth: Number(event.depth), pos: Number(event.stream_pos) };
 }
 
+/** The (depth, position) a `t<depth>-<pos>` token names; undefined for any other string. */
+export function parseTopologicalToken(token: string): RoomPoint | undefined {
+  const topological = /^t(\d{1,15})-(\d{1,15})$/.exec(token);
+  return topological ? { depth: Number(topological[1]), pos: Number(topological[2]) } : undefined;
+}
+
 /**
  * The point a token names in one room: a `t<depth>-<pos>` token, or a sync token (`next_batch`,
  * which the spec lets clients give as /messages `from` and /members `at`), taken as the room's
  * latest event at that stream position. Undefined when the string is no token of this server's.
  */
 export async function parseRoomToken(token: string, roomId: string, events: EventsRepo): Promise<RoomPoint | undefined> {
-  const topological = /^t(\d{1,15})-(\d{1,15})$/.exec(token);
-  if (topological) return { depth: Number(topological[1]), pos: Number(topological[2]) };
+  const topological = parseTopologicalToken(token);
+  if (topological) return topological;
   const sync = parseSyncToken(token);
   if (!sync || sync.version !== 'm1') return undefined;
   return (await events.pointAt(roomId, sync.stream)) ?? { depth: 0, pos: 0 };
