@@ -1,0 +1,355 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import sharp from 'sharp';
+import { validateResponse } from './helpers/openapi.js';
+import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
+
+/**
+ * URL previews over HTTP, on both engines (the image of a preview is stored as a local medium): a
+ * site started here on 127.0.0.1 (whitelisted, as loopback is blacklisted by default) serves pages
+ * and an image; a second one on 127.0.0.2 (not whitelisted) must never be asked anything. Covers the
+ * OpenGraph answer and its stored image, the cache, the fallbacks and charsets, the address checks
+ * (literal addresses, names, IPv4-mapped IPv6, redirects), the size cut, bad parameters,
+ * authentication, and the endpoint when previews are off.
+ */
+
+type Json = Record<string, unknown>;
+const LEGACY = '/_matrix/media/v3';
+const AUTHED = '/_matrix/client/v1/media';
+
+interface Site {
+  server: Server;
+  port: number;
+  hits: Map<string, number>;
+  /** Whether the endless page was sent to its end (it must not be). */
+  bigFinished: boolean;
+  bigClosedAfter: number;
+}
+
+async function get(server: TestServer, path: string, token?: string, expect: { serverError?: boolean } = {}): Promise<{ status: number; json: Json; bytes: Buffer }> {
+  const res = await fetch(server.url + path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const bytes = Buffer.from(await res.arrayBuffer());
+  if (!(res.headers.get('content-type') ?? '').startsWith('application/json')) return { status: res.status, json: {}, bytes };
+  const json = JSON.parse(bytes.toString('utf8')) as Json;
+  await validateResponse('GET', path, res.status, json, expect);
+  return { status: res.status, json, bytes };
+}
+
+const previewPath = (url: string, prefix = AUTHED, ts?: string) => `${prefix}/preview_url?url=${encodeURIComponent(url)}${ts === undefined ? '' : `&ts=${ts}`}`;
+
+async function startSite(host: string, png: Buffer, blockedPort: () => number): Promise<Site> {
+  const site: Site = { server: undefined as unknown as Server, port: 0, hits: new Map(), bigFinished: false, bigClosedAfter: 0 };
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = req.url ?? '/';
+    site.hits.set(path, (site.hits.get(path) ?? 0) + 1);
+    if (req.headers.cookie || req.headers.authorization) {
+      res.writeHead(400).end('credentials sent');
+      return;
+    }
+    const html = (body: string | Buffer, type = 'text/html; charset=utf-8') => res.writeHead(200, { 'content-type': type }).end(body);
+    if (path.startsWith('/page')) {
+      html(`<!doctype html><html><head>
+        <meta property="og:title" content="A &amp; B: the page">
+        <meta property="og:description" content="What   the page
+          is about.">
+        <meta property="og:image" content="/image.png">
+        <meta property="og:type" content="article">
+        <title>Not this title</title></head><body><p>Body text</p></body></html>`);
+    } else if (path === '/image.png' || path === '/direct.png') {
+      res.writeHead(200, { 'content-type': 'image/png', 'content-length': String(png.length), 'content-disposition': 'inline; filename="pic.png"' }).end(png);
+    } else if (path === '/plain-latin1') {
+      // No OpenGraph; the charset only in a <meta>, the bytes Latin-1.
+      html(Buffer.from('<html><head><meta charset="iso-8859-1"><title>Caf\xe9 menu</title><meta name="description" content="Cr\xe8me br\xfbl\xe9e daily"></head><body><img src="/image.png"></body></html>', 'latin1'), 'text/html');
+    } else if (path === '/text-only') {
+      html(`<html><head><title>T</title></head><body><nav>Skip this menu</nav><h1>Heading</h1><p>First paragraph of the article.</p><script>var x = "no";</script><p>Second paragraph.</p></body></html>`);
+    } else if (path === '/to-page') {
+      res.writeHead(302, { location: '/page?from=redirect' }).end();
+    } else if (path === '/to-blocked') {
+      res.writeHead(302, { location: `http://127.0.0.2:${blockedPort()}/page` }).end();
+    } else if (path === '/to-ftp') {
+      res.writeHead(301, { location: 'ftp://127.0.0.1/x' }).end();
+    } else if (path === '/loop') {
+      res.writeHead(302, { location: '/loop' }).end();
+    } else if (path === '/missing') {
+      res.writeHead(404, { 'content-type': 'text/html' }).end('<title>gone</title>');
+    } else if (path === '/zip') {
+      res.writeHead(200, { 'content-type': 'application/zip' }).end('PK');
+    } else if (path === '/declared-big') {
+      res.writeHead(200, { 'content-type': 'text/html', 'content-length': String(10 * 1024 * 1024) });
+      res.write('<html>');
+      // never completes: the declared length alone must make the server give up
+    } else if (path === '/endless') {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      const chunk = Buffer.alloc(64 * 1024, 'a');
+      let sent = 0;
+      res.on('close', () => {
+        site.bigClosedAfter = sent;
+      });
+      while (sent < 20 * 1024 * 1024 && !res.destroyed) {
+        sent += chunk.length;
+        if (!res.write(chunk)) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              res.off('drain', done).off('close', done);
+              resolve();
+            };
+            res.on('drain', done).on('close', done);
+          });
+        }
+      }
+      if (!res.destroyed) {
+        site.bigFinished = true;
+        res.end();
+      }
+    } else {
+      res.writeHead(404).end();
+    }
+  };
+  site.server = createServer((req, res) => void handle(req, res));
+  await new Promise<void>((resolve) => site.server.listen(0, host, resolve));
+  site.port = (site.server.address() as AddressInfo).port;
+  return site;
+}
+
+const hitsOf = (site: Site) => [...site.hits.values()].reduce((a, b) => a + b, 0);
+
+for (const engine of ENGINES) {
+  describe(`URL previews (${engine})`, () => {
+    let server: TestServer;
+    let store: string;
+    let site: Site;
+    let blocked: Site;
+    let png: Buffer;
+    let alice: { user_id: string; access_token: string };
+    const base = () => `http://127.0.0.1:${site.port}`;
+
+    before(async () => {
+      png = await sharp({ create: { width: 20, height: 10, channels: 3, background: { r: 200, g: 30, b: 60 } } })
+        .png()
+        .toBuffer();
+      blocked = await startSite('127.0.0.2', png, () => 0);
+      site = await startSite('127.0.0.1', png, () => blocked.port);
+      store = mkdtempSync(join(tmpdir(), 'myelin-preview-'));
+      server = await startTestServer(engine, {
+        media_store_path: store,
+        url_preview_enabled: true,
+        url_preview_ip_range_whitelist: ['127.0.0.1'],
+        max_spider_size: '256K',
+      });
+      alice = await server.api.register('alice');
+    });
+    after(async () => {
+      await server.close();
+      rmSync(store, { recursive: true, force: true });
+      site.server.closeAllConnections();
+      blocked.server.closeAllConnections();
+      await new Promise((resolve) => site.server.close(resolve));
+      await new Promise((resolve) => blocked.server.close(resolve));
+    });
+
+    it('answers the OpenGraph data, with the image stored as a medium that downloads to the same bytes', async () => {
+      const res = await get(server, previewPath(`${base()}/page`, AUTHED, '1510610716656'), alice.access_token);
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      assert.equal(res.json['og:title'], 'A & B: the page');
+      assert.equal(res.json['og:description'], 'What the page is about.');
+      assert.equal(res.json['og:type'], 'article');
+      assert.match(res.json['og:image'] as string, /^mxc:\/\/test\.local\/[A-Za-z]{24}$/);
+      assert.equal(res.json['og:image:type'], 'image/png');
+      assert.equal(res.json['og:image:width'], 20);
+      assert.equal(res.json['og:image:height'], 10);
+      assert.equal(res.json['matrix:image:size'], png.length);
+      const mediaId = (res.json['og:image'] as string).split('/').pop()!;
+      const download = await get(server, `${AUTHED}/download/test.local/${mediaId}`, alice.access_token);
+      assert.equal(download.status, 200);
+      assert.deepEqual(download.bytes, png);
+      assert.equal(site.hits.get('/page'), 1);
+      assert.equal(site.hits.get('/image.png'), 1);
+    });
+
+    it('serves a repeated request from its cache, on every path, without asking the site again', async () => {
+      const url = `${base()}/page?cached=1`;
+      const first = await get(server, previewPath(url), alice.access_token);
+      assert.equal(first.status, 200);
+      const second = await get(server, previewPath(url, LEGACY, '0'), alice.access_token);
+      const third = await get(server, previewPath(url, '/_matrix/media/r0'), alice.access_token);
+      assert.deepEqual(second.json, first.json);
+      assert.deepEqual(third.json, first.json);
+      assert.equal(site.hits.get('/page?cached=1'), 1);
+    });
+
+    it('previews an image URL as that image', async () => {
+      const res = await get(server, previewPath(`${base()}/direct.png`), alice.access_token);
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      assert.equal(res.json['og:description'], 'pic.png');
+      assert.equal(res.json['og:image:type'], 'image/png');
+      assert.equal(res.json['og:image:width'], 20);
+      assert.equal(res.json['matrix:image:size'], png.length);
+      const download = await get(server, `${LEGACY}/download/test.local/${(res.json['og:image'] as string).split('/').pop()}`);
+      assert.deepEqual(download.bytes, png);
+    });
+
+    it('falls back to <title>, the meta description and a page image, reading a Latin-1 page by its <meta charset>', async () => {
+      const res = await get(server, previewPath(`${base()}/plain-latin1`), alice.access_token);
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      assert.equal(res.json['og:title'], 'Café menu');
+      assert.equal(res.json['og:description'], 'Crème brûlée daily');
+      assert.match(res.json['og:image'] as string, /^mxc:\/\//);
+    });
+
+    it('summarises the page text when there is no description, leaving out menus and scripts', async () => {
+      const res = await get(server, previewPath(`${base()}/text-only`), alice.access_token);
+      assert.equal(res.status, 200);
+      assert.equal(res.json['og:title'], 'T');
+      assert.equal(res.json['og:description'], 'Heading\n\nFirst paragraph of the article.\n\nSecond paragraph.');
+      assert.equal(res.json['og:image'], undefined);
+    });
+
+    it('follows a redirect to an allowed address', async () => {
+      const res = await get(server, previewPath(`${base()}/to-page`), alice.access_token);
+      assert.equal(res.status, 200);
+      assert.equal(res.json['og:title'], 'A & B: the page');
+      assert.equal(site.hits.get('/page?from=redirect'), 1);
+    });
+
+    it('refuses blacklisted addresses before any connection: literal, IPv4-mapped IPv6, and as a redirect target', async () => {
+      for (const url of [`http://127.0.0.2:${blocked.port}/page`, `http://[::ffff:127.0.0.2]:${blocked.port}/page`, `http://[::ffff:7f00:2]:${blocked.port}/x`, `http://[::1]:${blocked.port}/page`]) {
+        const res = await get(server, previewPath(url), alice.access_token);
+        assert.equal(res.status, 403, url);
+        assert.equal(res.json.errcode, 'M_UNKNOWN');
+        assert.equal(res.json.error, 'IP address blocked by IP blacklist entry');
+      }
+      const redirected = await get(server, previewPath(`${base()}/to-blocked`), alice.access_token);
+      assert.equal(redirected.status, 403);
+      assert.equal(redirected.json.error, 'IP address blocked by IP blacklist entry');
+      assert.equal(site.hits.get('/to-blocked'), 1);
+      assert.equal(hitsOf(blocked), 0);
+    });
+
+    it('refuses what the site answers badly: an error status, a refused type, a redirect loop or to another scheme', async () => {
+      const cases: [string, number, RegExp][] = [
+        ['/missing', 502, /^Got error 404$/],
+        ['/zip', 502, /content type not allowed/],
+        ['/loop', 502, /too many redirects/],
+        ['/to-ftp', 502, /unsupported URL/],
+      ];
+      for (const [path, status, error] of cases) {
+        const res = await get(server, previewPath(`${base()}${path}`), alice.access_token, { serverError: true });
+        assert.equal(res.status, status, path);
+        assert.equal(res.json.errcode, 'M_UNKNOWN');
+        assert.match(res.json.error as string, error);
+      }
+      assert.equal(site.hits.get('/loop'), 11);
+    });
+
+    it('cuts off a body past max_spider_size without reading the rest, and one whose declared length is too large', async () => {
+      const endless = await get(server, previewPath(`${base()}/endless`), alice.access_token, { serverError: true });
+      assert.equal(endless.status, 502);
+      assert.equal(endless.json.errcode, 'M_TOO_LARGE');
+      // The connection was closed long before the 20 MiB were sent (socket buffers hold a few MiB at most).
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(site.bigFinished, false);
+      assert.ok(site.bigClosedAfter > 0 && site.bigClosedAfter < 8 * 1024 * 1024, `closed after ${site.bigClosedAfter} bytes`);
+      const declared = await get(server, previewPath(`${base()}/declared-big`), alice.access_token, { serverError: true });
+      assert.equal(declared.status, 502);
+      assert.equal(declared.json.errcode, 'M_TOO_LARGE');
+    });
+
+    it('rejects a missing or non-http URL and a bad ts', async () => {
+      const missing = await get(server, `${AUTHED}/preview_url`, alice.access_token);
+      assert.equal(missing.status, 400);
+      assert.equal(missing.json.errcode, 'M_MISSING_PARAM');
+      for (const url of ['ftp://127.0.0.1/x', 'file:///etc/passwd', 'not a url', '', 'data:text/html,<title>x</title>', 'javascript:alert(1)']) {
+        const res = await get(server, previewPath(url), alice.access_token);
+        assert.equal(res.status, 400, url);
+        assert.equal(res.json.errcode, 'M_INVALID_PARAM', url);
+      }
+      for (const ts of ['abc', '-5', '1.5']) {
+        const res = await get(server, previewPath(`${base()}/page`, AUTHED, ts), alice.access_token);
+        assert.equal(res.status, 400, ts);
+        assert.equal(res.json.errcode, 'M_INVALID_PARAM');
+      }
+    });
+
+    it('requires an access token on every path', async () => {
+      for (const prefix of [AUTHED, LEGACY]) {
+        const res = await get(server, previewPath(`${base()}/page`, prefix));
+        assert.equal(res.status, 401);
+        assert.equal(res.json.errcode, 'M_MISSING_TOKEN');
+      }
+    });
+
+    it('advertises only the upload size in /media/config', async () => {
+      const res = await get(server, `${AUTHED}/config`, alice.access_token);
+      assert.deepEqual(Object.keys(res.json), ['m.upload.size']);
+    });
+  });
+
+  describe(`URL previews with the default blacklist (${engine})`, () => {
+    let server: TestServer;
+    let disabled: TestServer;
+    let site: Site;
+    let token: string;
+
+    before(async () => {
+      const png = await sharp({ create: { width: 2, height: 2, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+        .png()
+        .toBuffer();
+      site = await startSite('127.0.0.1', png, () => 0);
+      server = await startTestServer(engine, {
+        media_store_path: mkdtempSync(join(tmpdir(), 'myelin-preview-')),
+        url_preview_enabled: true,
+        url_preview_url_blacklist: [{ hostname: 'example.com' }, { scheme: 'http', path: '/private/*' }, { netloc: '^sub\\.example\\.org' }],
+      });
+      token = (await server.api.register('bob')).access_token;
+      disabled = await startTestServer(engine);
+    });
+    after(async () => {
+      rmSync(server.config.media_store_path!, { recursive: true, force: true });
+      await server.close();
+      await disabled.close();
+      site.server.closeAllConnections();
+      await new Promise((resolve) => site.server.close(resolve));
+    });
+
+    it('refuses loopback by address (403) and by a name that resolves to it (502), without asking the site', async () => {
+      const literal = await get(server, previewPath(`http://127.0.0.1:${site.port}/page`), token);
+      assert.equal(literal.status, 403);
+      assert.equal(literal.json.error, 'IP address blocked by IP blacklist entry');
+      const named = await get(server, previewPath(`http://localhost:${site.port}/page`), token, { serverError: true });
+      assert.equal(named.status, 502);
+      assert.equal(named.json.errcode, 'M_UNKNOWN');
+      assert.equal(named.json.error, 'DNS resolution failure during URL preview generation');
+      for (const url of ['http://0.0.0.0/', 'http://[::]/', 'http://10.1.2.3/', 'http://169.254.169.254/latest/meta-data/', 'http://[fe80::1]/', 'http://[::ffff:10.0.0.1]/', 'http://[64:ff9b::7f00:1]/', 'http://2130706433/', 'http://0x7f.1/']) {
+        const res = await get(server, previewPath(url), token);
+        assert.equal(res.status, 403, url);
+      }
+      assert.equal(hitsOf(site), 0);
+    });
+
+    it('refuses URLs matching url_preview_url_blacklist (globs and ^regular expressions) with 403', async () => {
+      for (const url of ['https://example.com/a', 'http://other.test/private/x', 'https://sub.example.org/']) {
+        const res = await get(server, previewPath(url), token);
+        assert.equal(res.status, 403, url);
+        assert.equal(res.json.errcode, 'M_UNKNOWN');
+        assert.equal(res.json.error, 'URL blocked by url pattern blacklist entry');
+      }
+    });
+
+    it('when disabled (the default): the authenticated path is unknown (404) and the legacy one answers 400 M_UNRECOGNIZED', async () => {
+      const bob = await disabled.api.register('bob');
+      const v1 = await get(disabled, previewPath('https://matrix.org/'), bob.access_token);
+      assert.equal(v1.status, 404);
+      assert.equal(v1.json.errcode, 'M_UNRECOGNIZED');
+      const legacy = await get(disabled, previewPath('https://matrix.org/', LEGACY), bob.access_token);
+      assert.equal(legacy.status, 400);
+      assert.equal(legacy.json.errcode, 'M_UNRECOGNIZED');
+      const anonymous = await get(disabled, previewPath('https://matrix.org/', LEGACY));
+      assert.equal(anonymous.status, 401);
+    });
+  });
+}
