@@ -26,6 +26,8 @@ interface Site {
   server: Server;
   port: number;
   hits: Map<string, number>;
+  /** The Host header of the last request of each path. */
+  hosts: Map<string, string | undefined>;
   /** Whether the endless page was sent to its end (it must not be). */
   bigFinished: boolean;
   bigClosedAfter: number;
@@ -43,10 +45,11 @@ async function get(server: TestServer, path: string, token?: string, expect: { s
 const previewPath = (url: string, prefix = AUTHED, ts?: string) => `${prefix}/preview_url?url=${encodeURIComponent(url)}${ts === undefined ? '' : `&ts=${ts}`}`;
 
 async function startSite(host: string, png: Buffer, blockedPort: () => number): Promise<Site> {
-  const site: Site = { server: undefined as unknown as Server, port: 0, hits: new Map(), bigFinished: false, bigClosedAfter: 0 };
+  const site: Site = { server: undefined as unknown as Server, port: 0, hits: new Map(), hosts: new Map(), bigFinished: false, bigClosedAfter: 0 };
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = req.url ?? '/';
     site.hits.set(path, (site.hits.get(path) ?? 0) + 1);
+    site.hosts.set(path, req.headers.host);
     if (req.headers.cookie || req.headers.authorization) {
       res.writeHead(400).end('credentials sent');
       return;
@@ -138,7 +141,8 @@ for (const engine of ENGINES) {
       server = await startTestServer(engine, {
         media_store_path: store,
         url_preview_enabled: true,
-        url_preview_ip_range_whitelist: ['127.0.0.1'],
+        // ::1 too, in case localhost also resolves to it here.
+        url_preview_ip_range_whitelist: ['127.0.0.1', '::1'],
         max_spider_size: '256K',
       });
       alice = await server.api.register('alice');
@@ -216,8 +220,15 @@ for (const engine of ENGINES) {
       assert.equal(site.hits.get('/page?from=redirect'), 1);
     });
 
+    it('fetches a host name from the address it resolved to, with the name as the Host header', async () => {
+      const res = await get(server, previewPath(`http://localhost:${site.port}/page?named=1`), alice.access_token);
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      assert.equal(res.json['og:title'], 'A & B: the page');
+      assert.equal(site.hosts.get('/page?named=1'), `localhost:${site.port}`);
+    });
+
     it('refuses blacklisted addresses before any connection: literal, IPv4-mapped IPv6, and as a redirect target', async () => {
-      for (const url of [`http://127.0.0.2:${blocked.port}/page`, `http://[::ffff:127.0.0.2]:${blocked.port}/page`, `http://[::ffff:7f00:2]:${blocked.port}/x`, `http://[::1]:${blocked.port}/page`]) {
+      for (const url of [`http://127.0.0.2:${blocked.port}/page`, `http://[::ffff:127.0.0.2]:${blocked.port}/page`, `http://[::ffff:7f00:2]:${blocked.port}/x`]) {
         const res = await get(server, previewPath(url), alice.access_token);
         assert.equal(res.status, 403, url);
         assert.equal(res.json.errcode, 'M_UNKNOWN');
@@ -324,7 +335,7 @@ for (const engine of ENGINES) {
       assert.equal(named.status, 502);
       assert.equal(named.json.errcode, 'M_UNKNOWN');
       assert.equal(named.json.error, 'DNS resolution failure during URL preview generation');
-      for (const url of ['http://0.0.0.0/', 'http://[::]/', 'http://10.1.2.3/', 'http://169.254.169.254/latest/meta-data/', 'http://[fe80::1]/', 'http://[::ffff:10.0.0.1]/', 'http://[64:ff9b::7f00:1]/', 'http://2130706433/', 'http://0x7f.1/']) {
+      for (const url of ['http://0.0.0.0/', 'http://[::]/', 'http://[::1]/', 'http://10.1.2.3/', 'http://169.254.169.254/latest/meta-data/', 'http://[fe80::1]/', 'http://[::ffff:10.0.0.1]/', 'http://[64:ff9b::7f00:1]/', 'http://2130706433/', 'http://0x7f.1/']) {
         const res = await get(server, previewPath(url), token);
         assert.equal(res.status, 403, url);
       }
