@@ -6,6 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
+import { DEFAULT_URL_PREVIEW_IP_RANGE_BLACKLIST } from '../src/config/sections/media.js';
+import { parseConfig } from '../src/config/load.js';
+import { decodeHtml, parseOpenGraph } from '../src/services/media/html-preview.js';
+import { IpRangeSet, embeddedIpv4, isAddressBlocked } from '../src/services/media/ip-ranges.js';
+import { httpUrl, isUrlBlacklisted } from '../src/services/media/url-fetch.js';
 import { validateResponse } from './helpers/openapi.js';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 
@@ -118,6 +123,91 @@ async function startSite(host: string, png: Buffer, blockedPort: () => number): 
   site.port = (site.server.address() as AddressInfo).port;
   return site;
 }
+
+describe('URL preview parts', () => {
+  it('judges addresses by the ranges: IPv4, IPv6, IPv4-mapped and embedded IPv4, whitelist over blacklist, 0.0.0.0 and :: always', () => {
+    const blacklist = new IpRangeSet(DEFAULT_URL_PREVIEW_IP_RANGE_BLACKLIST);
+    const none = new IpRangeSet([]);
+    const blockedByDefault = ['127.0.0.1', '127.255.0.9', '10.0.0.1', '172.16.5.5', '192.168.1.1', '100.64.0.1', '169.254.169.254', '224.0.0.1', '0.1.2.3', '255.255.255.255',
+      '::1', 'fe80::1', 'fc00::1', 'fd12:3456::1', 'ff02::1', '2001:db8::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '::127.0.0.1', '64:ff9b::7f00:1', '64:ff9b::10.1.1.1', '2002:7f00:1::', '2002:c0a8:101::1', '0.0.0.0', '::', 'not-an-address', ''];
+    for (const address of blockedByDefault) assert.equal(isAddressBlocked(address, blacklist, none), true, address);
+    for (const address of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1', '[2606:4700:4700::1111]']) {
+      assert.equal(isAddressBlocked(address, blacklist, none), false, address);
+    }
+    const whitelist = new IpRangeSet(['127.0.0.1', '10.1.0.0/16', '0.0.0.0']);
+    assert.equal(isAddressBlocked('127.0.0.1', blacklist, whitelist), false);
+    assert.equal(isAddressBlocked('::ffff:127.0.0.1', blacklist, whitelist), false);
+    assert.equal(isAddressBlocked('127.0.0.2', blacklist, whitelist), true);
+    assert.equal(isAddressBlocked('10.1.200.3', blacklist, whitelist), false);
+    assert.equal(isAddressBlocked('10.2.0.1', blacklist, whitelist), true);
+    assert.equal(isAddressBlocked('0.0.0.0', blacklist, whitelist), true);
+    // An empty blacklist still refuses "any address".
+    assert.equal(isAddressBlocked('::', none, none), true);
+    assert.equal(isAddressBlocked('127.0.0.1', none, none), false);
+    assert.equal(embeddedIpv4('::ffff:1.2.3.4'), undefined);
+    assert.equal(embeddedIpv4('64:ff9b::102:304'), '1.2.3.4');
+    assert.equal(embeddedIpv4('2002:102:304::'), '1.2.3.4');
+    assert.equal(embeddedIpv4('::1'), undefined);
+  });
+
+  it('matches url_preview_url_blacklist entries as Synapse: every part of an entry, globs or ^regular expressions', () => {
+    const entries = [{ hostname: '*.evil.test' }, { scheme: 'http', netloc: 'plain.test' }, { path: '^/admin' }, { username: '*' }, { port: '8[0-9][0-9][0-9]' }];
+    const blocked = (url: string) => isUrlBlacklisted(httpUrl(url)!, entries);
+    assert.equal(blocked('https://a.evil.test/'), true);
+    assert.equal(blocked('https://evil.test/'), false);
+    assert.equal(blocked('http://plain.test/x'), true);
+    assert.equal(blocked('https://plain.test/x'), false);
+    assert.equal(blocked('https://ok.test/admin/panel'), true);
+    assert.equal(blocked('https://ok.test/x/admin'), false);
+    assert.equal(blocked('https://someone@ok.test/'), true);
+    assert.equal(blocked('https://ok.test:8080/'), true);
+    assert.equal(blocked('https://ok.test/'), false);
+    assert.equal(httpUrl('ftp://x/'), undefined);
+    assert.equal(httpUrl('javascript:alert(1)'), undefined);
+    assert.equal(httpUrl('/relative'), undefined);
+    assert.equal(httpUrl('img.png', 'http://a.test/dir/page')?.href, 'http://a.test/dir/img.png');
+  });
+
+  it('decodes a page by its BOM, header charset, <meta> charset, else UTF-8 or Windows-1252', () => {
+    const latin1 = Buffer.from('<title>caf\xe9</title>', 'latin1');
+    assert.equal(decodeHtml(latin1, 'text/html'), '<title>café</title>'); // not UTF-8: Windows-1252
+    assert.equal(decodeHtml(Buffer.from('<title>café</title>'), 'text/html'), '<title>café</title>');
+    assert.equal(decodeHtml(latin1, 'text/html; charset=ISO-8859-1'), '<title>café</title>');
+    assert.equal(decodeHtml(Buffer.from('<meta http-equiv="Content-Type" content="text/html; charset=windows-1251"><p>\xe4\xe0</p>', 'latin1'), 'text/html'), '<meta http-equiv="Content-Type" content="text/html; charset=windows-1251"><p>да</p>');
+    assert.equal(decodeHtml(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('é')]), 'text/html; charset=latin1'), 'é');
+    assert.equal(decodeHtml(Buffer.from('é'), 'text/html; charset=no-such-charset'), 'é');
+  });
+
+  it('extracts OpenGraph data with Synapse\'s fallbacks', () => {
+    const og = parseOpenGraph(`<html><head><meta name="twitter:title" content="Tw title"><meta name="twitter:card" content="summary">
+      <meta name="twitter:description" content="Tw desc"><meta property="og:site_name" content="Site"></head>
+      <body><img src="small.png" width="5" height="5"><img src="big.png" width="300" height="200"><img src="mid.png" width="100" height="100"></body></html>`);
+    assert.deepEqual(og, { 'og:site_name': 'Site', 'og:title': 'Tw title', 'og:description': 'Tw desc', 'og:image': 'big.png' });
+    const many = parseOpenGraph(`<title>Only</title>${Array.from({ length: 60 }, (_, i) => `<meta property="og:k${i}" content="v">`).join('')}`);
+    assert.equal(many['og:k0'], undefined);
+    assert.equal(many['og:title'], 'Only');
+    const long = parseOpenGraph(`<h2>Head</h2><p>${'word '.repeat(300)}</p><link rel="shortcut icon" href="/favicon.ico">`);
+    assert.equal(long['og:title'], 'Head');
+    assert.equal(long['og:image'], '/favicon.ico');
+    assert.ok((long['og:description'] as string).endsWith('…') && (long['og:description'] as string).length <= 501);
+    assert.deepEqual(parseOpenGraph('<p>x</p>'), { 'og:title': null, 'og:description': 'x' });
+  });
+
+  it('reads the preview settings with Synapse\'s names and defaults, and refuses bad ranges and patterns', () => {
+    const base = { server_name: 'example.org' };
+    const { config } = parseConfig(base);
+    assert.equal(config.url_preview_enabled, false);
+    assert.equal(config.max_spider_size, 10 * 1024 * 1024);
+    assert.deepEqual(config.url_preview_ip_range_blacklist, DEFAULT_URL_PREVIEW_IP_RANGE_BLACKLIST);
+    assert.deepEqual(config.url_preview_ip_range_whitelist, []);
+    assert.deepEqual(config.url_preview_accept_language, ['en']);
+    assert.equal(parseConfig({ ...base, max_spider_size: '1M' }).config.max_spider_size, 1024 * 1024);
+    assert.throws(() => parseConfig({ ...base, url_preview_ip_range_blacklist: ['10.0.0.0/33'] }), /url_preview_ip_range_blacklist/);
+    assert.throws(() => parseConfig({ ...base, url_preview_ip_range_whitelist: ['localhost'] }), /url_preview_ip_range_whitelist/);
+    assert.throws(() => parseConfig({ ...base, url_preview_url_blacklist: [{ netloc: '^(' }] }), /url_preview_url_blacklist/);
+    assert.throws(() => parseConfig({ ...base, url_preview_url_blacklist: [{ host: 'x' }] }), /url_preview_url_blacklist/);
+  });
+});
 
 const hitsOf = (site: Site) => [...site.hits.values()].reduce((a, b) => a + b, 0);
 

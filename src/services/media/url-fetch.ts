@@ -3,6 +3,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { MatrixError } from '../../errors.js';
+import { withTimeout } from '../../with-timeout.js';
 import { TooLargeError, type FileStore } from './file-store.js';
 import { isAddressBlocked, type IpRangeSet } from './ip-ranges.js';
 
@@ -20,7 +21,7 @@ export interface FetchPolicy {
   blacklist: IpRangeSet;
   whitelist: IpRangeSet;
   /** url_preview_url_blacklist: refused when every part of one entry matches. */
-  urlBlacklist: readonly Record<string, string>[];
+  urlBlacklist: readonly Record<string, string | undefined>[];
   maxBytes: number;
   timeoutMs: number;
   maxRedirects: number;
@@ -60,10 +61,11 @@ export function httpUrl(text: string, base?: string): URL | undefined {
 }
 
 /** Whether the URL matches an entry of url_preview_url_blacklist (Synapse's matching: glob, or a regular expression when the pattern starts with ^). */
-export function isUrlBlacklisted(url: URL, entries: readonly Record<string, string>[]): boolean {
+export function isUrlBlacklisted(url: URL, entries: readonly Record<string, string | undefined>[]): boolean {
   const parts = urlParts(url);
   return entries.some((entry) =>
     Object.entries(entry).every(([part, pattern]) => {
+      if (pattern === undefined) return true;
       const value = parts[part];
       if (value === undefined) return false;
       return pattern.startsWith('^') ? safeRegex(pattern)?.test(value) === true : globRegex(pattern).test(value);
@@ -163,7 +165,10 @@ export async function fetchToFile(start: URL, files: FileStore, policy: FetchPol
   let url = start;
   for (let hop = 0; ; hop++) {
     if (isUrlBlacklisted(url, policy.urlBlacklist)) throw urlBlocked();
-    const addresses = await checkedAddresses(url.hostname, policy);
+    // The resolver may hang (getaddrinfo has its own, long, timeouts): the deadline bounds it too.
+    const addresses = await withTimeout(checkedAddresses(url.hostname, policy), Math.max(0, deadline - Date.now())).catch((err: unknown) => {
+      throw err instanceof MatrixError ? err : timedOut();
+    });
     if (Date.now() >= deadline) throw timedOut();
     const { response, abort } = await send(url, addresses, policy, deadline);
     const status = response.statusCode ?? 0;
