@@ -10,7 +10,9 @@ import { DEFAULT_URL_PREVIEW_IP_RANGE_BLACKLIST } from '../src/config/sections/m
 import { parseConfig } from '../src/config/load.js';
 import { decodeHtml, parseOpenGraph } from '../src/services/media/html-preview.js';
 import { IpRangeSet, embeddedIpv4, isAddressBlocked } from '../src/services/media/ip-ranges.js';
-import { httpUrl, isUrlBlacklisted } from '../src/services/media/url-fetch.js';
+import { FileStore } from '../src/services/media/file-store.js';
+import { fetchToFile, httpUrl, isUrlBlacklisted } from '../src/services/media/url-fetch.js';
+import { MatrixError } from '../src/errors.js';
 import { validateResponse } from './helpers/openapi.js';
 import { ENGINES, startTestServer, type TestServer } from './helpers/server.js';
 
@@ -75,6 +77,8 @@ async function startSite(host: string, png: Buffer, blockedPort: () => number): 
       html(Buffer.from('<html><head><meta charset="iso-8859-1"><title>Caf\xe9 menu</title><meta name="description" content="Cr\xe8me br\xfbl\xe9e daily"></head><body><img src="/image.png"></body></html>', 'latin1'), 'text/html');
     } else if (path === '/text-only') {
       html(`<html><head><title>T</title></head><body><nav>Skip this menu</nav><h1>Heading</h1><p>First paragraph of the article.</p><script>var x = "no";</script><p>Second paragraph.</p></body></html>`);
+    } else if (path === '/blocked-image') {
+      html(`<html><head><meta property="og:title" content="Has a blocked image"><meta property="og:image" content="http://127.0.0.2:${blockedPort()}/image.png"></head></html>`);
     } else if (path === '/to-page') {
       res.writeHead(302, { location: '/page?from=redirect' }).end();
     } else if (path === '/to-blocked') {
@@ -191,6 +195,43 @@ describe('URL preview parts', () => {
     assert.equal(long['og:image'], '/favicon.ico');
     assert.ok((long['og:description'] as string).endsWith('…') && (long['og:description'] as string).length <= 501);
     assert.deepEqual(parseOpenGraph('<p>x</p>'), { 'og:title': null, 'og:description': 'x' });
+  });
+
+  it('gives up at the deadline, whether the site is silent before its answer or in the middle of the body (504)', async () => {
+    const silent = createServer((req, res) => {
+      if (req.url === '/stall-body') {
+        res.writeHead(200, { 'content-type': 'text/html' });
+        res.write('<html><title>');
+      }
+      // else: never answers
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const root = mkdtempSync(join(tmpdir(), 'myelin-fetch-'));
+    const policy = {
+      blacklist: new IpRangeSet(DEFAULT_URL_PREVIEW_IP_RANGE_BLACKLIST),
+      whitelist: new IpRangeSet(['127.0.0.1']),
+      urlBlacklist: [],
+      maxBytes: 1024,
+      timeoutMs: 300,
+      maxRedirects: 3,
+      acceptLanguage: 'en',
+      userAgent: 'test',
+    };
+    try {
+      for (const path of ['/no-answer', '/stall-body']) {
+        const started = Date.now();
+        await assert.rejects(fetchToFile(httpUrl(`http://127.0.0.1:${(silent.address() as AddressInfo).port}${path}`)!, new FileStore(root), policy, () => true), (err: unknown) => {
+          assert.ok(err instanceof MatrixError);
+          assert.equal(err.status, 504, path);
+          return true;
+        });
+        assert.ok(Date.now() - started < 3000);
+      }
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('reads the preview settings with Synapse\'s names and defaults, and refuses bad ranges and patterns', () => {
@@ -328,6 +369,10 @@ for (const engine of ENGINES) {
       assert.equal(redirected.status, 403);
       assert.equal(redirected.json.error, 'IP address blocked by IP blacklist entry');
       assert.equal(site.hits.get('/to-blocked'), 1);
+      // A page whose image is at a blocked address is previewed without the image.
+      const withImage = await get(server, previewPath(`${base()}/blocked-image`), alice.access_token);
+      assert.equal(withImage.status, 200);
+      assert.deepEqual(withImage.json, { 'og:title': 'Has a blocked image', 'og:description': null });
       assert.equal(hitsOf(blocked), 0);
     });
 
