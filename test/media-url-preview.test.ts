@@ -182,19 +182,19 @@ describe('URL preview parts', () => {
     assert.equal(decodeHtml(Buffer.from('é'), 'text/html; charset=no-such-charset'), 'é');
   });
 
-  it('extracts OpenGraph data with Synapse\'s fallbacks', () => {
-    const og = parseOpenGraph(`<html><head><meta name="twitter:title" content="Tw title"><meta name="twitter:card" content="summary">
+  it('extracts OpenGraph data with Synapse\'s fallbacks', async () => {
+    const og = await parseOpenGraph(`<html><head><meta name="twitter:title" content="Tw title"><meta name="twitter:card" content="summary">
       <meta name="twitter:description" content="Tw desc"><meta property="og:site_name" content="Site"></head>
       <body><img src="small.png" width="5" height="5"><img src="big.png" width="300" height="200"><img src="mid.png" width="100" height="100"></body></html>`);
     assert.deepEqual(og, { 'og:site_name': 'Site', 'og:title': 'Tw title', 'og:description': 'Tw desc', 'og:image': 'big.png' });
-    const many = parseOpenGraph(`<title>Only</title>${Array.from({ length: 60 }, (_, i) => `<meta property="og:k${i}" content="v">`).join('')}`);
+    const many = await parseOpenGraph(`<title>Only</title>${Array.from({ length: 60 }, (_, i) => `<meta property="og:k${i}" content="v">`).join('')}`);
     assert.equal(many['og:k0'], undefined);
     assert.equal(many['og:title'], 'Only');
-    const long = parseOpenGraph(`<h2>Head</h2><p>${'word '.repeat(300)}</p><link rel="shortcut icon" href="/favicon.ico">`);
+    const long = await parseOpenGraph(`<h2>Head</h2><p>${'word '.repeat(300)}</p><link rel="shortcut icon" href="/favicon.ico">`);
     assert.equal(long['og:title'], 'Head');
     assert.equal(long['og:image'], '/favicon.ico');
     assert.ok((long['og:description'] as string).endsWith('…') && (long['og:description'] as string).length <= 501);
-    assert.deepEqual(parseOpenGraph('<p>x</p>'), { 'og:title': null, 'og:description': 'x' });
+    assert.deepEqual(await parseOpenGraph('<p>x</p>'), { 'og:title': null, 'og:description': 'x' });
   });
 
   it('gives up at the deadline, whether the site is silent before its answer or in the middle of the body (504)', async () => {

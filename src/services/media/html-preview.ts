@@ -1,4 +1,6 @@
-import { Parser } from 'htmlparser2';
+// Loaded on the first preview, like sharp: a server with previews off never needs it.
+let htmlparser2: Promise<typeof import('htmlparser2')> | undefined;
+const loadParser = async () => (await (htmlparser2 ??= import('htmlparser2'))).Parser;
 
 /**
  * OpenGraph data of an HTML page, as Synapse extracts it: the og:, article: and profile: meta
@@ -65,7 +67,8 @@ interface Candidate {
 }
 
 /** The OpenGraph data of a decoded page (URLs as they are written; the caller resolves them). */
-export function parseOpenGraph(html: string): OpenGraph {
+export async function parseOpenGraph(html: string): Promise<OpenGraph> {
+  const Parser = await loadParser();
   const groups: Record<'og' | 'article' | 'profile' | 'twitter', Map<string, string>> = {
     og: new Map(),
     article: new Map(),

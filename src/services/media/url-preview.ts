@@ -96,7 +96,7 @@ export class UrlPreviewService {
       } finally {
         await this.media.files.discard(fetched.temp);
       }
-      og = isHtml(fetched.mediaType) && body.length > 0 ? parseOpenGraph(decodeHtml(body, fetched.mediaType)) : {};
+      og = isHtml(fetched.mediaType) && body.length > 0 ? await parseOpenGraph(decodeHtml(body, fetched.mediaType)) : {};
       if ('og:image' in og) await this.precacheImage(userId, og, fetched.finalUrl);
     }
     for (const [key, value] of Object.entries(og)) {
