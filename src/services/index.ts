@@ -67,7 +67,7 @@ import { AdminServices } from './admin/index.js';
 import { RegistrationTokenService, withRegistrationToken } from './admin/registration-tokens.js';
 import { Admission } from '../http/admission.js';
 import { RegistrationTokenStage } from './stages/registration-token.js';
-import { FileStore, MediaService, mediaStorePath } from './media/index.js';
+import { FileStore, MediaService, UrlPreviewService, mediaStorePath } from './media/index.js';
 
 /** How many costly write handlers start in one turn of the event loop (http/admission.ts). */
 const COSTLY_STARTS_PER_TURN = 4;
@@ -155,6 +155,7 @@ export interface Services {
   admin: AdminServices;
   /** The content repository: uploads, downloads, thumbnails. */
   media: MediaService;
+  urlPreviews: UrlPreviewService;
   capabilities(): Record<string, unknown>;
   /** Background work (e.g. the outbox worker) to stop on shutdown. */
   stoppers: (() => Promise<void>)[];
@@ -263,6 +264,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   }
   const ephemeralSync = new EphemeralSync(store, typing, clock);
   const admin = new AdminServices(store, clock, config, accounts, devices, rooms, threepid.identity, registrationTokens, profilePropagation);
+  const media = new MediaService(store, new FileStore(mediaStorePath(config)), config, clock, limiter);
 
   const services: Services = {
     config,
@@ -318,7 +320,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
       return keyring();
     },
     admin,
-    media: new MediaService(store, new FileStore(mediaStorePath(config)), config, clock, limiter),
+    media,
+    urlPreviews: new UrlPreviewService(media, config, clock, limiter),
     capabilities: () => ({
       'm.change_password': { enabled: accounts.passwordsEnabled() },
       'm.set_displayname': { enabled: true },

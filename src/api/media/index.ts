@@ -2,7 +2,8 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { parseQuery } from '../../http/parse.js';
 import { StreamReply } from '../../http/reply.js';
-import type { RequestContext, Router } from '../../http/router.js';
+import type { AuthedContext, RequestContext, Router } from '../../http/router.js';
+import { unrecognized } from '../../errors.js';
 import type { Services } from '../../services/index.js';
 import type { MediaContent, UploadInput } from '../../services/media/media.js';
 import { contentDisposition, isInlineType, mediaHeaders } from './headers.js';
@@ -27,9 +28,10 @@ const ThumbnailQuery = z.object({
   timeout_ms: Int(0).optional(),
 });
 const UploadQuery = z.object({ filename: z.string().max(1024).optional() });
+const PreviewQuery = z.object({ url: z.string(), ts: Int(0).optional() });
 
 /** The content repository: uploads, create-then-PUT, downloads, thumbnails, config. */
-export function mediaRoutes(router: Router, { media }: Services): void {
+export function mediaRoutes(router: Router, { media, urlPreviews }: Services): void {
   const uploadInput = (ctx: RequestContext): UploadInput => {
     const { filename } = parseQuery(UploadQuery, ctx.query);
     const length = ctx.headers['content-length'];
@@ -74,6 +76,16 @@ export function mediaRoutes(router: Router, { media }: Services): void {
   router.public('GET', '/thumbnail/:serverName/:mediaId', thumbnail, { prefixes: LEGACY });
   router.authed('GET', '/thumbnail/:serverName/:mediaId', thumbnail, { prefixes: AUTHENTICATED });
   router.authed('GET', '/config', config, { prefixes: [...LEGACY, ...AUTHENTICATED] });
+
+  // URL previews. Off (Synapse's default), the authenticated path is not served at all and the
+  // legacy one answers 400 M_UNRECOGNIZED to an authenticated request, as Synapse answers both.
+  const preview = async ({ requester, query }: AuthedContext) => {
+    if (!urlPreviews.enabled) throw unrecognized(400);
+    const { url, ts } = parseQuery(PreviewQuery, query);
+    return urlPreviews.preview(requester.userId, url, ts);
+  };
+  router.authed('GET', '/preview_url', preview, { prefixes: [...LEGACY, '/_matrix/media/v1'] });
+  if (urlPreviews.enabled) router.authed('GET', '/preview_url', preview, { prefixes: AUTHENTICATED });
 }
 
 function streamed(content: MediaContent, disposition: string): StreamReply {

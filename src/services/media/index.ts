@@ -3,6 +3,7 @@ import type { Config } from '../../config/index.js';
 
 export { MediaService, isMediaId } from './media.js';
 export { FileStore } from './file-store.js';
+export { UrlPreviewService } from './url-preview.js';
 
 /**
  * Where media files live: media_store_path, else `media_store` beside the SQLite database (the

@@ -85,3 +85,14 @@ export async function makeThumbnail(source: string, target: string, size: Thumbn
     throw new UnreadableImageError(message);
   }
 }
+
+/** The width and height of the image at `path` (read from its header), or undefined when it is no image sharp reads. */
+export async function imageSize(path: string, maxPixels: number): Promise<{ width: number; height: number } | undefined> {
+  const sharp = await loadSharp();
+  try {
+    const { width, height } = await sharp(path, { limitInputPixels: maxPixels, animated: false }).metadata();
+    return width && height ? { width, height } : undefined;
+  } catch {
+    return undefined;
+  }
+}
