@@ -1,9 +1,12 @@
-import { sql, type CompiledQuery, type Kysely } from 'kysely';
+import { CompiledQuery, sql, type Kysely } from 'kysely';
 import { anyOf } from './any-of.js';
 import type { Engine } from './db.js';
 import type { Database } from './schema.js';
 import type { EventSearchTable } from './search-schema.js';
 import { ftsQueryOf } from './search-query.js';
+
+const INSERT_PG = 'INSERT INTO event_search (event_id, room_id, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING';
+const INSERT_SQLITE = 'INSERT INTO event_search (event_id, room_id, key, value) VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING';
 
 /** The keys /search looks in, and the event type each belongs to. */
 export const SEARCH_KEYS = ['content.body', 'content.name', 'content.topic'] as const;
@@ -67,7 +70,8 @@ export class SearchRepo {
 
   /** The event is in the index: a statement, for run() or Store.deferToCommit. */
   insertStatement(entry: EventSearchTable): CompiledQuery {
-    return this.db.insertInto('event_search').values(entry).onConflict((oc) => oc.column('event_id').doNothing()).compile();
+    // Written out rather than built: every message comes through here.
+    return CompiledQuery.raw(this.engine === 'postgres' ? INSERT_PG : INSERT_SQLITE, [entry.event_id, entry.room_id, entry.key, entry.value]);
   }
 
   /** The event is out of the index (it was redacted): a statement, for run() or Store.deferToCommit. */
