@@ -32,10 +32,8 @@ export class RoomsRepo {
    * The room's row, locked until the transaction ends: events of one room are created one at a time,
    * across processes, so the room's DAG stays a single chain. SQLite runs one writer at a time anyway.
    */
-  lock(roomId: string): Promise<RoomRow | undefined> {
-    let query = this.db.selectFrom('rooms').selectAll().where('room_id', '=', roomId);
-    if (this.engine === 'postgres') query = query.forUpdate();
-    return query.executeTakeFirst();
+  async lock(roomId: string): Promise<RoomRow | undefined> {
+    return (await (this.engine === 'postgres' ? LOCK_ROOM_PG : ROOM_ROW).execute(this.db, roomId)).rows[0];
   }
 
   async advance(roomId: string, update: { depth: number; lastPos: number; stateGroup: number }): Promise<void> {
@@ -252,6 +250,11 @@ export class RoomsRepo {
 }
 
 /** Every membership check (each send, receipt and room read) runs it. */
+/** A room's row, locked for the transaction (every write of the room takes it first). */
+const LOCK_ROOM_PG = new HotQuery((db: Kysely<Database>, roomId: string) => db.selectFrom('rooms').selectAll().where('room_id', '=', roomId).forUpdate());
+/** On SQLite the transaction's write lock is the room's. */
+const ROOM_ROW = new HotQuery((db: Kysely<Database>, roomId: string) => db.selectFrom('rooms').selectAll().where('room_id', '=', roomId));
+
 const MEMBER = new HotQuery((db: Kysely<Database>, roomId: string, userId: string) =>
   db.selectFrom('room_members').selectAll().where('room_id', '=', roomId).where('user_id', '=', userId),
 );

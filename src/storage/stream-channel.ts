@@ -1,9 +1,11 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import { loadPg, pgConnectionOptions, type PostgresArgs } from './db.js';
+import { RawHotQuery } from './compiled.js';
 import type { Database } from './schema.js';
 
 const CHANNEL = 'myelin_stream';
+const NOTIFY = new RawHotQuery('SELECT pg_notify($1, $2)');
 /** The second channel on the same LISTEN connection: access tokens revoked (see TokenNotice). */
 export const TOKENS_CHANNEL = 'myelin_tokens';
 /** Postgres caps a NOTIFY payload at 8000 bytes. */
@@ -195,7 +197,7 @@ export class StreamChannel {
   }
 
   private async send(notice: StreamNotice): Promise<void> {
-    for (const payload of encodeNotices(this.origin, notice)) await sql`SELECT pg_notify(${CHANNEL}, ${payload})`.execute(this.kysely);
+    for (const payload of encodeNotices(this.origin, notice)) await NOTIFY.execute(this.kysely, [CHANNEL, payload]);
   }
 
   async close(): Promise<void> {

@@ -22,6 +22,8 @@ import type { Database } from './schema.js';
  */
 const ADVANCE = new HotQuery((db: Kysely<Database>) => db.updateTable('stream_head').set({ position: sql<number>`position + 1` }).returning('position'));
 
+const HEAD = new HotQuery((db: Kysely<Database>) => db.selectFrom('stream_head').select('position'));
+
 /** Takes the next global position (see StreamsRepo); for a repository writing at it in the caller's transaction. */
 export async function advanceStream(db: Kysely<Database>): Promise<number> {
   return Number((await ADVANCE.execute(db)).rows[0]!.position);
@@ -37,8 +39,7 @@ export class StreamsRepo {
 
   /** The latest committed position. */
   async head(): Promise<number> {
-    const row = await this.db.selectFrom('stream_head').select('position').executeTakeFirstOrThrow();
-    return Number(row.position);
+    return Number((await HEAD.execute(this.db)).rows[0]!.position);
   }
 
   /**
