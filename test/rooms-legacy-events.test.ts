@@ -48,6 +48,13 @@ for (const engine of ENGINES) {
     };
     const events = (who: Session, query: Record<string, string | number>) =>
       server.api.get<Stream>(`/v3/events?${new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]))}`, { token: who.access_token });
+    /** /events read without the spec's check: receipts, typing, account data and presence are no ClientEvents, which its schema for the chunk names. */
+    const rawEvents = async (who: Session, query: Record<string, string | number>) => {
+      const params = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]));
+      const res = await fetch(`${server.api.baseUrl}/_matrix/client/v3/events?${params}`, { headers: { authorization: `Bearer ${who.access_token}` } });
+      assert.equal(res.status, 200);
+      return (await res.json()) as { chunk: (Record<string, unknown> & { type: string; content: Record<string, unknown> })[]; end: string };
+    };
     /** A token for "now" in the user's stream. */
     const now = async (who: Session, roomId?: string) => {
       const res = await events(who, { timeout: 0, ...(roomId ? { room_id: roomId } : {}) });
@@ -214,6 +221,26 @@ for (const engine of ENGINES) {
       await post(carol, `${room(roomId)}/leave`);
     });
 
+    it("wakes a stranger peeking into a world_readable room with its members' presence, not others'", async () => {
+      const open = await createRoom(alice, { preset: 'public_chat' });
+      await setState(alice, open, 'm.room.history_visibility', { history_visibility: 'world_readable' });
+      const from = await now(carol, open);
+      const notifier = server.hs.services.notifier;
+      const before = notifier.waiting;
+      const waiting = rawEvents(carol, { room_id: open, from, timeout: 20_000 });
+      await until(() => notifier.waiting > before, 'the peek to wait');
+      // Bob is in none of the room: his change is not the peeker's to see.
+      const other = await server.api.put(`/v3/presence/${enc(bob.user_id)}/status`, { presence: 'online', status_msg: 'not in there' }, { token: bob.access_token });
+      assert.equal(other.status, 200);
+      const started = performance.now();
+      const set = await server.api.put(`/v3/presence/${enc(alice.user_id)}/status`, { presence: 'online', status_msg: 'peek at me' }, { token: alice.access_token });
+      assert.equal(set.status, 200);
+      const res = await waiting;
+      assert.ok(performance.now() - started < 10_000, 'woken by the change, not by the timeout');
+      const presence = res.chunk.filter((e) => e.type === 'm.presence');
+      assert.deepEqual(presence.map((e) => [e.content.user_id, e.content.status_msg]), [[alice.user_id, 'peek at me']]);
+    });
+
     it('lets a stranger peek with room_id into a world_readable room only', async () => {
       const open = await createRoom(alice, { preset: 'public_chat' });
       await setState(alice, open, 'm.room.history_visibility', { history_visibility: 'world_readable' });
@@ -293,12 +320,6 @@ for (const engine of ENGINES) {
     });
 
     it('carries receipts, typing, account data and presence in the stream too, as Synapse does', async () => {
-      // These are no ClientEvents, which the spec's schema for /events' chunk names: read without the spec check.
-      const rawEvents = async (who: Session, query: string) => {
-        const res = await fetch(`${server.api.baseUrl}/_matrix/client/v3/events?${query}`, { headers: { authorization: `Bearer ${who.access_token}` } });
-        assert.equal(res.status, 200);
-        return (await res.json()) as { chunk: (Record<string, unknown> & { type: string; content: Record<string, unknown> })[]; end: string };
-      };
       const roomId = await createRoom(alice, { preset: 'public_chat' });
       await post(bob, `/v3/join/${enc(roomId)}`);
       const from = await now(bob);
@@ -313,7 +334,7 @@ for (const engine of ENGINES) {
       const presence = await server.api.put(`/v3/presence/${enc(alice.user_id)}/status`, { presence: 'online', status_msg: 'here' }, { token: alice.access_token });
       assert.equal(presence.status, 200);
 
-      const { chunk } = await rawEvents(bob, `from=${enc(from)}&timeout=0&limit=50`);
+      const { chunk } = await rawEvents(bob, { from, timeout: 0, limit: 50 });
       const ofType = (type: string) => chunk.filter((e) => e.type === type);
       assert.deepEqual(ofType('m.room.message').map((e) => e.event_id), [eventId]);
       const receipt = ofType('m.receipt').find((e) => e.room_id === roomId);

@@ -3,6 +3,7 @@ import { anyOf } from './any-of.js';
 import { HotQuery } from './compiled.js';
 import type { Engine } from './db.js';
 import type { RoomMembersTable, RoomsTable } from './rooms-schema.js';
+import type { PresenceRow } from './presence.js';
 import type { Database } from './schema.js';
 
 export type RoomRow = Selectable<RoomsTable>;
@@ -182,6 +183,23 @@ export class RoomsRepo {
 
   async forget(roomId: string, userId: string): Promise<void> {
     await this.db.updateTable('room_members').set({ forgotten: 1 }).where('room_id', '=', roomId).where('user_id', '=', userId).execute();
+  }
+
+  /** The rooms `userId` is joined to. */
+  async joinedRooms(userId: string): Promise<string[]> {
+    const rows = await this.db.selectFrom('room_members').select('room_id').where('user_id', '=', userId).where('membership', '=', 'join').execute();
+    return rows.map((r) => r.room_id);
+  }
+
+  /** The presence of `roomId`'s joined members that changed in (after, upto]. */
+  async membersPresenceChanged(roomId: string, after: number, upto: number): Promise<PresenceRow[]> {
+    return this.db
+      .selectFrom('presence')
+      .selectAll()
+      .where('stream_pos', '>', after)
+      .where('stream_pos', '<=', upto)
+      .where('user_id', 'in', (eb) => eb.selectFrom('room_members').select('user_id').where('room_id', '=', roomId).where('membership', '=', 'join'))
+      .execute();
   }
 
   /** Users who share a room (joined) with `userId`, the user included. */

@@ -201,9 +201,12 @@ export class LegacyEventsService {
         out.push(event);
       }
     }
-    // Presence is shared with room-mates only (as everywhere here): a peeker gets none of the room's
-    // members' (Synapse sends it; sytest's world_readable peek test waits for it).
-    if (!scope.peeking) out.push(...(await this.presence.syncEventsOf(await this.store.presence.get(userId), userId, after, upto)).map(legacyPresence));
+    // A peeker into a world_readable room sees its members' presence, as Synapse shows it (who is
+    // in the room is readable to anyone there anyway); everyone else their room-mates'.
+    const presence = scope.peeking
+      ? await this.presence.syncEventsOf(undefined, userId, after, upto, [], await this.store.rooms.membersPresenceChanged(peekRoom!.roomId, after, upto))
+      : await this.presence.syncEventsOf(await this.store.presence.get(userId), userId, after, upto);
+    out.push(...presence.map(legacyPresence));
     return out;
   }
 
