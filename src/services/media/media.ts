@@ -76,26 +76,7 @@ export class MediaService {
   async upload(userId: string, input: UploadInput): Promise<string> {
     await this.admitUpload(userId, input.contentLength);
     const { temp, bytes } = await this.receive(userId, input);
-    const now = this.clock.now();
-    const mediaId = newMediaId();
-    try {
-      await this.files.commit(temp, this.files.contentPath(mediaId));
-      await this.store.media.insert({
-        media_id: mediaId,
-        user_id: userId,
-        created_ts: now,
-        media_type: mediaTypeOf(input.contentType),
-        upload_name: input.fileName ?? null,
-        media_length: bytes,
-        uploaded_ts: now,
-        unused_expires_ts: null,
-        quarantined_by: null,
-      });
-    } catch (err) {
-      await this.files.discard(temp);
-      await this.files.remove(mediaId);
-      throw err;
-    }
+    const mediaId = await this.keep(userId, temp, bytes, mediaTypeOf(input.contentType), input.fileName ?? null);
     return `mxc://${this.serverName}/${mediaId}`;
   }
 
@@ -105,12 +86,18 @@ export class MediaService {
    * here: the preview is limited as a whole.
    */
   async storeFetched(userId: string, temp: string, bytes: number, contentType: string, fileName: string | null): Promise<{ contentUri: string; mediaType: string; path: string }> {
+    const mediaType = mediaTypeOf(contentType);
+    const mediaId = await this.keep(userId, temp, bytes, mediaType, fileName);
+    const path = this.files.contentPath(mediaId);
+    return { contentUri: `mxc://${this.serverName}/${mediaId}`, mediaType, path };
+  }
+
+  /** Takes a received temporary file over as a new local medium: its file, then its row (undone together). */
+  private async keep(userId: string, temp: string, bytes: number, mediaType: string, fileName: string | null): Promise<string> {
     const now = this.clock.now();
     const mediaId = newMediaId();
-    const mediaType = mediaTypeOf(contentType);
-    const path = this.files.contentPath(mediaId);
     try {
-      await this.files.commit(temp, path);
+      await this.files.commit(temp, this.files.contentPath(mediaId));
       await this.store.media.insert({
         media_id: mediaId,
         user_id: userId,
@@ -127,7 +114,7 @@ export class MediaService {
       await this.files.remove(mediaId);
       throw err;
     }
-    return { contentUri: `mxc://${this.serverName}/${mediaId}`, mediaType, path };
+    return mediaId;
   }
 
   /** POST /media/v1/create: a new media ID whose content comes later by PUT. */
