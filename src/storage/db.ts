@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type MigrationProvider, type SqliteDatabase } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type Driver, type MigrationProvider, type SqliteDatabase } from 'kysely';
 import type pg from 'pg';
 import type { Config } from '../config/index.js';
 import { WalCheckpointer, type CheckpointOptions } from './checkpoint.js';
@@ -56,12 +56,51 @@ function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Databa
 }
 
 /**
+ * SQLite's statements do not wait, so the connection passes from one request's query to the next
+ * waiting one's inside a single run of promise callbacks: under load, fifty requests' queries ran
+ * one after another for hundreds of milliseconds in one turn of the event loop (a profile's busy
+ * runs, up to a second), with no request read and no answer or woken sync sent meanwhile. Having
+ * taken the connection, a query (or a transaction) first lets the loop turn once the current turn has
+ * run for TURN_BUDGET_MS.
+ */
+const TURN_BUDGET_MS = 10;
+const turnBudget = {
+  turnStart: 0,
+  marking: false,
+  async spent(): Promise<void> {
+    const now = performance.now();
+    if (!this.marking) {
+      // The next check phase starts a new turn's count; until then this turn counts from now.
+      this.marking = true;
+      this.turnStart = now;
+      setImmediate(() => {
+        this.marking = false;
+      });
+      return;
+    }
+    if (now - this.turnStart >= TURN_BUDGET_MS) await new Promise<void>((resolve) => setImmediate(resolve));
+  },
+};
+
+/**
  * Kysely runs SQLite migrations one statement at a time with no lock, so two processes starting
  * on one new database both apply the same migration, and a crash leaves one half applied. SQLite
  * does DDL inside transactions: claiming it makes the migrator run them all in one transaction,
  * which begins IMMEDIATE (below), so a second process waits for the first and then finds nothing to do.
  */
 class MigratingSqliteDialect extends SqliteDialect {
+  override createDriver(): Driver {
+    const driver = super.createDriver();
+    const acquire = driver.acquireConnection.bind(driver);
+    driver.acquireConnection = async () => {
+      const connection = await acquire();
+      // Holding the connection: it is the next in line's only after this turn of the loop.
+      await turnBudget.spent();
+      return connection;
+    };
+    return driver;
+  }
+
   override createAdapter(): DialectAdapter {
     return new (class extends SqliteAdapter {
       override get supportsTransactionalDdl(): boolean {
