@@ -120,12 +120,9 @@ export class PresenceService {
       const old = await tx.store.presence.get(userId);
       const changed = !old || old.state !== state || (statusMsg !== undefined && old.status_msg !== statusMsg);
       await tx.store.presence.set(userId, state, statusMsg, now, changed ? await tx.position(userId) : undefined);
-      if (changed) {
-        // Room-mates' syncs deliver the change too: wake them; and whoever peeks into one of the
-        // user's rooms (GET /events with room_id listens on the room).
-        for (const mate of await tx.store.rooms.roomMates(userId)) await tx.position(mate);
-        for (const roomId of await tx.store.rooms.joinedRooms(userId)) await tx.roomPosition(roomId);
-      }
+      // Room-mates' syncs deliver the change too, and so does whoever peeks into one of the user's
+      // rooms (GET /events with room_id): all of them listen on those rooms, so waking the rooms wakes them.
+      if (changed) for (const roomId of await tx.store.rooms.joinedRooms(userId)) await tx.roomPosition(roomId);
     });
   }
 }
