@@ -53,7 +53,7 @@ describe('statements sent with the commit (PostgreSQL)', () => {
     let rows: Promise<{ user_id: string }[]> | undefined;
     await store.transaction(async (tx) => {
       assert.ok(tx.canDeferToCommit);
-      ({ rows } = await tx.deferToCommit<{ user_id: string }>(insertUser(user('a'))));
+      ({ rows } = tx.deferToCommit<{ user_id: string }>(insertUser(user('a'))));
       // Not sent yet: the transaction does not see it.
       assert.equal(await tx.users.exists(user('a')), false);
     });
@@ -65,7 +65,7 @@ describe('statements sent with the commit (PostgreSQL)', () => {
     let rows: Promise<unknown[]> | undefined;
     await assert.rejects(
       store.transaction(async (tx) => {
-        ({ rows } = await tx.deferToCommit(insertUser(user('b'))));
+        ({ rows } = tx.deferToCommit(insertUser(user('b'))));
         throw new Error('changed my mind');
       }),
       /changed my mind/,
@@ -86,8 +86,8 @@ describe('statements sent with the commit (PostgreSQL)', () => {
     const err = await store
       .transaction(async (tx) => {
         await tx.users.create({ user_id: user('d'), password_hash: null, created_ts: 1, is_guest: false });
-        ({ rows } = await tx.deferToCommit(insertUser(user('e'))));
-        await tx.deferToCommit(insertUser(user('taken')));
+        ({ rows } = tx.deferToCommit(insertUser(user('e'))));
+        tx.deferToCommit(insertUser(user('taken')));
       })
       .then(
         () => undefined,
@@ -103,7 +103,7 @@ describe('statements sent with the commit (PostgreSQL)', () => {
     await store.transaction(async (tx) => {
       await tx.transaction(async (inner) => {
         assert.equal(inner.canDeferToCommit, false);
-        await assert.rejects(inner.deferToCommit(insertUser(user('f'))), /outside an outer PostgreSQL transaction/);
+        assert.throws(() => inner.deferToCommit(insertUser(user('f'))), /outside an outer PostgreSQL transaction/);
       });
     });
     const count = await sql<{ n: string }>`SELECT count(*) AS n FROM users WHERE user_id = ${user('f')}`.execute(db.kysely);

@@ -160,9 +160,9 @@ function prepareHotQueries(client: pg.PoolClient): void {
     const [text, values] = args;
     if (typeof text === 'string' && args.length <= 2) {
       if (text.startsWith(DEFER_MARK)) {
-        const deferred = deferredStatements.get(Number(text.slice(DEFER_MARK.length)));
-        deferredStatements.delete(Number(text.slice(DEFER_MARK.length)));
-        if (deferred) withCommit.push(deferred);
+        const id = Number(text.slice(DEFER_MARK.length));
+        withCommit.push(...(deferredBatches.get(id) ?? []));
+        deferredBatches.delete(id);
         return Promise.resolve({ command: 'SELECT', rowCount: 0, rows: [] });
       }
       if (withCommit.length > 0 && (text === 'commit' || text === 'rollback')) {
@@ -195,23 +195,23 @@ function prepareHotQueries(client: pg.PoolClient): void {
  * COMMIT: on a busy process, an event-loop turn or more, during which every lock the transaction
  * holds (a room's row, the stream position) is held too. See Store.deferToCommit.
  */
-interface DeferredStatement {
+export interface DeferredStatement {
   sql: string;
   resolve(rows: unknown[]): void;
   reject(err: unknown): void;
 }
 const DEFER_MARK = '/* myelin: with the commit */ ';
-const deferredStatements = new Map<number, DeferredStatement>();
-let nextDeferred = 0;
+const deferredBatches = new Map<number, DeferredStatement[]>();
+let nextBatch = 0;
 
 /**
- * The text that hands `statement` to the connection it is executed on, to be sent with that
- * connection's next COMMIT (and dropped on ROLLBACK); `rows` settles when it has run.
+ * The text that, executed on a transaction's connection, hands it `statements` to send with its
+ * COMMIT (and to drop on ROLLBACK), each settled with its rows; nothing goes to the database then.
  */
-export function deferredStatementText(sqlText: string): { text: string; rows: Promise<unknown[]> } {
-  const id = ++nextDeferred;
-  const rows = new Promise<unknown[]>((resolve, reject) => deferredStatements.set(id, { sql: sqlText, resolve, reject }));
-  return { text: DEFER_MARK + String(id), rows };
+export function deferredStatementsText(statements: DeferredStatement[]): string {
+  const id = ++nextBatch;
+  deferredBatches.set(id, statements);
+  return DEFER_MARK + String(id);
 }
 
 async function openPostgres(args: PostgresArgs): Promise<{ kysely: Kysely<Database>; pool: pg.Pool }> {

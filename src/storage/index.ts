@@ -1,5 +1,5 @@
 import { CompiledQuery, type ControlledTransaction, type Kysely } from 'kysely';
-import { deferredStatementText } from './db.js';
+import { deferredStatementsText, type DeferredStatement } from './db.js';
 import { inlineParameters } from './simple-query.js';
 import { AccountDataRepo } from './account-data.js';
 import { E2eKeysRepo } from './e2e-keys.js';
@@ -46,6 +46,8 @@ interface Work {
   trx: ControlledTransaction<Database>;
   /** What to run once the outer transaction has committed, in the order registered. */
   committed: (() => void)[];
+  /** Writes to send with the COMMIT (deferToCommit). */
+  deferred: DeferredStatement[];
   /** The depth of the innermost transaction (savepoint) still running: 0 for the outer one. */
   depth: number;
   savepoints: number;
@@ -163,12 +165,15 @@ export class Store {
   async transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
     if (this.work) return this.nested(this.work, fn);
     const trx = await this.db.kysely.startTransaction().execute();
-    const work: Work = { trx, committed: [], depth: 0, savepoints: 0 };
+    const work: Work = { trx, committed: [], deferred: [], depth: 0, savepoints: 0 };
     let result: T;
     try {
       result = await fn(new Store(this.db, trx, work));
+      // Hands them to the connection, which sends them with the COMMIT below (see db.ts).
+      if (work.deferred.length > 0) await trx.executeQuery(CompiledQuery.raw(deferredStatementsText(work.deferred.splice(0)), []));
       await trx.commit().execute();
     } catch (err) {
+      for (const statement of work.deferred.splice(0)) statement.reject(new Error('the transaction rolled back'));
       if (!trx.isCommitted && !trx.isRolledBack) await trx.rollback().execute();
       throw err;
     }
@@ -214,14 +219,13 @@ export class Store {
    * only where canDeferToCommit. A deferred write that fails fails the commit, so the whole
    * transaction (the caller sees the error from `transaction`, the statement's promise rejects too).
    */
-  async deferToCommit<R>(compiled: { sql: string; parameters: readonly unknown[] }): Promise<{ rows: Promise<R[]> }> {
+  deferToCommit<R>(compiled: { sql: string; parameters: readonly unknown[] }): { rows: Promise<R[]> } {
     if (!this.canDeferToCommit) throw new Error('deferToCommit outside an outer PostgreSQL transaction');
-    const { text, rows } = deferredStatementText(inlineParameters(compiled));
+    const sql = inlineParameters(compiled);
+    const rows = new Promise<R[]>((resolve, reject) => this.work!.deferred.push({ sql, resolve: resolve as (rows: unknown[]) => void, reject }));
     // Whoever ignores the rows learns of a failure from the commit.
     rows.catch(() => undefined);
-    // Hands the statement to the transaction's connection (see db.ts); nothing is sent yet.
-    await this.work!.trx.executeQuery(CompiledQuery.raw(text, []));
-    return { rows: rows as Promise<R[]> };
+    return { rows };
   }
 
   /** Runs `callback` once what this Store wrote is committed: at once outside a transaction, else after the outer commit (never on rollback). */

@@ -341,9 +341,9 @@ export class RoomWrite {
     }
     const chain = this.chain;
     this.chain = undefined;
-    if (chain) await this.store.deferToCommit(this.store.events.extendChainStatement(this.roomId, chain.eventId, chain.prevEvents, chain.authEvents, chain.previous));
-    const { rows } = await this.store.deferToCommit<{ position: number | string }>(this.store.events.appendStatement(row, txn));
-    for (const statement of trailing) await this.store.deferToCommit(statement);
+    if (chain) this.store.deferToCommit(this.store.events.extendChainStatement(this.roomId, chain.eventId, chain.prevEvents, chain.authEvents, chain.previous));
+    const { rows } = this.store.deferToCommit<{ position: number | string }>(this.store.events.appendStatement(row, txn));
+    for (const statement of trailing) this.store.deferToCommit(statement);
     this.withCommit = { row, rows };
     this.roomAdvanced = true;
     return true;

@@ -13,7 +13,7 @@ import type { StoredEvent } from './pdu.js';
  */
 export async function indexForSearch(store: Store, event: StoredEvent, redacted: string | undefined): Promise<void> {
   const write = async (statement: CompiledQuery) => {
-    if (store.canDeferToCommit) await store.deferToCommit(statement);
+    if (store.canDeferToCommit) store.deferToCommit(statement);
     else await store.search.run(statement);
   };
   if (redacted !== undefined) await write(store.search.deleteStatement(redacted, event.room_id));
