@@ -1,18 +1,11 @@
-import { isIP } from 'node:net';
+import { isCidr } from '../services/media/ip-ranges.js';
 
 /** Names proxy-addr (Fastify's trustProxy) understands for whole address ranges. */
 const RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
 /** Whether `entry` is an address, a CIDR range or a range name that trusted_proxies may list. */
 export function isProxyEntry(entry: string): boolean {
-  if (RANGE_NAMES.has(entry)) return true;
-  const slash = entry.indexOf('/');
-  const address = slash < 0 ? entry : entry.slice(0, slash);
-  const family = isIP(address);
-  if (family === 0) return false;
-  if (slash < 0) return true;
-  const bits = entry.slice(slash + 1);
-  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+  return RANGE_NAMES.has(entry) || isCidr(entry);
 }
 
 /**
