@@ -67,6 +67,24 @@ export class Metrics {
       poolGauge('myelin_db_pool_idle_connections', 'Open PostgreSQL connections not in use', () => pool.idleCount);
       poolGauge('myelin_db_pool_waiting_queries', 'Queries waiting for a PostgreSQL connection', () => pool.waitingCount);
     }
+    const sqlite = db.sqliteCommits;
+    if (sqlite) {
+      const countedFrom = (name: string, help: string, read: () => number) => {
+        let reported = 0;
+        new Counter({
+          name,
+          help,
+          registers,
+          collect() {
+            const now = read();
+            this.inc(now - reported);
+            reported = now;
+          },
+        });
+      };
+      countedFrom('myelin_sqlite_commits_total', 'COMMITs of the SQLite connection (each one group of transactions)', () => sqlite.commits);
+      countedFrom('myelin_sqlite_grouped_transactions_total', 'Transactions committed in those groups', () => sqlite.units);
+    }
 
     // Both outbox gauges come from one query, shared by the two collects of one scrape (the
     // registry collects every metric at once).

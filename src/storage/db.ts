@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Config } from '../config/index.js';
 import { WalCheckpointer, type CheckpointOptions } from './checkpoint.js';
 import { preparedStatementNames } from './compiled.js';
+import { SqliteGroupCommit } from './sqlite-group-commit.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -16,6 +17,13 @@ export interface Db {
   engine: Engine;
   /** PostgreSQL's connection pool (for its gauges); undefined on SQLite. */
   pool?: pg.Pool;
+  /**
+   * SQLite: settles once the transaction now running on the connection is committed (its group's
+   * COMMIT, see SqliteGroupCommit). Undefined where a transaction's COMMIT is its own.
+   */
+  durable?: () => Promise<void>;
+  /** SQLite: its group commit's counts (SqliteGroupCommit.counts). */
+  sqliteCommits?: SqliteGroupCommit['counts'];
   close(): Promise<void>;
 }
 
@@ -41,18 +49,22 @@ export interface OpenOptions {
   checkpoint?: CheckpointOptions;
 }
 
-function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Database>; stop: () => Promise<void> } {
+function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Database>; stop: () => Promise<void>; durable: () => Promise<void>; sqliteCommits: SqliteGroupCommit['counts'] } {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const database = new SQLite(path);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma('busy_timeout = 5000');
+  // Statement and savepoint journals in memory: a send's notification rows (one per member of its room)
+  // touch a page each, and past 64 KiB of them the journal was a temporary file, written at every send.
+  database.pragma('temp_store = MEMORY');
   // Checkpoints run in a thread of their own (storage/checkpoint.ts), never in a request's COMMIT;
   // should that thread die, this connection checkpoints itself again as SQLite does by default.
   const checkpointer = WalCheckpointer.start(path, () => database.open && database.pragma('wal_autocheckpoint = 1000'), options.checkpoint);
   if (checkpointer) database.pragma('wal_autocheckpoint = 0');
-  const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect({ database: withStatementCache(database) }) });
-  return { kysely, stop: async () => checkpointer?.close() };
+  const group = new SqliteGroupCommit(database);
+  const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect(group, { database: withStatementCache(database, group) }) });
+  return { kysely, stop: async () => checkpointer?.close(), durable: () => group.durable(), sqliteCommits: group.counts };
 }
 
 /**
@@ -86,17 +98,45 @@ const turnBudget = {
  * Kysely runs SQLite migrations one statement at a time with no lock, so two processes starting
  * on one new database both apply the same migration, and a crash leaves one half applied. SQLite
  * does DDL inside transactions: claiming it makes the migrator run them all in one transaction,
- * which begins IMMEDIATE (below), so a second process waits for the first and then finds nothing to do.
+ * which begins IMMEDIATE (SqliteGroupCommit.begin), so a second process waits for the first and then finds nothing to do.
  */
 class MigratingSqliteDialect extends SqliteDialect {
+  constructor(
+    private readonly group: SqliteGroupCommit,
+    config: ConstructorParameters<typeof SqliteDialect>[0],
+  ) {
+    super(config);
+  }
+
   override createDriver(): Driver {
     const driver = super.createDriver();
+    const group = this.group;
     const acquire = driver.acquireConnection.bind(driver);
+    const release = driver.releaseConnection.bind(driver);
+    const destroy = driver.destroy.bind(driver);
     driver.acquireConnection = async () => {
-      const connection = await acquire();
+      group.waiting += 1;
+      let connection;
+      try {
+        connection = await acquire();
+      } finally {
+        group.waiting -= 1;
+      }
       // Holding the connection: it is the next in line's only after this turn of the loop.
       await turnBudget.spent();
       return connection;
+    };
+    driver.releaseConnection = async (connection) => {
+      group.released();
+      await release(connection);
+    };
+    // Transactions are units of the connection's group commit (see SqliteGroupCommit).
+    driver.beginTransaction = async () => group.begin();
+    driver.commitTransaction = async () => group.commit();
+    driver.rollbackTransaction = async () => group.rollback();
+    driver.destroy = async () => {
+      group.flush();
+      await destroy();
     };
     return driver;
   }
@@ -115,22 +155,19 @@ class MigratingSqliteDialect extends SqliteDialect {
  * as running the query. Statements are reused by SQL text; they run on the same single connection
  * under Kysely's lock, so nothing else changes. Bounded, since `IN (...)` lists vary the text.
  */
-function withStatementCache(database: SQLite.Database): SqliteDatabase {
+function withStatementCache(database: SQLite.Database, group: SqliteGroupCommit): SqliteDatabase {
   const cache = new Map<string, SQLite.Statement>();
   return {
     close: () => database.close(),
     prepare(sql: string) {
-      // Kysely begins transactions DEFERRED. One that has read, then writes after the checkpoint
-      // thread reset the WAL, fails with SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out.
-      // IMMEDIATE takes the write lock at BEGIN (this is the only connection that writes): the
-      // checkpoint's reset waits for the transaction instead.
-      if (sql === 'begin') sql = 'begin immediate';
       let statement = cache.get(sql);
       if (statement === undefined) {
         statement = database.prepare(sql);
         if (cache.size >= 500) cache.clear();
         cache.set(sql, statement);
       }
+      // Kysely prepares a statement right before it runs it.
+      group.beforeStatement(statement.reader);
       return statement;
     },
   };
@@ -227,8 +264,10 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 /** Opens the configured database and brings its schema up to date. */
 export async function openDb(database: Config['database'], options: OpenOptions = {}): Promise<Db> {
   const engine: Engine = database.name === 'sqlite3' || database.name === 'sqlite' ? 'sqlite' : 'postgres';
-  const { kysely, pool, stop } =
-    'host' in database.args ? { ...(await openPostgres(database.args)), stop: async () => undefined } : { ...openSqlite(database.args.database, options), pool: undefined };
+  const { kysely, pool, stop, durable, sqliteCommits } =
+    'host' in database.args
+      ? { ...(await openPostgres(database.args)), stop: async () => undefined, durable: undefined, sqliteCommits: undefined }
+      : { ...openSqlite(database.args.database, options), pool: undefined };
   // The checkpoint thread's connection closes last: the final checkpoint runs there, not on this thread.
   const close = async () => {
     await kysely.destroy();
@@ -241,7 +280,7 @@ export async function openDb(database: Config['database'], options: OpenOptions 
     await close();
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
   }
-  return { kysely, engine, pool, close };
+  return { kysely, engine, pool, durable, sqliteCommits, close };
 }
 
 /** True when a write failed because a row with the same unique key already exists. */

@@ -171,7 +171,10 @@ export class Store {
       result = await fn(new Store(this.db, trx, work));
       // Hands them to the connection, which sends them with the COMMIT below (see db.ts).
       if (work.deferred.length > 0) await trx.executeQuery(CompiledQuery.raw(deferredStatementsText(work.deferred.splice(0)), []));
+      // Taken while this transaction still holds the connection: its group's commit on SQLite.
+      const durable = this.db.durable?.();
       await trx.commit().execute();
+      await durable;
     } catch (err) {
       for (const statement of work.deferred.splice(0)) statement.reject(new Error('the transaction rolled back'));
       if (!trx.isCommitted && !trx.isRolledBack) await trx.rollback().execute();

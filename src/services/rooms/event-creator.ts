@@ -428,10 +428,10 @@ export class EventCreator {
     private readonly notifier: Notifier,
     private readonly signer: EventSigner,
     private readonly clock: Clock,
-    /** How many room writes this process runs at once (each holds a database connection throughout). */
-    concurrentWrites = 5,
+    /** How many room writes this process runs at once (each holds a database connection throughout), and how many of one room. */
+    concurrentWrites: { all: number; perRoom?: number } = { all: 5 },
   ) {
-    this.gate = new WriteGate(concurrentWrites);
+    this.gate = new WriteGate(concurrentWrites.all, concurrentWrites.perRoom);
   }
 
   /**
