@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { parseConfig } from '../src/config/load.js';
 import { decodeHtml, parseOpenGraph } from '../src/services/media/html-preview.js';
 import { IpRangeSet, embeddedIpv4, isAddressBlocked } from '../src/services/media/ip-ranges.js';
 import { FileStore } from '../src/services/media/file-store.js';
+import { URL_CACHE_MEDIA_MS } from '../src/services/media/media.js';
 import { fetchToFile, httpUrl, isUrlBlacklisted } from '../src/services/media/url-fetch.js';
 import { MatrixError } from '../src/errors.js';
 import { validateResponse } from './helpers/openapi.js';
@@ -326,6 +327,27 @@ for (const engine of ENGINES) {
       assert.equal(res.json['matrix:image:size'], png.length);
       const download = await get(server, `${LEGACY}/download/test.local/${(res.json['og:image'] as string).split('/').pop()}`);
       assert.deepEqual(download.bytes, png);
+    });
+
+    it('deletes media fetched for previews once two days old, files too, and keeps uploads and younger previews', async () => {
+      const mediaOf = (json: Json) => (json['og:image'] as string).split('/').pop()!;
+      const old = await get(server, previewPath(`${base()}/page?aged=1`), alice.access_token);
+      const young = await get(server, previewPath(`${base()}/page?aged=2`), alice.access_token);
+      const upload = await fetch(`${server.url}/_matrix/media/v3/upload`, { method: 'POST', headers: { authorization: `Bearer ${alice.access_token}`, 'content-type': 'image/png' }, body: new Uint8Array(png) });
+      const uploaded = ((await upload.json()) as { content_uri: string }).content_uri.split('/').pop()!;
+      const { services } = server.hs;
+      const ago = (ms: number) => services.clock.now() - ms;
+      const age = (mediaId: string, ts: number) => services.store.db.kysely.updateTable('local_media').set({ created_ts: ts }).where('media_id', '=', mediaId).execute();
+      await age(mediaOf(old.json), ago(URL_CACHE_MEDIA_MS + 60_000));
+      await age(mediaOf(young.json), ago(URL_CACHE_MEDIA_MS - 60_000));
+      await age(uploaded, ago(10 * URL_CACHE_MEDIA_MS));
+      const oldFile = services.media.files.contentPath(mediaOf(old.json));
+      assert.ok(existsSync(oldFile));
+      assert.equal(await services.media.pruneUrlCache(), 1);
+      assert.equal((await get(server, `${AUTHED}/download/test.local/${mediaOf(old.json)}`, alice.access_token)).status, 404);
+      assert.equal(existsSync(oldFile), false);
+      assert.deepEqual((await get(server, `${AUTHED}/download/test.local/${mediaOf(young.json)}`, alice.access_token)).bytes, png);
+      assert.deepEqual((await get(server, `${AUTHED}/download/test.local/${uploaded}`, alice.access_token)).bytes, png);
     });
 
     it('falls back to <title>, the meta description and a page image, reading a Latin-1 page by its <meta charset>', async () => {

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import SQLite from 'better-sqlite3';
 import { openDb, type Db } from '../src/storage/db.js';
 import { Store } from '../src/storage/index.js';
+import { SqliteConnectionQueue } from '../src/storage/sqlite-connection-queue.js';
 import { SqliteGroupCommit } from '../src/storage/sqlite-group-commit.js';
 import { freshDatabase } from './helpers/server.js';
 
@@ -155,5 +156,29 @@ describe('SqliteGroupCommit', () => {
     } finally {
       database.close();
     }
+  });
+});
+
+describe('SqliteConnectionQueue', () => {
+  it('lets waiting queries go ahead of waiting transactions, at most 8 in a row, each kind in arrival order', async () => {
+    const queue = new SqliteConnectionQueue();
+    const order: string[] = [];
+    await queue.acquire();
+    const waiters: Promise<void>[] = [];
+    const wait = (name: string, transaction: boolean) => {
+      queue.markTransaction(transaction);
+      waiters.push(queue.acquire().then(() => {
+        order.push(name);
+        queue.release();
+      }));
+    };
+    wait('t1', true);
+    wait('t2', true);
+    for (let i = 1; i <= 10; i++) wait(`q${i}`, false);
+    assert.equal(queue.waiting, 12);
+    queue.release();
+    await Promise.all(waiters);
+    assert.deepEqual(order, ['q1', 'q2', 'q3', 'q4', 'q5', 'q6', 'q7', 'q8', 't1', 'q9', 'q10', 't2']);
+    assert.equal(queue.waiting, 0);
   });
 });

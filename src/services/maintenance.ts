@@ -5,7 +5,7 @@ const INTERVAL_MS = 10 * 60_000;
 
 /**
  * Periodically deletes expired UIA and 3PID sessions (releasing their registration tokens' pending uses), idle rate-limit
- * buckets, old to-device transaction IDs, media IDs created and never uploaded to
+ * buckets, old to-device transaction IDs, media IDs created and never uploaded to, media fetched for URL previews
  * and read notifications past their retention,
  * and takes up profile changes a process that died left part-way. Returns its stopper.
  */
@@ -18,6 +18,7 @@ export function startMaintenance(services: Services, logger: Logger): () => Prom
       await services.threepid.sessions.prune();
       await services.toDevice.prune();
       await services.media.pruneUnused();
+      await services.media.pruneUrlCache();
       await services.notifications.prune();
       await services.profilePropagation.takeUpAbandoned();
     } catch (err) {

@@ -1,11 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteAdapter, SqliteDialect, type DialectAdapter, type Driver, type MigrationProvider, type SqliteDatabase } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteAdapter, SqliteDialect, type DatabaseConnection, type DialectAdapter, type Driver, type MigrationProvider, type SqliteDatabase } from 'kysely';
 import type pg from 'pg';
 import type { Config } from '../config/index.js';
 import { WalCheckpointer, type CheckpointOptions } from './checkpoint.js';
 import { preparedStatementNames } from './compiled.js';
+import { SqliteConnectionQueue } from './sqlite-connection-queue.js';
 import { SqliteGroupCommit } from './sqlite-group-commit.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
@@ -22,6 +23,8 @@ export interface Db {
    * COMMIT, see SqliteGroupCommit). Undefined where a transaction's COMMIT is its own.
    */
   durable?: () => Promise<void>;
+  /** SQLite: the next acquisition of the connection, made synchronously after this, starts a transaction (SqliteConnectionQueue). */
+  markTransaction?: (on: boolean) => void;
   /** SQLite: its group commit's counts (SqliteGroupCommit.counts). */
   sqliteCommits?: SqliteGroupCommit['counts'];
   close(): Promise<void>;
@@ -49,7 +52,7 @@ export interface OpenOptions {
   checkpoint?: CheckpointOptions;
 }
 
-function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Database>; stop: () => Promise<void>; durable: () => Promise<void>; sqliteCommits: SqliteGroupCommit['counts'] } {
+function openSqlite(path: string, options: OpenOptions): Pick<Db, 'kysely' | 'durable' | 'markTransaction' | 'sqliteCommits'> & { stop: () => Promise<void> } {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const database = new SQLite(path);
   database.pragma('journal_mode = WAL');
@@ -63,8 +66,15 @@ function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Databa
   const checkpointer = WalCheckpointer.start(path, () => database.open && database.pragma('wal_autocheckpoint = 1000'), options.checkpoint);
   if (checkpointer) database.pragma('wal_autocheckpoint = 0');
   const group = new SqliteGroupCommit(database);
-  const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect(group, { database: withStatementCache(database, group) }) });
-  return { kysely, stop: async () => checkpointer?.close(), durable: () => group.durable(), sqliteCommits: group.counts };
+  const queue = new SqliteConnectionQueue();
+  const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect(group, queue, { database: withStatementCache(database, group) }) });
+  return {
+    kysely,
+    stop: async () => checkpointer?.close(),
+    durable: () => group.durable(),
+    markTransaction: (on) => queue.markTransaction(on),
+    sqliteCommits: group.counts,
+  };
 }
 
 /**
@@ -103,6 +113,7 @@ const turnBudget = {
 class MigratingSqliteDialect extends SqliteDialect {
   constructor(
     private readonly group: SqliteGroupCommit,
+    private readonly queue: SqliteConnectionQueue,
     config: ConstructorParameters<typeof SqliteDialect>[0],
   ) {
     super(config);
@@ -110,25 +121,21 @@ class MigratingSqliteDialect extends SqliteDialect {
 
   override createDriver(): Driver {
     const driver = super.createDriver();
-    const group = this.group;
+    const { group, queue } = this;
+    // Kysely's own lock on the connection is taken once and kept: the queue below orders its users.
     const acquire = driver.acquireConnection.bind(driver);
-    const release = driver.releaseConnection.bind(driver);
+    let connection: Promise<DatabaseConnection> | undefined;
     const destroy = driver.destroy.bind(driver);
     driver.acquireConnection = async () => {
-      group.waiting += 1;
-      let connection;
-      try {
-        connection = await acquire();
-      } finally {
-        group.waiting -= 1;
-      }
+      await queue.acquire();
       // Holding the connection: it is the next in line's only after this turn of the loop.
       await turnBudget.spent();
-      return connection;
+      return (connection ??= acquire());
     };
-    driver.releaseConnection = async (connection) => {
+    driver.releaseConnection = async () => {
+      group.waiting = queue.waiting;
       group.released();
-      await release(connection);
+      queue.release();
     };
     // Transactions are units of the connection's group commit (see SqliteGroupCommit).
     driver.beginTransaction = async () => group.begin();
@@ -264,9 +271,9 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 /** Opens the configured database and brings its schema up to date. */
 export async function openDb(database: Config['database'], options: OpenOptions = {}): Promise<Db> {
   const engine: Engine = database.name === 'sqlite3' || database.name === 'sqlite' ? 'sqlite' : 'postgres';
-  const { kysely, pool, stop, durable, sqliteCommits } =
+  const { kysely, pool, stop, durable, markTransaction, sqliteCommits } =
     'host' in database.args
-      ? { ...(await openPostgres(database.args)), stop: async () => undefined, durable: undefined, sqliteCommits: undefined }
+      ? { ...(await openPostgres(database.args)), stop: async () => undefined, durable: undefined, markTransaction: undefined, sqliteCommits: undefined }
       : { ...openSqlite(database.args.database, options), pool: undefined };
   // The checkpoint thread's connection closes last: the final checkpoint runs there, not on this thread.
   const close = async () => {
@@ -280,7 +287,7 @@ export async function openDb(database: Config['database'], options: OpenOptions 
     await close();
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
   }
-  return { kysely, engine, pool, durable, sqliteCommits, close };
+  return { kysely, engine, pool, durable, markTransaction, sqliteCommits, close };
 }
 
 /** True when a write failed because a row with the same unique key already exists. */

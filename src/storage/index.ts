@@ -164,7 +164,10 @@ export class Store {
    */
   async transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
     if (this.work) return this.nested(this.work, fn);
-    const trx = await this.db.kysely.startTransaction().execute();
+    this.db.markTransaction?.(true);
+    const starting = this.db.kysely.startTransaction().execute();
+    this.db.markTransaction?.(false);
+    const trx = await starting;
     const work: Work = { trx, committed: [], deferred: [], depth: 0, savepoints: 0 };
     let result: T;
     try {

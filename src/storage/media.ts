@@ -14,6 +14,8 @@ export interface LocalMediaTable {
   /** When a created ID still without content is given up; null once uploaded. */
   unused_expires_ts: number | null;
   quarantined_by: string | null;
+  /** A medium fetched for a URL preview: the URL it was fetched for; null for anything else. */
+  url_cache: string | null;
 }
 
 /** One thumbnail made of a local medium, kept on disk. */
@@ -101,6 +103,11 @@ export class MediaRepo {
   /** Created IDs that expired without content, at most `limit` of them. */
   expiredUnused(now: number, limit: number): Promise<{ media_id: string }[]> {
     return this.db.selectFrom('local_media').select('media_id').where('uploaded_ts', 'is', null).where('unused_expires_ts', '<=', now).limit(limit).execute();
+  }
+
+  /** Media fetched for URL previews before `before`, at most `limit` of them. */
+  urlCacheBefore(before: number, limit: number): Promise<{ media_id: string }[]> {
+    return this.db.selectFrom('local_media').select('media_id').where('url_cache', 'is not', null).where('created_ts', '<', before).limit(limit).execute();
   }
 
   thumbnails(mediaId: string): Promise<ThumbnailRow[]> {

@@ -25,6 +25,8 @@ const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 export const MAX_WAIT_MS = 60_000;
 export const DEFAULT_WAIT_MS = 20_000;
 const POLL_MS = 250;
+/** How long a medium fetched for a URL preview is kept (Synapse's IMAGE_CACHE_EXPIRY_MS). */
+export const URL_CACHE_MEDIA_MS = 2 * 24 * 3_600_000;
 
 const tooLarge = (limit: number) => new MatrixError(413, 'M_TOO_LARGE', `Uploads may be at most ${limit} bytes`);
 const unknownMedia = () => notFound('Unknown media');
@@ -81,19 +83,19 @@ export class MediaService {
   }
 
   /**
-   * Stores a file fetched for a URL preview (a temporary file of `files`, taken over) as a local
-   * medium of the user who asked for the preview, as Synapse keeps them. No quota or rate limit
-   * here: the preview is limited as a whole.
+   * Stores a file fetched from `url` for a URL preview (a temporary file of `files`, taken over) as a
+   * local medium of the user who asked for the preview, as Synapse keeps them, until pruneUrlCache
+   * deletes it. No quota or rate limit here: the preview is limited as a whole.
    */
-  async storeFetched(userId: string, temp: string, bytes: number, contentType: string, fileName: string | null): Promise<{ contentUri: string; mediaType: string; path: string }> {
+  async storeFetched(userId: string, url: string, temp: string, bytes: number, contentType: string, fileName: string | null): Promise<{ contentUri: string; mediaType: string; path: string }> {
     const mediaType = mediaTypeOf(contentType);
-    const mediaId = await this.keep(userId, temp, bytes, mediaType, fileName);
+    const mediaId = await this.keep(userId, temp, bytes, mediaType, fileName, url);
     const path = this.files.contentPath(mediaId);
     return { contentUri: `mxc://${this.serverName}/${mediaId}`, mediaType, path };
   }
 
   /** Takes a received temporary file over as a new local medium: its file, then its row (undone together). */
-  private async keep(userId: string, temp: string, bytes: number, mediaType: string, fileName: string | null): Promise<string> {
+  private async keep(userId: string, temp: string, bytes: number, mediaType: string, fileName: string | null, urlCache: string | null = null): Promise<string> {
     const now = this.clock.now();
     const mediaId = newMediaId();
     try {
@@ -108,6 +110,7 @@ export class MediaService {
         uploaded_ts: now,
         unused_expires_ts: null,
         quarantined_by: null,
+        url_cache: urlCache,
       });
     } catch (err) {
       await this.files.discard(temp);
@@ -134,6 +137,7 @@ export class MediaService {
       uploaded_ts: null,
       unused_expires_ts: expires,
       quarantined_by: null,
+      url_cache: null,
     });
     return { content_uri: `mxc://${this.serverName}/${mediaId}`, unused_expires_at: expires };
   }
@@ -217,6 +221,19 @@ export class MediaService {
   /** Deletes created IDs that expired without content (a few hundred at a time). */
   async pruneUnused(): Promise<void> {
     for (const { media_id } of await this.store.media.expiredUnused(this.clock.now(), 500)) await this.store.media.delete(media_id);
+  }
+
+  /**
+   * Deletes media fetched for URL previews once two days old, files and all, as Synapse does (a
+   * client may still show an older preview for a while; the preview itself is cached far shorter).
+   * A few hundred at a time.
+   */
+  async pruneUrlCache(): Promise<number> {
+    const stale = await this.store.media.urlCacheBefore(this.clock.now() - URL_CACHE_MEDIA_MS, 500);
+    for (const { media_id } of stale) {
+      if (await this.store.media.delete(media_id)) await this.files.remove(media_id);
+    }
+    return stale.length;
   }
 
   private async admitUpload(userId: string, contentLength: number | undefined): Promise<void> {

@@ -107,7 +107,7 @@ export class UrlPreviewService {
 
   /** Stores a fetched image as a medium: its mxc:// URI, type, size and (when sharp reads it) dimensions. */
   private async storeImage(userId: string, fetched: FetchedFile): Promise<OpenGraph> {
-    const stored = await this.media.storeFetched(userId, fetched.temp, fetched.bytes, fetched.mediaType, fetched.fileName);
+    const stored = await this.media.storeFetched(userId, fetched.finalUrl, fetched.temp, fetched.bytes, fetched.mediaType, fetched.fileName);
     const og: OpenGraph = { 'og:image': stored.contentUri, 'og:image:type': stored.mediaType, 'matrix:image:size': fetched.bytes };
     const size = await imageSize(stored.path, this.config.max_image_pixels);
     if (size) {

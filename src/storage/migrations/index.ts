@@ -23,6 +23,7 @@ import * as emailNotifs from './0022_email_notifs.js';
 import * as profilePropagation from './0023_profile_propagation.js';
 import * as roomUpgrades from './0025_room_upgrades.js';
 import * as erasedSenders from './0026_erased_senders.js';
+import * as urlCacheMedia from './0027_url_cache_media.js';
 
 /** Every migration, by name; names sort in the order they run. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -50,4 +51,5 @@ export const migrations: Record<string, Migration> = {
   '0023_profile_propagation': profilePropagation,
   '0025_room_upgrades': roomUpgrades,
   '0026_erased_senders': erasedSenders,
+  '0027_url_cache_media': urlCacheMedia,
 };
