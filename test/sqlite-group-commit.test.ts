@@ -137,6 +137,27 @@ describe('SqliteGroupCommit', () => {
     }
   });
 
+  it('at close, commits the finished transactions of the open group and undoes one still running', () => {
+    const database = new SQLite(':memory:');
+    try {
+      database.exec('CREATE TABLE t (id INTEGER PRIMARY KEY)');
+      const group = new SqliteGroupCommit(database);
+      group.waiting = 1;
+      group.begin();
+      database.prepare('INSERT INTO t (id) VALUES (1)').run();
+      group.commit();
+      group.released();
+      group.begin();
+      database.prepare('INSERT INTO t (id) VALUES (2)').run();
+      group.close();
+      assert.equal(database.inTransaction, false);
+      assert.deepEqual(database.prepare('SELECT id FROM t').all(), [{ id: 1 }]);
+      assert.deepEqual(group.counts, { commits: 1, units: 1 });
+    } finally {
+      database.close();
+    }
+  });
+
   it('commits a group at its size limit although more work waits', () => {
     const database = new SQLite(':memory:');
     try {

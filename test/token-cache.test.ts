@@ -227,6 +227,22 @@ describe('access-token cache across two processes on one PostgreSQL database', (
     await until(() => cacheOf(second).serving, 'the stalled process to hear itself again', 10_000);
   });
 
+  it('answers a logout at once after a process that stopped said so, rather than waiting for its acknowledgement', async () => {
+    const third = await startTestServer('postgres', {}, { database: first.config.database as unknown as Record<string, unknown> });
+    const origin = cacheOf(third).origin;
+    const peersOfFirst = () => (cacheOf(first) as unknown as { peers: Map<string, number> }).peers;
+    await until(() => cacheOf(third).serving && peersOfFirst().has(origin), 'the first process to hear the third');
+    const kate = await first.api.register('cachebyepeer', PW);
+    await cachedOnBoth(kate.access_token);
+    await third.close();
+    await until(() => !peersOfFirst().has(origin), 'the first process to hear the third stop', 2_000);
+    const started = performance.now();
+    assert.equal((await first.api.post('/v3/logout', {}, { token: kate.access_token })).status, 200);
+    const took = performance.now() - started;
+    assert.ok(took < 2_500, `answered without waiting for the stopped process (${Math.round(took)} ms)`);
+    await refusedAt(second, kate.access_token);
+  });
+
   it('forgets everything and answers from the database while its LISTEN connection is down, then caches again', async () => {
     const gina = await first.api.register('cachedrop', PW);
     const spare = await first.api.login('cachedrop', PW);
@@ -306,7 +322,9 @@ describe('token notices', () => {
     assert.deepEqual(decodeTokenNotice(encodeTokenNotice({ origin: 'abc', seq: 8 })), { origin: 'abc', seq: 8 });
     const ack = { origin: 'def', seq: 9, ack: { origin: 'abc', seq: 7 } };
     assert.deepEqual(decodeTokenNotice(encodeTokenNotice(ack)), ack);
-    const malformed = ['2 abc 1', '1 abc', '1 abc x', '1 abc 1\n!room:example.org', '1 abc 1\n@a:b\n@c:d', '1 abc 1\nack abc', '1 abc 1\nack abc x', '1 abc 1\nnack abc 1', ''];
+    const bye = { origin: 'def', seq: 10, bye: true as const };
+    assert.deepEqual(decodeTokenNotice(encodeTokenNotice(bye)), bye);
+    const malformed = ['2 abc 1', '1 abc', '1 abc x', '1 abc 1\n!room:example.org', '1 abc 1\n@a:b\n@c:d', '1 abc 1\nack abc', '1 abc 1\nack abc x', '1 abc 1\nnack abc 1', '1 abc 1\nbye now', ''];
     for (const payload of malformed) {
       assert.equal(decodeTokenNotice(payload), undefined, payload);
     }

@@ -342,6 +342,8 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     admission: new Admission(COSTLY_STARTS_PER_TURN),
     stoppers: [],
   };
+  // Before the notifier's LISTEN connection closes: the other processes learn this one stopped.
+  if (tokenCache) services.stoppers.push(() => tokenCache.close());
   services.stoppers.push(() => notifier.close());
   return services;
 }

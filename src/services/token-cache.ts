@@ -68,6 +68,7 @@ export class TokenCache implements TokenNoticeListener {
   private readonly byUser = new Map<string, Set<string>>();
   private generation = 0;
   private listening = false;
+  private closed = false;
   /** When the newest of this process's notices that came back was sent. */
   private heardAt = -Infinity;
   private seq = 0;
@@ -159,6 +160,12 @@ export class TokenCache implements TokenNoticeListener {
       if (notice.userId !== undefined) this.invalidate(notice.userId);
       return;
     }
+    if (notice.bye) {
+      // Nothing to wait for from a process that has stopped.
+      this.peers.delete(notice.origin);
+      for (const delivery of this.awaiting.values()) delivery.acknowledged(notice.origin);
+      return;
+    }
     this.peers.set(notice.origin, performance.now());
     if (notice.ack?.origin === this.origin) this.awaiting.get(notice.ack.seq)?.acknowledged(notice.origin);
     if (notice.userId !== undefined) {
@@ -167,7 +174,19 @@ export class TokenCache implements TokenNoticeListener {
     }
   }
 
+  /**
+   * At shutdown, once no request is being answered: stops answering from memory, then tells the
+   * other processes, so that their revocations stop waiting for this one's acknowledgement.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.onListening(false);
+    this.closed = true;
+    await this.store.tokens.notifyTokens(encodeTokenNotice({ origin: this.origin, seq: this.send(), bye: true })).catch(() => undefined);
+  }
+
   onListening(listening: boolean): void {
+    if (this.closed) return;
     this.generation++;
     this.listening = listening;
     if (this.heartbeat) clearInterval(this.heartbeat);

@@ -142,7 +142,7 @@ class MigratingSqliteDialect extends SqliteDialect {
     driver.commitTransaction = async () => group.commit();
     driver.rollbackTransaction = async () => group.rollback();
     driver.destroy = async () => {
-      group.flush();
+      group.close();
       await destroy();
     };
     return driver;

@@ -107,7 +107,13 @@ export class SqliteGroupCommit {
     return this.pending.promise;
   }
 
-  /** Commits the open group, if any (also before the connection closes). */
+  /** Before the connection closes: a unit still running is undone, the finished ones committed. */
+  close(): void {
+    if (this.inUnit) this.rollback();
+    this.flush();
+  }
+
+  /** Commits the open group, if any. */
   flush(): void {
     if (!this.open) return;
     const pending = this.closeGroup();

@@ -66,12 +66,15 @@ export interface TokenNotice {
   userId?: string;
   /** This process has forgotten the user of that origin's notice. */
   ack?: { origin: string; seq: number };
+  /** This process is stopping: it answers from memory no more and acknowledges nothing from now on. */
+  bye?: true;
 }
 
-/** "1 <origin> <seq>" on the first line (the format's version first), then the user ID or "ack <origin> <seq>", if any. */
+/** "1 <origin> <seq>" on the first line (the format's version first), then the user ID, "ack <origin> <seq>" or "bye", if any. */
 export function encodeTokenNotice(notice: TokenNotice): string {
   const header = `${VERSION} ${notice.origin} ${notice.seq}`;
   if (notice.ack !== undefined) return `${header}\nack ${notice.ack.origin} ${notice.ack.seq}`;
+  if (notice.bye) return `${header}\nbye`;
   return notice.userId === undefined ? header : `${header}\n${notice.userId}`;
 }
 
@@ -83,6 +86,7 @@ export function decodeTokenNotice(payload: string): TokenNotice | undefined {
   const notice: TokenNotice = { origin: match[1]!, seq: Number(match[2]) };
   if (second === undefined) return notice;
   if (second.startsWith('@')) return { ...notice, userId: second };
+  if (second === 'bye') return { ...notice, bye: true };
   const ack = /^ack (\S+) (\d{1,15})$/.exec(second);
   return ack ? { ...notice, ack: { origin: ack[1]!, seq: Number(ack[2]) } } : undefined;
 }
