@@ -1,6 +1,9 @@
 import { openSync } from 'node:fs';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import pino from 'pino';
+import { watchLoopDelay } from './loop-delay.js';
+
+const loop = watchLoopDelay();
 
 /**
  * A reference point between the bare server and Myelin: Fastify with one route answering the same
@@ -23,7 +26,7 @@ app.get('/', async () => body);
 const url = await app.listen({ port: 0, host: '127.0.0.1' });
 process.send?.({ ready: true, url });
 process.on('message', (m: { cpu?: boolean }) => {
-  if (m.cpu) process.send?.({ cpu: process.cpuUsage() });
+  if (m.cpu) process.send?.({ cpu: process.cpuUsage(), loop: loop.take() });
 });
 process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
 process.on('disconnect', () => process.exit(0));

@@ -1,4 +1,7 @@
 import { createServer } from 'node:http';
+import { watchLoopDelay } from './loop-delay.js';
+
+const loop = watchLoopDelay();
 
 /**
  * The baseline: a bare Node HTTP server answering every request with one constant JSON body.
@@ -23,7 +26,7 @@ server.listen(0, '127.0.0.1', () => {
 
 // CPU time used so far, so the benchmark can report CPU per request whatever else the machine runs.
 process.on('message', (m: { cpu?: boolean }) => {
-  if (m.cpu) process.send?.({ cpu: process.cpuUsage() });
+  if (m.cpu) process.send?.({ cpu: process.cpuUsage(), loop: loop.take() });
 });
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
 process.on('disconnect', () => process.exit(0));

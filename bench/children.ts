@@ -2,6 +2,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { resolve } from 'node:path';
 
+import type { LoopDelay } from './loop-delay.js';
+
 export { freePort } from '../test/helpers/server.js';
 
 type Message = Record<string, unknown>;
@@ -29,8 +31,13 @@ export class ChildHandle {
 
   /** CPU time (user + system) the process has used so far, in microseconds. */
   async cpuMicros(): Promise<number> {
-    const { cpu } = (await this.request({ cpu: true }, 'cpu')) as { cpu: NodeJS.CpuUsage };
-    return cpu.user + cpu.system;
+    return (await this.cpuAndLoop()).cpuMicros;
+  }
+
+  /** cpuMicros, and the event loop's delay since the last call (servers under benchmark only). */
+  async cpuAndLoop(): Promise<{ cpuMicros: number; loop?: LoopDelay }> {
+    const { cpu, loop } = (await this.request({ cpu: true }, 'cpu')) as { cpu: NodeJS.CpuUsage; loop?: LoopDelay };
+    return { cpuMicros: cpu.user + cpu.system, loop };
   }
 
   kill(): void {

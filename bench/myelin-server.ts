@@ -1,4 +1,7 @@
 import { pathToFileURL } from 'node:url';
+import { watchLoopDelay } from './loop-delay.js';
+
+const loop = watchLoopDelay();
 
 /**
  * Myelin under benchmark, in its own process so the load generator does not share its event loop.
@@ -46,7 +49,7 @@ async function seed(users: SeedUser[]): Promise<void> {
 }
 
 process.on('message', (message: { seed?: SeedUser[]; cpu?: boolean; routes?: boolean }) => {
-  if (message.cpu) process.send?.({ cpu: process.cpuUsage() });
+  if (message.cpu) process.send?.({ cpu: process.cpuUsage(), loop: loop.take() });
   if (message.routes) process.send?.({ routes: routesOf(hs.apps[0]!) });
   if (!message.seed) return;
   seed(message.seed).then(

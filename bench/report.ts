@@ -1,3 +1,5 @@
+import type { LoopDelay } from './loop-delay.js';
+
 /** One benchmarked endpoint's figures (medians over the rounds). */
 export interface Row {
   name: string;
@@ -21,6 +23,14 @@ export interface Row {
   alongside?: { name: string; connections: number; rate: number; rps: number; p50: number; p99: number; p99PerRound: number[]; non2xx: number; errors: number };
   /** The one-minute load average at the start and end of each round's run. */
   loadPerRound: { before: number; after: number }[];
+  /** The server's event-loop delay in each round's run (p99 and worst, ms). */
+  loopPerRound?: LoopDelay[];
+}
+
+/** Each case's server event-loop delay, per round: how long a request could wait for the loop. */
+export function formatLoopDelays(rows: Row[]): string {
+  const lines = rows.flatMap((r) => (r.loopPerRound ? [`  ${r.name}: ${r.loopPerRound.map((l) => `${l.p99Ms.toFixed(0)} / ${l.maxMs.toFixed(0)}`).join(', ')}`] : []));
+  return lines.length === 0 ? '' : ['', 'Event-loop delay of the server during each round, p99 / worst in ms (a 10 ms timer\'s lateness):', ...lines].join('\n');
 }
 
 export const median = (xs: number[]): number => {

@@ -28,7 +28,8 @@ import { freshDatabase } from '../test/helpers/server.js';
 import { startChild, freePort, type ChildHandle } from './children.js';
 import { postgresCpuMicros } from './postgres-cpu.js';
 import { EMAIL_CASE_NAMES, EmailBench, MAIL_USERS, emailConfig, mailAddress } from './email.js';
-import { formatTable, median, type Row } from './report.js';
+import { formatLoopDelays, formatTable, median, type Row } from './report.js';
+import type { LoopDelay } from './loop-delay.js';
 import { ROOM_CASE_NAMES, RoomSendBench, stormComparison } from './rooms-send.js';
 
 const { values: flags } = parseArgs({
@@ -108,6 +109,8 @@ interface Run {
   loadBefore: number[];
   loadAfter: number[];
   alongside?: autocannon.Result;
+  /** The server's event-loop delay during the run. */
+  loop?: LoopDelay;
 }
 
 /** The PostgreSQL database of each Myelin under benchmark (with --database postgres), whose backends' CPU is read around each run. */
@@ -120,19 +123,21 @@ async function runCase(c: Case, duration: number): Promise<Run> {
   const loadBefore = load();
   const database = databaseOf.get(c.server);
   const pgBefore = database === undefined ? undefined : await postgresCpuMicros(database);
-  const before = await c.server.cpuMicros();
+  // Also starts the server's event-loop delay afresh for this run.
+  const { cpuMicros: before } = await c.server.cpuAndLoop();
   const a = c.alongside;
   const beside = a
     ? autocannon({ url: c.server.url, connections: a.connections, duration, requests: [{ method: a.method ?? 'GET', path: a.path, headers: a.headers, body: a.body }], timeout: 30, overallRate: a.rate, setupClient: a.setupClient })
     : undefined;
   const result = await autocannon({ url: c.server.url, connections: CONNECTIONS, duration, requests: [request], timeout: 30, overallRate: c.overallRate, setupClient: c.setupClient });
   const alongside = await beside;
-  const cpuMicros = (await c.server.cpuMicros()) - before;
+  const after = await c.server.cpuAndLoop();
+  const cpuMicros = after.cpuMicros - before;
   const pgAfter = database === undefined ? undefined : await postgresCpuMicros(database);
   const pgCpuMicros = pgBefore === undefined || pgAfter === undefined ? undefined : pgAfter - pgBefore;
   const loadAfter = load();
   await c.after?.(result);
-  return { result, cpuMicros, pgCpuMicros, loadBefore, loadAfter, alongside };
+  return { result, cpuMicros, pgCpuMicros, loadBefore, loadAfter, alongside, loop: after.loop };
 }
 
 /** Median figures per case over the rounds; ratios are against the bare server's medians. */
@@ -160,6 +165,7 @@ function summarise(cases: Case[], runs: Map<Case, Run[]>, bare: Case): Row[] {
       note: c.note,
       alongside: alongsideSummary(c, rs),
       loadPerRound: rs.map((r) => ({ before: r.loadBefore[0]!, after: r.loadAfter[0]! })),
+      loopPerRound: rs.every((r) => r.loop !== undefined) ? rs.map((r) => r.loop!) : undefined,
     };
   });
 }
@@ -365,6 +371,7 @@ async function main(): Promise<void> {
       code: { this_checkout: commitOf(import.meta.dirname), ...(flags.compare ? { compared: { src: flags.compare, ...commitOf(checkoutOf(flags.compare)) } } : {}) },
     };
     console.log(formatTable(rows));
+    console.log(formatLoopDelays(rows));
     for (const r of rows) {
       const a = r.alongside;
       if (!a) continue;
