@@ -42,7 +42,7 @@ describe('SQLite group commit through the Store', () => {
 
   it('lets transactions queued at the connection share one COMMIT, and answers none before it', BOUNDED, async () => {
     const ids = Array.from({ length: 8 }, () => ++next);
-    const before = { ...db.sqliteCommits! };
+    const before = { ...db.sqlite!.counts };
     const seenAtAnswer: number[] = [];
     await Promise.all(
       ids.map((id) =>
@@ -55,8 +55,8 @@ describe('SQLite group commit through the Store', () => {
       ),
     );
     assert.deepEqual(seenAtAnswer, ids.map(() => 1), 'each transaction was committed when it returned');
-    const commits = db.sqliteCommits!.commits - before.commits;
-    const units = db.sqliteCommits!.units - before.units;
+    const commits = db.sqlite!.counts.commits - before.commits;
+    const units = db.sqlite!.counts.units - before.units;
     assert.equal(units, ids.length);
     assert.ok(commits >= 1 && commits < ids.length, `${ids.length} transactions in ${commits} commits`);
   });
@@ -112,20 +112,18 @@ describe('SqliteGroupCommit', () => {
       database.pragma('foreign_keys = ON');
       database.exec('CREATE TABLE parent (id INTEGER PRIMARY KEY); CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)');
       const group = new SqliteGroupCommit(database);
-      group.waiting = 1;
       group.begin();
       const first = group.durable();
       database.exec('INSERT INTO parent (id) VALUES (1)');
       group.commit();
-      group.released();
+      group.released(1);
       group.begin();
       const second = group.durable();
       assert.equal(first, second, 'both transactions in the one open group');
       // Checked only at COMMIT: a child whose parent does not exist.
       database.exec('INSERT INTO child (parent) VALUES (2)');
       group.commit();
-      group.waiting = 0;
-      group.released();
+      group.released(0);
       assert.equal(database.inTransaction, false);
       assert.deepEqual(database.prepare('SELECT count(*) AS n FROM parent').get(), { n: 0 });
       assert.deepEqual(database.prepare('SELECT count(*) AS n FROM child').get(), { n: 0 });
@@ -142,11 +140,10 @@ describe('SqliteGroupCommit', () => {
     try {
       database.exec('CREATE TABLE t (id INTEGER PRIMARY KEY)');
       const group = new SqliteGroupCommit(database);
-      group.waiting = 1;
       group.begin();
       database.prepare('INSERT INTO t (id) VALUES (1)').run();
       group.commit();
-      group.released();
+      group.released(1);
       group.begin();
       database.prepare('INSERT INTO t (id) VALUES (2)').run();
       group.close();
@@ -163,12 +160,11 @@ describe('SqliteGroupCommit', () => {
     try {
       database.exec('CREATE TABLE t (id INTEGER PRIMARY KEY)');
       const group = new SqliteGroupCommit(database, { units: 3, ms: 60_000 });
-      group.waiting = 5;
       for (let id = 1; id <= 7; id++) {
         group.begin();
         database.prepare('INSERT INTO t (id) VALUES (?)').run(id);
         group.commit();
-        group.released();
+        group.released(5);
       }
       assert.deepEqual(group.counts, { commits: 2, units: 6 }, 'two full groups committed, the seventh still open');
       assert.equal(database.inTransaction, true);

@@ -67,7 +67,7 @@ export class Metrics {
       poolGauge('myelin_db_pool_idle_connections', 'Open PostgreSQL connections not in use', () => pool.idleCount);
       poolGauge('myelin_db_pool_waiting_queries', 'Queries waiting for a PostgreSQL connection', () => pool.waitingCount);
     }
-    const sqlite = db.sqliteCommits;
+    const sqlite = db.sqlite?.counts;
     if (sqlite) {
       const countedFrom = (name: string, help: string, read: () => number) => {
         let reported = 0;

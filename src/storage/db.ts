@@ -18,16 +18,19 @@ export interface Db {
   engine: Engine;
   /** PostgreSQL's connection pool (for its gauges); undefined on SQLite. */
   pool?: pg.Pool;
-  /**
-   * SQLite: settles once the transaction now running on the connection is committed (its group's
-   * COMMIT, see SqliteGroupCommit). Undefined where a transaction's COMMIT is its own.
-   */
-  durable?: () => Promise<void>;
-  /** SQLite: the next acquisition of the connection, made synchronously after this, starts a transaction (SqliteConnectionQueue). */
-  markTransaction?: (on: boolean) => void;
-  /** SQLite: its group commit's counts (SqliteGroupCommit.counts). */
-  sqliteCommits?: SqliteGroupCommit['counts'];
+  /** SQLite's transactions on its one connection; undefined on PostgreSQL. */
+  sqlite?: SqliteTransactions;
   close(): Promise<void>;
+}
+
+/** How transactions share SQLite's one connection (SqliteConnectionQueue) and its commits (SqliteGroupCommit). */
+export interface SqliteTransactions {
+  /** Runs `start` (Kysely's startTransaction().execute(), which takes the connection synchronously) as a transaction in the queue. */
+  starting<T>(start: () => Promise<T>): Promise<T>;
+  /** Settles once the transaction now holding the connection is committed with its group; rejects if that COMMIT fails. */
+  durable(): Promise<void>;
+  /** Groups committed, and the transactions they held. */
+  readonly counts: SqliteGroupCommit['counts'];
 }
 
 let pgModule: typeof pg | undefined;
@@ -52,7 +55,7 @@ export interface OpenOptions {
   checkpoint?: CheckpointOptions;
 }
 
-function openSqlite(path: string, options: OpenOptions): Pick<Db, 'kysely' | 'durable' | 'markTransaction' | 'sqliteCommits'> & { stop: () => Promise<void> } {
+function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Database>; sqlite: SqliteTransactions; stop: () => Promise<void> } {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const database = new SQLite(path);
   database.pragma('journal_mode = WAL');
@@ -68,13 +71,19 @@ function openSqlite(path: string, options: OpenOptions): Pick<Db, 'kysely' | 'du
   const group = new SqliteGroupCommit(database);
   const queue = new SqliteConnectionQueue();
   const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect(group, queue, { database: withStatementCache(database, group) }) });
-  return {
-    kysely,
-    stop: async () => checkpointer?.close(),
+  const sqlite: SqliteTransactions = {
+    starting(start) {
+      queue.markTransaction(true);
+      try {
+        return start();
+      } finally {
+        queue.markTransaction(false);
+      }
+    },
     durable: () => group.durable(),
-    markTransaction: (on) => queue.markTransaction(on),
-    sqliteCommits: group.counts,
+    counts: group.counts,
   };
+  return { kysely, sqlite, stop: async () => checkpointer?.close() };
 }
 
 /**
@@ -133,8 +142,7 @@ class MigratingSqliteDialect extends SqliteDialect {
       return (connection ??= acquire());
     };
     driver.releaseConnection = async () => {
-      group.waiting = queue.waiting;
-      group.released();
+      group.released(queue.waiting);
       queue.release();
     };
     // Transactions are units of the connection's group commit (see SqliteGroupCommit).
@@ -271,10 +279,8 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 /** Opens the configured database and brings its schema up to date. */
 export async function openDb(database: Config['database'], options: OpenOptions = {}): Promise<Db> {
   const engine: Engine = database.name === 'sqlite3' || database.name === 'sqlite' ? 'sqlite' : 'postgres';
-  const { kysely, pool, stop, durable, markTransaction, sqliteCommits } =
-    'host' in database.args
-      ? { ...(await openPostgres(database.args)), stop: async () => undefined, durable: undefined, markTransaction: undefined, sqliteCommits: undefined }
-      : { ...openSqlite(database.args.database, options), pool: undefined };
+  const { kysely, pool, stop, sqlite } =
+    'host' in database.args ? { ...(await openPostgres(database.args)), stop: async () => undefined, sqlite: undefined } : { ...openSqlite(database.args.database, options), pool: undefined };
   // The checkpoint thread's connection closes last: the final checkpoint runs there, not on this thread.
   const close = async () => {
     await kysely.destroy();
@@ -287,7 +293,7 @@ export async function openDb(database: Config['database'], options: OpenOptions 
     await close();
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
   }
-  return { kysely, engine, pool, durable, markTransaction, sqliteCommits, close };
+  return { kysely, engine, pool, sqlite, close };
 }
 
 /** True when a write failed because a row with the same unique key already exists. */

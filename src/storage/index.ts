@@ -164,10 +164,8 @@ export class Store {
    */
   async transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
     if (this.work) return this.nested(this.work, fn);
-    this.db.markTransaction?.(true);
-    const starting = this.db.kysely.startTransaction().execute();
-    this.db.markTransaction?.(false);
-    const trx = await starting;
+    const start = () => this.db.kysely.startTransaction().execute();
+    const trx = await (this.db.sqlite ? this.db.sqlite.starting(start) : start());
     const work: Work = { trx, committed: [], deferred: [], depth: 0, savepoints: 0 };
     let result: T;
     try {
@@ -175,7 +173,7 @@ export class Store {
       // Hands them to the connection, which sends them with the COMMIT below (see db.ts).
       if (work.deferred.length > 0) await trx.executeQuery(CompiledQuery.raw(deferredStatementsText(work.deferred.splice(0)), []));
       // Taken while this transaction still holds the connection: its group's commit on SQLite.
-      const durable = this.db.durable?.();
+      const durable = this.db.sqlite?.durable();
       await trx.commit().execute();
       await durable;
     } catch (err) {

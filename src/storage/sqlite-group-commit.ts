@@ -29,8 +29,6 @@ const DEFAULT_LIMITS: GroupLimits = { units: 32, ms: 8 };
  * process dies before it, and then none of their units was acknowledged.
  */
 export class SqliteGroupCommit {
-  /** Requests waiting for the connection (kept by the driver). */
-  waiting = 0;
   /** Since the connection opened: groups committed, and the units they held. */
   readonly counts = { commits: 0, units: 0 };
   private open = false;
@@ -84,10 +82,10 @@ export class SqliteGroupCommit {
     if (this.open && !this.inUnit && !reader) this.flush();
   }
 
-  /** The connection is being released. */
-  released(): void {
+  /** The connection is being released, with `waiting` requests waiting for it. */
+  released(waiting: number): void {
     if (!this.open || this.inUnit) return;
-    if (this.waiting === 0 || this.units >= this.limits.units || performance.now() - this.openedAt >= this.limits.ms) this.flush();
+    if (waiting === 0 || this.units >= this.limits.units || performance.now() - this.openedAt >= this.limits.ms) this.flush();
   }
 
   /** Settles once the group the current unit belongs to is committed; rejects if that COMMIT fails. */

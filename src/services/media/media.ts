@@ -213,6 +213,11 @@ export class MediaService {
   /** Admin: deletes the medium, its thumbnails and their files. False when there is no such local medium. */
   async delete(serverName: string, mediaId: string): Promise<boolean> {
     if (serverName !== this.serverName || !isMediaId(mediaId)) return false;
+    return this.deleteLocal(mediaId);
+  }
+
+  /** Deletes a local medium's rows, then its files; false when there was none. */
+  private async deleteLocal(mediaId: string): Promise<boolean> {
     const deleted = await this.store.media.delete(mediaId);
     if (deleted) await this.files.remove(mediaId);
     return deleted;
@@ -230,9 +235,7 @@ export class MediaService {
    */
   async pruneUrlCache(): Promise<number> {
     const stale = await this.store.media.urlCacheBefore(this.clock.now() - URL_CACHE_MEDIA_MS, 500);
-    for (const { media_id } of stale) {
-      if (await this.store.media.delete(media_id)) await this.files.remove(media_id);
-    }
+    for (const { media_id } of stale) await this.deleteLocal(media_id);
     return stale.length;
   }
 
