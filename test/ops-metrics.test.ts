@@ -134,6 +134,20 @@ describe('Prometheus metrics (sqlite)', () => {
     assert.equal((await polling).status, 200);
     assert.equal((await scrape(metricsUrl())).value('myelin_sync_longpolls_waiting'), 0);
   });
+
+  it("counts room writes by where the room's head came from", async () => {
+    const bob = await api.register('metrics-bob');
+    const created = await api.post<{ room_id: string }>('/v3/createRoom', {}, { token: bob.access_token });
+    assert.equal(created.status, 200);
+    const before = await scrape(metricsUrl());
+    const send = (i: number) => api.put(`/v3/rooms/${encodeURIComponent(created.body.room_id)}/send/m.room.message/m${i}`, { msgtype: 'm.text', body: `${i}` }, { token: bob.access_token });
+    for (let i = 0; i < 3; i++) assert.equal((await send(i)).status, 200);
+    const now = await scrape(metricsUrl());
+    assert.equal(now.family('myelin_room_writes_total')?.type, 'COUNTER');
+    // The room was written by this process just before: each send found its head in memory.
+    assert.equal(now.value('myelin_room_writes_total', { head: 'cached' }) - before.value('myelin_room_writes_total', { head: 'cached' }), 3);
+    assert.equal(now.value('myelin_room_writes_total', { head: 'database' }), before.value('myelin_room_writes_total', { head: 'database' }));
+  });
 });
 
 describe('Prometheus metrics: the PostgreSQL connection pool', () => {

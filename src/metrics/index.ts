@@ -67,24 +67,31 @@ export class Metrics {
       poolGauge('myelin_db_pool_idle_connections', 'Open PostgreSQL connections not in use', () => pool.idleCount);
       poolGauge('myelin_db_pool_waiting_queries', 'Queries waiting for a PostgreSQL connection', () => pool.waitingCount);
     }
+    /** A counter that reads running totals kept elsewhere at each scrape, one per label value when labelled. */
+    const countedFrom = (name: string, help: string, read: () => Record<string, number>, label?: string) => {
+      const reported = new Map<string, number>();
+      new Counter({
+        name,
+        help,
+        labelNames: label ? [label] : [],
+        registers,
+        collect() {
+          for (const [value, now] of Object.entries(read())) {
+            const delta = now - (reported.get(value) ?? 0);
+            if (label) this.inc({ [label]: value }, delta);
+            else this.inc(delta);
+            reported.set(value, now);
+          }
+        },
+      });
+    };
     const sqlite = db.sqlite?.counts;
     if (sqlite) {
-      const countedFrom = (name: string, help: string, read: () => number) => {
-        let reported = 0;
-        new Counter({
-          name,
-          help,
-          registers,
-          collect() {
-            const now = read();
-            this.inc(now - reported);
-            reported = now;
-          },
-        });
-      };
-      countedFrom('myelin_sqlite_commits_total', 'COMMITs of the SQLite connection (each one group of transactions)', () => sqlite.commits);
-      countedFrom('myelin_sqlite_grouped_transactions_total', 'Transactions committed in those groups', () => sqlite.units);
+      countedFrom('myelin_sqlite_commits_total', 'COMMITs of the SQLite connection (each one group of transactions)', () => ({ all: sqlite.commits }));
+      countedFrom('myelin_sqlite_grouped_transactions_total', 'Transactions committed in those groups', () => ({ all: sqlite.units }));
     }
+    const headReads = services.eventCreator.headReads;
+    countedFrom('myelin_room_writes_total', "Writes into existing rooms, by where the room's head (state, forward extremity) came from: this process's cache or the database", () => ({ ...headReads }), 'head');
 
     // Both outbox gauges come from one query, shared by the two collects of one scrape (the
     // registry collects every metric at once).

@@ -46,6 +46,8 @@ interface Work {
   trx: ControlledTransaction<Database>;
   /** What to run once the outer transaction has committed, in the order registered. */
   committed: (() => void)[];
+  /** What to run as soon as the outer COMMIT statement has returned (see onCommitReturned). */
+  commitReturned: (() => void)[];
   /** Writes to send with the COMMIT (deferToCommit). */
   deferred: DeferredStatement[];
   /** The depth of the innermost transaction (savepoint) still running: 0 for the outer one. */
@@ -166,7 +168,7 @@ export class Store {
     if (this.work) return this.nested(this.work, fn);
     const start = () => this.db.kysely.startTransaction().execute();
     const trx = await (this.db.sqlite ? this.db.sqlite.starting(start) : start());
-    const work: Work = { trx, committed: [], deferred: [], depth: 0, savepoints: 0 };
+    const work: Work = { trx, committed: [], commitReturned: [], deferred: [], depth: 0, savepoints: 0 };
     let result: T;
     try {
       result = await fn(new Store(this.db, trx, work));
@@ -175,6 +177,7 @@ export class Store {
       // Taken while this transaction still holds the connection: its group's commit on SQLite.
       const durable = this.db.sqlite?.durable();
       await trx.commit().execute();
+      for (const callback of work.commitReturned.splice(0)) callback();
       await durable;
     } catch (err) {
       for (const statement of work.deferred.splice(0)) statement.reject(new Error('the transaction rolled back'));
@@ -230,6 +233,17 @@ export class Store {
     // Whoever ignores the rows learns of a failure from the commit.
     rows.catch(() => undefined);
     return { rows };
+  }
+
+  /**
+   * Runs `callback` in the outer transaction as soon as its COMMIT statement has returned, before
+   * `transaction` returns. On PostgreSQL that is the commit; on SQLite the transaction has left the
+   * connection, whose group commit may still be to come (and, should it fail, `transaction` throws
+   * afterwards): for what the next transaction on the connection must find, not for what others read.
+   */
+  onCommitReturned(callback: () => void): void {
+    if (!this.work || this.depth !== 0) throw new Error('onCommitReturned is for the outer transaction');
+    this.work.commitReturned.push(callback);
   }
 
   /** Runs `callback` once what this Store wrote is committed: at once outside a transaction, else after the outer commit (never on rollback). */

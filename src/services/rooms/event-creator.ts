@@ -422,6 +422,10 @@ export class EventCreator {
   /** Work on each event inside its write (push evaluation). */
   readonly eventHooks: EventHook[] = [];
   private readonly heads = new RoomHeadCache();
+  /** Writes of existing rooms by where their head came from: this process's cache, or the database. */
+  readonly headReads = { cached: 0, database: 0 };
+  /** Per room, this process's write whose COMMIT is under way, until its head is kept (see run). */
+  private readonly settling = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: Store,
@@ -464,32 +468,59 @@ export class EventCreator {
 
   private async run<T>(open: (store: Store) => Promise<RoomRow>, fn: (room: RoomWrite) => Promise<T>): Promise<T> {
     let write: RoomWrite | undefined;
+    let kept: Promise<void> | undefined;
+    let settled!: () => void;
+    const settle = new Promise<void>((resolve) => (settled = resolve));
     let result: T;
     try {
       result = await this.store.transaction(async (store) => {
         const row = await open(store);
+        // A write of this room by this process that held the lock before this one has had its COMMIT
+        // returned, but its own continuation may not have run yet: its head first, or this write
+        // would read the room's state and forward extremity from the database.
+        await this.settling.get(row.room_id);
         const head = this.heads.get(row);
-        write = new RoomWrite(store, row, this.signer, this.clock, head ?? { extremities: await store.events.forwardExtremities(row.room_id) }, this.eventHooks);
-        const value = await fn(write);
-        await write.finish();
+        if (head) this.headReads.cached += 1;
+        else if (Number(row.depth) > 0) this.headReads.database += 1;
+        const current = new RoomWrite(store, row, this.signer, this.clock, head ?? { extremities: await store.events.forwardExtremities(row.room_id) }, this.eventHooks);
+        write = current;
+        const value = await fn(current);
+        await current.finish();
+        this.settling.set(current.roomId, settle);
+        store.onCommitReturned(() => {
+          kept = this.keepHead(current);
+          void kept.catch(() => undefined).finally(settled);
+        });
         return value;
       });
+      await kept;
     } catch (err) {
+      // Kept as the COMMIT returned, but the transaction still failed (SQLite: its group's commit).
+      if (kept) this.heads.delete(write!.roomId);
       // A message stored with the commit, its transaction ID taken meanwhile (see EventsRepo.appendStatement).
       if (isTxnConflict(err)) throw new TxnTaken();
       throw err;
+    } finally {
+      if (write && this.settling.get(write.roomId) === settle) this.settling.delete(write.roomId);
+      settled();
     }
-    await write!.committed();
-    // Only once committed: a head kept before would be wrong after a rollback. (A write that fails
-    // leaves the room's earlier head, still checked against the room's row at every use.)
-    const head = write!.head();
-    if (head) this.heads.set(write!.roomId, head);
-    else this.heads.delete(write!.roomId);
     if (write!.events.length > 0) {
       this.notifier.notify({ position: write!.position, rooms: [write!.roomId], users: write!.touchedUsers });
       for (const hook of this.afterPersist) hook(write!.roomId, write!.position);
     }
     return result;
+  }
+
+  /**
+   * Keeps the head a write leaves, once its COMMIT returned: never before, as a head kept before
+   * would be wrong after a rollback. (A write that fails earlier leaves the room's earlier head,
+   * still checked against the room's row at every use.)
+   */
+  private async keepHead(write: RoomWrite): Promise<void> {
+    await write.committed();
+    const head = write.head();
+    if (head) this.heads.set(write.roomId, head);
+    else this.heads.delete(write.roomId);
   }
 }
 
