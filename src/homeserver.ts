@@ -5,6 +5,7 @@ import { sharedSecretRegistrationRoutes } from './api/admin/register.js';
 import { healthRoutes } from './api/health.js';
 import { clientRoutes } from './api/client/index.js';
 import { serverKeyRoutes } from './api/key/index.js';
+import { thirdPartyBindRoutes } from './api/client/rooms.js';
 import { mediaRoutes } from './api/media/index.js';
 import { threepidPageRoutes } from './api/pages/threepid.js';
 import { unsubscribeRoutes } from './api/pages/unsubscribe.js';
@@ -71,6 +72,7 @@ export function buildApp(services: Services, logger: Logger, trustProxy: AppOpti
   routerRef.router = router;
   clientRoutes(router, services);
   serverKeyRoutes(router, services);
+  thirdPartyBindRoutes(router, services);
   mediaRoutes(router, services);
   // Release waiting long-poll syncs first, or close would wait out their timeouts.
   app.addHook('preClose', async () => services.notifier.close());

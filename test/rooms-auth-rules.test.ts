@@ -14,8 +14,12 @@ import {
   notificationPowerLevel,
   powerLevelOf,
   requiredPowerLevel,
+  thirdPartyInviteSigner,
   type AuthEvent,
 } from '../src/services/rooms/auth-rules.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { rawPublicKey, unpaddedBase64, urlSafeBase64 } from '../src/services/rooms/ed25519.js';
+import { ed25519Signer, signJson } from '../src/services/rooms/event-hash.js';
 import { stateKeyOf, type RoomState, type RoomVersionId, type StoredEvent } from '../src/services/rooms/pdu.js';
 import { initialPowerLevels } from '../src/services/rooms/power-levels.js';
 import type { JsonObject } from '../src/validate.js';
@@ -256,24 +260,42 @@ describe('m.room.member invite (rule 4.4)', () => {
       assert.match(banned.message, /banned/);
     });
 
-    it(`v${version}: third-party invites are checked in order, then refused as unsupported`, () => {
+    it(`v${version}: third-party invites are checked in order, the signature against the invite's public keys last`, () => {
       const token = 'tok';
-      const tpi = stored('m.room.third_party_invite', ALICE, { display_name: 'b...', public_key: 'k' }, token);
+      const longTerm = generateKeyPairSync('ed25519');
+      const ephemeral = generateKeyPairSync('ed25519');
+      const other = generateKeyPairSync('ed25519');
+      const tpiContent = {
+        display_name: 'b...',
+        public_key: unpaddedBase64(rawPublicKey(longTerm.privateKey)),
+        key_validity_url: 'https://id.example/_matrix/identity/v2/pubkey/isvalid',
+        // The second key in URL-safe base64, which the spec allows too.
+        public_keys: [{ public_key: urlSafeBase64(rawPublicKey(ephemeral.privateKey)), key_validity_url: 'https://id.example/_matrix/identity/v2/pubkey/ephemeral/isvalid' }],
+      };
+      const tpi = stored('m.room.third_party_invite', ALICE, tpiContent, token);
       const withTpi = (options: RoomOptions = {}) => {
         const state = room(version, options);
         state.set(stateKeyOf(tpi.type, token), tpi);
         return state;
       };
       const invite = (signed: unknown, sender = ALICE) => membership(sender, BOB, 'invite', { third_party_invite: { display_name: 'b...', signed } });
-      const signed = { mxid: BOB, token, signatures: {} };
+      const sign = (key: typeof longTerm, keyId = 'ed25519:0') => signJson({ mxid: BOB, token, sender: ALICE }, 'id.example', ed25519Signer(keyId, key.privateKey));
+      const signed = sign(longTerm);
       refused(invite(signed), withTpi({ members: { [BOB]: 'ban' } }), version, '4.4.1.1');
       refused(invite(undefined), withTpi(), version, '4.4.1.2');
       refused(invite({ mxid: BOB }), withTpi(), version, '4.4.1.3');
       refused(invite({ ...signed, mxid: CAROL }), withTpi(), version, '4.4.1.4');
       refused(invite(signed), room(version), version, '4.4.1.5');
       refused(invite(signed, MOD), withTpi({ members: { [MOD]: 'join' } }), version, '4.4.1.6');
-      const unsupported = refused(invite(signed), withTpi(), version, '4.4.1.7', true);
-      assert.match(unsupported.message, /Third-party invites are not supported on this server/);
+      // The sender need not be in the room any more (the inviter may have left since).
+      allowed(invite(signed), withTpi({ members: { [ALICE]: 'leave' } }), version);
+      allowed(invite(sign(ephemeral, 'ed25519:ephemeral')), withTpi(), version);
+      assert.equal(thirdPartyInviteSigner(sign(ephemeral), tpiContent)?.keyValidityUrl, tpiContent.public_keys[0]!.key_validity_url);
+      assert.equal(thirdPartyInviteSigner(signed, tpiContent)?.keyValidityUrl, tpiContent.key_validity_url);
+      refused(invite(sign(other)), withTpi(), version, '4.4.1.8');
+      // A signed field changed after signing, or no signatures at all.
+      refused(invite({ ...signed, sender: CAROL }), withTpi(), version, '4.4.1.8');
+      refused(invite({ mxid: BOB, token, signatures: {} }), withTpi(), version, '4.4.1.8');
     });
   }
 });

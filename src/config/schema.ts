@@ -141,6 +141,8 @@ export const coreConfigSchema = z.object({
   rc_registration_availability: rateLimit(1, 20),
   /** Messages and state events a user may send. */
   rc_message: rateLimit(0.2, 10),
+  /** Invites by email address (third-party invites) a user may send: each asks an identity server. */
+  rc_third_party_invite: rateLimit(0.2, 10),
 
   /**
    * The server's Ed25519 signing key, in Synapse's file format (made on first start when missing).

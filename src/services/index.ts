@@ -26,6 +26,7 @@ import { NotificationService } from './push/notifications.js';
 import { SUPPORTED_ROOM_VERSIONS } from './rooms/pdu.js';
 import { ClientEventSerializer } from './rooms/client-event.js';
 import { RelationReadService } from './rooms/relation-reads.js';
+import { ThirdPartyInvites } from './rooms/third-party-invites.js';
 import { EventCreator } from './rooms/event-creator.js';
 import { serverEventSigner } from './rooms/event-signer.js';
 import { RoomReadService } from './rooms/room-reads.js';
@@ -139,6 +140,7 @@ export interface Services {
   eventSerializer: ClientEventSerializer;
   /** Room creation, membership, messages, state, aliases. */
   rooms: RoomService;
+  thirdPartyInvites: ThirdPartyInvites;
   /** Reading rooms: events, state, /messages, /context, members, aliases, with history visibility. */
   roomReads: RoomReadService;
   /** POST /rooms/{roomId}/upgrade. */
@@ -314,6 +316,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
     eventCreator,
     eventSerializer,
     rooms,
+    thirdPartyInvites: new ThirdPartyInvites(store, eventCreator, rooms, limiter, config),
     roomReads,
     relationReads: new RelationReadService(store, roomReads, eventSerializer, clock),
     search: new SearchService(store, roomReads, eventSerializer, clock),

@@ -1,4 +1,4 @@
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -34,6 +34,16 @@ export class FakeIdentityServer {
   readonly unbinds: UnbindCall[] = [];
   readonly binds: Record<string, unknown>[] = [];
   mode: UnbindMode = { kind: 'ok' };
+  /** Third-party invites: the bindings /lookup answers ("medium address" -> mxid), the store-invite calls, and its keys. */
+  readonly bindings = new Map<string, string>();
+  readonly storedInvites: Record<string, unknown>[] = [];
+  readonly lookups: Record<string, unknown>[] = [];
+  /** Public keys (unpadded base64) whose isvalid answers false. */
+  readonly revoked = new Set<string>();
+  readonly pepper = 'fake-pepper';
+  private readonly longTerm = generateKeyPairSync('ed25519');
+  private readonly ephemeral = generateKeyPairSync('ed25519');
+  private nextToken = 1;
   private server: Server | undefined;
   private readonly hanging = new Set<ServerResponse>();
 
@@ -52,6 +62,22 @@ export class FakeIdentityServer {
 
   get url(): string {
     return `http://${this.name}`;
+  }
+
+  /** Its long-term and ephemeral public keys, in unpadded base64, as store-invite hands them out. */
+  get longTermKey(): string {
+    return rawKey(this.longTerm.publicKey);
+  }
+
+  get ephemeralKey(): string {
+    return rawKey(this.ephemeral.publicKey);
+  }
+
+  /** `object` signed as this identity server signs invite proofs (its name, key ed25519:0), with its long-term key or the ephemeral one. */
+  sign<T extends Record<string, unknown>>(object: T, key: 'long-term' | 'ephemeral' = 'long-term'): T & { signatures: Record<string, Record<string, string>> } {
+    const pair = key === 'long-term' ? this.longTerm : this.ephemeral;
+    const signature = sign(null, Buffer.from(canonicalJson(object), 'utf8'), pair.privateKey).toString('base64').replace(/=+$/, '');
+    return { ...object, signatures: { [this.name]: { 'ed25519:0': signature } } };
   }
 
   /** Unbinds whose signature was good. */
@@ -88,11 +114,46 @@ export class FakeIdentityServer {
       if (body === undefined) return void res.writeHead(status).end();
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
-    let body: Record<string, unknown>;
+    let body: Record<string, unknown> = {};
     try {
-      body = JSON.parse(raw) as Record<string, unknown>;
+      if (req.method === 'POST') body = JSON.parse(raw) as Record<string, unknown>;
     } catch {
       return reply(400, { errcode: 'M_NOT_JSON', error: 'not JSON' });
+    }
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const bearer = /^Bearer \S+$/.test(req.headers.authorization ?? '');
+    if (url.pathname === '/_matrix/identity/v2/hash_details' && req.method === 'GET') {
+      if (!bearer) return reply(401, { errcode: 'M_UNAUTHORIZED', error: 'no token' });
+      return reply(200, { algorithms: ['none', 'sha256'], lookup_pepper: this.pepper });
+    }
+    if (url.pathname === '/_matrix/identity/v2/lookup' && req.method === 'POST') {
+      if (!bearer) return reply(401, { errcode: 'M_UNAUTHORIZED', error: 'no token' });
+      this.lookups.push(body);
+      if (body.algorithm !== 'sha256' || body.pepper !== this.pepper || !Array.isArray(body.addresses)) return reply(400, { errcode: 'M_INVALID_PEPPER', error: 'bad lookup' });
+      const byHash = new Map([...this.bindings].map(([threepid, mxid]) => {
+        const [medium, address] = threepid.split(' ');
+        return [createHash('sha256').update(`${address} ${medium} ${this.pepper}`).digest('base64url'), mxid];
+      }));
+      const mappings: Record<string, string> = {};
+      for (const hash of body.addresses as string[]) if (byHash.has(hash)) mappings[hash] = byHash.get(hash)!;
+      return reply(200, { mappings });
+    }
+    if (url.pathname === '/_matrix/identity/v2/store-invite' && req.method === 'POST') {
+      if (!bearer) return reply(401, { errcode: 'M_UNAUTHORIZED', error: 'no token' });
+      this.storedInvites.push(body);
+      const isValid = `${this.url}/_matrix/identity/v2/pubkey/isvalid`;
+      return reply(200, {
+        token: `tok${this.nextToken++}`,
+        display_name: 'c...@e...',
+        public_keys: [
+          { public_key: this.longTermKey, key_validity_url: isValid },
+          { public_key: this.ephemeralKey, key_validity_url: `${this.url}/_matrix/identity/v2/pubkey/ephemeral/isvalid` },
+        ],
+      });
+    }
+    if ((url.pathname === '/_matrix/identity/v2/pubkey/isvalid' || url.pathname === '/_matrix/identity/v2/pubkey/ephemeral/isvalid') && req.method === 'GET') {
+      const key = url.searchParams.get('public_key') ?? '';
+      return reply(200, { valid: (key === this.longTermKey || key === this.ephemeralKey) && !this.revoked.has(key) });
     }
     if (req.method === 'POST' && req.url === '/_matrix/identity/v2/3pid/bind') {
       this.binds.push(body);
@@ -172,6 +233,11 @@ export function canonicalJson(value: unknown): string {
   const object = value as Record<string, unknown>;
   const keys = Object.keys(object).filter((k) => object[k] !== undefined).sort();
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(object[k])}`).join(',')}}`;
+}
+
+function rawKey(key: KeyObject): string {
+  const spki = key.export({ format: 'der', type: 'spki' });
+  return spki.subarray(spki.length - 32).toString('base64').replace(/=+$/, '');
 }
 
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');

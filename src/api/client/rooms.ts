@@ -6,9 +6,17 @@ import type { Router } from '../../http/router.js';
 import type { Requester } from '../../services/devices.js';
 import type { Services } from '../../services/index.js';
 import { isRoomId } from '../../services/user-ids.js';
+import { isObject } from '../../validate.js';
 
 const Reason = { reason: optional(z.string().max(2048)) };
 const Target = z.object({ user_id: UserId, ...Reason });
+/** The second form of POST /rooms/{roomId}/invite, and an entry of createRoom's invite_3pid. */
+const ThreepidInvite = z.object({
+  id_server: z.string().min(1).max(255),
+  id_access_token: z.string().min(1).max(1024),
+  medium: z.string().min(1).max(32),
+  address: z.string().min(1).max(512),
+});
 const StateEvent = z.object({ type: z.string(), state_key: optional(z.string()), content: JsonObject });
 
 const CreateRoom = z.object({
@@ -17,7 +25,7 @@ const CreateRoom = z.object({
   name: optional(z.string().max(255)),
   topic: optional(z.string().max(4096)),
   invite: optional(z.array(UserId).max(1000)),
-  invite_3pid: optional(z.array(JsonObject).max(0, 'third-party invites are not supported')),
+  invite_3pid: optional(z.array(ThreepidInvite).max(20)),
   room_version: optional(z.string().max(64)),
   creation_content: optional(JsonObject),
   initial_state: optional(z.array(StateEvent).max(100)),
@@ -38,12 +46,19 @@ const Upgrade = z.object({
   additional_creators: optional(z.array(UserId).max(100)),
 });
 
-export function roomRoutes(router: Router, { rooms, roomUpgrades }: Services): void {
-  router.authed('POST', '/createRoom', async ({ requester, body }) => rooms.createRoom(requester.userId, parseBody(CreateRoom, body)));
+export function roomRoutes(router: Router, { rooms, roomUpgrades, thirdPartyInvites }: Services): void {
+  router.authed('POST', '/createRoom', async ({ requester, body }) => {
+    const { invite_3pid: threepidInvites, ...request } = parseBody(CreateRoom, body);
+    const created = await rooms.createRoom(requester.userId, request);
+    // As Synapse: once the room exists, each through its identity server.
+    for (const invite of threepidInvites ?? []) await thirdPartyInvites.invite(requester.userId, created.room_id, invite);
+    return created;
+  });
 
   const join = async ({ userId, isGuest }: Requester, idOrAlias: string | undefined, body: unknown) => {
-    const { reason } = parseBody(z.object({ ...Reason, third_party_signed: optional(JsonObject) }), body);
+    const { reason, third_party_signed: proof } = parseBody(z.object({ ...Reason, third_party_signed: optional(JsonObject) }), body);
     if (idOrAlias === undefined || !(isRoomId(idOrAlias) || /^#[^:]+:.+$/.test(idOrAlias))) throw new MatrixError(400, 'M_INVALID_PARAM', 'Invalid room ID or alias');
+    if (proof) await thirdPartyInvites.joinWithProof(userId, isRoomId(idOrAlias) ? idOrAlias : (await rooms.aliasLookup(idOrAlias)).room_id, proof);
     return { room_id: await rooms.join(userId, idOrAlias, reason, isGuest) };
   };
   router.authed('POST', '/join/:roomIdOrAlias', ({ requester, params, body }) => join(requester, params.roomIdOrAlias, body));
@@ -55,8 +70,14 @@ export function roomRoutes(router: Router, { rooms, roomUpgrades }: Services): v
     return {};
   });
   router.authed('POST', '/rooms/:roomId/invite', async ({ requester, params, body }) => {
+    const roomId = roomIdParam(params.roomId);
+    // The third-party form names no user; the first form is parsed otherwise, for its errors.
+    if (isObject(body) && body.user_id === undefined && (body.medium !== undefined || body.address !== undefined || body.id_server !== undefined)) {
+      await thirdPartyInvites.invite(requester.userId, roomId, parseBody(ThreepidInvite, body));
+      return {};
+    }
     const { user_id: target, reason } = parseBody(Target, body);
-    await rooms.invite(requester.userId, roomIdParam(params.roomId), target, reason);
+    await rooms.invite(requester.userId, roomId, target, reason);
     return {};
   });
   router.authed('POST', '/rooms/:roomId/kick', async ({ requester, params, body }) => {
@@ -116,4 +137,20 @@ export function aliasRoutes(router: Router, { rooms }: Services): void {
     await rooms.deleteAlias(requester.userId, aliasParam(params.alias));
     return {};
   });
+}
+
+const FEDERATION_PREFIX = ['/_matrix/federation/v1'];
+
+/**
+ * The identity server's call once an address with pending third-party invites is bound (spec
+ * server-server API, PUT /3pid/onbind; POST too, which Synapse serves and sytest's identity server
+ * sends). It takes no authentication: each invite's proof is checked against its room's keys.
+ */
+export function thirdPartyBindRoutes(router: Router, { thirdPartyInvites }: Services): void {
+  const onBind = async ({ body }: { body: unknown }) => {
+    await thirdPartyInvites.onBind(parseBody(JsonObject, body));
+    return {};
+  };
+  router.public('PUT', '/3pid/onbind', onBind, { prefixes: FEDERATION_PREFIX });
+  router.public('POST', '/3pid/onbind', onBind, { prefixes: FEDERATION_PREFIX });
 }

@@ -4,17 +4,19 @@
  * selection"). Pure: no I/O, no hashing, no signatures.
  *
  * `authorize` checks an event against the room state *before* it. Rule numbers in the errors are
- * the spec's. What this module leaves to its caller:
+ * the spec's. Its only cryptography is rule 4.4.1.7's: a third-party invite's `signed` block checked
+ * against the public keys of the room's m.room.third_party_invite event. What it leaves to its caller:
  * - rule 2 (the event's `auth_events` themselves: no duplicates, only selected keys, none rejected,
  *   same room). A caller that builds `auth_events` with `authEventIds` from the same state meets it.
  * - rule 4.2 (a member event with `join_authorised_via_users_server` must be signed by that
  *   user's server) and the signature of the sender's server: signatures are not seen here.
  *
- * Knocking and third-party invites are not supported on this server yet. Their rules are checked in
- * the spec's order; where the spec would allow, the event is refused with `unsupported` set.
+ * Knocking is not supported on this server yet. Its rules are checked in the spec's order; where the
+ * spec would allow, the event is refused with `unsupported` set.
  */
 import type { JsonObject } from '../../validate.js';
 import { isObject } from '../../validate.js';
+import { verifyEd25519Signature } from './event-hash.js';
 import { stateKeyOf, type RoomState, type RoomVersionId, type StateKey, type StoredEvent } from './pdu.js';
 
 /** Flip to true once knocks are served (the knock endpoint, invite_state for knocks, sync's `knock` section). */
@@ -406,7 +408,7 @@ function authorizeMember(event: AuthEvent, state: RoomState, version: RoomVersio
   }
 }
 
-/** Rule 4.4.1: checked up to the signature check (4.4.1.7), which this server does not do yet. */
+/** Rule 4.4.1: a member invite that carries a third-party invite's signed proof. */
 function authorizeThirdPartyInvite(event: AuthEvent, target: string, targetMembership: string, state: RoomState): void {
   if (targetMembership === 'ban') throw new AuthError('4.4.1.1', `${target} is banned from the room`);
   const invite = event.content['third_party_invite'];
@@ -420,7 +422,47 @@ function authorizeThirdPartyInvite(event: AuthEvent, target: string, targetMembe
   if (thirdPartyInvite.sender !== event.sender) {
     throw new AuthError('4.4.1.6', `The third-party invite was sent by ${thirdPartyInvite.sender}, not ${event.sender}`);
   }
-  throw new AuthError('4.4.1.7', 'Third-party invites are not supported on this server', true);
+  if (thirdPartyInviteSigner(signed, thirdPartyInvite.content) === undefined) {
+    throw new AuthError('4.4.1.8', 'No signature of third_party_invite.signed matches a public key of the m.room.third_party_invite event');
+  }
+}
+
+/** A public key an m.room.third_party_invite event names, and where its validity can be checked. */
+export interface ThirdPartyInviteKey {
+  publicKey: string;
+  keyValidityUrl: string | undefined;
+}
+
+/** The public keys of an m.room.third_party_invite event's content: `public_key`, then each of `public_keys`. */
+export function thirdPartyInviteKeys(content: JsonObject): ThirdPartyInviteKey[] {
+  const keys: ThirdPartyInviteKey[] = [];
+  const add = (publicKey: unknown, url: unknown) => {
+    if (typeof publicKey === 'string') keys.push({ publicKey, keyValidityUrl: typeof url === 'string' ? url : undefined });
+  };
+  add(content['public_key'], content['key_validity_url']);
+  const list = content['public_keys'];
+  if (Array.isArray(list)) for (const entry of list) if (isObject(entry)) add(entry['public_key'], entry['key_validity_url']);
+  return keys;
+}
+
+/**
+ * Rule 4.4.1.7: the first public key of the m.room.third_party_invite event (`inviteContent`) that
+ * one of the signatures of `signed` verifies with, whoever the signer and whatever the key ID;
+ * undefined when none does. Keys may be in standard or URL-safe unpadded base64.
+ */
+export function thirdPartyInviteSigner(signed: JsonObject, inviteContent: JsonObject): ThirdPartyInviteKey | undefined {
+  const signatures = signed['signatures'];
+  if (!isObject(signatures)) return undefined;
+  const candidates: string[] = [];
+  for (const bySigner of Object.values(signatures)) {
+    if (!isObject(bySigner)) continue;
+    for (const signature of Object.values(bySigner)) if (typeof signature === 'string') candidates.push(signature);
+  }
+  for (const key of thirdPartyInviteKeys(inviteContent)) {
+    const standard = key.publicKey.replace(/-/g, '+').replace(/_/g, '/');
+    if (candidates.some((signature) => verifyEd25519Signature(signed, signature, standard))) return key;
+  }
+  return undefined;
 }
 
 /** Rule 9 (from rule 9.1: the sender is joined and has the level to send power levels). */

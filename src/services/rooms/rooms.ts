@@ -134,7 +134,7 @@ export class RoomService {
     return alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
   }
 
-  private async profileContent(userId: string): Promise<JsonObject> {
+  async profileContent(userId: string): Promise<JsonObject> {
     const user = this.isLocalUser(userId) ? await this.store.users.get(userId) : undefined;
     const content: JsonObject = {};
     if (user?.displayname) content.displayname = user.displayname;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Config } from '../../config/index.js';
 import { MatrixError } from '../../errors.js';
 import type { JsonSigner } from '../rooms/event-hash.js';
@@ -42,11 +43,16 @@ interface IdServerAnswer {
   body: unknown;
 }
 
-/** A POST of JSON to an identity server, answer read in full, all within `timeoutMs`; MatrixError 502/504 when it cannot be had. */
-async function post(url: string, headers: Record<string, string>, body: unknown, timeoutMs: number): Promise<IdServerAnswer> {
+/** A request to an identity server, answer read in full as JSON, all within `timeoutMs`; MatrixError 502/504 when it cannot be had. */
+async function call(method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: unknown, timeoutMs: number): Promise<IdServerAnswer> {
   const signal = AbortSignal.timeout(timeoutMs);
   try {
-    const res = await fetch(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body), signal, redirect: 'error' });
+    const init: RequestInit = { method, headers, signal, redirect: 'error' };
+    if (method === 'POST') {
+      init.headers = { ...headers, 'content-type': 'application/json' };
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(url, init);
     const text = await res.text();
     let parsed: unknown;
     try {
@@ -60,6 +66,8 @@ async function post(url: string, headers: Record<string, string>, body: unknown,
     throw new MatrixError(502, 'M_UNKNOWN', 'The identity server could not be reached');
   }
 }
+
+const post = (url: string, headers: Record<string, string>, body: unknown, timeoutMs: number) => call('POST', url, headers, body, timeoutMs);
 
 /** The identity server's Matrix error, as the spec asks it be passed on to the client; else a 502 saying it refused. */
 function passedOn(answer: IdServerAnswer): MatrixError {
@@ -124,4 +132,72 @@ export async function unbindAtIdentityServer(call: UnbindCall): Promise<UnbindOu
   if (answer.status >= 200 && answer.status < 300) return 'success';
   if (answer.status === 400 || answer.status === 404 || answer.status === 501) return 'no-support';
   throw passedOn(answer);
+}
+
+/**
+ * The Matrix user ID an identity server has bound this 3PID to, or undefined (identity service API
+ * v2: GET /hash_details, then POST /lookup, hashed with sha256 and the server's pepper when it
+ * offers that, else in the clear when it offers only `none`). The identity server's errors are
+ * passed on.
+ */
+export async function lookupAtIdentityServer(server: TrustedIdServer, accessToken: string, threepid: { medium: string; address: string }, timeoutMs: number): Promise<string | undefined> {
+  const authorization = `Bearer ${accessToken}`;
+  const details = await call('GET', `${server.baseUrl}/_matrix/identity/v2/hash_details`, { authorization }, undefined, timeoutMs);
+  if (details.status !== 200) throw passedOn(details);
+  const { algorithms, lookup_pepper: pepper } = (details.body ?? {}) as { algorithms?: unknown; lookup_pepper?: unknown };
+  if (!Array.isArray(algorithms) || typeof pepper !== 'string') throw new MatrixError(502, 'M_UNKNOWN', 'The identity server gave no lookup algorithms');
+  let algorithm: string;
+  let address: string;
+  if (algorithms.includes('sha256')) {
+    algorithm = 'sha256';
+    address = createHash('sha256').update(`${threepid.address} ${threepid.medium} ${pepper}`).digest('base64url');
+  } else if (algorithms.includes('none')) {
+    algorithm = 'none';
+    address = `${threepid.address} ${threepid.medium}`;
+  } else {
+    throw new MatrixError(502, 'M_UNKNOWN', 'The identity server offers no lookup algorithm this server knows');
+  }
+  const answer = await post(`${server.baseUrl}/_matrix/identity/v2/lookup`, { authorization }, { addresses: [address], algorithm, pepper }, timeoutMs);
+  if (answer.status !== 200) throw passedOn(answer);
+  const mappings = (answer.body as { mappings?: unknown } | undefined)?.mappings;
+  const mxid = mappings !== null && typeof mappings === 'object' ? (mappings as Record<string, unknown>)[address] : undefined;
+  return typeof mxid === 'string' ? mxid : undefined;
+}
+
+/** What an identity server answers to store-invite: the token, a redacted display name, and the keys that will sign the proof. */
+export interface StoredInvite {
+  token: string;
+  display_name: string;
+  public_keys: { public_key: string; key_validity_url: string }[];
+}
+
+/** The token the spec allows an identity server to give (identity service API, store-invite). */
+const INVITE_TOKEN = /^[0-9a-zA-Z.=_-]{1,255}$/;
+
+/**
+ * POST /_matrix/identity/v2/store-invite: the identity server keeps the invitation until the address
+ * is bound (and tells its owner). Its errors are passed on; an answer without a usable token or
+ * keys is a 502.
+ */
+export async function storeInviteAtIdentityServer(server: TrustedIdServer, accessToken: string, invite: Record<string, string>, timeoutMs: number): Promise<StoredInvite> {
+  const answer = await post(`${server.baseUrl}/_matrix/identity/v2/store-invite`, { authorization: `Bearer ${accessToken}` }, invite, timeoutMs);
+  if (answer.status < 200 || answer.status >= 300) throw passedOn(answer);
+  const body = (answer.body ?? {}) as { token?: unknown; display_name?: unknown; public_keys?: unknown };
+  const keys = Array.isArray(body.public_keys) ? body.public_keys : [];
+  const publicKeys = keys.flatMap((k: unknown) => {
+    const key = k as { public_key?: unknown; key_validity_url?: unknown } | null;
+    return typeof key?.public_key === 'string' && typeof key.key_validity_url === 'string' ? [{ public_key: key.public_key, key_validity_url: key.key_validity_url }] : [];
+  });
+  if (typeof body.token !== 'string' || !INVITE_TOKEN.test(body.token) || publicKeys.length === 0) {
+    throw new MatrixError(502, 'M_UNKNOWN', 'The identity server did not give a usable invitation token and keys');
+  }
+  return { token: body.token, display_name: typeof body.display_name === 'string' ? body.display_name : '', public_keys: publicKeys };
+}
+
+/** Whether the identity server still vouches for a public key (GET key_validity_url?public_key=): false for anything but `{"valid": true}`. */
+export async function keyIsValid(keyValidityUrl: string, publicKey: string, timeoutMs: number): Promise<boolean> {
+  const url = new URL(keyValidityUrl);
+  url.searchParams.set('public_key', publicKey);
+  const answer = await call('GET', url.toString(), {}, undefined, timeoutMs);
+  return answer.status === 200 && (answer.body as { valid?: unknown } | undefined)?.valid === true;
 }
