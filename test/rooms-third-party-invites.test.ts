@@ -157,7 +157,7 @@ for (const engine of ENGINES) {
       assert.equal((await membership(roomId, erin.user_id))?.membership, 'join');
     });
 
-    it('refuses an identity server the admin does not trust, and a non-member, without asking the identity server', async () => {
+    it('refuses an identity server the admin does not trust, a non-member and a member without the invite level, without asking the identity server', async () => {
       const roomId = await newRoom();
       const untrusted = await inviteByEmail(roomId, 'x@example.org', alice, 'id.example.com');
       assert.equal(untrusted.status, 400);
@@ -167,6 +167,14 @@ for (const engine of ENGINES) {
       const refused = await inviteByEmail(roomId, 'x@example.org', outsider);
       assert.equal(refused.status, 403);
       assert.equal(fake.lookups.length, lookups);
+      // A member without the invite level.
+      const strict = await newRoom({ preset: 'public_chat', power_level_content_override: { invite: 50 } });
+      assert.equal((await server.api.post(`/v3/join/${enc(strict)}`, {}, { token: outsider.access_token })).status, 200);
+      const stored = fake.storedInvites.length;
+      const weak = await inviteByEmail(strict, 'x@example.org', outsider);
+      assert.equal(weak.status, 403);
+      assert.equal(fake.lookups.length, lookups);
+      assert.equal(fake.storedInvites.length, stored);
       const missing = await server.api.post(`/v3/rooms/${enc(roomId)}/invite`, { medium: 'email', address: 'x@example.org' }, { token: alice.access_token });
       assert.equal(missing.status, 400);
     });

@@ -4,9 +4,9 @@ import type { Store } from '../../storage/index.js';
 import { isObject, type JsonObject } from '../../validate.js';
 import type { RateLimiter } from '../ratelimiter.js';
 import { keyIsValid, lookupAtIdentityServer, notTrusted, storeInviteAtIdentityServer, trustedIdServer, type TrustedIdServer } from '../threepid/identity-server.js';
-import { thirdPartyInviteSigner } from './auth-rules.js';
+import { AuthError, authEventsSelection, authorize, thirdPartyInviteSigner } from './auth-rules.js';
 import { currentStateEvents, type EventCreator } from './event-creator.js';
-import { stateKeyOf } from './pdu.js';
+import { stateKeyOf, type RoomVersionId } from './pdu.js';
 import type { RoomService } from './rooms.js';
 
 const THIRD_PARTY_INVITE = 'm.room.third_party_invite';
@@ -151,9 +151,18 @@ export class ThirdPartyInvites {
     return server && new URL(server.baseUrl).protocol === parsed.protocol ? server : undefined;
   }
 
+  /** The auth rules' answer for the m.room.third_party_invite the sender would send now (joined, with the invite level). */
   private async requireCanInvite(sender: string, roomId: string): Promise<void> {
-    const member = await this.store.rooms.member(roomId, sender);
-    if (member?.membership !== 'join') throw forbidden('You are not in this room');
+    const room = await this.store.rooms.get(roomId);
+    if (!room) throw forbidden('You are not in this room');
+    const probe = { type: THIRD_PARTY_INVITE, sender, content: {}, state_key: 'probe', room_id: roomId, prev_events: [] };
+    const state = await currentStateEvents(this.store, roomId, authEventsSelection(probe.type, sender, probe.content, probe.state_key));
+    try {
+      authorize(probe, state, room.room_version as RoomVersionId);
+    } catch (err) {
+      if (err instanceof AuthError) throw forbidden(err.message);
+      throw err;
+    }
   }
 
   /** What store-invite is told of the room and the inviter, for its message to the invitee. */
