@@ -57,7 +57,7 @@ for (const engine of ENGINES) {
       const full = pushes.find((p) => p.devices[0]!.pushkey === 'bob-full')!;
       assert.deepEqual(
         { ...full, devices: undefined },
-        { event_id: eventId, room_id: roomId, type: 'm.room.message', sender: alice.user_id, sender_display_name: 'Alice A.', room_name: 'Lunch', content: { msgtype: 'm.text', body: 'soup today' }, counts: { unread: 1 }, prio: 'low', devices: undefined },
+        { event_id: eventId, id: eventId, room_id: roomId, type: 'm.room.message', sender: alice.user_id, sender_display_name: 'Alice A.', room_name: 'Lunch', content: { msgtype: 'm.text', body: 'soup today' }, counts: { unread: 1 }, prio: 'low', devices: undefined },
       );
       const device = full.devices[0]!;
       assert.equal(device.app_id, 'org.example.app');

@@ -31,6 +31,8 @@ export function pushMessage(event: StoredEvent, userId: string, outcome: Readonl
   const device = { app_id: pusher.app_id, pushkey: pusher.pushkey, pushkey_ts: Math.floor(pusher.pushkey_ts / 1000), data, tweaks };
   const notification: JsonObject = { event_id: event.event_id, room_id: event.room_id, counts: { unread }, prio, devices: [device] };
   if (data.format !== 'event_id_only') {
+    // Not in the spec: the event ID again under its old name, which Synapse still sends (sytest checks for it).
+    notification.id = event.event_id;
     notification.type = event.type;
     notification.sender = event.sender;
     if (room.senderDisplayName !== undefined) notification.sender_display_name = room.senderDisplayName;
