@@ -134,6 +134,28 @@ for (const engine of ENGINES) {
       assert.deepEqual((await pushesOf(afterLeaving, 2)).map((p) => p.devices[0]!.pushkey).sort(), ['bob-full', 'bob-id-only']);
     });
 
+    it('clears the badge with a push without an event once the messages are read', async () => {
+      const eventId = await send(alice, { msgtype: 'm.text', body: 'read me' });
+      const [pushed] = (await pushesOf(eventId, 2)).filter((p) => p.devices[0]!.pushkey === 'bob-full');
+      assert.ok(pushed!.counts.unread >= 1, 'the push counts the room as unread');
+      const badges = () => gateway.received.filter((n) => n.event_id === undefined && n.devices[0]!.pushkey.startsWith('bob-'));
+      const before = badges().length;
+      const read = await server.api.post(`/v3/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {}, { token: bob.access_token });
+      assert.equal(read.status, 200);
+      await until(() => badges().length >= before + 2, 'a badge push to each of bob\'s pushers');
+      await sleep(500);
+      const sent = badges().slice(before);
+      assert.deepEqual(sent.map((n) => n.devices[0]!.pushkey).sort(), ['bob-full', 'bob-id-only']);
+      for (const badge of sent) {
+        assert.deepEqual(Object.keys(badge).sort(), ['counts', 'devices', 'prio']);
+        assert.deepEqual(badge.counts, { unread: 0 });
+      }
+      // The same receipt again moves nothing: no badge push.
+      assert.equal((await server.api.post(`/v3/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {}, { token: bob.access_token })).status, 200);
+      await sleep(700);
+      assert.equal(badges().length, before + 2);
+    });
+
     it('deletes the pusher of a pushkey the gateway rejects', async () => {
       gateway.rejecting.add('bob-id-only');
       const eventId = await send(alice, { msgtype: 'm.text', body: 'rejected' });

@@ -261,6 +261,7 @@ export function createServices(config: Config, db: Db, clock: Clock, outboxClock
   eventCreator.eventHooks.push(pushEvaluator.hook);
   const push = new PushProcessor(store, pushRuleCache, outboxClock, clock, () => delivery.worker.poke());
   eventCreator.afterPersist.push(() => push.poke());
+  receipts.moved.push((userId, position) => void push.badgeUpdate(userId, position));
   const roomDirectory = new RoomDirectoryService(store, config);
   const upgradeUserState = new UpgradeUserState(store, writer, pushRules);
   rooms.joinedReplacement.push((userId, roomId, predecessorId) => upgradeUserState.copyOnJoin(userId, roomId, predecessorId));

@@ -2,8 +2,9 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface GatewayNotification {
-  event_id: string;
-  room_id: string;
+  /** Absent from a push that only updates the badge. */
+  event_id?: string;
+  room_id?: string;
   type?: string;
   sender?: string;
   sender_display_name?: string;

@@ -59,6 +59,8 @@ function toReadReceipt(row: ReceiptRow): ReadReceipt {
  */
 export class ReceiptService {
   private readonly hooks: ReceiptHook[] = [];
+  /** Called with the user and the position once a read receipt of theirs moved and is committed (badge pushes). */
+  readonly moved: ((userId: string, position: number) => void)[] = [];
   private readonly statements: ReceiptStatement[] = [];
   private readonly batches: ReceiptBatches;
   /** Clients repeat a receipt on the event they last sent it for (every few seconds, per device): answered from here. */
@@ -164,16 +166,19 @@ export class ReceiptService {
       if (!written) return;
       this.seen.set(mark, roomId, type, userId, threadId, event.event_id, eventPos);
       this.writer.committed(position, wake);
+      for (const callback of this.moved) callback(userId, position);
       return;
     }
-    await this.writer.write(async (tx) => {
+    const moved = await this.writer.write(async (tx) => {
       // The stream position serialises writers: whether the receipt moves is decided against the latest committed one.
       const { position, written } = await tx.takePosition(wake, () => tx.store.receipts.putAtNextPosition(receipt));
-      if (!written) return;
+      if (!written) return undefined;
       const row: ReceiptRow = { ...receipt, stream_pos: position };
       for (const hook of this.hooks) await hook(tx.store, row);
       tx.store.afterCommit(() => this.seen.set(mark, roomId, type, userId, threadId, event.event_id, eventPos));
+      return position;
     });
+    if (moved !== undefined) for (const callback of this.moved) callback(userId, moved);
   }
 
   /** The m.fully_read room account data, moved forwards only (Synapse's read marker handler does the same). */

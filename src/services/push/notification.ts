@@ -28,7 +28,7 @@ export function pushMessage(event: StoredEvent, userId: string, outcome: Readonl
   const tweaks = { ...outcome.tweaks } as JsonObject;
   // As Synapse: an encrypted event (whose content the server cannot judge), a sound or a highlight is urgent.
   const prio = event.type === 'm.room.encrypted' || outcome.highlight || tweaks.sound !== undefined ? 'high' : 'low';
-  const device = { app_id: pusher.app_id, pushkey: pusher.pushkey, pushkey_ts: Math.floor(pusher.pushkey_ts / 1000), data, tweaks };
+  const device = { ...deviceOf(pusher, data), tweaks };
   const notification: JsonObject = { event_id: event.event_id, room_id: event.room_id, counts: { unread }, prio, devices: [device] };
   if (data.format !== 'event_id_only') {
     // Not in the spec: the event ID again under its old name, which Synapse still sends (sytest checks for it).
@@ -42,4 +42,20 @@ export function pushMessage(event: StoredEvent, userId: string, outcome: Readonl
     notification.content = event.content;
   }
   return { url: String(url), user_id: userId, app_id: pusher.app_id, pushkey: pusher.pushkey, body: { notification } };
+}
+
+/**
+ * A push without an event, only the user's new badge (rooms with unread notifications): what the push
+ * gateway API allows "for notifications that only contain updated badge counts", sent when a read
+ * receipt moved, so that a phone's badge clears once the messages are read elsewhere (as Synapse does).
+ */
+export function badgeMessage(userId: string, pusher: PusherRow, unread: number): PushMessage {
+  const { url, ...data } = JSON.parse(pusher.data) as JsonObject;
+  const notification: JsonObject = { counts: { unread }, prio: 'low', devices: [deviceOf(pusher, data)] };
+  return { url: String(url), user_id: userId, app_id: pusher.app_id, pushkey: pusher.pushkey, body: { notification } };
+}
+
+/** The pusher as a notification's `devices` entry names it (its data without the url). */
+function deviceOf(pusher: PusherRow, data: JsonObject): JsonObject {
+  return { app_id: pusher.app_id, pushkey: pusher.pushkey, pushkey_ts: Math.floor(pusher.pushkey_ts / 1000), data };
 }

@@ -6,7 +6,7 @@ import type { PusherRow } from '../../storage/pushers.js';
 import { actionsOutcome } from '../push-rules/evaluator.js';
 import { currentStateEvents, eventFromRow } from '../rooms/event-creator.js';
 import { stateKeyOf, type StoredEvent } from '../rooms/pdu.js';
-import { pushMessage, type NotificationRoom } from './notification.js';
+import { badgeMessage, pushMessage, type NotificationRoom } from './notification.js';
 import type { PushRuleCache } from './rule-cache.js';
 
 export const PUSH_CHANNEL = 'push';
@@ -104,6 +104,31 @@ export class PushProcessor {
         return;
       }
     } while (this.again && !this.stopped);
+  }
+
+  /**
+   * Queues a badge-only push (badgeMessage) to each of the user's http pushers, after a read receipt
+   * of theirs moved at `position`. Queued once the receipt is committed, in a transaction of its own:
+   * a crash between the two leaves the badge as it was until the next push.
+   */
+  async badgeUpdate(userId: string, position: number): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const pushers = await this.store.pushers.httpPushersOf([userId]);
+      if (pushers.length === 0) return;
+      let queued = 0;
+      await this.store.transaction(async (tx) => {
+        const unread = (await tx.push.unreadRooms([userId])).get(userId) ?? 0;
+        for (const pusher of pushers) {
+          const message = badgeMessage(userId, pusher, unread);
+          const dedupeKey = `badge:${position}:${userId}:${pusher.app_id}:${pusher.pushkey}`;
+          if (await tx.outbox.insert({ id: randomUUID(), channel: PUSH_CHANNEL, dedupeKey, payload: JSON.stringify(message), now: this.outboxClock.now() })) queued++;
+        }
+      });
+      if (queued > 0) this.onQueued();
+    } catch (err) {
+      this.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'push: queueing a badge update failed');
+    }
   }
 
   /** Queues the next batch of notifications; true when more are waiting. */
