@@ -134,6 +134,16 @@ for (const engine of ENGINES) {
       assert.deepEqual((await pushesOf(afterLeaving, 2)).map((p) => p.devices[0]!.pushkey).sort(), ['bob-full', 'bob-id-only']);
     });
 
+    it('names a room without a name by its canonical alias, and says an invite is one', async () => {
+      const created = await server.api.post<{ room_id: string; room_alias: string }>('/v3/createRoom', { preset: 'private_chat', room_alias_name: `nameless-${engine}` }, { token: alice.access_token });
+      assert.equal(created.status, 200, JSON.stringify(created.body));
+      const other = created.body.room_id;
+      assert.equal((await server.api.post(`/v3/rooms/${enc(other)}/invite`, { user_id: bob.user_id }, { token: alice.access_token })).status, 200);
+      await until(() => gateway.received.some((n) => n.room_id === other && n.type === 'm.room.member'), 'the invite pushed to bob');
+      const invite = gateway.received.find((n) => n.room_id === other && n.type === 'm.room.member' && n.devices[0]!.pushkey === 'bob-full')!;
+      assert.deepEqual([invite.membership, invite.user_is_target, invite.room_name, invite.room_alias], ['invite', true, created.body.room_alias, created.body.room_alias]);
+    });
+
     it('clears the badge with a push without an event once the messages are read', async () => {
       const eventId = await send(alice, { msgtype: 'm.text', body: 'read me' });
       const [pushed] = (await pushesOf(eventId, 2)).filter((p) => p.devices[0]!.pushkey === 'bob-full');
@@ -148,7 +158,8 @@ for (const engine of ENGINES) {
       assert.deepEqual(sent.map((n) => n.devices[0]!.pushkey).sort(), ['bob-full', 'bob-id-only']);
       for (const badge of sent) {
         assert.deepEqual(Object.keys(badge).sort(), ['counts', 'devices', 'prio']);
-        assert.deepEqual(badge.counts, { unread: 0 });
+        // One room fewer with unread notifications: this one is read now.
+        assert.deepEqual(badge.counts, { unread: pushed!.counts.unread - 1 });
       }
       // The same receipt again moves nothing: no badge push.
       assert.equal((await server.api.post(`/v3/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {}, { token: bob.access_token })).status, 200);

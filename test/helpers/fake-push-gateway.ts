@@ -11,6 +11,7 @@ export interface GatewayNotification {
   room_name?: string;
   room_alias?: string;
   user_is_target?: boolean;
+  membership?: string;
   content?: Record<string, unknown>;
   prio: string;
   counts: { unread: number };

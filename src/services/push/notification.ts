@@ -36,9 +36,15 @@ export function pushMessage(event: StoredEvent, userId: string, outcome: Readonl
     notification.type = event.type;
     notification.sender = event.sender;
     if (room.senderDisplayName !== undefined) notification.sender_display_name = room.senderDisplayName;
-    if (room.name !== undefined) notification.room_name = room.name;
+    // Without a name, the room is named by its canonical alias, as clients (and Synapse's pushes) name it.
+    const roomName = room.name ?? room.alias;
+    if (roomName !== undefined) notification.room_name = roomName;
     if (room.alias !== undefined) notification.room_alias = room.alias;
-    if (event.type === 'm.room.member') notification.user_is_target = event.state_key === userId;
+    if (event.type === 'm.room.member') {
+      notification.user_is_target = event.state_key === userId;
+      // Not in the spec's list, but Synapse sends it and Sygnal reads it (an invite is told apart).
+      if (typeof event.content.membership === 'string') notification.membership = event.content.membership;
+    }
     notification.content = event.content;
   }
   return { url: String(url), user_id: userId, app_id: pusher.app_id, pushkey: pusher.pushkey, body: { notification } };
