@@ -99,12 +99,11 @@ export class ThirdPartyInvites {
    * or is refused.
    */
   async joinWithProof(userId: string, roomId: string, proof: JsonObject): Promise<void> {
-    const { sender, ...signed } = proof;
-    if (typeof sender !== 'string' || !isSignedProof(signed)) throw new MatrixError(400, 'M_INVALID_PARAM', 'third_party_signed needs sender, mxid, token and signatures');
-    if (signed.mxid !== userId) throw forbidden('third_party_signed is for another user');
-    // The sender is part of what the identity server signed: kept in `signed` as it came.
+    if (typeof proof.sender !== 'string' || !isSignedProof(proof)) throw new MatrixError(400, 'M_INVALID_PARAM', 'third_party_signed needs sender, mxid, token and signatures');
+    if (proof.mxid !== userId) throw forbidden('third_party_signed is for another user');
+    // The sender is part of what the identity server signed: the proof is kept as it came.
     const membership = (await this.store.rooms.member(roomId, userId))?.membership;
-    if (membership !== 'invite' && membership !== 'join') await this.exchange(roomId, sender, proof as SignedProof);
+    if (membership !== 'invite' && membership !== 'join') await this.exchange(roomId, proof.sender, proof);
   }
 
   /** Turns a proof into the member invite, from the one who sent the third-party invite. */
@@ -114,8 +113,9 @@ export class ThirdPartyInvites {
     if (!tpi) throw forbidden('The room has no third-party invite with this token');
     await this.requireValidKey(signed, tpi.content);
     const profile = await this.rooms.profileContent(signed.mxid);
+    // The auth rules check the proof again against the room's state as the invite is written.
+    const displayName = tpi.content.display_name;
     await this.creator.write(roomId, async (room) => {
-      const displayName = (await room.state(THIRD_PARTY_INVITE, signed.token))?.content.display_name;
       await room.append(sender, {
         type: 'm.room.member',
         state_key: signed.mxid,
