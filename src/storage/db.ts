@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Config } from '../config/index.js';
 import { WalCheckpointer, type CheckpointOptions } from './checkpoint.js';
 import { preparedStatementNames } from './compiled.js';
+import { whenNotBusy } from './sqlite-busy.js';
 import { SqliteConnectionQueue } from './sqlite-connection-queue.js';
 import { SqliteGroupCommit } from './sqlite-group-commit.js';
 import { migrations } from './migrations/index.js';
@@ -60,7 +61,8 @@ function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Databa
   const database = new SQLite(path);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
-  database.pragma('busy_timeout = 5000');
+  // Waits for another connection's lock happen on timers (storage/sqlite-busy.ts), never in a thread sleep.
+  database.pragma('busy_timeout = 0');
   // Statement and savepoint journals in memory: a send's notification rows (one per member of its room)
   // touch a page each, and past 64 KiB of them the journal was a temporary file, written at every send.
   database.pragma('temp_store = MEMORY');
@@ -70,7 +72,7 @@ function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Databa
   if (checkpointer) database.pragma('wal_autocheckpoint = 0');
   const group = new SqliteGroupCommit(database);
   const queue = new SqliteConnectionQueue();
-  const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect(group, queue, { database: withStatementCache(database, group) }) });
+  const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect(group, queue, database, { database: withStatementCache(database, group) }) });
   const sqlite: SqliteTransactions = {
     starting(start) {
       queue.markTransaction(true);
@@ -98,7 +100,8 @@ const TURN_BUDGET_MS = 10;
 const turnBudget = {
   turnStart: 0,
   marking: false,
-  async spent(): Promise<void> {
+  /** `beforeYield` runs when the current turn is over budget, just before this lets the loop turn. */
+  async spent(beforeYield: () => void): Promise<void> {
     const now = performance.now();
     if (!this.marking) {
       // The next check phase starts a new turn's count; until then this turn counts from now.
@@ -109,7 +112,10 @@ const turnBudget = {
       });
       return;
     }
-    if (now - this.turnStart >= TURN_BUDGET_MS) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (now - this.turnStart >= TURN_BUDGET_MS) {
+      beforeYield();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   },
 };
 
@@ -123,6 +129,7 @@ class MigratingSqliteDialect extends SqliteDialect {
   constructor(
     private readonly group: SqliteGroupCommit,
     private readonly queue: SqliteConnectionQueue,
+    private readonly database: SQLite.Database,
     config: ConstructorParameters<typeof SqliteDialect>[0],
   ) {
     super(config);
@@ -130,15 +137,25 @@ class MigratingSqliteDialect extends SqliteDialect {
 
   override createDriver(): Driver {
     const driver = super.createDriver();
-    const { group, queue } = this;
+    const { group, queue, database } = this;
+    // A statement refused for another connection's lock is tried again if it ran outside any transaction.
+    const outsideTransaction = () => !database.inTransaction;
     // Kysely's own lock on the connection is taken once and kept: the queue below orders its users.
-    const acquire = driver.acquireConnection.bind(driver);
+    const acquirePlain = driver.acquireConnection.bind(driver);
+    const acquire = async (): Promise<DatabaseConnection> => {
+      const plain = await acquirePlain();
+      return {
+        executeQuery: (query) => whenNotBusy(() => plain.executeQuery(query), outsideTransaction),
+        streamQuery: (query, chunkSize) => plain.streamQuery(query, chunkSize),
+      };
+    };
     let connection: Promise<DatabaseConnection> | undefined;
     const destroy = driver.destroy.bind(driver);
     driver.acquireConnection = async () => {
       await queue.acquire();
-      // Holding the connection: it is the next in line's only after this turn of the loop.
-      await turnBudget.spent();
+      // Holding the connection: it is the next in line's only after this turn of the loop. The open
+      // group is committed first, so that other processes' writers do not wait on its lock meanwhile.
+      await turnBudget.spent(() => group.flush());
       return (connection ??= acquire());
     };
     driver.releaseConnection = async () => {
@@ -146,7 +163,7 @@ class MigratingSqliteDialect extends SqliteDialect {
       queue.release();
     };
     // Transactions are units of the connection's group commit (see SqliteGroupCommit).
-    driver.beginTransaction = async () => group.begin();
+    driver.beginTransaction = () => whenNotBusy(() => group.begin(), outsideTransaction);
     driver.commitTransaction = async () => group.commit();
     driver.rollbackTransaction = async () => group.rollback();
     driver.destroy = async () => {
