@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import SQLite from 'better-sqlite3';
 import { sql } from 'kysely';
 import { Api } from './helpers/api.js';
 import { scrape } from './helpers/metrics.js';
@@ -133,6 +134,27 @@ describe('Prometheus metrics (sqlite)', () => {
     await api.put(`/v3/user/${encodeURIComponent(alice.user_id)}/account_data/org.example.wake`, { x: 1 }, { token: alice.access_token });
     assert.equal((await polling).status, 200);
     assert.equal((await scrape(metricsUrl())).value('myelin_sync_longpolls_waiting'), 0);
+  });
+
+  it("counts the waits for another connection's SQLite lock, and the request that waited succeeds", async () => {
+    const bob = await api.register('metrics-locked');
+    const before = await scrape(metricsUrl());
+    // Plays another process on the same file: it takes the write lock and keeps it for 300 ms.
+    const other = new SQLite((server.config.database.args as { database: string }).database, { timeout: 0 });
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const created = api.post<{ room_id: string }>('/v3/createRoom', {}, { token: bob.access_token });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      other.exec('COMMIT');
+      assert.equal((await created).status, 200);
+    } finally {
+      other.close();
+    }
+    const now = await scrape(metricsUrl());
+    assert.equal(now.family('myelin_sqlite_lock_waits_total')?.type, 'COUNTER');
+    assert.ok(now.value('myelin_sqlite_lock_waits_total') - before.value('myelin_sqlite_lock_waits_total') >= 1);
+    const waited = now.value('myelin_sqlite_lock_wait_seconds_total') - before.value('myelin_sqlite_lock_wait_seconds_total');
+    assert.ok(waited > 0.1 && waited < 5, `${waited} s waited`);
   });
 
   it("counts room writes by where the room's head came from", async () => {

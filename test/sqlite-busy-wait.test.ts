@@ -58,6 +58,7 @@ describe('SQLite: waiting for another connection\'s lock', () => {
     const { released } = await holdLock(300);
     let ticks = 0;
     const ticker = setInterval(() => (ticks += 1), 10);
+    const counted = { ...second.sqlite!.lockWaits };
     try {
       const id = ++next;
       const started = performance.now();
@@ -67,6 +68,8 @@ describe('SQLite: waiting for another connection\'s lock', () => {
       assert.ok(done - started < 2000, `waited ${Math.round(done - started)} ms for a 300 ms lock`);
       assert.ok(ticks >= 10, `the loop turned while it waited (${ticks} ticks of 10 ms)`);
       assert.equal(await new Store(first).users.exists(user(id)), true);
+      assert.equal(second.sqlite!.lockWaits.waits - counted.waits, 1, 'its BEGIN waited, and is counted');
+      assert.ok(second.sqlite!.lockWaits.seconds - counted.seconds > 0.1, 'most of the 300 ms lock counted as waited');
     } finally {
       clearInterval(ticker);
     }
@@ -94,13 +97,16 @@ describe('SQLite: waiting for another connection\'s lock', () => {
     try {
       holder.exec('BEGIN IMMEDIATE');
       holder.prepare('INSERT INTO users (user_id, password_hash, created_ts, is_guest) VALUES (?, NULL, 1, 0)').run(user(++next));
+      const waits = { waits: 0, seconds: 0 };
       const started = performance.now();
       await assert.rejects(
-        whenNotBusy(() => waiter.exec('BEGIN IMMEDIATE'), () => !waiter.inTransaction, 150),
+        whenNotBusy(() => waiter.exec('BEGIN IMMEDIATE'), () => !waiter.inTransaction, waits, 150),
         (err: { code?: string }) => err.code === 'SQLITE_BUSY',
       );
       const waited = performance.now() - started;
       assert.ok(waited >= 100 && waited < 1000, `gave up after ${Math.round(waited)} ms`);
+      assert.equal(waits.waits, 1, 'the statement that gave up is counted once');
+      assert.ok(waits.seconds >= 0.1 && waits.seconds * 1000 <= waited + 1, `${waits.seconds} s counted`);
       assert.equal(waiter.inTransaction, false);
       holder.exec('COMMIT');
       assert.equal(await new Store(second).users.exists(user(next)), true);

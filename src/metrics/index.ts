@@ -89,6 +89,9 @@ export class Metrics {
     if (sqlite) {
       countedFrom('myelin_sqlite_commits_total', 'COMMITs of the SQLite connection (each one group of transactions)', () => ({ all: sqlite.commits }));
       countedFrom('myelin_sqlite_grouped_transactions_total', 'Transactions committed in those groups', () => ({ all: sqlite.units }));
+      const waits = db.sqlite!.lockWaits;
+      countedFrom('myelin_sqlite_lock_waits_total', "Statements that found another connection (another process, the checkpoint thread) holding SQLite's lock, and waited", () => ({ all: waits.waits }));
+      countedFrom('myelin_sqlite_lock_wait_seconds_total', 'Seconds those statements waited, in all', () => ({ all: waits.seconds }));
     }
     const headReads = services.eventCreator.headReads;
     countedFrom('myelin_room_writes_total', "Writes into existing rooms, by where the room's head (state, forward extremity) came from: this process's cache or the database", () => ({ ...headReads }), 'head');

@@ -6,7 +6,7 @@ import type pg from 'pg';
 import type { Config } from '../config/index.js';
 import { WalCheckpointer, type CheckpointOptions } from './checkpoint.js';
 import { preparedStatementNames } from './compiled.js';
-import { whenNotBusy } from './sqlite-busy.js';
+import { whenNotBusy, type LockWaits } from './sqlite-busy.js';
 import { SqliteConnectionQueue } from './sqlite-connection-queue.js';
 import { SqliteGroupCommit } from './sqlite-group-commit.js';
 import { migrations } from './migrations/index.js';
@@ -32,6 +32,8 @@ export interface SqliteTransactions {
   durable(): Promise<void>;
   /** Groups committed, and the transactions they held. */
   readonly counts: SqliteGroupCommit['counts'];
+  /** Statements that waited for another connection's lock (another process's, or the checkpoint thread's). */
+  readonly lockWaits: LockWaits;
 }
 
 let pgModule: typeof pg | undefined;
@@ -72,7 +74,8 @@ function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Databa
   if (checkpointer) database.pragma('wal_autocheckpoint = 0');
   const group = new SqliteGroupCommit(database);
   const queue = new SqliteConnectionQueue();
-  const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect(group, queue, database, { database: withStatementCache(database, group) }) });
+  const lockWaits: LockWaits = { waits: 0, seconds: 0 };
+  const kysely = new Kysely<Database>({ dialect: new MigratingSqliteDialect(group, queue, database, lockWaits, { database: withStatementCache(database, group) }) });
   const sqlite: SqliteTransactions = {
     starting(start) {
       queue.markTransaction(true);
@@ -84,6 +87,7 @@ function openSqlite(path: string, options: OpenOptions): { kysely: Kysely<Databa
     },
     durable: () => group.durable(),
     counts: group.counts,
+    lockWaits,
   };
   return { kysely, sqlite, stop: async () => checkpointer?.close() };
 }
@@ -130,6 +134,7 @@ class MigratingSqliteDialect extends SqliteDialect {
     private readonly group: SqliteGroupCommit,
     private readonly queue: SqliteConnectionQueue,
     private readonly database: SQLite.Database,
+    private readonly lockWaits: LockWaits,
     config: ConstructorParameters<typeof SqliteDialect>[0],
   ) {
     super(config);
@@ -137,7 +142,7 @@ class MigratingSqliteDialect extends SqliteDialect {
 
   override createDriver(): Driver {
     const driver = super.createDriver();
-    const { group, queue, database } = this;
+    const { group, queue, database, lockWaits } = this;
     // A statement refused for another connection's lock is tried again if it ran outside any transaction.
     const outsideTransaction = () => !database.inTransaction;
     // Kysely's own lock on the connection is taken once and kept: the queue below orders its users.
@@ -145,7 +150,7 @@ class MigratingSqliteDialect extends SqliteDialect {
     const acquire = async (): Promise<DatabaseConnection> => {
       const plain = await acquirePlain();
       return {
-        executeQuery: (query) => whenNotBusy(() => plain.executeQuery(query), outsideTransaction),
+        executeQuery: (query) => whenNotBusy(() => plain.executeQuery(query), outsideTransaction, lockWaits),
         streamQuery: (query, chunkSize) => plain.streamQuery(query, chunkSize),
       };
     };
@@ -163,7 +168,7 @@ class MigratingSqliteDialect extends SqliteDialect {
       queue.release();
     };
     // Transactions are units of the connection's group commit (see SqliteGroupCommit).
-    driver.beginTransaction = () => whenNotBusy(() => group.begin(), outsideTransaction);
+    driver.beginTransaction = () => whenNotBusy(() => group.begin(), outsideTransaction, lockWaits);
     driver.commitTransaction = async () => group.commit();
     driver.rollbackTransaction = async () => group.rollback();
     driver.destroy = async () => {

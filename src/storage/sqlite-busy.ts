@@ -13,6 +13,12 @@ export const BUSY_WAIT_MS = 5000;
 /** Pauses between tries (SQLite's own busy handler's, then its last one repeated). */
 const PAUSES_MS = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
 
+/** Statements that found another connection holding the lock and waited, and the seconds they waited in all. */
+export interface LockWaits {
+  waits: number;
+  seconds: number;
+}
+
 /** The codes that waiting can outlast; not SQLITE_BUSY_SNAPSHOT, which needs a new transaction. */
 function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
@@ -22,17 +28,27 @@ function isBusy(err: unknown): boolean {
 /**
  * Runs `attempt` until no other connection's lock refuses it, or until `waitMs` have passed.
  * `retryable` tells, after a refusal, whether trying again is safe: a statement refused outside any
- * transaction did nothing; inside one, the transaction is the caller's to undo.
+ * transaction did nothing; inside one, the transaction is the caller's to undo. A statement that
+ * waited is counted in `waits`, however it ended.
  */
-export async function whenNotBusy<T>(attempt: () => T | Promise<T>, retryable: () => boolean, waitMs = BUSY_WAIT_MS): Promise<T> {
-  const deadline = performance.now() + waitMs;
-  for (let tries = 0; ; tries++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      const pause = PAUSES_MS[Math.min(tries, PAUSES_MS.length - 1)]!;
-      if (!isBusy(err) || !retryable() || performance.now() + pause > deadline) throw err;
-      await new Promise<void>((resolve) => setTimeout(resolve, pause));
+export async function whenNotBusy<T>(attempt: () => T | Promise<T>, retryable: () => boolean, waits?: LockWaits, waitMs = BUSY_WAIT_MS): Promise<T> {
+  let refusedAt: number | undefined;
+  try {
+    for (let tries = 0; ; tries++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        const pause = PAUSES_MS[Math.min(tries, PAUSES_MS.length - 1)]!;
+        if (!isBusy(err) || !retryable()) throw err;
+        refusedAt ??= performance.now();
+        if (performance.now() + pause > refusedAt + waitMs) throw err;
+        await new Promise<void>((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  } finally {
+    if (waits && refusedAt !== undefined) {
+      waits.waits += 1;
+      waits.seconds += (performance.now() - refusedAt) / 1000;
     }
   }
 }
