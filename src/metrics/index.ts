@@ -85,11 +85,10 @@ export class Metrics {
         },
       });
     };
-    const sqlite = db.sqlite?.counts;
-    if (sqlite) {
-      countedFrom('myelin_sqlite_commits_total', 'COMMITs of the SQLite connection (each one group of transactions)', () => ({ all: sqlite.commits }));
-      countedFrom('myelin_sqlite_grouped_transactions_total', 'Transactions committed in those groups', () => ({ all: sqlite.units }));
-      const waits = db.sqlite!.lockWaits;
+    if (db.sqlite) {
+      const { counts, lockWaits: waits } = db.sqlite;
+      countedFrom('myelin_sqlite_commits_total', 'COMMITs of the SQLite connection (each one group of transactions)', () => ({ all: counts.commits }));
+      countedFrom('myelin_sqlite_grouped_transactions_total', 'Transactions committed in those groups', () => ({ all: counts.units }));
       countedFrom('myelin_sqlite_lock_waits_total', "Statements that found another connection (another process, the checkpoint thread) holding SQLite's lock, and waited", () => ({ all: waits.waits }));
       countedFrom('myelin_sqlite_lock_wait_seconds_total', 'Seconds those statements waited, in all', () => ({ all: waits.seconds }));
     }
