@@ -91,6 +91,20 @@ describe('SQLite: waiting for another connection\'s lock', () => {
     assert.ok(read < (await released), 'the read did not wait for the lock');
   });
 
+  it('answers reads of its own process while one of its writes waits for the other handle', BOUNDED, async () => {
+    const { released } = await holdLock(300);
+    const id = ++next;
+    const store = new Store(second);
+    const write = store.transaction((tx) => insert(tx, id)).then(() => performance.now());
+    // The write has the connection first and is refused: the read queues behind it.
+    await sleep(20);
+    assert.equal(await store.users.exists(user(id - 1)), false, 'the holder\'s row is not committed yet');
+    const read = performance.now();
+    assert.ok(read < (await released), 'the read did not wait for the lock');
+    assert.ok((await write) >= (await released));
+    assert.equal(await store.users.exists(user(id)), true);
+  });
+
   it('gives up with SQLITE_BUSY when the lock outlasts the wait, and leaves the other handle\'s work whole', BOUNDED, async () => {
     const holder = new SQLite(path, { timeout: 0 });
     const waiter = new SQLite(path, { timeout: 0 });
@@ -100,7 +114,7 @@ describe('SQLite: waiting for another connection\'s lock', () => {
       const waits = { waits: 0, seconds: 0 };
       const started = performance.now();
       await assert.rejects(
-        whenNotBusy(() => waiter.exec('BEGIN IMMEDIATE'), () => !waiter.inTransaction, waits, 150),
+        whenNotBusy(() => waiter.exec('BEGIN IMMEDIATE'), () => !waiter.inTransaction, waits, undefined, 150),
         (err: { code?: string }) => err.code === 'SQLITE_BUSY',
       );
       const waited = performance.now() - started;

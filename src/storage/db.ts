@@ -145,12 +145,20 @@ class MigratingSqliteDialect extends SqliteDialect {
     const { group, queue, database, lockWaits } = this;
     // A statement refused for another connection's lock is tried again if it ran outside any transaction.
     const outsideTransaction = () => !database.inTransaction;
+    // Lent to others' queries while a statement waits for another connection's lock, then taken back in turn.
+    const held = (transaction: boolean) => ({
+      release: () => queue.release(),
+      reacquire: () => {
+        queue.markTransaction(transaction);
+        return queue.acquire();
+      },
+    });
     // Kysely's own lock on the connection is taken once and kept: the queue below orders its users.
     const acquirePlain = driver.acquireConnection.bind(driver);
     const acquire = async (): Promise<DatabaseConnection> => {
       const plain = await acquirePlain();
       return {
-        executeQuery: (query) => whenNotBusy(() => plain.executeQuery(query), outsideTransaction, lockWaits),
+        executeQuery: (query) => whenNotBusy(() => plain.executeQuery(query), outsideTransaction, lockWaits, held(false)),
         streamQuery: (query, chunkSize) => plain.streamQuery(query, chunkSize),
       };
     };
@@ -168,7 +176,7 @@ class MigratingSqliteDialect extends SqliteDialect {
       queue.release();
     };
     // Transactions are units of the connection's group commit (see SqliteGroupCommit).
-    driver.beginTransaction = () => whenNotBusy(() => group.begin(), outsideTransaction, lockWaits);
+    driver.beginTransaction = () => whenNotBusy(() => group.begin(), outsideTransaction, lockWaits, held(true));
     driver.commitTransaction = async () => group.commit();
     driver.rollbackTransaction = async () => group.rollback();
     driver.destroy = async () => {

@@ -25,13 +25,20 @@ function isBusy(err: unknown): boolean {
   return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_RECOVERY' || code === 'SQLITE_BUSY_TIMEOUT';
 }
 
+/** The caller's hold on the connection, let go while it waits so that others' queries run meanwhile. */
+export interface HeldConnection {
+  release(): void;
+  reacquire(): Promise<void>;
+}
+
 /**
  * Runs `attempt` until no other connection's lock refuses it, or until `waitMs` have passed.
  * `retryable` tells, after a refusal, whether trying again is safe: a statement refused outside any
  * transaction did nothing; inside one, the transaction is the caller's to undo. A statement that
- * waited is counted in `waits`, however it ended.
+ * waited is counted in `waits`, however it ended. Between tries the connection is `held`'s to lend:
+ * reads need no lock in WAL mode, so they do not wait behind a writer waiting for one.
  */
-export async function whenNotBusy<T>(attempt: () => T | Promise<T>, retryable: () => boolean, waits?: LockWaits, waitMs = BUSY_WAIT_MS): Promise<T> {
+export async function whenNotBusy<T>(attempt: () => T | Promise<T>, retryable: () => boolean, waits?: LockWaits, held?: HeldConnection, waitMs = BUSY_WAIT_MS): Promise<T> {
   let refusedAt: number | undefined;
   try {
     for (let tries = 0; ; tries++) {
@@ -42,7 +49,9 @@ export async function whenNotBusy<T>(attempt: () => T | Promise<T>, retryable: (
         if (!isBusy(err) || !retryable()) throw err;
         refusedAt ??= performance.now();
         if (performance.now() + pause > refusedAt + waitMs) throw err;
+        held?.release();
         await new Promise<void>((resolve) => setTimeout(resolve, pause));
+        await held?.reacquire();
       }
     }
   } finally {
