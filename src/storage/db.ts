@@ -153,12 +153,14 @@ class MigratingSqliteDialect extends SqliteDialect {
         return queue.acquire();
       },
     });
+    const queryHeld = held(false);
+    const transactionHeld = held(true);
     // Kysely's own lock on the connection is taken once and kept: the queue below orders its users.
     const acquirePlain = driver.acquireConnection.bind(driver);
     const acquire = async (): Promise<DatabaseConnection> => {
       const plain = await acquirePlain();
       return {
-        executeQuery: (query) => whenNotBusy(() => plain.executeQuery(query), outsideTransaction, lockWaits, held(false)),
+        executeQuery: (query) => whenNotBusy(() => plain.executeQuery(query), outsideTransaction, lockWaits, queryHeld),
         streamQuery: (query, chunkSize) => plain.streamQuery(query, chunkSize),
       };
     };
@@ -176,7 +178,7 @@ class MigratingSqliteDialect extends SqliteDialect {
       queue.release();
     };
     // Transactions are units of the connection's group commit (see SqliteGroupCommit).
-    driver.beginTransaction = () => whenNotBusy(() => group.begin(), outsideTransaction, lockWaits, held(true));
+    driver.beginTransaction = () => whenNotBusy(() => group.begin(), outsideTransaction, lockWaits, transactionHeld);
     driver.commitTransaction = async () => group.commit();
     driver.rollbackTransaction = async () => group.rollback();
     driver.destroy = async () => {
