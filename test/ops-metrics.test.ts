@@ -157,6 +157,26 @@ describe('Prometheus metrics (sqlite)', () => {
     assert.ok(waited > 0.1 && waited < 5, `${waited} s waited`);
   });
 
+  it('answers 503 M_UNKNOWN with Retry-After when another process holds the lock past the wait, and wrote nothing', async () => {
+    const bob = await api.register('metrics-locked-long');
+    const joined = () => api.get<{ joined_rooms: string[] }>('/v3/joined_rooms', { token: bob.access_token });
+    const path = (server.config.database.args as { database: string }).database;
+    const other = new SQLite(path, { timeout: 0 });
+    let answer;
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      // Answered once the 5 s wait is over, the lock still held.
+      answer = await api.post('/v3/createRoom', {}, { token: bob.access_token, expectServerError: true });
+    } finally {
+      other.exec('COMMIT');
+      other.close();
+    }
+    assert.equal(answer.status, 503);
+    assert.equal(answer.body.errcode, 'M_UNKNOWN');
+    assert.equal(answer.headers.get('retry-after'), '1');
+    assert.deepEqual((await joined()).body.joined_rooms, []);
+  });
+
   it("counts room writes by where the room's head came from", async () => {
     const bob = await api.register('metrics-bob');
     const created = await api.post<{ room_id: string }>('/v3/createRoom', {}, { token: bob.access_token });

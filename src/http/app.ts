@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { MatrixError, invalidParam, notJson, unrecognized } from '../errors.js';
+import { isDatabaseBusy } from '../storage/sqlite-busy.js';
 import { FormBody } from './form.js';
 import { checkJsonBody, hasNul } from './input-checks.js';
 import { plainJsonContentType } from './json-content-type.js';
@@ -56,6 +57,8 @@ function matrixErrorOf(err: FastifyError | Error): MatrixError {
   if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new MatrixError(413, 'M_TOO_LARGE', 'Request body is too large');
   if (code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new MatrixError(400, 'M_BAD_JSON', 'Content-Length does not match the body');
   if (status !== undefined && status >= 400 && status < 500) return new MatrixError(status, 'M_UNKNOWN', 'Bad request');
+  // Another process held SQLite's lock past the wait: nothing was written, and trying later will do.
+  if (isDatabaseBusy(err)) return new MatrixError(503, 'M_UNKNOWN', 'The database is busy; try again', {}, { 'Retry-After': '1' });
   return new MatrixError(500, 'M_UNKNOWN', 'Internal server error');
 }
 

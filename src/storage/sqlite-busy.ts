@@ -19,8 +19,11 @@ export interface LockWaits {
   seconds: number;
 }
 
-/** The codes that waiting can outlast; not SQLITE_BUSY_SNAPSHOT, which needs a new transaction. */
-function isBusy(err: unknown): boolean {
+/**
+ * Whether SQLite refused for another connection's lock (what outlasted BUSY_WAIT_MS, once it reaches
+ * the caller): the codes that waiting can outlast, not SQLITE_BUSY_SNAPSHOT, which needs a new transaction.
+ */
+export function isDatabaseBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_RECOVERY' || code === 'SQLITE_BUSY_TIMEOUT';
 }
@@ -46,7 +49,7 @@ export async function whenNotBusy<T>(attempt: () => T | Promise<T>, retryable: (
         return await attempt();
       } catch (err) {
         const pause = PAUSES_MS[Math.min(tries, PAUSES_MS.length - 1)]!;
-        if (!isBusy(err) || !retryable()) throw err;
+        if (!isDatabaseBusy(err) || !retryable()) throw err;
         refusedAt ??= performance.now();
         if (performance.now() + pause > refusedAt + waitMs) throw err;
         held?.release();
